@@ -1,0 +1,43 @@
+# Careline: `make run` to try it, `make test` to check it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-postgres lint bench browser-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## Set up from nothing and run Careline on SQLite with the simulator gateway.
+run: $(STAMP)
+	$(BIN)/careline migrate --noinput
+	$(BIN)/careline demo --if-empty
+	$(BIN)/careline serve
+
+## Set up from nothing and run every test, on SQLite and on PostgreSQL.
+test: $(STAMP) browser-deps
+	$(BIN)/ruff check careline tests bench
+	$(MAKE) test-sqlite
+	$(MAKE) test-postgres
+
+test-sqlite: $(STAMP)
+	env -u DATABASE_URL $(BIN)/pytest -q -p no:cacheprovider
+
+test-postgres: $(STAMP)
+	DATABASE_URL=$$(./scripts/postgres.sh | tail -1) $(BIN)/pytest -q -p no:cacheprovider
+
+browser-deps:
+	./scripts/browser-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check careline tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pgdata careline.sqlite3 careline-test.sqlite3 staticfiles

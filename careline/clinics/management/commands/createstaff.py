@@ -1,0 +1,46 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
+
+
+class Command(BaseCommand):
+    help = "Create (or update) a staff login with a role in an organization and its practices."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--password", required=True)
+        parser.add_argument("--organization", required=True, help="Organization slug")
+        parser.add_argument(
+            "--role", choices=[r.value for r in StaffRole], default=StaffRole.FRONT_DESK
+        )
+        parser.add_argument(
+            "--practice", action="append", default=[], help="Practice code (repeatable)"
+        )
+        parser.add_argument("--email", default="")
+
+    @transaction.atomic
+    def handle(self, *args, **opts):
+        try:
+            org = Organization.objects.get(slug=opts["organization"])
+        except Organization.DoesNotExist as exc:
+            raise CommandError(f"No organization with slug '{opts['organization']}'.") from exc
+        practices = list(Practice.objects.filter(organization=org, code__in=opts["practice"]))
+        missing = set(opts["practice"]) - {p.code for p in practices}
+        if missing:
+            raise CommandError(
+                f"Unknown practice code(s) in {org.slug}: {', '.join(sorted(missing))}"
+            )
+        if opts["role"] != StaffRole.ORGANIZATION_ADMIN and not practices:
+            raise CommandError("Practice managers and front desk need at least one --practice.")
+        user, _ = get_user_model().objects.get_or_create(username=opts["username"])
+        user.email = opts["email"]
+        user.is_staff = True
+        user.set_password(opts["password"])
+        user.save()
+        membership, _ = StaffMembership.objects.update_or_create(
+            user=user, organization=org, defaults={"role": opts["role"]}
+        )
+        membership.practices.set(practices)
+        self.stdout.write(f"Staff login '{user.username}' ready ({membership.get_role_display()}).")

@@ -1,0 +1,60 @@
+"""The one place that decides which rows a staff member may see.
+
+Every model a staff member can reach declares how it hangs off a practice, either as
+`practice_lookup` (an ORM path ending at a Practice) or a `scope_filter(practice_ids)`
+classmethod for relations that need more than a path. Views, admin and APIs all go through
+`visible_to(user)` on the model's queryset, so no view has to remember the rule.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import models
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+def visible_practice_ids(user: AbstractBaseUser | AnonymousUser) -> list[int] | None:
+    """Practice ids the user may see; None means every practice (superusers)."""
+    from careline.clinics.models import Practice, StaffMembership, StaffRole
+
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    if user.is_superuser:
+        return None
+    cached = getattr(user, "_careline_practice_ids", None)
+    if cached is not None:
+        return cached
+    memberships = StaffMembership.objects.filter(user=user)
+    admin_orgs = [m.organization_id for m in memberships if m.role == StaffRole.ORGANIZATION_ADMIN]
+    ids = set(Practice.objects.filter(organization_id__in=admin_orgs).values_list("id", flat=True))
+    ids.update(
+        StaffMembership.practices.through.objects.filter(staffmembership__user=user).values_list(
+            "practice_id", flat=True
+        )
+    )
+    result = sorted(ids)
+    user._careline_practice_ids = result
+    return result
+
+
+def scope_q(model: type[models.Model], practice_ids: list[int]) -> models.Q:
+    custom = getattr(model, "scope_filter", None)
+    if custom is not None:
+        return custom(practice_ids)
+    lookup = getattr(model, "practice_lookup", None)
+    if lookup is None:
+        raise TypeError(f"{model.__name__} does not declare how it is scoped to practices")
+    return models.Q(**{f"{lookup}__in": practice_ids})
+
+
+class ScopedQuerySet(models.QuerySet):
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> ScopedQuerySet:
+        practice_ids = visible_practice_ids(user)
+        if practice_ids is None:
+            return self
+        if not practice_ids:
+            return self.none()
+        return self.filter(scope_q(self.model, practice_ids))

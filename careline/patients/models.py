@@ -1,0 +1,121 @@
+"""Patients and the consent ledger for texting them."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from careline.clinics.models import Organization, Practice
+from careline.clinics.scoping import ScopedQuerySet
+from careline.clinics.validators import normalize_phone
+
+
+class Language(models.TextChoices):
+    ENGLISH = "en", "English"
+    SPANISH = "es", "Spanish"
+
+
+class Patient(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="patients"
+    )
+    home_practice = models.ForeignKey(
+        Practice, on_delete=models.SET_NULL, null=True, blank=True, related_name="patients"
+    )
+    mrn = models.CharField("MRN", max_length=64, blank=True)
+    given_name = models.CharField(max_length=100)
+    family_name = models.CharField(max_length=100)
+    birth_date = models.DateField(null=True, blank=True)
+    preferred_language = models.CharField(
+        max_length=8, choices=Language.choices, default=Language.ENGLISH
+    )
+    # Not unique: family members often share one mobile number.
+    mobile_phone = models.CharField(max_length=20, blank=True, db_index=True)
+    email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["family_name", "given_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "mrn"],
+                condition=~models.Q(mrn=""),
+                name="patient_mrn_unique_in_org",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "mobile_phone"])]
+
+    def __str__(self) -> str:
+        return f"{self.given_name} {self.family_name}"
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        from careline.scheduling.models import Appointment
+
+        return models.Q(home_practice_id__in=practice_ids) | models.Q(
+            id__in=Appointment.objects.filter(practice_id__in=practice_ids).values("patient_id")
+        )
+
+    def clean(self) -> None:
+        if self.mobile_phone:
+            try:
+                self.mobile_phone = normalize_phone(self.mobile_phone)
+            except ValidationError as exc:
+                raise ValidationError({"mobile_phone": exc.messages}) from exc
+
+    @property
+    def sms_consent(self) -> PhoneConsent | None:
+        """The current texting consent of this patient's number in the organization."""
+        if not self.mobile_phone:
+            return None
+        return PhoneConsent.objects.filter(
+            organization_id=self.organization_id, phone=self.mobile_phone
+        ).first()
+
+
+class ConsentSource(models.TextChoices):
+    PATIENT_TEXT = "patient_text", "Patient text message"
+    PROVIDER_REPORT = "provider_report", "Reported by the SMS provider"
+    STAFF = "staff", "Staff"
+    ONLINE_FORM = "online_form", "Online form"
+    EHR_FEED = "ehr_feed", "EHR feed"
+    IMPORT = "import", "Import"
+
+
+class ConsentEvent(models.Model):
+    """Append-only ledger: every opt-in and opt-out of a number, why and when."""
+
+    class Kind(models.TextChoices):
+        OPT_IN = "opt_in", "Opted in"
+        OPT_OUT = "opt_out", "Opted out"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    phone = models.CharField(max_length=20)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source = models.CharField(max_length=20, choices=ConsentSource.choices)
+    detail = models.CharField(max_length=200, blank=True, help_text="e.g. the keyword received")
+    occurred_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["organization", "phone", "occurred_at"])]
+
+
+class PhoneConsent(models.Model):
+    """Current consent per number and organization, derived from the ledger only."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    phone = models.CharField(max_length=20)
+    opted_out = models.BooleanField(default=False)
+    source = models.CharField(max_length=20, choices=ConsentSource.choices)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "phone"], name="one_consent_per_number")
+        ]

@@ -1,0 +1,62 @@
+from django.contrib import admin
+
+from careline.clinics.admin_scoping import ScopedAdmin
+from careline.scheduling.models import (
+    Appointment,
+    AppointmentEvent,
+    BlockedPeriod,
+    Holiday,
+    RecurringBreak,
+    WorkingHours,
+)
+
+
+class AppointmentEventInline(admin.TabularInline):
+    model = AppointmentEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "from_status",
+        "to_status",
+        "old_start",
+        "new_start",
+        "source",
+        "changed_by",
+        "note",
+        "occurred_at",
+    ]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(ScopedAdmin):
+    front_desk_may_edit = True
+    list_display = ["start", "practice", "provider", "appointment_type", "status", "status_source"]
+    list_filter = ["status"]
+    list_select_related = ["practice", "provider", "appointment_type"]
+    raw_id_fields = ["patient"]
+    date_hierarchy = "start"
+    show_full_result_count = False
+    inlines = [AppointmentEventInline]
+
+
+@admin.register(WorkingHours)
+class WorkingHoursAdmin(ScopedAdmin):
+    list_display = ["provider", "practice", "weekday", "start_time", "end_time"]
+
+
+@admin.register(RecurringBreak)
+class RecurringBreakAdmin(ScopedAdmin):
+    list_display = ["provider", "practice", "weekday", "start_time", "end_time", "label"]
+
+
+@admin.register(BlockedPeriod)
+class BlockedPeriodAdmin(ScopedAdmin):
+    list_display = ["practice", "provider", "start", "end", "reason"]
+
+
+@admin.register(Holiday)
+class HolidayAdmin(ScopedAdmin):
+    list_display = ["practice", "date", "name"]

@@ -1,0 +1,400 @@
+"""Scheduling rules: open-slot search, atomic booking and moving, status changes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.patients.models import Patient
+from careline.scheduling.models import (
+    OCCUPYING_STATUSES,
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    BlockedPeriod,
+    ChangeSource,
+    Holiday,
+    RecurringBreak,
+    WorkingHours,
+)
+
+# How far ahead a slot search looks before giving up.
+SEARCH_HORIZON_DAYS = 90
+
+
+class SlotUnavailable(Exception):
+    """The requested time is taken or outside the provider's working time."""
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Slot:
+    provider_id: int
+    practice_id: int
+    start: datetime  # aware, UTC
+    end: datetime
+
+
+Interval = tuple[datetime, datetime]
+
+
+def _subtract(free: list[Interval], busy: Iterable[Interval]) -> list[Interval]:
+    """Remove busy intervals from sorted, disjoint free intervals."""
+    result = free
+    for b_start, b_end in sorted(busy):
+        next_result = []
+        for f_start, f_end in result:
+            if b_end <= f_start or b_start >= f_end:
+                next_result.append((f_start, f_end))
+                continue
+            if f_start < b_start:
+                next_result.append((f_start, b_start))
+            if b_end < f_end:
+                next_result.append((b_end, f_end))
+        result = next_result
+    return result
+
+
+def _local(day: date, at: time, practice: Practice) -> datetime:
+    # zoneinfo resolves a wall time that falls in a DST gap or overlap via fold=0,
+    # which is what a clinic's schedule means by "9:00".
+    return datetime.combine(day, at, tzinfo=practice.zone)
+
+
+def find_open_slots(
+    *,
+    practice: Practice,
+    duration_minutes: int,
+    after: datetime,
+    providers: Iterable[Provider] | None = None,
+    count: int = 3,
+    horizon_days: int = SEARCH_HORIZON_DAYS,
+) -> list[Slot]:
+    """The next `count` open slots of `duration_minutes` at `practice` starting at or after `after`.
+
+    Candidate starts lie on a grid of `duration_minutes` from the start of each working
+    period, and also right after each busy interval, so short gaps are not wasted. With no
+    providers given, anyone working at the practice may take the slot.
+    """
+    if after.tzinfo is None:
+        raise ValueError("`after` must be timezone-aware")
+    if duration_minutes <= 0:
+        raise ValueError("duration must be positive")
+    length = timedelta(minutes=duration_minutes)
+    provider_ids = (
+        [p.id for p in providers]
+        if providers is not None
+        else list(practice.providers.filter(active=True).values_list("id", flat=True))
+    )
+    if not provider_ids:
+        return []
+    hours = defaultdict(list)
+    for wh in WorkingHours.objects.filter(practice=practice, provider_id__in=provider_ids):
+        hours[(wh.provider_id, wh.weekday)].append((wh.start_time, wh.end_time))
+    breaks = defaultdict(list)
+    for br in RecurringBreak.objects.filter(practice=practice, provider_id__in=provider_ids):
+        breaks[(br.provider_id, br.weekday)].append((br.start_time, br.end_time))
+
+    zone = practice.zone
+    first_day = after.astimezone(zone).date()
+    found: list[Slot] = []
+    # Search a week at a time so the busy-time queries stay small.
+    for week in range(0, horizon_days, 7):
+        days = [first_day + timedelta(days=week + i) for i in range(7)]
+        window_start = _local(days[0], time.min, practice)
+        window_end = _local(days[-1] + timedelta(days=1), time.min, practice)
+        holidays = set(
+            Holiday.objects.filter(practice=practice, date__in=days).values_list("date", flat=True)
+        )
+        busy: dict[int, list[Interval]] = defaultdict(list)
+        for provider_id, start, end in Appointment.objects.filter(
+            provider_id__in=provider_ids,
+            status__in=OCCUPYING_STATUSES,
+            start__lt=window_end,
+            end__gt=window_start,
+        ).values_list("provider_id", "start", "end"):
+            busy[provider_id].append((start, end))
+        for bp in BlockedPeriod.objects.filter(
+            Q(provider_id__in=provider_ids) | Q(provider__isnull=True),
+            practice=practice,
+            start__lt=window_end,
+            end__gt=window_start,
+        ):
+            targets = [bp.provider_id] if bp.provider_id else provider_ids
+            for provider_id in targets:
+                busy[provider_id].append((bp.start, bp.end))
+
+        week_slots: list[Slot] = []
+        for day in days:
+            if day in holidays:
+                continue
+            weekday = day.weekday()
+            for provider_id in provider_ids:
+                periods = hours.get((provider_id, weekday))
+                if not periods:
+                    continue
+                free = sorted(
+                    (_local(day, s, practice), _local(day, e, practice)) for s, e in periods
+                )
+                free = _subtract(
+                    free,
+                    [
+                        (_local(day, s, practice), _local(day, e, practice))
+                        for s, e in breaks.get((provider_id, weekday), [])
+                    ],
+                )
+                free = _subtract(free, busy.get(provider_id, []))
+                for f_start, f_end in free:
+                    candidate = f_start
+                    while candidate + length <= f_end:
+                        if candidate >= after:
+                            week_slots.append(
+                                Slot(
+                                    provider_id,
+                                    practice.id,
+                                    candidate.astimezone(timezone.UTC),
+                                    (candidate + length).astimezone(timezone.UTC),
+                                )
+                            )
+                        candidate += length
+        week_slots.sort(key=lambda s: (s.start, s.provider_id))
+        found.extend(week_slots)
+        if len(found) >= count:
+            break
+    return found[:count]
+
+
+def _lock_provider(provider_id: int) -> None:
+    # Serializes bookings per provider on PostgreSQL; SQLite runs write transactions
+    # one at a time (IMMEDIATE mode), so the check below cannot interleave there either.
+    list(Provider.objects.select_for_update().filter(id=provider_id).values_list("id"))
+
+
+def _overlapping(provider_id: int, start: datetime, end: datetime, exclude_id: int | None = None):
+    qs = Appointment.objects.filter(
+        provider_id=provider_id, status__in=OCCUPYING_STATUSES, start__lt=end, end__gt=start
+    )
+    if exclude_id is not None:
+        qs = qs.exclude(id=exclude_id)
+    return qs.exists()
+
+
+def _is_free_working_time(
+    practice: Practice, provider_id: int, start: datetime, end: datetime
+) -> bool:
+    local = start.astimezone(practice.zone)
+    day = local.date()
+    if Holiday.objects.filter(practice=practice, date=day).exists():
+        return False
+    periods = [
+        (_local(day, wh.start_time, practice), _local(day, wh.end_time, practice))
+        for wh in WorkingHours.objects.filter(
+            practice=practice, provider_id=provider_id, weekday=day.weekday()
+        )
+    ]
+    breaks = [
+        (_local(day, br.start_time, practice), _local(day, br.end_time, practice))
+        for br in RecurringBreak.objects.filter(
+            practice=practice, provider_id=provider_id, weekday=day.weekday()
+        )
+    ]
+    blocked = [
+        (bp.start, bp.end)
+        for bp in BlockedPeriod.objects.filter(
+            Q(provider_id=provider_id) | Q(provider__isnull=True),
+            practice=practice,
+            start__lt=end,
+            end__gt=start,
+        )
+    ]
+    free = _subtract(_subtract(sorted(periods), breaks), blocked)
+    return any(f_start <= start and end <= f_end for f_start, f_end in free)
+
+
+def book_appointment(
+    *,
+    patient: Patient,
+    provider: Provider,
+    practice: Practice,
+    appointment_type: AppointmentType,
+    start: datetime,
+    source: str = ChangeSource.STAFF,
+    user=None,
+    check_working_time: bool = True,
+) -> Appointment:
+    """Book `start` for the patient, or raise SlotUnavailable. Safe under concurrency."""
+    end = start + timedelta(minutes=appointment_type.duration_minutes)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            _lock_provider(provider.id)
+            if check_working_time and not _is_free_working_time(practice, provider.id, start, end):
+                raise SlotUnavailable("That time is outside the provider's working hours.")
+            if _overlapping(provider.id, start, end):
+                raise SlotUnavailable("That time has just been taken.")
+            appointment = Appointment.objects.create(
+                organization_id=practice.organization_id,
+                practice=practice,
+                provider=provider,
+                patient=patient,
+                appointment_type=appointment_type,
+                start=start,
+                end=end,
+                status=AppointmentStatus.BOOKED,
+                status_changed_at=now,
+                status_source=source,
+                status_changed_by=user,
+            )
+            AppointmentEvent.objects.create(
+                appointment=appointment,
+                to_status=AppointmentStatus.BOOKED,
+                new_start=start,
+                source=source,
+                changed_by=user,
+                occurred_at=now,
+            )
+    except IntegrityError as exc:
+        # The database's own guarantee fired: someone else won the race.
+        raise SlotUnavailable("That time has just been taken.") from exc
+    return appointment
+
+
+def move_appointment(
+    appointment: Appointment,
+    *,
+    new_start: datetime,
+    new_provider: Provider | None = None,
+    source: str = ChangeSource.STAFF,
+    user=None,
+    check_working_time: bool = True,
+) -> Appointment:
+    """Move to a new time (and provider) atomically; the old time is freed in the same step."""
+    provider = new_provider or appointment.provider
+    duration = appointment.end - appointment.start
+    new_end = new_start + duration
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            _lock_provider(provider.id)
+            current = Appointment.objects.select_for_update().get(pk=appointment.pk)
+            if current.status not in (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED):
+                raise InvalidTransition(
+                    f"A {current.get_status_display().lower()} visit cannot be moved."
+                )
+            if check_working_time and not _is_free_working_time(
+                current.practice, provider.id, new_start, new_end
+            ):
+                raise SlotUnavailable("That time is outside the provider's working hours.")
+            if _overlapping(provider.id, new_start, new_end, exclude_id=current.pk):
+                raise SlotUnavailable("That time has just been taken.")
+            old_start = current.start
+            current.start, current.end, current.provider = new_start, new_end, provider
+            # A moved visit needs a fresh confirmation.
+            current.status = AppointmentStatus.BOOKED
+            current.confirmed_at = None
+            current.status_changed_at, current.status_source = now, source
+            current.status_changed_by = user
+            current.save()
+            AppointmentEvent.objects.create(
+                appointment=current,
+                from_status=appointment.status,
+                to_status=current.status,
+                old_start=old_start,
+                new_start=new_start,
+                source=source,
+                changed_by=user,
+                occurred_at=now,
+                note="rescheduled",
+            )
+    except IntegrityError as exc:
+        raise SlotUnavailable("That time has just been taken.") from exc
+    return current
+
+
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    AppointmentStatus.BOOKED: {
+        AppointmentStatus.CONFIRMED,
+        AppointmentStatus.ARRIVED,
+        AppointmentStatus.CANCELLED,
+        AppointmentStatus.NO_SHOW,
+        AppointmentStatus.FULFILLED,
+        AppointmentStatus.ENTERED_IN_ERROR,
+    },
+    AppointmentStatus.CONFIRMED: {
+        AppointmentStatus.ARRIVED,
+        AppointmentStatus.CANCELLED,
+        AppointmentStatus.NO_SHOW,
+        AppointmentStatus.FULFILLED,
+        AppointmentStatus.ENTERED_IN_ERROR,
+        AppointmentStatus.BOOKED,
+    },
+    AppointmentStatus.ARRIVED: {
+        AppointmentStatus.FULFILLED,
+        AppointmentStatus.NO_SHOW,
+        AppointmentStatus.ENTERED_IN_ERROR,
+    },
+    AppointmentStatus.NO_SHOW: {AppointmentStatus.ARRIVED, AppointmentStatus.ENTERED_IN_ERROR},
+    AppointmentStatus.FULFILLED: {AppointmentStatus.ENTERED_IN_ERROR},
+    AppointmentStatus.CANCELLED: {AppointmentStatus.ENTERED_IN_ERROR},
+    AppointmentStatus.ENTERED_IN_ERROR: set(),
+}
+
+
+def change_status(
+    appointment: Appointment,
+    new_status: str,
+    *,
+    source: str,
+    user=None,
+    note: str = "",
+    at: datetime | None = None,
+) -> Appointment:
+    """Apply a status change if the state machine allows it, recording who and when."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        current = Appointment.objects.select_for_update().get(pk=appointment.pk)
+        if new_status == current.status:
+            return current
+        if new_status not in ALLOWED_TRANSITIONS[current.status]:
+            raise InvalidTransition(
+                f"Cannot change a {current.get_status_display().lower()} appointment to "
+                f"{AppointmentStatus(new_status).label.lower()}."
+            )
+        old = current.status
+        current.status = new_status
+        if new_status == AppointmentStatus.CONFIRMED:
+            current.confirmed_at = at
+        current.status_changed_at, current.status_source, current.status_changed_by = (
+            at,
+            source,
+            user,
+        )
+        current.save(
+            update_fields=[
+                "status",
+                "confirmed_at",
+                "status_changed_at",
+                "status_source",
+                "status_changed_by",
+            ]
+        )
+        AppointmentEvent.objects.create(
+            appointment=current,
+            from_status=old,
+            to_status=new_status,
+            source=source,
+            changed_by=user,
+            note=note[:200],
+            occurred_at=at,
+        )
+    return current

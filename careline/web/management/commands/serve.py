@@ -1,0 +1,59 @@
+import os
+import signal
+import subprocess
+import sys
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Serve the staff app, patient pages and APIs, with a background worker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default="127.0.0.1:8000")
+        parser.add_argument("--workers", type=int, default=2, help="Web worker processes")
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Do not start the message worker"
+        )
+
+    def handle(self, *args, **opts):
+        call_command("collectstatic", interactive=False, verbosity=0)
+        children = []
+        if not opts["no_worker"] and "worker" in self._commands():
+            children.append(subprocess.Popen([sys.executable, "-m", "careline", "worker"]))
+        web = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "careline.wsgi:application",
+                "--bind",
+                opts["bind"],
+                "--workers",
+                str(opts["workers"]),
+                "--access-logfile",
+                "-",
+                "--access-logformat",
+                '%(h)s "%(m)s %(U)s" %(s)s %(M)sms',
+            ],
+            env={**os.environ},
+        )
+        children.append(web)
+        self.stdout.write(f"Careline is serving at http://{opts['bind']}/ (Ctrl-C to stop)")
+        try:
+            web.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            for child in children:
+                child.wait(timeout=10)
+
+    @staticmethod
+    def _commands():
+        from django.core.management import get_commands
+
+        return get_commands()

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Start (or reuse) a throwaway PostgreSQL cluster on loopback for tests and benchmarks.
+# Prints the DATABASE_URL on its last line. Installs Debian's postgresql when missing.
+set -euo pipefail
+PORT="${CARELINE_PG_PORT:-54329}"
+DIR="${CARELINE_PG_DIR:-$PWD/.pgdata}"
+
+find_bin() {
+  for d in /usr/lib/postgresql/*/bin; do
+    if [ -x "$d/pg_ctl" ]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
+
+BIN="$(find_bin || true)"
+if [ -z "$BIN" ]; then
+  echo "Installing PostgreSQL from Debian's packages…" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  $SUDO apt-get install -y -qq postgresql >&2
+  BIN="$(find_bin)"
+fi
+
+# PostgreSQL refuses to run as root: use the postgres system user when we are root.
+RUN=()
+if [ "$(id -u)" = 0 ]; then
+  id postgres >/dev/null 2>&1 || useradd --system --home "$DIR" postgres
+  RUN=(runuser -u postgres --)
+fi
+
+if [ ! -f "$DIR/PG_VERSION" ]; then
+  mkdir -p "$DIR"
+  [ "$(id -u)" = 0 ] && chown postgres "$DIR"
+  "${RUN[@]}" "$BIN/initdb" -D "$DIR" -U careline --auth=trust -E UTF8 >/dev/null
+fi
+if ! "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
+  "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w \
+    -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    start >/dev/null
+fi
+"${RUN[@]}" "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U careline -d postgres -tAc \
+  "SELECT 1 FROM pg_database WHERE datname='careline'" | grep -q 1 || \
+  "${RUN[@]}" "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U careline careline
+echo "postgres://careline@127.0.0.1:$PORT/careline"
