@@ -105,7 +105,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "careline-test.sqlite3")}
+    # A file, not :memory:, so threads and live servers in a test share one database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"careline-test-{os.getpid()}.sqlite3")}
+else:
+    # Per-process test database names let several test runs share one server.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_careline_{os.getpid()}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
