@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -66,9 +66,10 @@ def _subtract(free: list[Interval], busy: Iterable[Interval]) -> list[Interval]:
 
 
 def _local(day: date, at: time, practice: Practice) -> datetime:
-    # zoneinfo resolves a wall time that falls in a DST gap or overlap via fold=0,
-    # which is what a clinic's schedule means by "9:00".
-    return datetime.combine(day, at, tzinfo=practice.zone)
+    # zoneinfo resolves a wall time that falls in a DST gap or overlap via fold=0, which is
+    # what a clinic's schedule means by "9:00". Converted to UTC at once so that all
+    # interval arithmetic below is in absolute time, not wall-clock time.
+    return datetime.combine(day, at, tzinfo=practice.zone).astimezone(UTC)
 
 
 def find_open_slots(
@@ -162,8 +163,8 @@ def find_open_slots(
                                 Slot(
                                     provider_id,
                                     practice.id,
-                                    candidate.astimezone(timezone.UTC),
-                                    (candidate + length).astimezone(timezone.UTC),
+                                    candidate,
+                                    candidate + length,
                                 )
                             )
                         candidate += length

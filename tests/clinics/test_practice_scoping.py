@@ -1,0 +1,142 @@
+"""A front-desk user of practice A can see nothing of practice B — in code and in the admin."""
+
+from datetime import date, datetime, time
+
+import pytest
+from django.urls import reverse
+
+from careline.clinics.models import Practice, Provider, StaffRole
+from careline.patients.models import Patient
+from careline.scheduling.models import Appointment, AppointmentEvent, WorkingHours
+from careline.scheduling.services import book_appointment
+
+
+@pytest.fixture
+def two_practices(build):
+    org = build.organization()
+    a = build.practice(org, name="Northside Family Medicine")
+    b = build.practice(org, name="Southside Pediatrics")
+    kind = build.appointment_type(org)
+    world = {"org": org, "a": a, "b": b}
+    for key, practice in (("a", a), ("b", b)):
+        provider = build.provider(practice, display_name=f"Dr. {key.upper()}")
+        patient = build.patient(org, home_practice=practice, family_name=f"Family{key.upper()}")
+        appt = book_appointment(
+            patient=patient,
+            provider=provider,
+            practice=practice,
+            appointment_type=kind,
+            start=datetime.combine(date(2026, 12, 2), time(9), tzinfo=practice.zone),
+        )
+        world[f"{key}_provider"], world[f"{key}_patient"], world[f"{key}_appt"] = (
+            provider,
+            patient,
+            appt,
+        )
+    world["desk_a"] = build.staff(org, StaffRole.FRONT_DESK, practices=[a], username="desk_a")
+    world["admin"] = build.staff(org, StaffRole.ORGANIZATION_ADMIN, username="orgadmin")
+    return world
+
+
+def test_querysets_are_scoped_for_front_desk(two_practices):
+    w = two_practices
+    user = w["desk_a"]
+    assert list(Practice.objects.visible_to(user)) == [w["a"]]
+    assert list(Provider.objects.visible_to(user)) == [w["a_provider"]]
+    assert list(Patient.objects.visible_to(user)) == [w["a_patient"]]
+    assert list(Appointment.objects.visible_to(user)) == [w["a_appt"]]
+    assert set(AppointmentEvent.objects.visible_to(user).values_list("appointment", flat=True)) == {
+        w["a_appt"].pk
+    }
+    assert set(WorkingHours.objects.visible_to(user).values_list("practice", flat=True)) == {
+        w["a"].pk
+    }
+
+
+def test_a_patient_of_b_who_visits_a_becomes_visible_to_a(build, two_practices):
+    w = two_practices
+    book_appointment(
+        patient=w["b_patient"],
+        provider=w["a_provider"],
+        practice=w["a"],
+        appointment_type=w["a_appt"].appointment_type,
+        start=datetime.combine(date(2026, 12, 3), time(10), tzinfo=w["a"].zone),
+    )
+    assert w["b_patient"] in Patient.objects.visible_to(w["desk_a"])
+
+
+def test_organization_admin_sees_every_practice(two_practices):
+    w = two_practices
+    assert set(Practice.objects.visible_to(w["admin"])) == {w["a"], w["b"]}
+    assert Appointment.objects.visible_to(w["admin"]).count() == 2
+
+
+def test_anonymous_and_memberless_users_see_nothing(build, two_practices, django_user_model):
+    from django.contrib.auth.models import AnonymousUser
+
+    loner = django_user_model.objects.create_user("loner", password="x-pass-123!")
+    for user in (AnonymousUser(), loner):
+        assert not Practice.objects.visible_to(user).exists()
+        assert not Appointment.objects.visible_to(user).exists()
+
+
+@pytest.mark.parametrize(
+    "model_name, key",
+    [
+        ("scheduling/appointment", "appt"),
+        ("patients/patient", "patient"),
+        ("clinics/provider", "provider"),
+        ("clinics/practice", None),
+    ],
+)
+def test_admin_change_pages_of_other_practice_are_not_found(client, two_practices, model_name, key):
+    w = two_practices
+    client.force_login(w["desk_a"])
+    other = w[f"b_{key}"] if key else w["b"]
+    mine = w[f"a_{key}"] if key else w["a"]
+    app_label, model = model_name.split("/")
+    own_url = reverse(f"admin:{app_label}_{model}_change", args=[mine.pk])
+    other_url = reverse(f"admin:{app_label}_{model}_change", args=[other.pk])
+    assert client.get(own_url).status_code == 200
+    # Django's admin redirects to the index with a "doesn't exist" message for hidden rows.
+    response = client.get(other_url, follow=True)
+    assert "doesn’t exist" in response.content.decode() or response.status_code == 404
+    changelist = client.get(reverse(f"admin:{app_label}_{model}_changelist"))
+    assert changelist.status_code == 200
+    body = changelist.content.decode()
+    assert str(other) not in body or str(other) == str(mine)
+
+
+def test_admin_form_cannot_point_an_appointment_at_another_practice(client, two_practices):
+    w = two_practices
+    client.force_login(w["desk_a"])
+    appt = w["a_appt"]
+    url = reverse("admin:scheduling_appointment_change", args=[appt.pk])
+    form = client.get(url).context["adminform"].form
+    assert list(form.fields["practice"].queryset) == [w["a"]]
+    data = {name: form[name].value() or "" for name in form.fields}
+    data["practice"] = w["b"].pk
+    data.update(
+        {
+            "start_0": "2026-12-02",
+            "start_1": "15:00:00",
+            "end_0": "2026-12-02",
+            "end_1": "15:20:00",
+            "status_changed_at_0": "2026-12-01",
+            "status_changed_at_1": "10:00:00",
+        }
+    )
+    data.update({"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"})
+    response = client.post(url, data)
+    assert response.status_code == 200  # re-rendered with an error, not saved
+    assert "Select a valid choice" in response.content.decode()
+    appt.refresh_from_db()
+    assert appt.practice_id == w["a"].pk
+
+
+def test_home_page_lists_only_own_practices(client, two_practices):
+    w = two_practices
+    client.force_login(w["desk_a"])
+    body = client.get(reverse("home")).content.decode()
+    assert "Northside Family Medicine" in body
+    assert "Southside Pediatrics" not in body
