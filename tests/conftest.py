@@ -103,3 +103,6 @@ class ClinicBuilder:
 @pytest.fixture
 def build(db) -> ClinicBuilder:
     return ClinicBuilder()
+
+
+pytest_plugins = ["tests.browser"]

@@ -1,0 +1,35 @@
+"""A front-desk person signs in with a real browser and sees their practice."""
+
+import pytest
+
+from careline.clinics.models import StaffRole
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_staff_sign_in_shows_own_practices_only(live_server, page, build):
+    org = build.organization(name="Lakeside Health")
+    mine = build.practice(org, name="Lakeside Family Medicine")
+    build.practice(org, name="Hillcrest Cardiology")
+    build.staff(
+        org,
+        StaffRole.FRONT_DESK,
+        practices=[mine],
+        username="frontdesk",
+        password="careline-test-pw",
+    )
+
+    page.goto(f"{live_server.url}/")
+    assert "/login/" in page.url
+    page.get_by_label("Username").fill("frontdesk")
+    page.get_by_label("Password").fill("wrong-password")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text().startswith("Your username and password")
+
+    page.get_by_label("Username").fill("frontdesk")
+    page.get_by_label("Password").fill("careline-test-pw")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/")
+    table = page.get_by_role("table").inner_text()
+    assert "Lakeside Family Medicine" in table
+    assert "Hillcrest Cardiology" not in table
