@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.messaging.planning import sync_reminders
 from careline.patients.models import Patient
 from careline.scheduling.models import (
     OCCUPYING_STATUSES,
@@ -264,6 +265,7 @@ def book_appointment(
                 changed_by=user,
                 occurred_at=now,
             )
+            sync_reminders([appointment.pk])
     except IntegrityError as exc:
         # The database's own guarantee fired: someone else won the race.
         raise SlotUnavailable("That time has just been taken.") from exc
@@ -317,6 +319,7 @@ def move_appointment(
                 occurred_at=now,
                 note="rescheduled",
             )
+            sync_reminders([current.pk])
     except IntegrityError as exc:
         raise SlotUnavailable("That time has just been taken.") from exc
     return current
@@ -398,4 +401,5 @@ def change_status(
             note=note[:200],
             occurred_at=at,
         )
+        sync_reminders([current.pk])
     return current

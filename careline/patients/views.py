@@ -1,0 +1,41 @@
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from careline.audit.services import record_patient_access
+from careline.patients.models import ConsentEvent, Patient
+from careline.scheduling.models import Appointment
+
+
+@login_required
+def patient_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
+    patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=patient_id)
+    record_patient_access(request, patient.id, "patient page", practice_id=patient.home_practice_id)
+    appointments = (
+        Appointment.objects.visible_to(request.user)
+        .filter(patient=patient)
+        .select_related("practice", "provider", "appointment_type")
+        .order_by("-start")[:50]
+    )
+    consent = (
+        ConsentEvent.objects.filter(
+            organization_id=patient.organization_id, phone=patient.mobile_phone
+        )
+        if patient.mobile_phone
+        else ConsentEvent.objects.none()
+    )
+    shared = (
+        Patient.objects.visible_to(request.user)
+        .filter(organization_id=patient.organization_id, mobile_phone=patient.mobile_phone)
+        .exclude(pk=patient.pk)
+        if patient.mobile_phone
+        else Patient.objects.none()
+    )
+    context = {
+        "patient": patient,
+        "appointments": appointments,
+        "consent_events": consent[:20],
+        "current_consent": patient.sms_consent,
+        "sharing_number": shared,
+    }
+    return render(request, "patients/detail.html", context)

@@ -1,0 +1,280 @@
+"""Appointments owned by an outside system (EHR, practice management) arriving by FHIR, HL7 or CSV.
+
+The outside system is the source of truth for its calendar: its appointments may overlap,
+and its statuses are applied as sent. Two things stay Careline's: a patient's confirmation
+is not erased by a feed that does not know about it, and a message older than the newest one
+applied never rolls an appointment back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from careline.clinics.models import AppointmentType, Organization, Practice, Provider
+from careline.patients.models import Patient
+from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
+from careline.scheduling.services import change_status
+
+logger = logging.getLogger(__name__)
+
+# Shown to patients for appointment types a feed introduces; staff can rename it later.
+NEUTRAL_PATIENT_FACING_NAME = "Appointment"
+
+
+@dataclass(frozen=True)
+class ExternalUpsert:
+    appointment: Appointment
+    created: bool
+    # False when the message was older than the newest one already applied.
+    applied: bool
+
+
+def resolve_appointment_type(
+    organization: Organization, *, code: str, name: str = "", duration_minutes: int = 20
+) -> AppointmentType:
+    """The organization's appointment type with this code, created on first sight."""
+    code = code.strip()[:40] or "visit"
+    appointment_type, _ = AppointmentType.objects.get_or_create(
+        organization=organization,
+        code=code,
+        defaults={
+            "name": (name.strip() or code)[:120],
+            "patient_facing_name": NEUTRAL_PATIENT_FACING_NAME,
+            "duration_minutes": max(1, duration_minutes),
+        },
+    )
+    return appointment_type
+
+
+def upsert_external_appointment(
+    *,
+    organization: Organization,
+    practice: Practice,
+    provider: Provider,
+    patient: Patient,
+    appointment_type: AppointmentType,
+    start: datetime,
+    end: datetime,
+    status: str,
+    source: str,
+    external_system: str = "",
+    external_id: str = "",
+    updated_at: datetime | None = None,
+    appointment: Appointment | None = None,
+    note: str = "",
+) -> ExternalUpsert:
+    """Create or update the appointment matched by `appointment` or by its external id.
+
+    `updated_at` is when the outside system last changed it (default: now); a message older
+    than the one last applied changes nothing. Reminders are re-planned in the same
+    transaction, so an appointment never exists without its reminder plan.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    if end <= start:
+        raise ValueError("An appointment must end after it starts.")
+    if status not in AppointmentStatus.values:
+        raise ValueError(f"Unknown appointment status '{status}'.")
+    now = timezone.now()
+    updated_at = updated_at or now
+    with transaction.atomic():
+        current = _locked_match(organization, external_system, external_id, appointment)
+        created = False
+        if current is None:
+            try:
+                with transaction.atomic():
+                    current = _create(
+                        organization,
+                        practice,
+                        provider,
+                        patient,
+                        appointment_type,
+                        start,
+                        end,
+                        status,
+                        source,
+                        external_system,
+                        external_id,
+                        updated_at,
+                        now,
+                        note,
+                    )
+                    created = True
+            except IntegrityError:
+                # A concurrent message created it first; apply this one as an update.
+                current = _locked_match(organization, external_system, external_id, None)
+                if current is None:
+                    raise
+        if not created:
+            if current.external_updated_at and updated_at < current.external_updated_at:
+                return ExternalUpsert(current, created=False, applied=False)
+            current = _update(
+                current,
+                practice,
+                provider,
+                patient,
+                appointment_type,
+                start,
+                end,
+                status,
+                source,
+                external_system,
+                external_id,
+                updated_at,
+                now,
+                note,
+            )
+        _link_practice(current, provider, practice, patient)
+        _plan_reminders(current.id)
+    return ExternalUpsert(current, created=created, applied=True)
+
+
+def _locked_match(
+    organization: Organization,
+    external_system: str,
+    external_id: str,
+    appointment: Appointment | None,
+) -> Appointment | None:
+    qs = Appointment.objects.select_for_update()
+    if appointment is not None:
+        return qs.get(pk=appointment.pk)
+    if not external_id:
+        return None
+    return qs.filter(
+        organization=organization, external_system=external_system, external_id=external_id
+    ).first()
+
+
+def _create(
+    organization,
+    practice,
+    provider,
+    patient,
+    appointment_type,
+    start,
+    end,
+    status,
+    source,
+    external_system,
+    external_id,
+    updated_at,
+    now,
+    note,
+) -> Appointment:
+    appointment = Appointment.objects.create(
+        organization=organization,
+        practice=practice,
+        provider=provider,
+        patient=patient,
+        appointment_type=appointment_type,
+        start=start,
+        end=end,
+        status=status,
+        confirmed_at=now if status == AppointmentStatus.CONFIRMED else None,
+        status_changed_at=now,
+        status_source=source,
+        allow_overlap=True,
+        external_system=external_system,
+        external_id=external_id,
+        external_updated_at=updated_at,
+    )
+    AppointmentEvent.objects.create(
+        appointment=appointment,
+        to_status=status,
+        new_start=start,
+        source=source,
+        note=note[:200],
+        occurred_at=now,
+    )
+    return appointment
+
+
+def _update(
+    current: Appointment,
+    practice,
+    provider,
+    patient,
+    appointment_type,
+    start,
+    end,
+    status,
+    source,
+    external_system,
+    external_id,
+    updated_at,
+    now,
+    note,
+) -> Appointment:
+    moved = start != current.start or provider.id != current.provider_id
+    old_status, old_start = current.status, current.start
+    patient_confirms = (
+        status == AppointmentStatus.CONFIRMED
+        and old_status == AppointmentStatus.BOOKED
+        and not moved
+    )
+    if patient_confirms:
+        # Applied below through the state machine, like a confirmation by text.
+        status = old_status
+    elif status == AppointmentStatus.BOOKED and old_status == AppointmentStatus.CONFIRMED:
+        # A feed that does not know about the patient's confirmation keeps it, unless the
+        # visit moved: a new time needs a fresh confirmation.
+        status = AppointmentStatus.BOOKED if moved else AppointmentStatus.CONFIRMED
+    current.practice, current.provider, current.patient = practice, provider, patient
+    current.appointment_type = appointment_type
+    current.start, current.end = start, end
+    current.allow_overlap = True
+    if external_id:
+        current.external_system, current.external_id = external_system, external_id
+    current.external_updated_at = updated_at
+    if status != old_status:
+        current.status = status
+        current.status_changed_at, current.status_source = now, source
+        current.status_changed_by = None
+        if status == AppointmentStatus.CONFIRMED:
+            current.confirmed_at = now
+        elif status == AppointmentStatus.BOOKED:
+            current.confirmed_at = None
+    current.save()
+    if status != old_status or moved:
+        AppointmentEvent.objects.create(
+            appointment=current,
+            from_status=old_status,
+            to_status=status,
+            old_start=old_start if moved else None,
+            new_start=start if moved else None,
+            source=source,
+            note=(note or ("rescheduled" if moved else ""))[:200],
+            occurred_at=now,
+        )
+    if patient_confirms:
+        current = change_status(
+            current, AppointmentStatus.CONFIRMED, source=source, note=note, at=now
+        )
+    return current
+
+
+def _link_practice(
+    appointment: Appointment, provider: Provider, practice: Practice, patient: Patient
+) -> None:
+    # The outside system's calendar says where people work and where patients are seen.
+    provider.practices.add(practice)
+    if patient.home_practice_id is None:
+        Patient.objects.filter(pk=patient.pk, home_practice__isnull=True).update(
+            home_practice=practice
+        )
+        patient.home_practice = practice
+
+
+def _plan_reminders(appointment_id: int) -> None:
+    try:
+        from careline.messaging.planning import sync_reminders
+    except ImportError:
+        # Reminder planning is not installed in this build; nothing to re-plan.
+        logger.debug("reminder planning unavailable; appointment %s not planned", appointment_id)
+        return
+    sync_reminders([appointment_id])
