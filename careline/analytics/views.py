@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import csv
+from datetime import date
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from careline.analytics import services
+from careline.clinics.models import Practice
+from careline.scheduling.models import Appointment
+
+COLUMNS = [
+    ("label", "Group"),
+    ("appointments", "Appointments"),
+    ("due", "Due"),
+    ("no_shows", "No-shows"),
+    ("no_show_rate", "No-show rate"),
+    ("late_cancellations", "Late cancellations"),
+    ("late_cancellation_rate", "Late-cancellation rate"),
+    ("confirmed", "Confirmed"),
+    ("confirmation_rate", "Confirmation rate"),
+    ("calls_avoided", "Calls avoided"),
+]
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _csv(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    group_by = request.GET.get("group_by", "week")
+    if group_by not in services.DIMENSIONS:
+        group_by = "week"
+    start, end = _date(request.GET.get("from")), _date(request.GET.get("to"))
+    appointments = Appointment.objects.visible_to(request.user)
+    practice_id = request.GET.get("practice")
+    if practice_id and practice_id.isdigit():
+        appointments = appointments.filter(practice_id=int(practice_id))
+    rows = services.appointment_metrics(appointments, group_by=group_by, start=start, end=end)
+    if request.GET.get("format") == "csv":
+        return _csv(
+            f"careline-{group_by}.csv",
+            [title for _, title in COLUMNS],
+            [
+                [getattr(r, f) if getattr(r, f) is not None else "" for f, _ in COLUMNS]
+                for r in rows
+            ],
+        )
+    chart_rows = [r for r in rows if r.no_show_rate is not None][-26:]
+    peak = max((r.no_show_rate for r in chart_rows), default=0) or 1
+    chart = [
+        {
+            "label": r.label,
+            "rate": r.no_show_rate,
+            "height": round(160 * r.no_show_rate / peak),
+            "x": 30 + i * 28,
+        }
+        for i, r in enumerate(chart_rows)
+    ]
+    context = {
+        "rows": rows,
+        "columns": COLUMNS,
+        "group_by": group_by,
+        "dimensions": list(services.DIMENSIONS),
+        "practices": Practice.objects.visible_to(request.user),
+        "practice_id": int(practice_id) if practice_id and practice_id.isdigit() else None,
+        "start": start,
+        "end": end,
+        "chart": chart,
+        "chart_width": 60 + 28 * len(chart),
+    }
+    return render(request, "analytics/dashboard.html", context)
+
+
+@login_required
+def before_after(request: HttpRequest) -> HttpResponse:
+    practices = Practice.objects.visible_to(request.user).filter(go_live_date__isnull=False)
+    results = services.before_and_after(practices)
+    if request.GET.get("format") == "csv":
+        return _csv(
+            "careline-before-after.csv",
+            [
+                "Practice",
+                "Go-live",
+                "Due before",
+                "No-shows before",
+                "Due after",
+                "No-shows after",
+                "Rate before",
+                "Rate after",
+                "Difference",
+                "CI low",
+                "CI high",
+                "Enough data",
+            ],
+            [
+                [
+                    r.practice.name,
+                    r.go_live,
+                    r.before_due,
+                    r.before_no_shows,
+                    r.after_due,
+                    r.after_no_shows,
+                    round(r.comparison.before_rate, 4),
+                    round(r.comparison.after_rate, 4),
+                    round(r.comparison.difference, 4),
+                    round(r.comparison.difference_low, 4),
+                    round(r.comparison.difference_high, 4),
+                    r.comparison.enough_data,
+                ]
+                for r in results
+            ],
+        )
+    return render(request, "analytics/before_after.html", {"results": results})
