@@ -1,9 +1,42 @@
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from careline.clinics.models import Practice
+from careline.web import services
+
+
+class ThrottledLoginView(auth_views.LoginView):
+    """Django's sign-in, refusing further tries after repeated failures."""
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        address = request.META.get("REMOTE_ADDR")
+        if services.sign_in_blocked(username, address):
+            form = self.get_form()
+            form.add_error(
+                None,
+                ValidationError(
+                    "Too many failed sign-ins. Wait 15 minutes or ask your practice manager."
+                ),
+            )
+            response = super().form_invalid(form)
+            response.status_code = 429
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        services.record_failed_sign_in(
+            self.request.POST.get("username", ""), self.request.META.get("REMOTE_ADDR")
+        )
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        services.clear_failures(form.get_user().get_username())
+        return super().form_valid(form)
 
 
 @login_required
