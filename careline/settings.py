@@ -57,7 +57,14 @@ INSTALLED_APPS = [
     "careline.clinics",
     "careline.patients",
     "careline.scheduling",
+    "careline.integrations",
+    "careline.messaging",
+    "careline.conversations",
     "careline.demo",
+    "careline.audit",
+    "careline.analytics",
+    "careline.api",
+    "careline.fhir",
 ]
 
 MIDDLEWARE = [
@@ -140,11 +147,49 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = CARELINE_BASE_URL.startswith("https://")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
+if SESSION_COOKIE_SECURE:
+    # Served over HTTPS (usually behind a reverse proxy that sets X-Forwarded-Proto).
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Webhooks and health checks arrive over plain HTTP only from the proxy itself.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # Default region for phone numbers typed without a country code.
 CARELINE_DEFAULT_REGION = os.environ.get("CARELINE_DEFAULT_REGION", "US")
+
+# Twilio (CARELINE_SMS_GATEWAY=twilio). Texts go from the practice's number, or through the
+# Messaging Service when one is set; TWILIO_API_BASE_URL points the client elsewhere
+# (a local fake in tests, an egress relay), blank means Twilio's own hosts.
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
+TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
+TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "").rstrip("/")
+TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
+
+# Messaging: which gateway sends texts, and the rules the worker checks at the last moment.
+CARELINE_SMS_GATEWAY = os.environ.get("CARELINE_SMS_GATEWAY", "simulator")
+# Artificial latency of the simulator gateway, for crash and rate tests.
+CARELINE_SIMULATOR_DELAY_MS = float(os.environ.get("CARELINE_SIMULATOR_DELAY_MS", "0"))
+# Texts other than replies go out only between these local hours of the practice.
+CARELINE_SENDING_HOURS_START = int(os.environ.get("CARELINE_SENDING_HOURS_START", "8"))
+CARELINE_SENDING_HOURS_END = int(os.environ.get("CARELINE_SENDING_HOURS_END", "21"))
+CARELINE_MAX_TEXTS_PER_PATIENT_PER_DAY = int(
+    os.environ.get("CARELINE_MAX_TEXTS_PER_PATIENT_PER_DAY", "4")
+)
+# Segments per second per sender number, per worker process; 0 = no limit.
+CARELINE_SENDER_SEGMENTS_PER_SECOND = float(
+    os.environ.get("CARELINE_SENDER_SEGMENTS_PER_SECOND", "0")
+)
+# A row in `sending` longer than this is assumed abandoned by a dead worker and reconciled.
+CARELINE_WORKER_LEASE_SECONDS = float(os.environ.get("CARELINE_WORKER_LEASE_SECONDS", "120"))
+CARELINE_SEND_MAX_ATTEMPTS = int(os.environ.get("CARELINE_SEND_MAX_ATTEMPTS", "5"))
+CARELINE_EMAIL_FROM = os.environ.get("CARELINE_EMAIL_FROM", "reminders@careline.invalid")
 
 LOGGING = {
     "version": 1,
