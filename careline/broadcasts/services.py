@@ -1,0 +1,285 @@
+"""Choosing a broadcast's audience, previewing it and queueing it — all set-based SQL."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from careline.broadcasts.models import Broadcast
+from careline.clinics.models import Practice
+from careline.messaging.compliance import SendingHours
+from careline.messaging.models import MessageKind, MessageState, OutboundMessage, Priority
+from careline.messaging.segments import SegmentCount, count_segments
+from careline.patients.models import Language, Patient, PhoneConsent
+from careline.scheduling.models import Appointment, AppointmentStatus
+
+VARIABLES = ("{first_name}", "{practice}")
+# A broadcast that could not go out within this long after its time is not sent late.
+BROADCAST_EXPIRY = timedelta(hours=12)
+
+
+class BroadcastError(ValueError):
+    """The broadcast cannot be sent as composed; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Audience:
+    practice_ids: tuple[int, ...]
+    provider_ids: tuple[int, ...] = ()
+    appointment_type_ids: tuple[int, ...] = ()
+    appointments_from: date | None = None
+    appointments_to: date | None = None  # inclusive
+    language: str = ""
+    seen_since: date | None = None
+
+    @property
+    def about_appointments(self) -> bool:
+        return bool(
+            self.provider_ids
+            or self.appointment_type_ids
+            or self.appointments_from
+            or self.appointments_to
+        )
+
+    def as_record(self) -> dict:
+        return {
+            k: (v.isoformat() if isinstance(v, date) else list(v) if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+        }
+
+
+@dataclass
+class Preview:
+    reach: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
+    waiting_for_morning: int = 0
+    by_language: dict[str, int] = field(default_factory=dict)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def _matching_appointments(audience: Audience) -> QuerySet[Appointment]:
+    qs = Appointment.objects.filter(practice_id__in=audience.practice_ids)
+    if audience.provider_ids:
+        qs = qs.filter(provider_id__in=audience.provider_ids)
+    if audience.appointment_type_ids:
+        qs = qs.filter(appointment_type_id__in=audience.appointment_type_ids)
+    if audience.appointments_from:
+        qs = qs.filter(start__gte=_day_start(audience.appointments_from))
+    if audience.appointments_to:
+        qs = qs.filter(start__lt=_day_start(audience.appointments_to + timedelta(days=1)))
+    if audience.about_appointments:
+        qs = qs.filter(status__in=[AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED])
+    return qs
+
+
+def audience_patients(organization_id: int, audience: Audience) -> QuerySet[Patient]:
+    """Patients the filters select, before any exclusion."""
+    if not audience.practice_ids:
+        raise BroadcastError("Choose at least one practice.")
+    patients = Patient.objects.filter(organization_id=organization_id)
+    appointments = _matching_appointments(audience).filter(patient_id=OuterRef("pk"))
+    if audience.about_appointments:
+        patients = patients.filter(Exists(appointments))
+    else:
+        patients = patients.filter(
+            Q(home_practice_id__in=audience.practice_ids) | Exists(appointments)
+        )
+    if audience.language:
+        patients = patients.filter(preferred_language=audience.language)
+    if audience.seen_since:
+        patients = patients.filter(
+            Exists(
+                Appointment.objects.filter(
+                    patient_id=OuterRef("pk"),
+                    practice_id__in=audience.practice_ids,
+                    status__in=[AppointmentStatus.FULFILLED, AppointmentStatus.ARRIVED],
+                    start__gte=_day_start(audience.seen_since),
+                )
+            )
+        )
+    return patients
+
+
+def _opted_out(organization_id: int) -> QuerySet[PhoneConsent]:
+    return PhoneConsent.objects.filter(
+        organization_id=organization_id, opted_out=True, phone=OuterRef("mobile_phone")
+    )
+
+
+def recipients(organization_id: int, audience: Audience) -> QuerySet:
+    """One patient id per reachable number: families sharing a phone get one text."""
+    return (
+        audience_patients(organization_id, audience)
+        .exclude(mobile_phone="")
+        .exclude(Exists(_opted_out(organization_id)))
+        .values("mobile_phone")
+        .annotate(first_patient=Min("id"))
+        .values("first_patient")
+    )
+
+
+def preview(
+    organization_id: int, audience: Audience, *, send_at: datetime | None = None
+) -> Preview:
+    patients = audience_patients(organization_id, audience)
+    no_mobile = patients.filter(mobile_phone="").count()
+    with_mobile = patients.exclude(mobile_phone="")
+    opted_out = with_mobile.filter(Exists(_opted_out(organization_id))).count()
+    reachable = with_mobile.exclude(Exists(_opted_out(organization_id)))
+    total_reachable = reachable.count()
+    chosen = Patient.objects.filter(id__in=recipients(organization_id, audience))
+    reach = chosen.count()
+    by_language = _count_by(chosen, "preferred_language")
+    hours = SendingHours(settings.CARELINE_SENDING_HOURS_START, settings.CARELINE_SENDING_HOURS_END)
+    moment = send_at or timezone.now()
+    waiting = 0
+    per_practice = _count_by(chosen, "home_practice_id")
+    zones = dict(
+        Practice.objects.filter(id__in=[*per_practice, audience.practice_ids[0]]).values_list(
+            "id", "time_zone"
+        )
+    )
+    for practice_id, n in per_practice.items():
+        zone = zoneinfo.ZoneInfo(zones.get(practice_id) or zones[audience.practice_ids[0]])
+        if hours.next_opening(moment, zone) is not None:
+            waiting += n
+    return Preview(
+        reach=reach,
+        excluded={
+            "opted out": opted_out,
+            "no mobile number": no_mobile,
+            "shares a number with another recipient": total_reachable - reach,
+        },
+        waiting_for_morning=waiting,
+        by_language=by_language,
+    )
+
+
+def _count_by(qs: QuerySet, column: str) -> dict:
+    return {row[column]: row["n"] for row in qs.values(column).annotate(n=Count("id")).order_by()}
+
+
+def render_sample(body: str, *, first_name: str, practice: str) -> str:
+    return body.replace("{first_name}", first_name).replace("{practice}", practice)
+
+
+def validate_bodies(body_en: str, body_es: str) -> None:
+    if not body_en.strip():
+        raise BroadcastError("Write the English text.")
+    for body in (body_en, body_es):
+        for part in body.split("{")[1:]:
+            name = "{" + part.split("}", 1)[0] + "}"
+            if name not in VARIABLES:
+                raise BroadcastError(
+                    f"Unknown variable {name}; you can use {', '.join(VARIABLES)}."
+                )
+
+
+def segment_count(body: str) -> SegmentCount:
+    """Segments of the text as a patient with a longish first name would receive it."""
+    return count_segments(render_sample(body, first_name="Alexandra", practice="Practice"))
+
+
+@transaction.atomic
+def send_broadcast(
+    *,
+    organization_id: int,
+    audience: Audience,
+    name: str,
+    body_en: str,
+    body_es: str = "",
+    send_at: datetime | None = None,
+    user=None,
+) -> Broadcast:
+    """Record the broadcast and queue one outbox row per recipient in a single INSERT … SELECT."""
+    validate_bodies(body_en, body_es)
+    now = timezone.now()
+    send_at = send_at or now
+    if send_at < now - timedelta(minutes=1):
+        raise BroadcastError("The sending time is in the past.")
+    summary = preview(organization_id, audience, send_at=send_at)
+    broadcast = Broadcast.objects.create(
+        organization_id=organization_id,
+        name=name[:120] or "Broadcast",
+        body_en=body_en,
+        body_es=body_es,
+        audience=audience.as_record(),
+        send_at=send_at,
+        recipients=summary.reach,
+        excluded=summary.excluded,
+        created_by=user,
+    )
+    broadcast.practices.set(audience.practice_ids)
+    chosen_sql, chosen_params = recipients(organization_id, audience).query.sql_with_params()
+    body_es = body_es or body_en
+    table = OutboundMessage._meta.db_table
+    sql = f"""
+        INSERT INTO {table} (
+            organization_id, practice_id, patient_id, appointment_id, broadcast_id, channel,
+            to_address, sender, body, kind, step_key, visit_start, stop_when_confirmed,
+            priority, due_at, expires_at, state, reason, attempts, provider_message_id,
+            error_code, error_message, segments, created_at
+        )
+        SELECT p.organization_id, COALESCE(p.home_practice_id, %s), p.id, NULL, %s, 'sms',
+               p.mobile_phone, '',
+               REPLACE(REPLACE(CASE WHEN p.preferred_language = %s THEN %s ELSE %s END,
+                               '{{first_name}}', p.given_name),
+                       '{{practice}}', COALESCE(pr.name, %s)),
+               %s, '', NULL, %s, %s, %s, %s, %s, '', 0, '', '', '', 0, %s
+        FROM {Patient._meta.db_table} p
+        LEFT JOIN {Practice._meta.db_table} pr ON pr.id = p.home_practice_id
+        WHERE p.id IN ({chosen_sql})
+    """
+    fallback_practice = Practice.objects.get(id=audience.practice_ids[0])
+    params = [
+        fallback_practice.id,
+        broadcast.id,
+        Language.SPANISH,
+        body_es,
+        body_en,
+        fallback_practice.name,
+        MessageKind.BROADCAST,
+        False,
+        Priority.BROADCAST,
+        send_at,
+        send_at + BROADCAST_EXPIRY,
+        MessageState.SCHEDULED,
+        now,
+        *chosen_params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    return broadcast
+
+
+def delivery_report(broadcast: Broadcast) -> dict[str, int]:
+    """Messages of the broadcast by state, plus suppression reasons."""
+    rows = OutboundMessage.objects.filter(broadcast_id=broadcast.id)
+    report = {state.label: 0 for state in MessageState}
+    for state, n in _count_by(rows, "state").items():
+        report[MessageState(state).label] = n
+    for reason, n in _count_by(rows.filter(state=MessageState.SUPPRESSED), "reason").items():
+        report[f"Suppressed: {reason or 'unspecified'}"] = n
+    return report
+
+
+def cancel_broadcast(broadcast: Broadcast) -> int:
+    """Stop what has not gone out yet; what was sent stays sent."""
+    with transaction.atomic():
+        stopped = OutboundMessage.objects.filter(
+            broadcast_id=broadcast.id, state=MessageState.SCHEDULED
+        ).update(
+            state=MessageState.CANCELLED, reason="broadcast_cancelled", finished_at=timezone.now()
+        )
+        broadcast.state = Broadcast.State.CANCELLED
+        broadcast.save(update_fields=["state"])
+    return stopped

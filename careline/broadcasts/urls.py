@@ -1,0 +1,11 @@
+from django.urls import path
+
+from careline.broadcasts import views
+
+app_name = "broadcasts"
+urlpatterns = [
+    path("broadcasts/", views.broadcast_list, name="list"),
+    path("broadcasts/new/", views.compose, name="compose"),
+    path("broadcasts/<int:broadcast_id>/", views.detail, name="detail"),
+    path("broadcasts/<int:broadcast_id>/cancel/", views.cancel, name="cancel"),
+]

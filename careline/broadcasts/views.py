@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from careline.broadcasts import services
+from careline.broadcasts.forms import BroadcastForm
+from careline.broadcasts.models import Broadcast
+from careline.clinics.models import StaffMembership, StaffRole
+
+SENDER_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
+
+
+def _may_send(user) -> bool:
+    return (
+        user.is_superuser
+        or StaffMembership.objects.filter(user=user, role__in=SENDER_ROLES).exists()
+    )
+
+
+@login_required
+def broadcast_list(request: HttpRequest) -> HttpResponse:
+    broadcasts = Broadcast.objects.visible_to(request.user)[:100]
+    return render(
+        request,
+        "broadcasts/list.html",
+        {"broadcasts": broadcasts, "may_send": _may_send(request.user)},
+    )
+
+
+def _preview_context(form: BroadcastForm) -> dict:
+    audience = form.audience()
+    preview = services.preview(
+        form.organization_id(), audience, send_at=form.cleaned_data.get("send_at")
+    )
+    body_en, body_es = form.cleaned_data["body_en"], form.cleaned_data.get("body_es") or ""
+    practice = form.cleaned_data["practices"][0].name
+    return {
+        "preview": preview,
+        "samples": [
+            (
+                "English",
+                services.render_sample(body_en, first_name="Maria", practice=practice),
+                services.segment_count(body_en),
+            ),
+            (
+                "Spanish",
+                services.render_sample(body_es or body_en, first_name="María", practice=practice),
+                services.segment_count(body_es or body_en),
+            ),
+        ],
+    }
+
+
+@login_required
+def compose(request: HttpRequest) -> HttpResponse:
+    if not _may_send(request.user):
+        raise PermissionDenied("Only practice managers and organization admins send broadcasts.")
+    form = BroadcastForm(request.POST or None, user=request.user)
+    context: dict = {"form": form}
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.validate_bodies(
+                form.cleaned_data["body_en"], form.cleaned_data.get("body_es") or ""
+            )
+            context.update(_preview_context(form))
+        except services.BroadcastError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if request.POST.get("action") == "send":
+                broadcast = services.send_broadcast(
+                    organization_id=form.organization_id(),
+                    audience=form.audience(),
+                    name=form.cleaned_data["name"],
+                    body_en=form.cleaned_data["body_en"],
+                    body_es=form.cleaned_data.get("body_es") or "",
+                    send_at=form.cleaned_data.get("send_at"),
+                    user=request.user,
+                )
+                messages.success(request, f"Queued for {broadcast.recipients} patients.")
+                return redirect("broadcasts:detail", broadcast_id=broadcast.id)
+    template = "broadcasts/_preview.html" if request.htmx else "broadcasts/compose.html"
+    return render(request, template, context)
+
+
+@login_required
+def detail(request: HttpRequest, broadcast_id: int) -> HttpResponse:
+    broadcast = get_object_or_404(Broadcast.objects.visible_to(request.user), pk=broadcast_id)
+    report = services.delivery_report(broadcast)
+    context = {
+        "broadcast": broadcast,
+        "report": report,
+        "done": report["Scheduled"] == 0 and report["Sending"] == 0,
+    }
+    template = "broadcasts/_progress.html" if request.htmx else "broadcasts/detail.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, broadcast_id: int) -> HttpResponse:
+    if not _may_send(request.user):
+        raise PermissionDenied
+    broadcast = get_object_or_404(Broadcast.objects.visible_to(request.user), pk=broadcast_id)
+    stopped = services.cancel_broadcast(broadcast)
+    messages.info(request, f"Stopped: {stopped} messages not yet sent were cancelled.")
+    return redirect("broadcasts:detail", broadcast_id=broadcast.id)

@@ -1,0 +1,22 @@
+from django.contrib import admin
+
+from careline.clinics.admin_scoping import ScopedAdmin
+from careline.conversations.models import InboundMessage
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ScopedAdmin):
+    """Read-only: an inbound text is a record of what the patient sent and what followed."""
+
+    list_display = ["received_at", "practice", "intent", "action_taken", "confidence"]
+    list_filter = ["intent", "action_taken"]
+    list_select_related = ["practice"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    readonly_fields = [f.name for f in InboundMessage._meta.fields] + ["patients"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,238 @@
+"""Receiving a patient's text: store it first, then act on consent keywords.
+
+`receive_sms` is the one inbound path: the Twilio webhook and the simulator's patient
+phones both call it. It is idempotent on the provider's message id, because Twilio
+retries webhooks: a second delivery of the same text finds its row and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from careline.clinics.models import Organization, Practice
+from careline.clinics.validators import display_phone
+from careline.conversations.keywords import ConsentMatch, consent_keyword
+from careline.conversations.models import InboundAction, InboundIntent, InboundMessage
+from careline.messaging.models import OutboundMessage
+from careline.messaging.services import queue_reply
+from careline.patients.models import ConsentSource, Language, Patient, PhoneConsent
+from careline.patients.services import record_consent
+
+log = logging.getLogger(__name__)
+
+REPLIES = {
+    Language.ENGLISH: {
+        "opt_out": "{name}: You are unsubscribed and will receive no more texts from this "
+        "number. Reply START to resubscribe.",
+        "opt_in": "{name}: You are subscribed again to appointment texts. Msg & data rates "
+        "may apply. Reply HELP for help, STOP to opt out.",
+        "help": "{name}: appointment texts. {contact} Msg & data rates may apply. "
+        "Reply STOP to opt out.",
+        "call": "For help call {phone}.",
+        "no_phone": "For help, call your clinic.",
+    },
+    Language.SPANISH: {
+        "opt_out": "{name}: Se ha dado de baja y no recibirá más mensajes de este número. "
+        "Responda START para volver a suscribirse.",
+        "opt_in": "{name}: Se ha suscrito de nuevo a los mensajes de sus citas. Pueden "
+        "aplicarse tarifas de mensajes y datos. Responda AYUDA para ayuda, STOP para darse "
+        "de baja.",
+        "help": "{name}: mensajes de sus citas. {contact} Pueden aplicarse tarifas de "
+        "mensajes y datos. Responda STOP para darse de baja.",
+        "call": "Para ayuda llame al {phone}.",
+        "no_phone": "Para ayuda, llame a su clínica.",
+    },
+}
+
+
+@dataclass
+class Route:
+    """Who a text was for, found from the number it was sent to."""
+
+    organization: Organization | None = None
+    practice: Practice | None = None
+    patients: list[Patient] = field(default_factory=list)
+    # Every organization texting from that number: a consent change applies to all.
+    organization_ids: list[int] = field(default_factory=list)
+
+
+def receive_sms(
+    from_phone: str,
+    to_phone: str,
+    body: str,
+    provider_message_id: str,
+    received_at: datetime | None = None,
+) -> InboundMessage:
+    """Store one text from a patient, then interpret it; returns the stored message.
+
+    Calling it again with the same provider_message_id returns the same row and does
+    nothing more (unless the first call stopped before interpreting it).
+    """
+    if not provider_message_id:
+        raise ValueError("An inbound text needs the provider's message id.")
+    if not from_phone or not to_phone:
+        raise ValueError("An inbound text needs both the sender's and the recipient's number.")
+    message, created = InboundMessage.objects.get_or_create(
+        provider_message_id=provider_message_id,
+        defaults={
+            "from_phone": from_phone.strip(),
+            "to_phone": to_phone.strip(),
+            "body": body or "",
+            "received_at": received_at or timezone.now(),
+        },
+    )
+    if not created:
+        log.info("Inbound message %s received again; already stored", message.pk)
+    if message.interpreted_at is None:
+        _interpret(message.pk)
+        message.refresh_from_db()
+    return message
+
+
+def _interpret(message_id: int) -> None:
+    with transaction.atomic():
+        # The lock makes concurrent retries of one webhook act once.
+        message = InboundMessage.objects.select_for_update().get(pk=message_id)
+        if message.interpreted_at is not None:
+            return
+        route = route_inbound(message.to_phone, message.from_phone)
+        message.organization = route.organization
+        message.practice = route.practice
+        message.action_taken = InboundAction.NONE
+        if route.organization is None:
+            message.intent = InboundIntent.UNKNOWN_NUMBER
+            message.note = "No practice or organization texts from the number this was sent to."
+            log.warning("Inbound message %s was sent to a number no one uses", message.pk)
+        else:
+            message.patients.set(route.patients)
+            match = consent_keyword(message.body)
+            if match is None:
+                message.intent = InboundIntent.UNHANDLED
+            else:
+                _act_on_consent(message, route, match)
+        message.interpreted_at = timezone.now()
+        message.save()
+    log.info("Inbound message %s interpreted as %s", message.pk, message.intent)
+
+
+def route_inbound(to_phone: str, from_phone: str) -> Route:
+    """The organization, practice and patients a text belongs to.
+
+    The number texted decides the organization (a practice's sender number, else an
+    organization's default). When several organizations share it, the one that knows the
+    sender's number wins; the practice is the one texting from that number, preferring the
+    patient's home practice.
+    """
+    practices = list(Practice.objects.filter(sender_number=to_phone).select_related("organization"))
+    org_ids = {p.organization_id for p in practices}
+    org_ids.update(
+        Organization.objects.filter(default_sender_number=to_phone).values_list("id", flat=True)
+    )
+    if not org_ids:
+        return Route()
+    patients = list(
+        Patient.objects.filter(organization_id__in=org_ids, mobile_phone=from_phone)
+        .select_related("home_practice")
+        .order_by("organization_id", "id")
+    )
+    org_id = patients[0].organization_id if patients else min(org_ids)
+    patients = [p for p in patients if p.organization_id == org_id]
+    homes = {p.home_practice_id for p in patients if p.home_practice_id}
+    texting_practices = [p for p in practices if p.organization_id == org_id]
+    practice = next((p for p in texting_practices if p.id in homes), None)
+    if practice is None and texting_practices:
+        practice = texting_practices[0]
+    if practice is None and len(homes) == 1:
+        practice = next(p.home_practice for p in patients if p.home_practice_id)
+    return Route(
+        organization=Organization.objects.get(pk=org_id),
+        practice=practice,
+        patients=patients,
+        organization_ids=sorted(org_ids),
+    )
+
+
+def _act_on_consent(message: InboundMessage, route: Route, match: ConsentMatch) -> None:
+    message.confidence = 1.0 if match.exact else 0.9
+    language = _reply_language(match, route)
+    if match.intent == "help":
+        message.intent = InboundIntent.HELP
+        message.action_taken = InboundAction.ANSWERED_HELP
+        message.reply = _queue_reply(message, route, _help_text(route, language))
+        return
+    opting_out = match.intent == "opt_out"
+    message.intent = InboundIntent.OPT_OUT if opting_out else InboundIntent.OPT_IN
+    detail = (
+        f"Texted {match.matched}" if match.matched != "phrase" else "Asked to stop in other words"
+    )
+    changed = []
+    for org_id in route.organization_ids:
+        current = (
+            PhoneConsent.objects.filter(organization_id=org_id, phone=message.from_phone)
+            .values_list("opted_out", flat=True)
+            .first()
+        )
+        # Only a change is recorded and confirmed: "one confirmation, nothing after it".
+        if current != opting_out:
+            record_consent(
+                organization_id=org_id,
+                phone=message.from_phone,
+                opted_out=opting_out,
+                source=ConsentSource.PATIENT_TEXT,
+                detail=f"{detail} (inbound message {message.pk})",
+                at=message.received_at,
+            )
+            changed.append(org_id)
+    if not changed:
+        message.note = "Already opted out." if opting_out else "Already subscribed."
+        return
+    message.action_taken = InboundAction.OPTED_OUT if opting_out else InboundAction.OPTED_IN
+    if len(changed) > 1:
+        message.note = f"Applied to {len(changed)} organizations texting from this number."
+    name = route.practice.name if route.practice else route.organization.name
+    message.reply = _queue_reply(message, route, REPLIES[language][match.intent].format(name=name))
+
+
+def _reply_language(match: ConsentMatch, route: Route) -> str:
+    if match.language == Language.SPANISH:
+        return Language.SPANISH
+    if route.patients and all(p.preferred_language == Language.SPANISH for p in route.patients):
+        return Language.SPANISH
+    return Language.ENGLISH
+
+
+def _help_text(route: Route, language: str) -> str:
+    texts = REPLIES[language]
+    practice = route.practice
+    if practice is None or not practice.phone:
+        practice = (
+            Practice.objects.filter(organization=route.organization).exclude(phone="").first()
+            or practice
+        )
+    name = practice.name if practice else route.organization.name
+    contact = (
+        texts["call"].format(phone=display_phone(practice.phone))
+        if practice and practice.phone
+        else texts["no_phone"]
+    )
+    return texts["help"].format(name=name, contact=contact)
+
+
+def _queue_reply(message: InboundMessage, route: Route, text: str) -> OutboundMessage:
+    """Answer through the outbox, from the number the patient texted. Replies reach
+    opted-out numbers (the opt-out confirmation itself, HELP) and ignore quiet hours."""
+    reply = queue_reply(
+        organization_id=route.organization.pk,
+        to_phone=message.from_phone,
+        body=text,
+        sender=message.to_phone,
+        patient_id=route.patients[0].pk if len(route.patients) == 1 else None,
+        practice_id=route.practice.pk if route.practice else None,
+    )
+    log.info("Inbound message %s answered with outbound message %s", message.pk, reply.pk)
+    return reply

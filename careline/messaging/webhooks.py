@@ -1,0 +1,92 @@
+"""Twilio's webhooks: delivery status of our texts, and texts patients send in.
+
+Both check X-Twilio-Signature against the public URL Twilio called (CARELINE_BASE_URL +
+path + query) and answer at once: the work behind them is a few row writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.twiml.messaging_response import MessagingResponse
+
+from careline.conversations.services import receive_sms
+from careline.messaging.gateways.twilio import signature_is_valid, status_update_from_callback
+from careline.messaging.services import apply_status_update
+
+log = logging.getLogger(__name__)
+
+
+def public_url(request: HttpRequest) -> str:
+    """The URL as Twilio saw it: behind a proxy, Django's own idea of the host is not it."""
+    base = urlsplit(settings.CARELINE_BASE_URL)
+    path = request.get_full_path()
+    prefix = base.path.rstrip("/")
+    if prefix and not path.startswith(prefix + "/"):
+        path = prefix + path
+    return f"{base.scheme}://{base.netloc}{path}"
+
+
+def _signed_by_twilio(request: HttpRequest) -> bool:
+    valid = signature_is_valid(
+        public_url(request),
+        request.POST,
+        request.headers.get("X-Twilio-Signature", ""),
+        request.headers.get("X-Twilio-Webhooks-Signature-Settings", ""),
+    )
+    if not valid:
+        # A steady stream of these usually means CARELINE_BASE_URL is not the public URL.
+        log.warning("Rejected unsigned or wrongly signed webhook to %s", request.path)
+    return valid
+
+
+def _plain(status: int, text: str) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+# Twilio signs its requests instead of carrying a CSRF token, hence csrf_exempt.
+@csrf_exempt
+@require_POST
+def status_callback(request: HttpRequest) -> HttpResponse:
+    if not _signed_by_twilio(request):
+        return _plain(403, "Missing or invalid X-Twilio-Signature.")
+    try:
+        update = status_update_from_callback(request.POST)
+    except ValueError as exc:
+        return _plain(400, str(exc))
+    if update is not None:
+        apply_status_update(update)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def incoming_sms(request: HttpRequest) -> HttpResponse:
+    if not _signed_by_twilio(request):
+        return _plain(403, "Missing or invalid X-Twilio-Signature.")
+    params = request.POST
+    sid = params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid")
+    missing = [
+        name
+        for name, value in (
+            ("MessageSid", sid),
+            ("From", params.get("From")),
+            ("To", params.get("To")),
+        )
+        if not value
+    ]
+    if missing:
+        return _plain(400, f"An incoming message needs {', '.join(missing)}.")
+    receive_sms(
+        from_phone=params["From"],
+        to_phone=params["To"],
+        body=params.get("Body", ""),
+        provider_message_id=sid,
+    )
+    # Answers go through the outbox (rate limits, retries, history), never inline TwiML.
+    return HttpResponse(str(MessagingResponse()), content_type="text/xml")
