@@ -68,6 +68,12 @@ OPT_OUT_PHRASES_EN = [
     r"(?:your |the |this |ur )?(?:text |texting |sms |message |messaging |mailing )?"
     r"(?:list|texts|messages)\b",
     r"\bleave me alone\b",
+    r"\b(?:quit|cease|end) (?:texting|txting|messaging|sending|contacting)\b",
+    rf"\bcancel (?:all |the |these |your |ur )?(?:reminder |text )?{_TEXTS_EN}\b",
+    r"\bwrong (?:number|person)\b",
+    r"^stop(?: stop)+$",
+    r"^stop+ ?(?:it)?$",
+    r"^remove(?: me)?$",
 ]
 OPT_OUT_PHRASES_ES = [
     r"\b(?:dejen|deje|deja|dejar|dejes) de (?:enviar|mandar|escribir|textear|mensajear)",
@@ -78,6 +84,7 @@ OPT_OUT_PHRASES_ES = [
     rf"\bno mas {_TEXTS_ES}\b",
     rf"\bbasta de {_TEXTS_ES}\b",
     r"\bde baja\b",
+    r"^no mas$",
 ]
 _NEGATION_BEFORE = re.compile(r"(?:\bdont|\bdo not|\bno|\bnunca)\s*$")
 

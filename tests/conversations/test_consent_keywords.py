@@ -53,6 +53,15 @@ def test_keyword_spelled_with_separators(text):
         "quiero darme de baja",
         "BAJA",
         "Alto",
+        "quit texting me",
+        "cease messaging this number",
+        "cancel the reminder texts",
+        "wrong number",
+        "STOP STOP",
+        "stopp",
+        "stop it",
+        "REMOVE",
+        "no más",
     ],
 )
 def test_plain_requests_to_stop_opt_out(text):
