@@ -100,6 +100,12 @@ class ClinicBuilder:
         return user
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Real hashing costs ~0.3 s per sign-in attempt; tests check the flow, not the hasher.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def build(db) -> ClinicBuilder:
     return ClinicBuilder()

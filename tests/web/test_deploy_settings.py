@@ -15,6 +15,8 @@ def test_check_deploy_is_clean_with_production_environment(tmp_path):
         "SECURE_HSTS_PRELOAD": "1",
     }
     env.pop("DATABASE_URL", None)
+    # Set by the browser-test fixture for this test process only; never in a deployment.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     result = subprocess.run(
         [sys.executable, "-m", "careline", "check", "--deploy", "--fail-level", "WARNING"],
         env=env, capture_output=True, text=True, timeout=120,
