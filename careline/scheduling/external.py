@@ -8,7 +8,6 @@ applied never rolls an appointment back.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,8 +18,6 @@ from careline.clinics.models import AppointmentType, Organization, Practice, Pro
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.services import change_status
-
-logger = logging.getLogger(__name__)
 
 # Shown to patients for appointment types a feed introduces; staff can rename it later.
 NEUTRAL_PATIENT_FACING_NAME = "Appointment"
@@ -81,29 +78,27 @@ def upsert_external_appointment(
     if status not in AppointmentStatus.values:
         raise ValueError(f"Unknown appointment status '{status}'.")
     now = timezone.now()
-    updated_at = updated_at or now
+    visit = _Visit(
+        practice=practice,
+        provider=provider,
+        patient=patient,
+        appointment_type=appointment_type,
+        start=start,
+        end=end,
+        status=status,
+        source=source,
+        external_system=external_system,
+        external_id=external_id,
+        updated_at=updated_at or now,
+        note=note[:200],
+    )
     with transaction.atomic():
         current = _locked_match(organization, external_system, external_id, appointment)
         created = False
         if current is None:
             try:
                 with transaction.atomic():
-                    current = _create(
-                        organization,
-                        practice,
-                        provider,
-                        patient,
-                        appointment_type,
-                        start,
-                        end,
-                        status,
-                        source,
-                        external_system,
-                        external_id,
-                        updated_at,
-                        now,
-                        note,
-                    )
+                    current = _create(organization, visit, now)
                     created = True
             except IntegrityError:
                 # A concurrent message created it first; apply this one as an update.
@@ -111,27 +106,28 @@ def upsert_external_appointment(
                 if current is None:
                     raise
         if not created:
-            if current.external_updated_at and updated_at < current.external_updated_at:
+            if current.external_updated_at and visit.updated_at < current.external_updated_at:
                 return ExternalUpsert(current, created=False, applied=False)
-            current = _update(
-                current,
-                practice,
-                provider,
-                patient,
-                appointment_type,
-                start,
-                end,
-                status,
-                source,
-                external_system,
-                external_id,
-                updated_at,
-                now,
-                note,
-            )
+            current = _update(current, visit, now)
         _link_practice(current, provider, practice, patient)
         _plan_reminders(current.id)
     return ExternalUpsert(current, created=created, applied=True)
+
+
+@dataclass(frozen=True)
+class _Visit:
+    practice: Practice
+    provider: Provider
+    patient: Patient
+    appointment_type: AppointmentType
+    start: datetime
+    end: datetime
+    status: str
+    source: str
+    external_system: str
+    external_id: str
+    updated_at: datetime
+    note: str
 
 
 def _locked_match(
@@ -150,68 +146,39 @@ def _locked_match(
     ).first()
 
 
-def _create(
-    organization,
-    practice,
-    provider,
-    patient,
-    appointment_type,
-    start,
-    end,
-    status,
-    source,
-    external_system,
-    external_id,
-    updated_at,
-    now,
-    note,
-) -> Appointment:
+def _create(organization: Organization, visit: _Visit, now: datetime) -> Appointment:
     appointment = Appointment.objects.create(
         organization=organization,
-        practice=practice,
-        provider=provider,
-        patient=patient,
-        appointment_type=appointment_type,
-        start=start,
-        end=end,
-        status=status,
-        confirmed_at=now if status == AppointmentStatus.CONFIRMED else None,
+        practice=visit.practice,
+        provider=visit.provider,
+        patient=visit.patient,
+        appointment_type=visit.appointment_type,
+        start=visit.start,
+        end=visit.end,
+        status=visit.status,
+        confirmed_at=now if visit.status == AppointmentStatus.CONFIRMED else None,
         status_changed_at=now,
-        status_source=source,
+        status_source=visit.source,
         allow_overlap=True,
-        external_system=external_system,
-        external_id=external_id,
-        external_updated_at=updated_at,
+        external_system=visit.external_system,
+        external_id=visit.external_id,
+        external_updated_at=visit.updated_at,
     )
     AppointmentEvent.objects.create(
         appointment=appointment,
-        to_status=status,
-        new_start=start,
-        source=source,
-        note=note[:200],
+        to_status=visit.status,
+        new_start=visit.start,
+        source=visit.source,
+        note=visit.note,
         occurred_at=now,
     )
     return appointment
 
 
-def _update(
-    current: Appointment,
-    practice,
-    provider,
-    patient,
-    appointment_type,
-    start,
-    end,
-    status,
-    source,
-    external_system,
-    external_id,
-    updated_at,
-    now,
-    note,
-) -> Appointment:
-    moved = start != current.start or provider.id != current.provider_id
+def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
+    moved = visit.start != current.start or visit.provider.id != current.provider_id
     old_status, old_start = current.status, current.start
+    status = visit.status
     patient_confirms = (
         status == AppointmentStatus.CONFIRMED
         and old_status == AppointmentStatus.BOOKED
@@ -224,16 +191,16 @@ def _update(
         # A feed that does not know about the patient's confirmation keeps it, unless the
         # visit moved: a new time needs a fresh confirmation.
         status = AppointmentStatus.BOOKED if moved else AppointmentStatus.CONFIRMED
-    current.practice, current.provider, current.patient = practice, provider, patient
-    current.appointment_type = appointment_type
-    current.start, current.end = start, end
+    current.practice, current.provider = visit.practice, visit.provider
+    current.patient, current.appointment_type = visit.patient, visit.appointment_type
+    current.start, current.end = visit.start, visit.end
     current.allow_overlap = True
-    if external_id:
-        current.external_system, current.external_id = external_system, external_id
-    current.external_updated_at = updated_at
+    if visit.external_id:
+        current.external_system, current.external_id = visit.external_system, visit.external_id
+    current.external_updated_at = visit.updated_at
     if status != old_status:
         current.status = status
-        current.status_changed_at, current.status_source = now, source
+        current.status_changed_at, current.status_source = now, visit.source
         current.status_changed_by = None
         if status == AppointmentStatus.CONFIRMED:
             current.confirmed_at = now
@@ -246,14 +213,14 @@ def _update(
             from_status=old_status,
             to_status=status,
             old_start=old_start if moved else None,
-            new_start=start if moved else None,
-            source=source,
-            note=(note or ("rescheduled" if moved else ""))[:200],
+            new_start=visit.start if moved else None,
+            source=visit.source,
+            note=visit.note or ("rescheduled" if moved else ""),
             occurred_at=now,
         )
     if patient_confirms:
         current = change_status(
-            current, AppointmentStatus.CONFIRMED, source=source, note=note, at=now
+            current, AppointmentStatus.CONFIRMED, source=visit.source, note=visit.note, at=now
         )
     return current
 
@@ -271,10 +238,7 @@ def _link_practice(
 
 
 def _plan_reminders(appointment_id: int) -> None:
-    try:
-        from careline.messaging.planning import sync_reminders
-    except ImportError:
-        # Reminder planning is not installed in this build; nothing to re-plan.
-        logger.debug("reminder planning unavailable; appointment %s not planned", appointment_id)
-        return
+    # Imported here: messaging builds on scheduling, not the other way round.
+    from careline.messaging.planning import sync_reminders
+
     sync_reminders([appointment_id])

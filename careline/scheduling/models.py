@@ -70,6 +70,8 @@ class Appointment(models.Model):
     external_id = models.CharField(max_length=120, blank=True)
     # Time of the newest feed message applied, so an older one never rolls state back.
     external_updated_at = models.DateTimeField(null=True, blank=True)
+    # Set by the organization's no-show model (careline train-noshow / score-noshow).
+    noshow_risk = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ScopedQuerySet.as_manager()

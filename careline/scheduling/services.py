@@ -320,6 +320,7 @@ def move_appointment(
                 note="rescheduled",
             )
             sync_reminders([current.pk])
+            transaction.on_commit(_offer_freed_time, robust=True)
     except IntegrityError as exc:
         raise SlotUnavailable("That time has just been taken.") from exc
     return current
@@ -402,4 +403,14 @@ def change_status(
             occurred_at=at,
         )
         sync_reminders([current.pk])
+        if old in OCCUPYING_STATUSES and new_status not in OCCUPYING_STATUSES:
+            transaction.on_commit(_offer_freed_time, robust=True)
     return current
+
+
+def _offer_freed_time() -> None:
+    # After the commit, so the waitlist sees the freed time; a failure there is logged
+    # (robust=True) and never undoes the patient's cancellation.
+    from careline.selfservice.waitlist import process_freed_slots
+
+    process_freed_slots()

@@ -1,0 +1,88 @@
+"""Issuing, revoking and checking API keys.
+
+A key reads `cl_<prefix>_<secret>`: the prefix finds the row, the 32-byte random secret is
+checked against its SHA-256. A fast hash is enough because the secret is random and long;
+a password hasher's deliberate slowness would only slow every API call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from careline.api.models import ApiKey
+from careline.clinics.models import Organization
+
+KEY_PATTERN = re.compile(r"^cl_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
+# Recording every use would turn each read into a write; minute precision is enough.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+class ApiKeyError(Exception):
+    """The request's credentials do not identify an active key; the message says why."""
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    plaintext: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_api_key(*, organization_slug: str, name: str) -> IssuedKey:
+    """Create a key for the organization (creating the organization if it is new)."""
+    slug = organization_slug.strip()
+    if not slug or slugify(slug) != slug:
+        raise ValueError(
+            f"'{organization_slug}' is not a valid organization slug "
+            "(lowercase letters, digits and hyphens, e.g. 'valley-health')."
+        )
+    if not name.strip():
+        raise ValueError("An API key needs a name saying who uses it.")
+    with transaction.atomic():
+        organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": slug})
+        prefix = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        api_key = ApiKey.objects.create(
+            organization=organization, name=name.strip(), prefix=prefix, secret_hash=_hash(secret)
+        )
+    return IssuedKey(api_key=api_key, plaintext=f"cl_{prefix}_{secret}")
+
+
+def revoke_api_key(prefix_or_key: str) -> ApiKey:
+    """Revoke by the key's prefix (as listed) or by the whole key; raises ApiKey.DoesNotExist."""
+    match = KEY_PATTERN.match(prefix_or_key.strip())
+    prefix = match["prefix"] if match else prefix_or_key.strip()
+    api_key = ApiKey.objects.get(prefix=prefix)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def authenticate_key(plaintext: str) -> ApiKey:
+    """The active key for this plaintext, or ApiKeyError with a message for the caller."""
+    match = KEY_PATTERN.match(plaintext.strip())
+    if not match:
+        raise ApiKeyError("The bearer token is not a Careline API key (cl_…).")
+    api_key = ApiKey.objects.select_related("organization").filter(prefix=match["prefix"]).first()
+    if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash(match["secret"])):
+        raise ApiKeyError("The API key is not valid.")
+    if api_key.revoked_at is not None:
+        raise ApiKeyError("The API key has been revoked.")
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_GRANULARITY:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key
