@@ -32,7 +32,7 @@ def demo_org(django_db_setup, django_db_blocker):
 
 
 @pytest.mark.django_db
-def test_model_beats_chance_and_learns_planted_directions(demo_org):
+def test_model_learns_planted_effects_and_scores_upcoming_visits(demo_org):
     model = risk.train(demo_org.id, now=NOW)
     report = model.report
     coef = dict(zip(model.feature_names, model.coefficients, strict=True))
@@ -48,10 +48,7 @@ def test_model_beats_chance_and_learns_planted_directions(demo_org):
     mean_predicted = sum(r["predicted"] * r["visits"] for r in calibration) / report["tested_on"]
     assert abs(mean_predicted - report["test_rate"]) < 0.03
 
-
-@pytest.mark.django_db
-def test_scoring_writes_risk_on_upcoming_visits_only(demo_org):
-    risk.train(demo_org.id, now=NOW)
+    # Scoring writes a risk on every upcoming visit and on nothing in the past.
     scored = risk.score_upcoming(demo_org.id, now=NOW)
     upcoming = Appointment.objects.filter(
         organization=demo_org,
