@@ -15,20 +15,12 @@ from careline.scheduling.models import Appointment, AppointmentStatus
 NOW = datetime(2025, 3, 12, 15, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def demo_org(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        result = generate_demo(
-            DemoOptions(
-                practices=4,
-                providers=12,
-                patients=1500,
-                appointments=25_000,
-                organization_slug="risk-demo",
-            ),
-            now=NOW,
-        )
-        yield result.organization
+@pytest.fixture
+def demo_org(db):
+    options = DemoOptions(
+        practices=4, providers=12, patients=1500, appointments=25_000, organization_slug="risk-demo"
+    )
+    return generate_demo(options, now=NOW).organization
 
 
 @pytest.mark.django_db
