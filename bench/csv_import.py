@@ -1,0 +1,161 @@
+"""CSV import throughput: rows per second and peak memory for 10^5 (or 10^6) rows.
+
+Runs against a throwaway database (Django's test database for the configured
+DATABASE_URL, SQLite by default). The file has one appointment per row for 1 patient in
+4 rows (so patients are both created and matched), 20 providers, 3 practices.
+Baseline: a raw bulk insert of the same patients and appointments, batch by batch.
+
+    .venv/bin/python bench/csv_import.py [--rows 1000000]
+
+Prints `name | value | baseline | ratio` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "careline.settings")
+
+PRACTICES = ("ALB", "TROY", "SCH")
+HEADER = [
+    "appointment_id",
+    "practice",
+    "provider",
+    "mrn",
+    "given_name",
+    "family_name",
+    "mobile_phone",
+    "appointment_type",
+    "start",
+    "duration_minutes",
+]
+
+
+def _write_file(path: Path, rows: int) -> None:
+    first = datetime(2027, 1, 4, 8, 0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for n in range(rows):
+            start = first + timedelta(minutes=20 * (n // 20))
+            writer.writerow(
+                [
+                    f"E{n}",
+                    PRACTICES[n % 3],
+                    f"Dr. Provider{n % 20}",
+                    f"M{n // 4}",
+                    "Pat",
+                    f"Example{n % 97}",
+                    f"(518) 555-{n % 10000:04d}",
+                    "FU20",
+                    start.strftime("%Y-%m-%d %H:%M"),
+                    "20",
+                ]
+            )
+
+
+def _baseline(rows: int, organization, practices, provider, appointment_type) -> float:
+    from django.db import transaction
+
+    from careline.patients.models import Patient
+    from careline.scheduling.models import Appointment
+
+    batch = 2000
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    with transaction.atomic():
+        for low in range(0, rows, batch):
+            high = min(rows, low + batch)
+            Patient.objects.bulk_create(
+                Patient(organization=organization, mrn=f"B{n}", given_name="P", family_name="E")
+                for n in range(low // 4, (high + 3) // 4)
+                if n * 4 >= low
+            )
+            ids = dict(
+                Patient.objects.filter(
+                    organization=organization, mrn__in=[f"B{n // 4}" for n in range(low, high)]
+                ).values_list("mrn", "id")
+            )
+            Appointment.objects.bulk_create(
+                Appointment(
+                    organization=organization,
+                    practice=practices[n % 3],
+                    provider=provider,
+                    patient_id=ids[f"B{n // 4}"],
+                    appointment_type=appointment_type,
+                    start=now + timedelta(minutes=20 * n),
+                    end=now + timedelta(minutes=20 * n + 20),
+                    status_changed_at=now,
+                    status_source="csv",
+                    allow_overlap=True,
+                    external_system="baseline",
+                    external_id=str(n),
+                )
+                for n in range(low, high)
+            )
+    return rows / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="default 100000; try 1000000")
+    # The bench runner passes the same options to every benchmark; ignore the others'.
+    args, _ = parser.parse_known_args(argv)
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from careline.clinics.models import AppointmentType, Organization, Practice, Provider
+    from careline.integrations.csv.importer import import_csv
+
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        org = Organization.objects.create(name="Bench", slug="bench")
+        practices = [
+            Practice.objects.create(organization=org, name=code, code=code) for code in PRACTICES
+        ]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "visits.csv"
+            _write_file(path, args.rows)
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            started = time.perf_counter()
+            report = import_csv(path, org, plan_reminders=False)
+            elapsed = time.perf_counter() - started
+            rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if report.invalid or report.created != args.rows:
+            raise RuntimeError(f"import went wrong: {report}")
+        baseline = _baseline(
+            args.rows,
+            org,
+            practices,
+            Provider.objects.filter(organization=org).first(),
+            AppointmentType.objects.get(organization=org, code="FU20"),
+        )
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    rate = args.rows / elapsed
+    vendor = connection.vendor
+    print(
+        f"csv_import_rows_per_s[{vendor},{args.rows}] | {rate:.0f} | {baseline:.0f} | "
+        f"{rate / baseline:.3f}"
+    )
+    # ru_maxrss is in KiB on Linux; the growth shows whether memory follows the row count.
+    grown = (rss_after - rss_before) / 1024
+    print(f"csv_import_peak_rss_growth_mib[{vendor},{args.rows}] | {grown:.1f} | - | -")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from careline.clinics.admin_scoping import ScopedAdmin, _roles
+from careline.clinics.models import StaffRole
+from careline.integrations.hl7.services import replay_message
+from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
+
+
+class InterfaceAdmin(ScopedAdmin):
+    """Feeds and raw messages span every practice of an organization: admins only."""
+
+    def _is_org_admin(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or StaffRole.ORGANIZATION_ADMIN in _roles(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._is_org_admin(request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_org_admin(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._is_org_admin(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._is_org_admin(request)
+
+
+class ProviderLinkInline(admin.TabularInline):
+    model = Hl7ProviderLink
+    extra = 0
+    raw_id_fields = ["provider"]
+
+
+@admin.register(Hl7Feed)
+class Hl7FeedAdmin(InterfaceAdmin):
+    list_display = ["name", "organization", "sending_application", "time_zone", "active"]
+    inlines = [ProviderLinkInline]
+
+
+@admin.register(Hl7Message)
+class Hl7MessageAdmin(InterfaceAdmin):
+    list_display = [
+        "received_at",
+        "feed",
+        "message_type",
+        "trigger_event",
+        "control_id",
+        "state",
+        "ack_code",
+        "error",
+        "replay_count",
+    ]
+    list_filter = ["state", "ack_code", "trigger_event", "feed"]
+    search_fields = ["control_id"]
+    list_select_related = ["feed"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Hl7Message._meta.fields]
+    actions = ["replay"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Replay selected messages (after fixing the feed mapping)")
+    def replay(self, request: HttpRequest, queryset) -> None:
+        counts: dict[str, int] = {}
+        skipped = 0
+        for message in queryset.select_related("feed__organization").order_by("received_at", "id"):
+            if message.feed_id is None or message.state == Hl7MessageState.APPLIED:
+                skipped += 1
+                continue
+            receipt = replay_message(message)
+            counts[receipt.ack_code] = counts.get(receipt.ack_code, 0) + 1
+        summary = ", ".join(f"{n} {code}" for code, n in sorted(counts.items())) or "none"
+        level = messages.SUCCESS if set(counts) <= {"AA"} else messages.WARNING
+        self.message_user(
+            request,
+            f"Replayed: {summary}."
+            + (f" Skipped {skipped} already applied or unrouted." if skipped else ""),
+            level,
+        )

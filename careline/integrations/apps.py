@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class IntegrationsConfig(AppConfig):
+    name = "careline.integrations"
+    verbose_name = "EHR integrations"

@@ -1,0 +1,557 @@
+"""CSV import of a practice's schedule, for practices without an HL7 or FHIR interface.
+
+File layout: UTF-8 (a BOM is fine), comma-separated, one header row naming the columns
+(any order, extra columns ignored), then one appointment per row.
+
+    column            required  meaning
+    appointment_id    yes       your system's id for the visit; importing the same id
+                                again updates that visit instead of adding another
+    practice          yes       the practice code in Careline (e.g. TROY)
+    provider          yes       the provider as patients see the name, e.g. "Dr. Lee";
+                                matched without regard to case, added when new
+    provider_npi      no        10-digit NPI; when given, the provider is matched by it
+    mrn               yes       the patient's medical record number
+    given_name        yes       patient's first name
+    family_name       yes       patient's last name
+    birth_date        no        YYYY-MM-DD
+    mobile_phone      no        the number reminders are texted to (any common format;
+                                without a country code it is taken as US)
+    email             no
+    language          no        en or es (also English / Spanish / spa); new patients: en
+    appointment_type  no        type code (added when new); default VISIT
+    start             yes       YYYY-MM-DD HH:MM in the practice's time zone, or ISO 8601
+                                with a UTC offset (2026-12-03T09:30:00-05:00)
+    duration_minutes  no        default: the appointment type's duration
+    status            no        booked (default), confirmed, cancelled, noshow, arrived,
+                                fulfilled or entered-in-error
+
+Every row is checked before anything is written. A bad row is reported with its line
+number and the reason; unless skipping invalid rows was asked for, one bad row means
+nothing is imported. The file is read twice as a stream and written in batches inside one
+transaction, so memory stays flat for a million rows. A later row with the same
+appointment_id overrides an earlier one. Reminders are planned afterwards for the whole
+organization in one set-based pass; imported changes send no booking or cancellation
+notices.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import zoneinfo
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import phonenumbers
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from careline.clinics.models import AppointmentType, Organization, Practice, Provider
+from careline.patients.models import Language, Patient
+from careline.scheduling.external import NEUTRAL_PATIENT_FACING_NAME
+from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
+from careline.scheduling.models import ChangeSource as Source
+
+REQUIRED = ("appointment_id", "practice", "provider", "mrn", "given_name", "family_name", "start")
+OPTIONAL = (
+    "provider_npi",
+    "birth_date",
+    "mobile_phone",
+    "email",
+    "language",
+    "appointment_type",
+    "duration_minutes",
+    "status",
+)
+DEFAULT_TYPE_CODE = "VISIT"
+_STATUSES = frozenset(AppointmentStatus.values)
+BATCH_SIZE = 2000
+_LANGUAGES = {
+    "": "",
+    "en": Language.ENGLISH,
+    "eng": Language.ENGLISH,
+    "english": Language.ENGLISH,
+    "es": Language.SPANISH,
+    "spa": Language.SPANISH,
+    "spanish": Language.SPANISH,
+    "español": Language.SPANISH,
+}
+
+
+class CsvLayoutError(ValueError):
+    """The file as a whole cannot be read (no header, required columns missing)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    appointment_id: str
+    practice_id: int
+    provider: str
+    provider_npi: str
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: date | None
+    mobile_phone: str
+    email: str
+    language: str
+    type_code: str
+    start: datetime
+    duration_minutes: int | None
+    status: str
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    imported: bool = False
+
+    @property
+    def invalid(self) -> int:
+        return len(self.errors)
+
+
+Progress = Callable[[int], None]  # called with the bytes read so far
+
+
+class _Validator:
+    def __init__(self, organization: Organization):
+        self.practices = {
+            p.code.lower(): (p.id, zoneinfo.ZoneInfo(p.time_zone))
+            for p in Practice.objects.filter(organization=organization)
+        }
+        self.region = settings.CARELINE_DEFAULT_REGION
+
+    def row(self, line: int, raw: dict[str, str | None]) -> Row:
+        """A clean row, or ValueError with the reason."""
+        value = {k: (raw.get(k) or "").strip() for k in (*REQUIRED, *OPTIONAL)}
+        missing = [k for k in REQUIRED if not value[k]]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        practice = self.practices.get(value["practice"].lower())
+        if practice is None:
+            raise ValueError(f"unknown practice code '{value['practice']}'")
+        practice_id, zone = practice
+        try:
+            start = datetime.fromisoformat(value["start"])
+        except ValueError:
+            raise ValueError(
+                f"start '{value['start']}' is not YYYY-MM-DD HH:MM (or ISO 8601 with offset)"
+            ) from None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=zone)
+        # UTC, so the end is the duration later in elapsed time, also across DST.
+        start = start.astimezone(UTC)
+        birth_date = None
+        if value["birth_date"]:
+            try:
+                birth_date = date.fromisoformat(value["birth_date"])
+            except ValueError:
+                raise ValueError(f"birth_date '{value['birth_date']}' is not YYYY-MM-DD") from None
+        duration = None
+        if value["duration_minutes"]:
+            if not value["duration_minutes"].isdigit() or int(value["duration_minutes"]) == 0:
+                raise ValueError(
+                    f"duration_minutes '{value['duration_minutes']}' is not a positive number"
+                )
+            duration = int(value["duration_minutes"])
+        status = value["status"].lower() or AppointmentStatus.BOOKED
+        if status not in _STATUSES:
+            raise ValueError(
+                f"status '{value['status']}' is not one of {', '.join(AppointmentStatus.values)}"
+            )
+        language = _LANGUAGES.get(value["language"].lower())
+        if language is None:
+            raise ValueError(f"language '{value['language']}' is not en or es")
+        npi = value["provider_npi"]
+        if npi and not (npi.isdigit() and len(npi) == 10):
+            raise ValueError(f"provider_npi '{npi}' is not 10 digits")
+        for name in ("appointment_id", "mrn"):
+            if len(value[name]) > (120 if name == "appointment_id" else 64):
+                raise ValueError(f"{name} is too long")
+        return Row(
+            line=line,
+            appointment_id=value["appointment_id"],
+            practice_id=practice_id,
+            provider=value["provider"][:200],
+            provider_npi=npi,
+            mrn=value["mrn"],
+            given_name=value["given_name"][:100],
+            family_name=value["family_name"][:100],
+            birth_date=birth_date,
+            mobile_phone=self._phone(value["mobile_phone"]),
+            email=value["email"][:254],
+            language=language,
+            type_code=(value["appointment_type"] or DEFAULT_TYPE_CODE)[:40],
+            start=start,
+            duration_minutes=duration,
+            status=status,
+        )
+
+    def _phone(self, text: str) -> str:
+        return _e164(text, self.region) if text else ""
+
+
+@functools.lru_cache(maxsize=50_000)
+def _e164(text: str, region: str) -> str:
+    # Cached: a file repeats numbers (families, many visits), and parsing one is the
+    # costliest check per row.
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"mobile_phone '{text}' is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"mobile_phone '{text}' is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _read(
+    path: Path, validator: _Validator, progress: Progress | None
+) -> Iterator[tuple[int, Row | str]]:
+    """(line number, Row or the reason it is bad) for every data row, streamed."""
+    with path.open("rb") as binary:
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        reader = csv.DictReader(text)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if not header:
+            raise CsvLayoutError("The file is empty: it needs a header row naming the columns.")
+        reader.fieldnames = header
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise CsvLayoutError(
+                f"The header row lacks the required column(s) {', '.join(missing)}; "
+                f"it has {', '.join(header)}."
+            )
+        count = 0
+        for raw in reader:
+            line = reader.line_num
+            count += 1
+            if progress is not None and count % 1000 == 0:
+                progress(binary.tell())
+            if None in raw:
+                yield line, "more values than there are columns"
+                continue
+            try:
+                yield line, validator.row(line, raw)
+            except UnicodeDecodeError:
+                yield line, "not UTF-8 text"
+            except ValueError as exc:
+                yield line, str(exc)
+        if progress is not None:
+            progress(binary.tell())
+
+
+def validate_csv(
+    path: Path, organization: Organization, progress: Progress | None = None
+) -> ImportReport:
+    """Check every row; nothing is written."""
+    report = ImportReport()
+    validator = _Validator(organization)
+    try:
+        for line, item in _read(path, validator, progress):
+            report.rows += 1
+            if isinstance(item, str):
+                report.errors.append((line, item))
+    except UnicodeDecodeError as exc:
+        raise CsvLayoutError(f"The file is not UTF-8 text ({exc.reason}).") from exc
+    return report
+
+
+def import_csv(
+    path: Path,
+    organization: Organization,
+    *,
+    external_system: str = "csv",
+    skip_invalid: bool = False,
+    batch_size: int = BATCH_SIZE,
+    plan_reminders: bool = True,
+    validate_progress: Progress | None = None,
+    import_progress: Progress | None = None,
+) -> ImportReport:
+    """Validate the whole file, then import it in batches in one transaction."""
+    report = validate_csv(path, organization, validate_progress)
+    if report.errors and not skip_invalid:
+        return report
+    writer = _BatchWriter(organization, external_system[:60], report)
+    with transaction.atomic():
+        batch: list[Row] = []
+        for _line, item in _read(path, _Validator(organization), import_progress):
+            if isinstance(item, str):
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                writer.write(batch)
+                batch = []
+        if batch:
+            writer.write(batch)
+    report.imported = True
+    if plan_reminders:
+        _plan_reminders(organization.id)
+    return report
+
+
+def _plan_reminders(organization_id: int) -> None:
+    try:
+        from careline.messaging.planning import plan_all_reminders
+    except ImportError:
+        return
+    plan_all_reminders(organization_id=organization_id)
+
+
+class _BatchWriter:
+    """Set-based upserts of patients, providers, types and appointments, batch by batch."""
+
+    def __init__(self, organization: Organization, external_system: str, report: ImportReport):
+        self.org = organization
+        self.system = external_system
+        self.report = report
+        self.now = timezone.now()
+        self.providers_by_name: dict[str, int] = {}
+        self.providers_by_npi: dict[str, int] = {}
+        for pid, name, npi in Provider.objects.filter(organization=organization).values_list(
+            "id", "display_name", "npi"
+        ):
+            self.providers_by_name.setdefault(name.lower(), pid)
+            if npi:
+                self.providers_by_npi.setdefault(npi, pid)
+        self.linked = set(
+            Provider.practices.through.objects.filter(
+                provider__organization=organization
+            ).values_list("provider_id", "practice_id")
+        )
+        self.types = {
+            code: (tid, minutes)
+            for tid, code, minutes in AppointmentType.objects.filter(
+                organization=organization
+            ).values_list("id", "code", "duration_minutes")
+        }
+
+    def write(self, rows: list[Row]) -> None:
+        latest = {row.appointment_id: row for row in rows}
+        rows = list(latest.values())
+        patients = self._patients(rows)
+        providers = self._providers(rows)
+        self._types(rows)
+        self._appointments(rows, patients, providers)
+
+    def _patients(self, rows: list[Row]) -> dict[str, int]:
+        # Several rows may describe one patient; a blank cell does not erase a filled one.
+        by_mrn: dict[str, dict] = {}
+        for row in rows:
+            merged = by_mrn.setdefault(row.mrn, {"practice_id": row.practice_id})
+            for key, value in (
+                ("given_name", row.given_name),
+                ("family_name", row.family_name),
+                ("birth_date", row.birth_date),
+                ("mobile_phone", row.mobile_phone),
+                ("email", row.email),
+                ("preferred_language", row.language),
+            ):
+                if value not in ("", None):
+                    merged[key] = value
+        existing = {
+            p.mrn: p for p in Patient.objects.filter(organization=self.org, mrn__in=list(by_mrn))
+        }
+        fields = [
+            "given_name",
+            "family_name",
+            "birth_date",
+            "mobile_phone",
+            "email",
+            "preferred_language",
+        ]
+        new, changed = [], []
+        for mrn, values in by_mrn.items():
+            practice_id = values.pop("practice_id")
+            patient = existing.get(mrn)
+            if patient is None:
+                new.append(
+                    Patient(organization=self.org, mrn=mrn, home_practice_id=practice_id, **values)
+                )
+                continue
+            if any(getattr(patient, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(patient, k, v)
+                changed.append(patient)
+        Patient.objects.bulk_create(new, batch_size=1000)
+        if changed:
+            Patient.objects.bulk_update(changed, fields, batch_size=500)
+        return dict(
+            Patient.objects.filter(organization=self.org, mrn__in=list(by_mrn)).values_list(
+                "mrn", "id"
+            )
+        )
+
+    def _provider_id(self, row: Row) -> int | None:
+        if row.provider_npi and row.provider_npi in self.providers_by_npi:
+            return self.providers_by_npi[row.provider_npi]
+        return self.providers_by_name.get(row.provider.lower())
+
+    def _providers(self, rows: list[Row]) -> dict[int, int]:
+        """Row line → provider id; new providers are added and linked to their practice."""
+        new: dict[str, Provider] = {}
+        for row in rows:
+            if self._provider_id(row) is None:
+                key = row.provider_npi or row.provider.lower()
+                new.setdefault(
+                    key,
+                    Provider(
+                        organization=self.org,
+                        display_name=row.provider,
+                        npi=row.provider_npi,
+                    ),
+                )
+        for provider in new.values():
+            provider.save()
+            self.providers_by_name.setdefault(provider.display_name.lower(), provider.id)
+            if provider.npi:
+                self.providers_by_npi[provider.npi] = provider.id
+        result = {row.line: self._provider_id(row) for row in rows}
+        links = {(result[row.line], row.practice_id) for row in rows} - self.linked
+        Provider.practices.through.objects.bulk_create(
+            [Provider.practices.through(provider_id=p, practice_id=q) for p, q in links],
+            ignore_conflicts=True,
+        )
+        self.linked |= links
+        return result
+
+    def _types(self, rows: list[Row]) -> None:
+        for row in rows:
+            if row.type_code not in self.types:
+                created, _ = AppointmentType.objects.get_or_create(
+                    organization=self.org,
+                    code=row.type_code,
+                    defaults={
+                        "name": row.type_code,
+                        "patient_facing_name": NEUTRAL_PATIENT_FACING_NAME,
+                        "duration_minutes": row.duration_minutes or 20,
+                    },
+                )
+                self.types[row.type_code] = (created.id, created.duration_minutes)
+
+    def _appointments(
+        self, rows: list[Row], patients: dict[str, int], providers: dict[int, int]
+    ) -> None:
+        ids = [row.appointment_id for row in rows]
+        existing = {
+            a.external_id: a
+            for a in Appointment.objects.filter(
+                organization=self.org, external_system=self.system, external_id__in=ids
+            )
+        }
+        fields = [
+            "practice_id",
+            "provider_id",
+            "patient_id",
+            "appointment_type_id",
+            "start",
+            "end",
+            "status",
+            "confirmed_at",
+            "status_changed_at",
+            "status_source",
+            "external_updated_at",
+        ]
+        new, changed, events = [], [], []
+        for row in rows:
+            type_id, type_minutes = self.types[row.type_code]
+            start = row.start
+            end = start + timedelta(minutes=row.duration_minutes or type_minutes)
+            values = {
+                "practice_id": row.practice_id,
+                "provider_id": providers[row.line],
+                "patient_id": patients[row.mrn],
+                "appointment_type_id": type_id,
+                "start": start,
+                "end": end,
+            }
+            current = existing.get(row.appointment_id)
+            if current is None:
+                new.append(
+                    Appointment(
+                        organization=self.org,
+                        status=row.status,
+                        confirmed_at=self.now
+                        if row.status == AppointmentStatus.CONFIRMED
+                        else None,
+                        status_changed_at=self.now,
+                        status_source=Source.CSV,
+                        allow_overlap=True,
+                        external_system=self.system,
+                        external_id=row.appointment_id,
+                        external_updated_at=self.now,
+                        **values,
+                    )
+                )
+                continue
+            moved = current.start != start
+            status = row.status
+            if (
+                status == AppointmentStatus.BOOKED
+                and current.status == AppointmentStatus.CONFIRMED
+                and not moved
+            ):
+                # The practice's system does not know the patient confirmed by text.
+                status = AppointmentStatus.CONFIRMED
+            if status == current.status and all(
+                getattr(current, k) == v for k, v in values.items()
+            ):
+                self.report.unchanged += 1
+                continue
+            old_status, old_start = current.status, current.start
+            for k, v in values.items():
+                setattr(current, k, v)
+            if status != old_status:
+                current.status = status
+                current.status_changed_at, current.status_source = self.now, Source.CSV
+                current.confirmed_at = (
+                    self.now if status == AppointmentStatus.CONFIRMED else current.confirmed_at
+                )
+            current.external_updated_at = self.now
+            changed.append(current)
+            if status != old_status or moved:
+                events.append(
+                    AppointmentEvent(
+                        appointment=current,
+                        from_status=old_status,
+                        to_status=status,
+                        old_start=old_start if moved else None,
+                        new_start=start if moved else None,
+                        source=Source.CSV,
+                        note="rescheduled" if moved else "",
+                        occurred_at=self.now,
+                    )
+                )
+        Appointment.objects.bulk_create(new, batch_size=1000)
+        if changed:
+            Appointment.objects.bulk_update(changed, fields, batch_size=500)
+        if new:
+            new_ids = dict(
+                Appointment.objects.filter(
+                    organization=self.org,
+                    external_system=self.system,
+                    external_id__in=[a.external_id for a in new],
+                ).values_list("external_id", "id")
+            )
+            events.extend(
+                AppointmentEvent(
+                    appointment_id=new_ids[a.external_id],
+                    to_status=a.status,
+                    new_start=a.start,
+                    source=Source.CSV,
+                    occurred_at=self.now,
+                )
+                for a in new
+            )
+        AppointmentEvent.objects.bulk_create(events, batch_size=1000)
+        self.report.created += len(new)
+        self.report.updated += len(changed)

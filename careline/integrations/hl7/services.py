@@ -1,0 +1,603 @@
+"""Applying SIU messages: store raw, process in one transaction, answer with an ACK.
+
+The rules:
+- Every message is stored exactly as received before anything else happens, so nothing
+  received is ever lost; a duplicate control id (MSH-10) gets the stored ACK again and
+  changes nothing.
+- AR: not a parseable SIU message, or no feed to take it. AE: understood, but (part of)
+  it cannot be applied — an unknown location or provider leaves the message for staff to
+  replay after fixing the feed mapping; a patient without a usable mobile number still
+  gets the appointment stored. AA: applied.
+- The appointment's status comes from the trigger event and SCH-25 (S15 + NOSHOW is a
+  no-show); an older message never rolls a newer state back (scheduling.external).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.clinics.validators import normalize_phone
+from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack
+from careline.integrations.hl7.parsing import (
+    BadValue,
+    Header,
+    MessageRejected,
+    Resource,
+    SiuMessage,
+    SiuPatient,
+    parse_siu,
+    read_header,
+    to_date,
+    to_datetime,
+    to_duration,
+)
+from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
+from careline.patients.models import Language, Patient
+from careline.scheduling.external import (
+    resolve_appointment_type,
+    upsert_external_appointment,
+)
+from careline.scheduling.models import (
+    UPCOMING_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    ChangeSource,
+)
+
+logger = logging.getLogger(__name__)
+
+_LANGUAGES = {
+    "es": Language.SPANISH,
+    "spa": Language.SPANISH,
+    "sp": Language.SPANISH,
+    "spanish": Language.SPANISH,
+    "espanol": Language.SPANISH,
+    "español": Language.SPANISH,
+    "en": Language.ENGLISH,
+    "eng": Language.ENGLISH,
+    "english": Language.ENGLISH,
+}
+
+
+class NotApplicable(Exception):
+    """Understood, but cannot be applied: AE, nothing stored, replayable after a fix."""
+
+    def __init__(self, reason: str, *, code: str = "207"):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the sender is told about one message."""
+
+    ack: str
+    ack_code: str
+    message_id: int | None
+    duplicate: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FeedSelector:
+    """Which feed(s) a listener or import serves; by default every active feed."""
+
+    organization_slug: str = ""
+    feed_name: str = ""
+
+    def feeds(self):
+        qs = Hl7Feed.objects.filter(active=True).select_related("organization")
+        if self.organization_slug:
+            qs = qs.filter(organization__slug=self.organization_slug)
+        if self.feed_name:
+            qs = qs.filter(name=self.feed_name)
+        return qs
+
+    def check(self) -> None:
+        """Raise ValueError saying what to configure when no feed can take messages."""
+        if not self.feeds().exists():
+            scope = " ".join(
+                part
+                for part in (
+                    f"named '{self.feed_name}'" if self.feed_name else "",
+                    f"in organization '{self.organization_slug}'" if self.organization_slug else "",
+                )
+                if part
+            )
+            raise ValueError(
+                f"No active HL7 feed {scope or 'is configured'}. Add one in the admin "
+                "(Integrations › HL7 feeds)."
+            )
+
+    def resolve(self, header: Header) -> Hl7Feed | None:
+        feeds = list(self.feeds())
+        if len(feeds) == 1:
+            return feeds[0]
+        wanted = header.sending_application.strip().lower()
+        matches = [f for f in feeds if f.routing_application.lower() == wanted]
+        return matches[0] if len(matches) == 1 else None
+
+
+def _ack_id() -> str:
+    return uuid.uuid4().hex[:20].upper()
+
+
+def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
+    """Store, process and acknowledge one message (the text between MLLP frame bytes)."""
+    selector = selector or FeedSelector()
+    # PostgreSQL text cannot hold NUL; it never belongs in HL7, so keep a visible marker.
+    raw = raw.replace("\x00", "\ufffd")
+    now = timezone.now()
+    try:
+        header = read_header(raw)
+    except MessageRejected as exc:
+        return _store_rejected(raw, None, None, exc.reason, exc.code, now)
+    feed = selector.resolve(header)
+    if feed is None:
+        reason = (
+            f"No HL7 feed is configured for sending application "
+            f"'{header.sending_application or '(empty MSH-3)'}'."
+        )
+        return _store_rejected(raw, header, None, reason, "207", now)
+    if not header.control_id:
+        return _store_rejected(
+            raw, header, feed, "MSH-10 (message control id) is empty.", "101", now
+        )
+
+    existing = _stored(feed, header.control_id)
+    if existing is not None:
+        return _duplicate(existing, header)
+    try:
+        message = Hl7Message.objects.create(
+            feed=feed,
+            control_id=header.control_id,
+            message_type=header.message_type[:3],
+            trigger_event=header.trigger[:3],
+            raw=raw,
+            received_at=now,
+        )
+    except IntegrityError:
+        # The same message arrived on another connection at the same moment.
+        return _duplicate(_stored(feed, header.control_id), header)
+    return process_message(message)
+
+
+def _stored(feed: Hl7Feed, control_id: str) -> Hl7Message | None:
+    return Hl7Message.objects.filter(feed=feed, control_id=control_id).first()
+
+
+def _duplicate(message: Hl7Message | None, header: Header) -> Receipt:
+    if message is None or not message.ack:
+        reason = "A message with this control id is still being processed; send it again later."
+        ack = build_ack(ERROR, header, reason=reason, error_code="205", ack_control_id=_ack_id())
+        return Receipt(ack, ERROR, message.id if message else None, duplicate=True, reason=reason)
+    logger.info("HL7 message %s: duplicate control id, stored ACK resent", message.id)
+    return Receipt(message.ack, message.ack_code, message.id, duplicate=True, reason=message.error)
+
+
+def _store_rejected(
+    raw: str,
+    header: Header | None,
+    feed: Hl7Feed | None,
+    reason: str,
+    code: str,
+    now: datetime,
+) -> Receipt:
+    ack = build_ack(REJECT, header, reason=reason, error_code=code, ack_control_id=_ack_id())
+    message = Hl7Message.objects.create(
+        feed=feed,
+        # Rejected without a feed: no idempotency to keep, and the id may repeat.
+        control_id=header.control_id if header and feed else "",
+        message_type=header.message_type[:3] if header else "",
+        trigger_event=header.trigger[:3] if header else "",
+        raw=raw,
+        state=Hl7MessageState.REJECTED,
+        error=reason,
+        ack_code=REJECT,
+        ack=ack,
+        received_at=now,
+        processed_at=now,
+    )
+    logger.info("HL7 message %s rejected (AR)", message.id)
+    return Receipt(ack, REJECT, message.id, reason=reason)
+
+
+def process_message(message: Hl7Message) -> Receipt:
+    """Apply a stored message in one transaction and record the outcome and its ACK."""
+    header = None
+    try:
+        siu = parse_siu(message.raw)
+        header = siu.header
+        for attempt in (1, 2):
+            try:
+                with transaction.atomic():
+                    return _apply_and_finish(message, siu)
+            except IntegrityError:
+                # Another connection created the same patient or provider just now;
+                # the second attempt finds it.
+                if attempt == 2:
+                    raise
+    except MessageRejected as exc:
+        state, code, reason, error_code = Hl7MessageState.REJECTED, REJECT, exc.reason, exc.code
+    except NotApplicable as exc:
+        state, code, reason, error_code = Hl7MessageState.ERROR, ERROR, exc.reason, exc.code
+    except Exception as exc:  # noqa: BLE001 — the sender must get an answer, and we a record
+        # Exception text may quote patient data; the log gets the type, the row the text.
+        logger.error("HL7 message %s failed: %s", message.id, type(exc).__name__)
+        state, code, error_code = Hl7MessageState.ERROR, ERROR, "207"
+        reason = f"Internal error while applying the message ({type(exc).__name__}: {exc})."
+    if header is None:
+        header = _header_or_none(message.raw)
+    _finish(message, header, state, code, reason, error_code, None)
+    return Receipt(message.ack, code, message.id, reason=reason)
+
+
+def _header_or_none(raw: str) -> Header | None:
+    try:
+        return read_header(raw)
+    except MessageRejected:
+        return None
+
+
+def _apply_and_finish(message: Hl7Message, siu: SiuMessage) -> Receipt:
+    outcome = apply_siu(message.feed, siu, received_at=message.received_at)
+    state, code, reason, error_code = Hl7MessageState.APPLIED, ACCEPT, "", "0"
+    if outcome.problems:
+        state, code, error_code = Hl7MessageState.ERROR, ERROR, outcome.problem_code
+        reason = " ".join(outcome.problems)
+    _finish(message, siu.header, state, code, reason, error_code, outcome.appointment_id)
+    return Receipt(message.ack, code, message.id, reason=reason)
+
+
+def _finish(
+    message: Hl7Message,
+    header: Header | None,
+    state: str,
+    code: str,
+    reason: str,
+    error_code: str,
+    appointment_id: int | None,
+) -> None:
+    message.state, message.ack_code, message.error = state, code, reason
+    message.ack = build_ack(
+        code, header, reason=reason, error_code=error_code, ack_control_id=_ack_id()
+    )
+    message.processed_at = timezone.now()
+    if appointment_id is not None:
+        message.appointment_id = appointment_id
+    message.save(update_fields=["state", "ack_code", "error", "ack", "processed_at", "appointment"])
+    logger.info("HL7 message %s %s (%s)", message.id, state, code)
+
+
+def replay_message(message: Hl7Message) -> Receipt:
+    """Process a stored message again, e.g. after staff fixed the feed's mapping."""
+    if message.feed_id is None:
+        raise ValueError("This message was not routed to any feed; it cannot be replayed.")
+    Hl7Message.objects.filter(pk=message.pk).update(replay_count=F("replay_count") + 1)
+    message.replay_count += 1
+    return process_message(message)
+
+
+# ---- applying ------------------------------------------------------------------------
+
+
+@dataclass
+class Applied:
+    appointment_id: int | None = None
+    problems: list[str] = field(default_factory=list)
+    problem_code: str = "207"
+
+
+def status_for(feed: Hl7Feed, trigger: str, filler_status: str) -> str:
+    """The trigger event says what happened; SCH-25 may say it more precisely."""
+    code = " ".join(filler_status.upper().split())
+    if trigger == "S17":
+        return AppointmentStatus.ENTERED_IN_ERROR
+    if trigger == "S26" or code in feed.noshow_status_codes:
+        return AppointmentStatus.NO_SHOW
+    if trigger == "S15" or code in feed.cancelled_status_codes:
+        return AppointmentStatus.CANCELLED
+    return AppointmentStatus.BOOKED
+
+
+def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Applied:
+    """Create or update the patient and appointment the message describes."""
+    result = Applied()
+    zone = feed.zone
+    organization = feed.organization
+    updated_at = received_at
+    if siu.header.sent_at:
+        try:
+            updated_at = to_datetime(siu.header.sent_at, zone, "MSH-7 message time")
+        except BadValue:
+            result.problems.append("MSH-7 message time is unreadable; the arrival time was used.")
+    status = status_for(feed, siu.header.trigger, siu.filler_status)
+    current = (
+        Appointment.objects.select_related("practice", "provider", "patient", "appointment_type")
+        .filter(
+            organization=organization, external_system=feed.name, external_id=siu.appointment_id
+        )
+        .first()
+    )
+    if current is None and status != AppointmentStatus.BOOKED and not _describes_visit(siu):
+        # A cancellation, no-show or deletion of a visit we never had: nothing to change.
+        logger.info("HL7 %s for an unknown appointment: nothing to apply", siu.header.trigger)
+        return result
+
+    practice = _practice(feed, siu, current, result)
+    patient = _patient(feed, siu.patient, practice, current, result)
+    provider = _provider(feed, siu.providers, practice, current)
+    start, end = _times(siu, zone, current)
+    appointment_type = _appointment_type(feed, siu.service, current, start, end)
+    if end is None:
+        end = start + timedelta(minutes=appointment_type.duration_minutes)
+    if end <= start:
+        raise NotApplicable("The appointment would end before it starts.", code="102")
+
+    upsert = upsert_external_appointment(
+        organization=organization,
+        practice=practice,
+        provider=provider,
+        patient=patient,
+        appointment_type=appointment_type,
+        start=start,
+        end=end,
+        status=status,
+        source=ChangeSource.HL7,
+        external_system=feed.name,
+        external_id=siu.appointment_id,
+        updated_at=updated_at,
+        note=f"HL7 {siu.header.trigger}",
+    )
+    result.appointment_id = upsert.appointment.id
+    if not upsert.applied:
+        logger.info(
+            "HL7 %s older than the appointment's last update: not applied", siu.header.trigger
+        )
+    elif upsert.appointment.status in UPCOMING_STATUSES and not patient.mobile_phone:
+        result.problems.append(
+            "Stored, but the patient has no usable mobile number (a valid PID-13 "
+            "repetition with equipment type CP), so no reminders will be sent."
+        )
+        result.problem_code = "101"
+    return result
+
+
+def _describes_visit(siu: SiuMessage) -> bool:
+    return bool(siu.start and siu.patient and siu.providers and siu.locations)
+
+
+def _practice(
+    feed: Hl7Feed, siu: SiuMessage, current: Appointment | None, result: Applied
+) -> Practice:
+    if not siu.locations:
+        if current is not None:
+            return current.practice
+        raise NotApplicable("No AIL segment names the location of this visit.", code="101")
+    codes = [feed.location_map.get(loc.code, loc.code) for loc in siu.locations]
+    practices = {
+        p.code: p
+        for p in Practice.objects.filter(organization_id=feed.organization_id, code__in=codes)
+    }
+    for code in codes:
+        if code in practices:
+            return practices[code]
+    reason = (
+        f"Unknown location '{siu.locations[0].code}' (AIL-3): map it to a practice code "
+        f"in the feed '{feed.name}' settings."
+    )
+    if current is None:
+        raise NotApplicable(reason, code="103")
+    result.problems.append(reason + " The visit stays at its current practice.")
+    return current.practice
+
+
+def _mrn(feed: Hl7Feed, patient: SiuPatient) -> str:
+    wanted_type = feed.mrn_identifier_type.strip().upper()
+    wanted_authority = feed.mrn_assigning_authority.strip().upper()
+    if not wanted_type and not wanted_authority:
+        return patient.identifiers[0].value if patient.identifiers else ""
+    for ident in patient.identifiers:
+        if (not wanted_type or ident.type_code.upper() == wanted_type) and (
+            not wanted_authority or ident.authority.upper() == wanted_authority
+        ):
+            return ident.value
+    # Many feeds (athenahealth-style 2.3) send the MRN bare, without type or authority;
+    # a typed identifier of another kind (SS, DL…) is never taken for the MRN.
+    for ident in patient.identifiers:
+        if not ident.type_code and not ident.authority:
+            return ident.value
+    return ""
+
+
+def _patient(
+    feed: Hl7Feed,
+    data: SiuPatient | None,
+    practice: Practice,
+    current: Appointment | None,
+    result: Applied,
+) -> Patient:
+    if data is None:
+        if current is not None:
+            return current.patient
+        raise NotApplicable("The message has no PID segment: whose visit is it?", code="101")
+    mrn = _mrn(feed, data)
+    if not mrn:
+        if current is not None:
+            return current.patient
+        expected = feed.mrn_identifier_type or "any"
+        raise NotApplicable(
+            f"PID-3 has no MRN (identifier type {expected}"
+            + (
+                f", authority {feed.mrn_assigning_authority}"
+                if feed.mrn_assigning_authority
+                else ""
+            )
+            + ").",
+            code="101",
+        )
+    patient = (
+        Patient.objects.select_for_update()
+        .filter(organization_id=feed.organization_id, mrn=mrn[:64])
+        .first()
+    )
+    changed: dict[str, object] = {}
+    if data.family_name:
+        changed["family_name"] = data.family_name[:100]
+    if data.given_name:
+        changed["given_name"] = data.given_name[:100]
+    if data.birth_date:
+        try:
+            changed["birth_date"] = to_date(data.birth_date, "PID-7 birth date")
+        except BadValue as exc:
+            result.problems.append(str(exc))
+    language = _LANGUAGES.get(data.language.strip().lower())
+    if language:
+        changed["preferred_language"] = language
+    mobile = _mobile(data, result)
+    if mobile:
+        changed["mobile_phone"] = mobile
+    email = next((p.email for p in data.phones if "@" in p.email), "")
+    if email:
+        changed["email"] = email[:254]
+
+    if patient is None:
+        if not changed.get("family_name") and not changed.get("given_name"):
+            raise NotApplicable("PID-5 has no patient name for a new patient.", code="101")
+        changed.setdefault("family_name", "")
+        changed.setdefault("given_name", "")
+        return Patient.objects.create(
+            organization_id=feed.organization_id, mrn=mrn[:64], home_practice=practice, **changed
+        )
+    updates = {k: v for k, v in changed.items() if getattr(patient, k) != v}
+    if updates:
+        for key, value in updates.items():
+            setattr(patient, key, value)
+        patient.save(update_fields=list(updates))
+    return patient
+
+
+def _mobile(data: SiuPatient, result: Applied) -> str:
+    mobiles = [p for p in data.phones if p.equipment == "CP" and p.number]
+    for phone in mobiles:
+        try:
+            return normalize_phone(phone.number)
+        except ValidationError:
+            continue
+    if mobiles:
+        result.problems.append("The mobile number in PID-13 (CP) is not a valid phone number.")
+    return ""
+
+
+def _provider(
+    feed: Hl7Feed, resources: list[Resource], practice: Practice, current: Appointment | None
+) -> Provider:
+    if not resources:
+        if current is not None:
+            return current.provider
+        raise NotApplicable("No AIP or AIG segment names the provider.", code="101")
+    links = {
+        link.code: link.provider
+        for link in Hl7ProviderLink.objects.select_related("provider").filter(
+            feed=feed, code__in=[r.code for r in resources]
+        )
+    }
+    for resource in resources:
+        if resource.code in links:
+            return links[resource.code]
+    resource = resources[0]
+    if not feed.create_unknown_providers:
+        raise NotApplicable(
+            f"Unknown provider '{resource.code}' (AIP-3/AIG-3): link it to a provider in "
+            f"the feed '{feed.name}' settings.",
+            code="103",
+        )
+    provider = Provider.objects.create(
+        organization_id=feed.organization_id, **_provider_names(resource)
+    )
+    provider.practices.add(practice)
+    Hl7ProviderLink.objects.create(feed=feed, code=resource.code[:80], provider=provider)
+    return provider
+
+
+def _provider_names(resource: Resource) -> dict[str, str]:
+    family, given = resource.family_name, resource.given_name
+    if not family and resource.name:
+        # AIG-3.2 is free text: "Patel, Nisha" or "Nisha Patel".
+        if "," in resource.name:
+            family, given = (p.strip() for p in resource.name.split(",", 1))
+        else:
+            *first, family = resource.name.split()
+            given = " ".join(first)
+    if family:
+        prefix = resource.prefix or "Dr."
+        display = f"{prefix} {family.title() if family.isupper() else family}"
+    else:
+        display = resource.code
+    return {
+        "display_name": display[:200],
+        "family_name": family[:100],
+        "given_name": given[:100],
+    }
+
+
+def _times(siu: SiuMessage, zone, current: Appointment | None) -> tuple[datetime, datetime | None]:
+    if not siu.start:
+        if current is not None:
+            return current.start, current.end
+        raise NotApplicable(
+            "No start time: none of SCH-11.4, TQ1-7, AIS-4, AIL-6, AIP-6, AIG-8 is filled.",
+            code="101",
+        )
+    try:
+        start = to_datetime(siu.start, zone, "Start time")
+        if siu.end:
+            return start, to_datetime(siu.end, zone, "End time")
+        if siu.duration:
+            return start, start + to_duration(*siu.duration, "Duration")
+    except BadValue as exc:
+        raise NotApplicable(str(exc), code="102") from exc
+    if current is not None:
+        return start, start + (current.end - current.start)
+    return start, None
+
+
+def _appointment_type(
+    feed: Hl7Feed,
+    service: Resource | None,
+    current: Appointment | None,
+    start: datetime,
+    end: datetime | None,
+) -> AppointmentType:
+    if service is None and current is not None:
+        return current.appointment_type
+    code = service.code if service else feed.default_appointment_type_code
+    code = feed.appointment_type_map.get(code, code)[:40]
+    existing = AppointmentType.objects.filter(
+        organization_id=feed.organization_id, code=code
+    ).first()
+    if existing is not None:
+        return existing
+    if not feed.create_unknown_appointment_types:
+        raise NotApplicable(
+            f"Unknown appointment type '{code}' (AIS-3/SCH-8): map it in the feed "
+            f"'{feed.name}' settings.",
+            code="103",
+        )
+    minutes = int((end - start).total_seconds() // 60) if end else 20
+    return resolve_appointment_type(
+        feed.organization,
+        code=code,
+        name=service.name if service else "",
+        duration_minutes=max(minutes, 1),
+    )

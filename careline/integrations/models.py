@@ -1,0 +1,231 @@
+"""EHR feeds: how each feed's codes map onto the clinic, and every message it sent us."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from careline.clinics.models import Organization, Practice, Provider
+from careline.clinics.scoping import ScopedQuerySet
+from careline.clinics.validators import validate_time_zone
+
+
+def _organizations_of(practice_ids: list[int]) -> models.QuerySet:
+    return Practice.objects.filter(id__in=practice_ids).values("organization_id")
+
+
+def default_cancelled_codes() -> list[str]:
+    return ["CANCELLED", "CANCELED", "CANCEL", "DELETED"]
+
+
+def default_noshow_codes() -> list[str]:
+    return ["NOSHOW", "NO SHOW", "NO-SHOW", "NS"]
+
+
+def _code_list(value: object, label: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError({label: 'Give a list of codes, e.g. ["CANCELLED", "DELETED"].'})
+    return [v.strip().upper() for v in value if v.strip()]
+
+
+class Hl7Feed(models.Model):
+    """One sending system (an EHR or interface engine) and how to read its codes."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(
+        max_length=60,
+        help_text="The feed's system id; stored on appointments as their external system.",
+    )
+    sending_application = models.CharField(
+        max_length=180,
+        blank=True,
+        help_text="MSH-3 value that routes a message to this feed when a listener serves "
+        "several feeds; blank: the feed name.",
+    )
+    active = models.BooleanField(default=True)
+    time_zone = models.CharField(
+        max_length=64,
+        default="America/New_York",
+        validators=[validate_time_zone],
+        help_text="Time zone of timestamps that carry no UTC offset.",
+    )
+    mrn_identifier_type = models.CharField(
+        "MRN identifier type",
+        max_length=10,
+        default="MR",
+        blank=True,
+        help_text="PID-3.5 of the repetition that is the MRN. An identifier sent without "
+        "any type is also accepted; blank: the first PID-3 repetition.",
+    )
+    mrn_assigning_authority = models.CharField(
+        "MRN assigning authority",
+        max_length=60,
+        blank=True,
+        help_text="PID-3.4 of the MRN repetition; blank: any.",
+    )
+    location_map = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='AIL location code → practice code, e.g. {"TROYMAIN": "TROY"}. A code '
+        "that is itself a practice code needs no entry.",
+    )
+    appointment_type_map = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Feed service code (AIS-3 or SCH-8) → appointment type code.",
+    )
+    cancelled_status_codes = models.JSONField(
+        default=default_cancelled_codes,
+        blank=True,
+        help_text="SCH-25 filler status codes that mean the visit is cancelled.",
+    )
+    noshow_status_codes = models.JSONField(
+        default=default_noshow_codes,
+        blank=True,
+        help_text="SCH-25 filler status codes that mean the patient did not come.",
+    )
+    create_unknown_providers = models.BooleanField(
+        default=True, help_text="Add providers the feed names that Careline does not know yet."
+    )
+    create_unknown_appointment_types = models.BooleanField(
+        default=True,
+        help_text="Add appointment types the feed names that Careline does not know yet.",
+    )
+    default_appointment_type_code = models.CharField(
+        max_length=40,
+        default="VISIT",
+        help_text="Appointment type for new visits whose message names none.",
+    )
+    # Where patients' confirmations, cancellations and reschedules are sent back.
+    outbound_host = models.CharField(max_length=200, blank=True)
+    outbound_port = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "HL7 feed"
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="hl7_feed_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(organization_id__in=_organizations_of(practice_ids))
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    @property
+    def routing_application(self) -> str:
+        return self.sending_application or self.name
+
+    def clean(self) -> None:
+        for label in ("location_map", "appointment_type_map"):
+            value = getattr(self, label)
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ValidationError({label: 'Give an object of codes, e.g. {"AIL1": "P1"}.'})
+        if self.location_map:
+            known = set(
+                Practice.objects.filter(organization_id=self.organization_id).values_list(
+                    "code", flat=True
+                )
+            )
+            unknown = sorted(set(self.location_map.values()) - known)
+            if unknown:
+                raise ValidationError(
+                    {"location_map": f"No practice has the code(s) {', '.join(unknown)}."}
+                )
+        self.cancelled_status_codes = _code_list(
+            self.cancelled_status_codes, "cancelled_status_codes"
+        )
+        self.noshow_status_codes = _code_list(self.noshow_status_codes, "noshow_status_codes")
+        if bool(self.outbound_host) != bool(self.outbound_port):
+            raise ValidationError("Give both the outbound host and port, or neither.")
+
+
+class Hl7ProviderLink(models.Model):
+    """Which Careline provider a feed's provider code (AIP-3 / AIG-3) means."""
+
+    feed = models.ForeignKey(Hl7Feed, on_delete=models.CASCADE, related_name="provider_links")
+    code = models.CharField(max_length=80)
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="+")
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "HL7 provider code"
+        constraints = [
+            models.UniqueConstraint(fields=["feed", "code"], name="hl7_provider_code_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feed} {self.code} → {self.provider}"
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(feed__organization_id__in=_organizations_of(practice_ids))
+
+
+class Hl7MessageState(models.TextChoices):
+    RECEIVED = "received", "Received"
+    APPLIED = "applied", "Applied"
+    ERROR = "error", "Error (AE)"
+    REJECTED = "rejected", "Rejected (AR)"
+
+
+class Hl7Message(models.Model):
+    """A message exactly as received, stored before it is processed, and what came of it."""
+
+    feed = models.ForeignKey(
+        Hl7Feed, on_delete=models.PROTECT, null=True, blank=True, related_name="messages"
+    )
+    control_id = models.CharField("control id (MSH-10)", max_length=199, blank=True)
+    message_type = models.CharField(max_length=3, blank=True)
+    trigger_event = models.CharField(max_length=3, blank=True)
+    raw = models.TextField()
+    state = models.CharField(
+        max_length=10, choices=Hl7MessageState.choices, default=Hl7MessageState.RECEIVED
+    )
+    error = models.TextField(blank=True)
+    ack_code = models.CharField(max_length=2, blank=True)
+    ack = models.TextField(blank=True, help_text="The acknowledgement sent back, verbatim.")
+    appointment = models.ForeignKey(
+        "scheduling.Appointment",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+    replay_count = models.PositiveIntegerField(default=0)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "HL7 message"
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["feed", "control_id"],
+                condition=~models.Q(control_id=""),
+                name="hl7_control_id_unique_per_feed",
+            )
+        ]
+        indexes = [models.Index(fields=["state", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.message_type}^{self.trigger_event} {self.control_id or '(no id)'}"
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(feed__organization_id__in=_organizations_of(practice_ids))
