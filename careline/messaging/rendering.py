@@ -1,0 +1,146 @@
+"""Filling message templates: only whitelisted variables, never template code."""
+
+from __future__ import annotations
+
+import string
+import zoneinfo
+from collections.abc import Mapping
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+
+from careline.clinics.validators import display_phone
+
+VARIABLES = {
+    "first_name": "Patient's first name",
+    "practice": "Practice name",
+    "date": "Visit date in the practice's time zone",
+    "time": "Visit time in the practice's time zone",
+    "address": "Practice address",
+    "practice_phone": "Practice front-desk number",
+    "link": "Link to confirm, cancel or reschedule online",
+}
+
+_formatter = string.Formatter()
+
+EN_WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+EN_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+ES_WEEKDAYS = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"]
+ES_MONTHS = (
+    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
+).split()
+
+
+def _fields(body: str) -> list[tuple[str, str, str | None]]:
+    try:
+        return [
+            (name, spec, conversion)
+            for _, name, spec, conversion in _formatter.parse(body)
+            if name is not None
+        ]
+    except ValueError as exc:
+        raise ValidationError(
+            f"The template has an unmatched brace ({exc}); write {{{{ or }}}} for a literal one.",
+            code="template_syntax",
+        ) from exc
+
+
+def validate_template_body(body: str) -> None:
+    """Raise ValidationError naming every variable that is not allowed."""
+    problems = []
+    for name, spec, conversion in _fields(body):
+        if name not in VARIABLES:
+            problems.append(f"{{{name}}}" if name else "{}")
+        elif spec or conversion:
+            problems.append(f"{{{name}}} with a format or conversion")
+    if problems:
+        raise ValidationError(
+            f"Unknown template variables: {', '.join(problems)}. "
+            f"Allowed: {', '.join('{' + v + '}' for v in VARIABLES)}.",
+            code="template_variable",
+        )
+
+
+def render_body(body: str, variables: Mapping[str, str]) -> str:
+    """Substitute whitelisted variables only; no attribute access, indexing or formats."""
+    validate_template_body(body)
+    out = []
+    for literal, name, _, _ in _formatter.parse(body):
+        out.append(literal)
+        if name is not None:
+            out.append(str(variables.get(name, "")))
+    return "".join(out)
+
+
+def local_date(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:
+    local = moment.astimezone(zone)
+    if language == "es":
+        return f"{ES_WEEKDAYS[local.weekday()]} {local.day} de {ES_MONTHS[local.month - 1]}"
+    return f"{EN_WEEKDAYS[local.weekday()]}, {EN_MONTHS[local.month - 1]} {local.day}"
+
+
+def local_time(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:
+    local = moment.astimezone(zone)
+    hour = local.hour % 12 or 12
+    if language == "es":
+        return f"{hour}:{local.minute:02d} {'a.m.' if local.hour < 12 else 'p.m.'}"
+    return f"{hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+
+
+def appointment_link(appointment_id: int) -> str:
+    """The patient's self-service link for a visit: a short, single-purpose, expiring token
+    issued (and later verified) by careline.selfservice.links."""
+    from careline.selfservice.links import manage_link_url
+
+    return manage_link_url(appointment_id)
+
+
+def appointment_variables(appointment, language: str) -> dict[str, str]:
+    """The variables for a message about `appointment` (practice and patient preloaded)."""
+    practice = appointment.practice
+    zone = practice.zone
+    return {
+        "first_name": appointment.patient.given_name,
+        "practice": practice.name,
+        "date": local_date(appointment.start, zone, language),
+        "time": local_time(appointment.start, zone, language),
+        "address": practice.address,
+        "practice_phone": display_phone(practice.phone),
+        "link": appointment_link(appointment.pk),
+    }
+
+
+def find_template(
+    *,
+    organization_id: int,
+    practice_id: int | None,
+    appointment_type_id: int | None,
+    kind: str,
+    language: str,
+):
+    """The most specific active template; Careline's default when the clinic has none,
+    English when none exists in the patient's language."""
+    from careline.messaging.models import MessageTemplate
+
+    candidates = list(
+        MessageTemplate.objects.filter(
+            Q(organization_id=organization_id) | Q(organization__isnull=True),
+            Q(practice_id=practice_id) | Q(practice__isnull=True),
+            Q(appointment_type_id=appointment_type_id) | Q(appointment_type__isnull=True),
+            kind=kind,
+            language__in=[language, "en"],
+            active=True,
+        )
+    )
+
+    def specificity(t) -> tuple:
+        return (
+            t.language == language,
+            t.organization_id is not None,
+            t.appointment_type_id is not None,
+            t.practice_id is not None,
+            t.id,
+        )
+
+    return max(candidates, key=specificity, default=None)

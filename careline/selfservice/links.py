@@ -1,0 +1,112 @@
+"""Short single-purpose links for patients: /a/<token>.
+
+The token is 16 random URL-safe characters (96 bits); the database stores only its SHA-256,
+so a leaked table cannot be turned back into working links. A token carries no patient or
+appointment data; everything is looked up from the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from careline.selfservice.models import LinkPurpose, PatientLink
+
+TOKEN_BYTES = 12
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16}$")
+# A visit link outlives every reminder cadence; the visit's own start also ends it.
+MANAGE_LINK_LIFETIME = timedelta(days=120)
+
+
+class LinkRefused(Exception):
+    """Why a link cannot be used: `unknown` (never issued or altered), `expired`, `used`."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+    @property
+    def http_status(self) -> int:
+        return 404 if self.reason == "unknown" else 410
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def url_for(token: str) -> str:
+    return f"{settings.CARELINE_BASE_URL}/a/{token}"
+
+
+def _issue(*, purpose: str, expires_at: datetime, **target) -> str:
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    PatientLink.objects.create(
+        token_hash=hash_token(token),
+        purpose=purpose,
+        created_at=timezone.now(),
+        expires_at=expires_at,
+        **target,
+    )
+    return token
+
+
+def issue_manage_link(appointment_id: int) -> str:
+    """A new token to confirm, cancel or move one visit."""
+    return _issue(
+        purpose=LinkPurpose.MANAGE,
+        appointment_id=appointment_id,
+        expires_at=timezone.now() + MANAGE_LINK_LIFETIME,
+    )
+
+
+def issue_offer_link(offer_id: int, expires_at: datetime) -> str:
+    return _issue(purpose=LinkPurpose.OFFER, offer_id=offer_id, expires_at=expires_at)
+
+
+def manage_link_url(appointment_id: int) -> str:
+    return url_for(issue_manage_link(appointment_id))
+
+
+def resolve(token: str, *, now: datetime | None = None) -> PatientLink:
+    """The link for `token`, or LinkRefused saying why it cannot be used."""
+    now = now or timezone.now()
+    if not TOKEN_PATTERN.match(token or ""):
+        raise LinkRefused("unknown")
+    link = (
+        PatientLink.objects.select_related(
+            "appointment__practice",
+            "appointment__patient",
+            "appointment__provider",
+            "appointment__appointment_type",
+            "offer__opening__practice",
+            "offer__opening__provider",
+            "offer__patient",
+        )
+        .filter(token_hash=hash_token(token))
+        .first()
+    )
+    if link is None:
+        raise LinkRefused("unknown")
+    if link.used_at is not None:
+        raise LinkRefused("used")
+    if link.expires_at <= now:
+        raise LinkRefused("expired")
+    if link.purpose == LinkPurpose.MANAGE and link.appointment.start <= now:
+        raise LinkRefused("expired")
+    return link
+
+
+def spend(link: PatientLink, *, now: datetime | None = None) -> None:
+    """Mark the link used; LinkRefused("used") if another request spent it first."""
+    with transaction.atomic():
+        spent = PatientLink.objects.filter(pk=link.pk, used_at__isnull=True).update(
+            used_at=now or timezone.now()
+        )
+    if not spent:
+        raise LinkRefused("used")
