@@ -1,0 +1,270 @@
+"""Helpers shared by the benchmarks: timing, a child's peak memory, fresh databases, and a
+same-run baseline that inserts appointment-shaped rows straight into the same database.
+
+Benchmarks print one line per figure, `name | value | baseline | ratio` (see `figure`).
+Run as a module for the baseline alone (in its own process, so its peak memory is its own):
+
+    .venv/bin/python -m bench.common raw-insert DATABASE_URL ROWS
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dj_database_url
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(
+    os.environ.get("CARELINE_BENCH_DIR", Path(tempfile.gettempdir()) / "careline-bench")
+)
+BATCH = 10_000
+# The demo gives SQLite this page cache while loading; the baseline gets the same.
+SQLITE_CACHE_KIB = 131_072
+
+APPOINTMENT_TABLE = "scheduling_appointment"
+RAW_TABLE = "bench_raw_appointment"
+APPOINTMENT_COLUMNS = (
+    "organization_id",
+    "practice_id",
+    "provider_id",
+    "patient_id",
+    "appointment_type_id",
+    "start",
+    "end",
+    "status",
+    "confirmed_at",
+    "status_changed_at",
+    "status_source",
+    "allow_overlap",
+    "external_system",
+    "external_id",
+    "created_at",
+)
+
+
+@dataclass
+class Timer:
+    started: float
+    seconds: float = 0.0
+
+
+@contextmanager
+def timer() -> Iterator[Timer]:
+    """`with timer() as t: ...` then `t.seconds` (wall clock, monotonic)."""
+    t = Timer(started=time.perf_counter())
+    try:
+        yield t
+    finally:
+        t.seconds = time.perf_counter() - t.started
+
+
+@dataclass
+class ChildRun:
+    seconds: float
+    peak_rss_mib: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_child(args: Sequence[str], env: dict[str, str] | None = None) -> ChildRun:
+    """Run a command; wall time and the peak resident memory of that one child (wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(args), stdout=out, stderr=err, env=env, cwd=REPO)
+        # wait4 reports this child's own rusage, unlike RUSAGE_CHILDREN's running maximum.
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(seconds, usage.ru_maxrss / 1024, proc.returncode, out.read(), err.read())
+
+
+def careline(*args: str) -> list[str]:
+    """The `careline` console command, run with this interpreter."""
+    return [sys.executable, "-m", "careline", *args]
+
+
+def database_env(url: str) -> dict[str, str]:
+    """Environment for a child process that works on `url` (and keeps its files in BENCH_DIR)."""
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "DATABASE_URL": url, "CARELINE_DATA_DIR": str(BENCH_DIR)}
+
+
+def postgres_server_url() -> str:
+    """DATABASE_URL of the local throwaway cluster (started by scripts/postgres.sh if needed)."""
+    out = subprocess.run(
+        [str(REPO / "scripts" / "postgres.sh")],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def fresh_database(kind: str, name: str = "careline_bench") -> str:
+    """An empty, migrated database named `name`; returns its DATABASE_URL.
+
+    kind is "sqlite" (a file under BENCH_DIR) or "postgres" (a database on the local cluster).
+    """
+    if kind == "sqlite":
+        BENCH_DIR.mkdir(parents=True, exist_ok=True)
+        path = BENCH_DIR / f"{name}.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    elif kind == "postgres":
+        import psycopg
+
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise ValueError(f"'{name}' is not a plain PostgreSQL database name")
+        server = postgres_server_url()
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        url = server.rsplit("/", 1)[0] + f"/{name}"
+    else:
+        raise ValueError(f"unknown database kind '{kind}' (sqlite or postgres)")
+    migrate = run_child(careline("migrate", "--noinput", "--skip-checks"), database_env(url))
+    if migrate.returncode:
+        raise RuntimeError(f"migrate failed on {kind}:\n{migrate.stderr[-2000:]}")
+    return url
+
+
+def figure(name: str, value: float, baseline: float | None, fmt: str = ",.0f") -> str:
+    """One result line: `name | value | baseline | ratio` (ratio = value / baseline)."""
+    if baseline is None:
+        return f"{name} | {value:{fmt}} | - | -"
+    ratio = value / baseline if baseline else float("inf")
+    return f"{name} | {value:{fmt}} | {baseline:{fmt}} | {ratio:.2f}"
+
+
+def appointment_rows(count: int, *, sqlite: bool) -> Iterator[tuple]:
+    """`count` valid appointment-shaped rows: 420 providers, back-to-back 20-minute visits."""
+    base = datetime(2024, 1, 1, 14, 0)
+    providers = 420
+    for i in range(count):
+        start = base + timedelta(minutes=30 * (i // providers))
+        times = (start, start + timedelta(minutes=20), start, start - timedelta(days=9))
+        if sqlite:
+            when = tuple(str(t) for t in times)
+        else:
+            when = tuple(t.replace(tzinfo=UTC) for t in times)
+        yield (
+            1,
+            1 + i % 72,
+            1 + i % providers,
+            1 + i % 20_000,
+            1 + i % 7,
+            when[0],
+            when[1],
+            "noshow" if i % 7 == 0 else "fulfilled",
+            None,
+            when[2],
+            "demo",
+            False,
+            "",
+            "",
+            when[3],
+        )
+
+
+def _batches(rows: Iterator[tuple]) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def raw_insert_appointments(url: str, rows: int) -> float:
+    """Seconds to insert `rows` rows into a copy of the appointment table, in one transaction.
+
+    The copy has the same columns, indexes and constraints (on PostgreSQL also the
+    no-overlap exclusion constraint), but no foreign keys; it is dropped afterwards.
+    SQLite gets executemany, PostgreSQL COPY: each database's fastest plain path.
+    """
+    config = dj_database_url.parse(url)
+    columns = ", ".join(f'"{c}"' for c in APPOINTMENT_COLUMNS)
+    if config["ENGINE"].endswith("sqlite3"):
+        conn = sqlite3.connect(config["NAME"], isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            conn.execute(f'DROP TABLE IF EXISTS "{RAW_TABLE}"')
+            schema = conn.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL",
+                (APPOINTMENT_TABLE,),
+            ).fetchall()
+            for kind, name, sql in sorted(schema, key=lambda s: s[0] != "table"):
+                sql = sql.replace(f'"{APPOINTMENT_TABLE}"', f'"{RAW_TABLE}"')
+                if kind == "index":
+                    sql = sql.replace(f'"{name}"', f'"bench_{name}"', 1)
+                conn.execute(sql)
+            insert = (
+                f'INSERT INTO "{RAW_TABLE}" ({columns}) '
+                f"VALUES ({', '.join('?' * len(APPOINTMENT_COLUMNS))})"
+            )
+            with timer() as t:
+                conn.execute("BEGIN")
+                for batch in _batches(appointment_rows(rows, sqlite=True)):
+                    conn.executemany(insert, batch)
+                conn.execute("COMMIT")
+            conn.execute(f'DROP TABLE "{RAW_TABLE}"')
+        finally:
+            conn.close()
+        return t.seconds
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+        conn.execute(f"CREATE TABLE {RAW_TABLE} (LIKE {APPOINTMENT_TABLE} INCLUDING ALL)")
+        with timer() as t:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY {RAW_TABLE} ({columns}) FROM STDIN") as copy:
+                    for row in appointment_rows(rows, sqlite=False):
+                        copy.write_row(row)
+        conn.execute(f"DROP TABLE {RAW_TABLE}")
+    return t.seconds
+
+
+def run_raw_insert(url: str, rows: int) -> tuple[float, ChildRun]:
+    """The baseline in its own process: (insert seconds, the child's run incl. peak memory)."""
+    child = run_child(
+        [sys.executable, "-m", "bench.common", "raw-insert", url, str(rows)], database_env(url)
+    )
+    if child.returncode:
+        raise RuntimeError(f"raw insert baseline failed:\n{child.stderr[-2000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])["seconds"], child
+
+
+def _cli(args: list[str]) -> int:
+    if len(args) != 3 or args[0] != "raw-insert" or not args[2].isdigit():
+        print("usage: python -m bench.common raw-insert DATABASE_URL ROWS", file=sys.stderr)
+        return 2
+    seconds = raw_insert_appointments(args[1], int(args[2]))
+    print(json.dumps({"rows": int(args[2]), "seconds": seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli(sys.argv[1:]))
