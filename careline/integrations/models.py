@@ -229,3 +229,104 @@ class Hl7Message(models.Model):
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
         return models.Q(feed__organization_id__in=_organizations_of(practice_ids))
+
+
+# ---- write-back: what patients did, sent to the EHR ------------------------------------
+
+
+class Hl7OutboundType(models.TextChoices):
+    BOOKED = "S12", "S12 booked by the patient"
+    RESCHEDULED = "S13", "S13 rescheduled by the patient"
+    CONFIRMED = "S14", "S14 confirmed by the patient"
+    CANCELLED = "S15", "S15 cancelled by the patient"
+    TEXTING_CONSENT = "A31", "A31 texting opt-out or opt-in"
+
+
+class Hl7OutboundState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent (AA)"
+    FAILED = "failed", "Failed"
+
+
+class Hl7OutboundMessage(models.Model):
+    """One message for a feed's EHR, a row before it is a send (the HL7 outbox).
+
+    Messages of one stream (an appointment, or a patient's texting consent) go out
+    strictly in `sequence` order: a later one waits until the earlier is sent or failed.
+    """
+
+    feed = models.ForeignKey(Hl7Feed, on_delete=models.CASCADE, related_name="outbound")
+    appointment = models.ForeignKey(
+        "scheduling.Appointment", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    event = models.ForeignKey(
+        "scheduling.AppointmentEvent",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+")
+    consent_event = models.ForeignKey(
+        "patients.ConsentEvent", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    stream = models.CharField(
+        max_length=40, help_text="What is kept in order: appointment:<id> or patient:<id>."
+    )
+    sequence = models.PositiveIntegerField()
+    message_type = models.CharField(max_length=3, choices=Hl7OutboundType.choices)
+    control_id = models.CharField("control id (MSH-10)", max_length=20)
+    raw = models.TextField()
+    state = models.CharField(
+        max_length=10, choices=Hl7OutboundState.choices, default=Hl7OutboundState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    # AE answers so far; the connection failing is not counted (the EHR never judged it).
+    error_acks = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    ack_code = models.CharField(max_length=2, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "HL7 outbound message"
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["feed", "event"],
+                condition=models.Q(event__isnull=False),
+                name="hl7_outbound_event_once_per_feed",
+            ),
+            models.UniqueConstraint(
+                fields=["feed", "consent_event", "patient"],
+                condition=models.Q(consent_event__isnull=False),
+                name="hl7_outbound_consent_once_per_feed",
+            ),
+            models.UniqueConstraint(
+                fields=["feed", "stream", "sequence"], name="hl7_outbound_stream_sequence"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.message_type} {self.control_id} ({self.state})"
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(feed__organization_id__in=_organizations_of(practice_ids))
+
+
+class Hl7WritebackCursor(models.Model):
+    """How far a feed's write-back has read the appointment history and consent ledger."""
+
+    feed = models.OneToOneField(
+        Hl7Feed, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    last_event_id = models.BigIntegerField(default=0)
+    last_consent_event_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.feed} write-back cursor"

@@ -6,6 +6,8 @@ import sys
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from careline.integrations.hl7.writeback import writeback_configured
+
 
 class Command(BaseCommand):
     help = "Serve the staff app, patient pages and APIs, with a background worker."
@@ -22,6 +24,8 @@ class Command(BaseCommand):
         children = []
         if not opts["no_worker"] and "worker" in self._commands():
             children.append(subprocess.Popen([sys.executable, "-m", "careline", "worker"]))
+        if not opts["no_worker"] and writeback_configured():
+            children.append(subprocess.Popen([sys.executable, "-m", "careline", "hl7-writeback"]))
         web = subprocess.Popen(
             [
                 sys.executable,
