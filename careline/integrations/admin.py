@@ -4,7 +4,14 @@ from django.http import HttpRequest
 from careline.clinics.admin_scoping import ScopedAdmin, _roles
 from careline.clinics.models import StaffRole
 from careline.integrations.hl7.services import replay_message
-from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
+from careline.integrations.models import (
+    Hl7Feed,
+    Hl7Message,
+    Hl7MessageState,
+    Hl7OutboundMessage,
+    Hl7OutboundState,
+    Hl7ProviderLink,
+)
 
 
 class InterfaceAdmin(ScopedAdmin):
@@ -79,3 +86,25 @@ class Hl7MessageAdmin(InterfaceAdmin):
             + (f" Skipped {skipped} already applied or unrouted." if skipped else ""),
             level,
         )
+
+
+@admin.register(Hl7OutboundMessage)
+class Hl7OutboundMessageAdmin(InterfaceAdmin):
+    """Write-back to the EHR: what was sent, what is waiting and why."""
+
+    list_display = ["created_at", "feed", "message_type", "stream", "state", "attempts", "ack_code"]
+    list_filter = ["state", "message_type"]
+    readonly_fields = [f.name for f in Hl7OutboundMessage._meta.fields]
+    actions = ["retry"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Send again (failed messages only)")
+    def retry(self, request: HttpRequest, queryset) -> None:
+        from django.utils import timezone
+
+        count = queryset.filter(state=Hl7OutboundState.FAILED).update(
+            state=Hl7OutboundState.PENDING, next_attempt_at=timezone.now(), error_acks=0
+        )
+        self.message_user(request, f"{count} message(s) will be sent again.", messages.SUCCESS)
