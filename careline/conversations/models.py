@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from careline.clinics.models import Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet
 from careline.messaging.models import OutboundMessage
 from careline.patients.models import Patient
+from careline.scheduling.models import Appointment
+
+
+def _org_wide_scope(practice_ids: list[int]) -> models.Q:
+    # A text not tied to one practice belongs to everyone in its organization.
+    return models.Q(practice_id__in=practice_ids) | models.Q(
+        practice__isnull=True,
+        organization_id__in=Practice.objects.filter(id__in=practice_ids).values("organization_id"),
+    )
 
 
 class InboundIntent(models.TextChoices):
     OPT_OUT = "opt_out", "Opt-out (stop texting)"
     OPT_IN = "opt_in", "Opt-in (START)"
     HELP = "help", "Help request"
-    # Left for reply understanding and the staff inbox.
+    CONFIRM = "confirm", "Confirm the visit"
+    CANCEL = "cancel", "Cancel the visit"
+    RESCHEDULE = "reschedule", "Move the visit"
+    CHOOSE_OPTION = "choose_option", "Picked a numbered option"
+    MORE_OPTIONS = "more_options", "Asked for other times"
+    DECLINE = "decline", "Said no to an offer"
+    UNCLEAR = "unclear", "Not clear: for a person"
+    # Texts stored before replies were read; no longer written.
     UNHANDLED = "unhandled", "Not handled automatically"
     UNKNOWN_NUMBER = "unknown_number", "Sent to a number no organization texts from"
 
@@ -24,6 +42,14 @@ class InboundAction(models.TextChoices):
     OPTED_OUT = "opted_out", "Opted the number out"
     OPTED_IN = "opted_in", "Opted the number back in"
     ANSWERED_HELP = "answered_help", "Sent the help text"
+    CONFIRMED = "confirmed", "Confirmed the visit"
+    CANCELLED = "cancelled", "Cancelled the visit"
+    OFFERED_TIMES = "offered_times", "Offered open times"
+    RESCHEDULED = "rescheduled", "Moved the visit"
+    KEPT = "kept", "Kept the visit as it was"
+    ASKED_WHICH = "asked_which", "Asked which visit was meant"
+    WAITLIST = "waitlist", "Answered a waitlist offer"
+    TO_INBOX = "to_inbox", "Passed to the staff inbox"
 
 
 class InboundMessage(models.Model):
@@ -65,6 +91,22 @@ class InboundMessage(models.Model):
         help_text="The automatic answer queued in the outbox, if any.",
     )
     interpreted_at = models.DateTimeField(null=True, blank=True)
+    appointment = models.ForeignKey(
+        Appointment,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The visit the reply was taken to be about.",
+    )
+    conversation = models.ForeignKey(
+        "Conversation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+        help_text="The inbox conversation it was passed to, if any.",
+    )
 
     objects = ScopedQuerySet.as_manager()
 
@@ -80,10 +122,189 @@ class InboundMessage(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        # A text not tied to one practice belongs to everyone in its organization.
-        return models.Q(practice_id__in=practice_ids) | models.Q(
-            practice__isnull=True,
-            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
-                "organization_id"
-            ),
-        )
+        return _org_wide_scope(practice_ids)
+
+
+class Queue(models.TextChoices):
+    """Inbox queues; the values are careline.conversations.routing's queue names."""
+
+    SCHEDULING = "scheduling", "Scheduling"
+    BILLING = "billing", "Billing"
+    REFILLS = "refills", "Prescriptions and refills"
+    CLINICAL = "clinical", "Clinical"
+    RECORDS = "records", "Records"
+    GENERAL = "general", "General"
+
+
+class ConversationState(models.TextChoices):
+    OPEN = "open", "Open"
+    ASSIGNED = "assigned", "Assigned"
+    WAITING = "waiting", "Waiting on the patient"
+    CLOSED = "closed", "Closed"
+
+
+class Conversation(models.Model):
+    """A thread in the staff inbox with one phone number: the texts Careline did not act on,
+    and the staff's answers. Any new text from the number reopens it."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    practice = models.ForeignKey(
+        Practice,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        help_text="Blank when the text could not be tied to one practice.",
+    )
+    patient = models.ForeignKey(
+        Patient,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        help_text="Blank for an unknown number or a family number shared by several patients.",
+    )
+    phone = models.CharField(max_length=64)
+    queue = models.CharField(max_length=20, choices=Queue.choices, default=Queue.GENERAL)
+    state = models.CharField(
+        max_length=10, choices=ConversationState.choices, default=ConversationState.OPEN
+    )
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    urgent = models.BooleanField(
+        default=False, help_text="A text named a possible emergency (the patient was told 911)."
+    )
+    unread_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    opened_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When the patient opened it, or last reopened it after it was closed.",
+    )
+    last_patient_message_at = models.DateTimeField()
+    first_staff_reply_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="First staff answer since opened_at: the response time is the difference.",
+    )
+    last_staff_reply_at = models.DateTimeField(null=True, blank=True)
+    after_hours_reply_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last after-hours auto-reply was queued."
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_patient_message_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "phone"]),
+            models.Index(fields=["practice", "state", "queue", "last_patient_message_at"]),
+            models.Index(fields=["assigned_to", "state"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversation {self.pk} ({self.state}, {self.queue})"
+
+    @property
+    def unread(self) -> bool:
+        return self.unread_count > 0
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return _org_wide_scope(practice_ids)
+
+
+class ConversationNote(models.Model):
+    """Staff's internal note on a conversation; never texted."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField()
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(conversation__in=Conversation.objects.filter(_org_wide_scope(practice_ids)))
+
+
+class ConversationReply(models.Model):
+    """A text Careline sent in a conversation: a staff answer, or an automatic one
+    (after-hours, emergency) when `author` is blank. The text itself is in the outbox."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="replies")
+    message = models.OneToOneField(OutboundMessage, on_delete=models.CASCADE, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(conversation__in=Conversation.objects.filter(_org_wide_scope(practice_ids)))
+
+
+class ChoiceKind(models.TextChoices):
+    VISIT = "visit", "Which visit"
+    SLOT = "slot", "Which new time"
+
+
+class ChoiceState(models.TextChoices):
+    OPEN = "open", "Waiting for the number"
+    ANSWERED = "answered", "Answered"
+    REPLACED = "replaced", "Replaced by a newer question"
+    DECLINED = "declined", "Patient said no"
+
+
+class NumberedChoice(models.Model):
+    """A numbered list Careline texted and the answer it waits for: "Reply 1 for Ana ...,
+    2 for Ben ..." (which visit) or "1) Tue 9:00 2) ..." (open times to move a visit to).
+
+    The options are frozen when texted, so "2" means what the patient saw. Past
+    `expires_at` the choice is ignored and a new reply is read from scratch."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    phone = models.CharField(max_length=64)
+    kind = models.CharField(max_length=10, choices=ChoiceKind.choices)
+    # Which visit: what the patient asked to do with the visit they pick.
+    intent = models.CharField(max_length=20, blank=True)
+    # Which new time: the visit to move.
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    # Which visit: appointment ids. Which new time: {"start": ISO UTC, "provider": id}.
+    options = models.JSONField(default=list)
+    asked_by = models.ForeignKey(
+        InboundMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    text = models.ForeignKey(
+        OutboundMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    state = models.CharField(max_length=10, choices=ChoiceState.choices, default=ChoiceState.OPEN)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "phone", "state", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"Numbered choice {self.pk} ({self.kind}, {self.state})"

@@ -1,4 +1,4 @@
-"""Receiving a patient's text: store it first, then act on consent keywords.
+"""Receiving a patient's text: store it first, act on consent keywords, then on the reply.
 
 `receive_sms` is the one inbound path: the Twilio webhook and the simulator's patient
 phones both call it. It is idempotent on the provider's message id, because Twilio
@@ -18,6 +18,7 @@ from careline.clinics.models import Organization, Practice
 from careline.clinics.validators import display_phone
 from careline.conversations.keywords import ConsentMatch, consent_keyword
 from careline.conversations.models import InboundAction, InboundIntent, InboundMessage
+from careline.conversations.replies import act_on_reply
 from careline.messaging.models import OutboundMessage
 from careline.messaging.services import queue_reply
 from careline.patients.models import ConsentSource, Language, Patient, PhoneConsent
@@ -112,8 +113,9 @@ def _interpret(message_id: int) -> None:
             message.patients.set(route.patients)
             match = consent_keyword(message.body)
             if match is None:
-                message.intent = InboundIntent.UNHANDLED
-            else:
+                # Reply understanding may still find an opt-out in other words.
+                match = act_on_reply(message, route)
+            if match is not None:
                 _act_on_consent(message, route, match)
         message.interpreted_at = timezone.now()
         message.save()

@@ -43,7 +43,8 @@ def replies() -> list[OutboundMessage]:
     return list(OutboundMessage.objects.filter(kind=MessageKind.REPLY).order_by("id"))
 
 
-def test_text_is_stored_as_it_arrived_and_routed(clinic):
+def test_text_is_stored_as_it_arrived_and_routed(clinic, settings):
+    settings.CARELINE_OFFICE_HOURS = "Mon-Sun 00:00-24:00"  # no after-hours answer
     org, practice, patient = clinic
     message = text("Can I bring my son too?", sid="SMabc")
 
@@ -55,7 +56,10 @@ def test_text_is_stored_as_it_arrived_and_routed(clinic):
     assert stored.organization == org
     assert stored.practice == practice
     assert list(stored.patients.all()) == [patient]
-    assert stored.intent == InboundIntent.UNHANDLED
+    # Not a consent keyword nor a reply Careline acts on: read, and passed to staff.
+    assert stored.intent == InboundIntent.UNCLEAR
+    assert stored.action_taken == InboundAction.TO_INBOX
+    assert stored.conversation is not None
     assert stored.interpreted_at is not None
     assert replies() == []
     assert consent(org) is None
@@ -156,7 +160,8 @@ def test_a_later_ordinary_message_does_not_resubscribe(clinic, body):
     message = text(body)
 
     assert consent(org).opted_out
-    assert message.intent == InboundIntent.UNHANDLED
+    assert message.intent not in (InboundIntent.OPT_IN, InboundIntent.OPT_OUT)
+    assert message.action_taken == InboundAction.TO_INBOX
     assert len(replies()) == 1  # only the opt-out confirmation
 
 

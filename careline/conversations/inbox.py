@@ -1,0 +1,434 @@
+"""The staff inbox: conversations with a phone number, and what staff do with them.
+
+A text Careline does not act on (unclear, hedged, a question, anything about billing or
+refills...) opens or continues the number's Conversation, in the queue `route_message`
+picks and the patient's practice. Outside office hours the patient gets one automatic
+answer per closed stretch saying when someone will answer and to call 911 in an
+emergency; a text naming a possible emergency gets the 911 text at any hour.
+
+Conversation states: open -> assigned -> waiting (on the patient, after a staff reply)
+-> closed; any new text from the patient reopens it. The functions at the bottom
+(`assign`, `staff_reply`, `add_note`, `close`, `reopen`, `mark_read`) are what the inbox
+screens call; they check that the staff member may see the conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
+
+from careline.clinics.models import Practice
+from careline.conversations import texts
+from careline.conversations.models import (
+    Conversation,
+    ConversationNote,
+    ConversationReply,
+    ConversationState,
+    InboundAction,
+    InboundMessage,
+    Queue,
+)
+from careline.conversations.routing import GENERAL, SCHEDULING, route_message
+from careline.messaging.rendering import local_date, local_time
+from careline.messaging.services import queue_reply
+from careline.patients.models import Patient, PhoneConsent
+from careline.scheduling.models import Appointment, Holiday
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from careline.conversations.understanding import Interpretation
+
+log = logging.getLogger(__name__)
+
+# For a text no practice can be found for, as the dispatcher does.
+FALLBACK_ZONE = ZoneInfo("America/New_York")
+MAX_REPLY_CHARACTERS = 1600  # Twilio's limit for one message body
+_DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+_HOURS_FORMAT = re.compile(
+    r"^\s*(?P<days>[a-z]{3}(?:\s*-\s*[a-z]{3})?(?:\s*,\s*[a-z]{3}(?:\s*-\s*[a-z]{3})?)*)\s+"
+    r"(?P<opens>\d{1,2}:\d{2})\s*-\s*(?P<closes>\d{1,2}:\d{2})\s*$"
+)
+# Reply texts that concern a visit go to scheduling even without a scheduling word in them.
+_VISIT_INTENTS = {"confirm", "cancel", "reschedule", "choose_option", "more_options", "decline"}
+
+
+class InboxError(Exception):
+    """A staff action that cannot be done; the message says why, for the person."""
+
+
+# --- office hours ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfficeHours:
+    """When someone reads the inbox: [opens, closes) local time on `weekdays`, not on the
+    practice's holidays. `closes` None means midnight."""
+
+    weekdays: frozenset[int]
+    opens: time
+    closes: time | None
+
+    def _day_bounds(self, day, zone) -> tuple[datetime, datetime]:
+        opens = datetime.combine(day, self.opens, tzinfo=zone)
+        closes = (
+            datetime.combine(day, self.closes, tzinfo=zone)
+            if self.closes is not None
+            else datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+        )
+        return opens, closes
+
+    def _workdays(self, practice: Practice | None, first, last) -> list:
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        closed = set()
+        if practice is not None:
+            closed = set(
+                Holiday.objects.filter(practice=practice, date__range=(first, last)).values_list(
+                    "date", flat=True
+                )
+            )
+        return [d for d in days if d.weekday() in self.weekdays and d not in closed]
+
+    def is_open(self, moment: datetime, practice: Practice | None) -> bool:
+        zone = _zone(practice)
+        day = moment.astimezone(zone).date()
+        for workday in self._workdays(practice, day - timedelta(days=1), day):
+            opens, closes = self._day_bounds(workday, zone)
+            if opens <= moment < closes:
+                return True
+        return False
+
+    def next_opening(self, moment: datetime, practice: Practice | None) -> datetime | None:
+        zone = _zone(practice)
+        day = moment.astimezone(zone).date()
+        for workday in self._workdays(practice, day, day + timedelta(days=14)):
+            opens, _ = self._day_bounds(workday, zone)
+            if opens > moment:
+                return opens
+        return None
+
+    def last_closing(self, moment: datetime, practice: Practice | None) -> datetime | None:
+        zone = _zone(practice)
+        day = moment.astimezone(zone).date()
+        for workday in reversed(self._workdays(practice, day - timedelta(days=14), day)):
+            _, closes = self._day_bounds(workday, zone)
+            if closes <= moment:
+                return closes
+        return None
+
+
+def _zone(practice: Practice | None) -> ZoneInfo:
+    return practice.zone if practice is not None else FALLBACK_ZONE
+
+
+@lru_cache(maxsize=8)
+def parse_office_hours(value: str) -> OfficeHours:
+    """ "Mon-Fri 08:00-18:00", "Mon-Thu,Sat 09:00-13:00", "Mon-Sun 00:00-24:00"."""
+    found = _HOURS_FORMAT.match(value.lower())
+    if not found:
+        raise ImproperlyConfigured(
+            f"CARELINE_OFFICE_HOURS must look like 'Mon-Fri 08:00-18:00'; got {value!r}."
+        )
+    weekdays: set[int] = set()
+    for part in found["days"].split(","):
+        ends = [p.strip() for p in part.split("-")]
+        if any(e not in _DAYS for e in ends):
+            raise ImproperlyConfigured(f"Unknown weekday in CARELINE_OFFICE_HOURS {value!r}.")
+        first, last = _DAYS[ends[0]], _DAYS[ends[-1]]
+        weekdays.update(d % 7 for d in range(first, last + 1 if last >= first else last + 8))
+    opens, closes = (_clock(found[k], value) for k in ("opens", "closes"))
+    if opens is None or (closes is not None and closes <= opens):
+        raise ImproperlyConfigured(f"CARELINE_OFFICE_HOURS closes before it opens: {value!r}.")
+    return OfficeHours(frozenset(weekdays), opens, closes)
+
+
+def _clock(hhmm: str, value: str) -> time | None:
+    hours, minutes = (int(n) for n in hhmm.split(":"))
+    if (hours, minutes) == (24, 0):
+        return None
+    if hours > 23 or minutes > 59:
+        raise ImproperlyConfigured(f"Not a time of day in CARELINE_OFFICE_HOURS: {value!r}.")
+    return time(hours, minutes)
+
+
+def office_hours() -> OfficeHours:
+    return parse_office_hours(settings.CARELINE_OFFICE_HOURS)
+
+
+# --- texts that go to staff ----------------------------------------------------------------
+
+
+@dataclass
+class Handoff:
+    """What is known about a text passed to the inbox."""
+
+    practice: Practice | None = None
+    patient: Patient | None = None
+    appointment: Appointment | None = None
+    language: str = "en"
+    # The patient already got an answer to this text (e.g. "someone will contact you").
+    answered: bool = False
+    opted_out: bool = False
+
+
+def pass_to_staff(
+    message: InboundMessage, interpretation: Interpretation | None, handoff: Handoff
+) -> Conversation:
+    """Open or continue the number's conversation with this text, in the right queue, and
+    send the after-hours or emergency answer it calls for."""
+    routing = route_message(message.body)
+    urgent = routing.urgent or (interpretation is not None and "emergency" in interpretation.reason)
+    if urgent or routing.confidence > 0:
+        queue = routing.queue
+    elif handoff.appointment is not None or (
+        interpretation is not None and interpretation.intent in _VISIT_INTENTS
+    ):
+        queue = SCHEDULING
+    else:
+        queue = GENERAL
+    now = message.received_at
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(organization_id=message.organization_id, phone=message.from_phone)
+        .order_by("-last_patient_message_at", "-id")
+        .first()
+    )
+    if conversation is None:
+        conversation = Conversation(
+            organization_id=message.organization_id,
+            phone=message.from_phone,
+            created_at=now,
+            state=ConversationState.OPEN,
+        )
+    if conversation.pk is None or conversation.state == ConversationState.CLOSED:
+        # A new topic: file it where this text belongs, and time the answer afresh.
+        conversation.queue = queue
+        conversation.practice = handoff.practice
+        conversation.patient = handoff.patient
+        conversation.closed_at = None
+        conversation.opened_at = now
+        conversation.first_staff_reply_at = None
+    if conversation.state in (ConversationState.CLOSED, ConversationState.WAITING):
+        conversation.state = (
+            ConversationState.ASSIGNED if conversation.assigned_to_id else ConversationState.OPEN
+        )
+    if conversation.practice_id is None and handoff.practice is not None:
+        conversation.practice = handoff.practice
+    if urgent:
+        conversation.urgent = True
+        conversation.queue = Queue.CLINICAL
+    conversation.unread_count += 1
+    conversation.last_patient_message_at = max(now, conversation.last_patient_message_at or now)
+    conversation.save()
+
+    message.conversation = conversation
+    message.action_taken = InboundAction.TO_INBOX
+    if urgent:
+        # Safety first: also to a number that opted out, as the answer to its own text.
+        _auto_answer(message, conversation, handoff, "urgent")
+    elif not handoff.answered and not handoff.opted_out:
+        hours = office_hours()
+        if not hours.is_open(now, handoff.practice):
+            closed_since = hours.last_closing(now, handoff.practice)
+            already = conversation.after_hours_reply_at is not None and (
+                closed_since is None or conversation.after_hours_reply_at >= closed_since
+            )
+            if not already:
+                _auto_answer(message, conversation, handoff, "after_hours")
+    log.info("Inbound message %s passed to conversation %s", message.pk, conversation.pk)
+    return conversation
+
+
+def _auto_answer(
+    message: InboundMessage, conversation: Conversation, handoff: Handoff, kind: str
+) -> None:
+    practice = handoff.practice
+    name = practice.name if practice else message.organization.name
+    language = handoff.language
+    if kind == "urgent":
+        body = texts.text(language, "urgent", practice=name)
+    else:
+        opening = office_hours().next_opening(message.received_at, practice)
+        if opening is None or practice is None:
+            body = texts.text(language, "after_hours_unknown", practice=name)
+        else:
+            body = texts.text(
+                language,
+                "after_hours",
+                practice=name,
+                opening=texts.text(
+                    language,
+                    "opening",
+                    date=local_date(opening, practice.zone, language),
+                    time=local_time(opening, practice.zone, language),
+                ),
+            )
+        conversation.after_hours_reply_at = message.received_at
+        conversation.save(update_fields=["after_hours_reply_at", "updated_at"])
+    reply = queue_reply(
+        organization_id=message.organization_id,
+        to_phone=message.from_phone,
+        body=body,
+        sender=message.to_phone,
+        patient_id=handoff.patient.pk if handoff.patient else None,
+        practice_id=practice.pk if practice else None,
+    )
+    ConversationReply.objects.create(
+        conversation=conversation, message=reply, author=None, created_at=reply.created_at
+    )
+    message.reply = message.reply or reply
+
+
+# --- what staff do -------------------------------------------------------------------------
+
+
+def _locked(conversation: Conversation, user: AbstractBaseUser | None) -> Conversation:
+    """The conversation, row-locked, after checking `user` (when given) may see it."""
+    rows = Conversation.objects.select_for_update().filter(pk=conversation.pk)
+    if (
+        user is not None
+        and not Conversation.objects.visible_to(user).filter(pk=conversation.pk).exists()
+    ):
+        raise InboxError("You cannot see this conversation.")
+    current = rows.first()
+    if current is None:
+        raise InboxError("This conversation no longer exists.")
+    return current
+
+
+def assign(
+    conversation: Conversation,
+    to: AbstractBaseUser | str,
+    *,
+    by: AbstractBaseUser | None = None,
+) -> Conversation:
+    """Give the conversation to a person (who must be able to see it), or put it back in a
+    queue for anyone in that queue to pick up."""
+    with transaction.atomic():
+        current = _locked(conversation, by)
+        if isinstance(to, str):
+            if to not in Queue.values:
+                raise InboxError(f"Unknown queue {to!r}; choose one of {', '.join(Queue.values)}.")
+            current.queue = to
+            current.assigned_to = None
+            if current.state == ConversationState.ASSIGNED:
+                current.state = ConversationState.OPEN
+        else:
+            if not Conversation.objects.visible_to(to).filter(pk=current.pk).exists():
+                raise InboxError(f"{to} cannot see this practice's conversations.")
+            current.assigned_to = to
+            if current.state == ConversationState.OPEN:
+                current.state = ConversationState.ASSIGNED
+        current.save()
+    return current
+
+
+def staff_reply(conversation: Conversation, user: AbstractBaseUser, body: str) -> ConversationReply:
+    """Text the patient from the number they wrote to, through the outbox."""
+    body = (body or "").strip()
+    if not body:
+        raise InboxError("Type a reply first.")
+    if len(body) > MAX_REPLY_CHARACTERS:
+        raise InboxError(f"A text can be at most {MAX_REPLY_CHARACTERS} characters long.")
+    with transaction.atomic():
+        current = _locked(conversation, user)
+        # Replies skip the dispatcher's opt-out check (a STOP must get its confirmation),
+        # so staff answers are held to it here.
+        if PhoneConsent.objects.filter(
+            organization_id=current.organization_id, phone=current.phone, opted_out=True
+        ).exists():
+            raise InboxError("This number opted out of texts. Call the patient instead.")
+        sender = _sender(current)
+        message = queue_reply(
+            organization_id=current.organization_id,
+            to_phone=current.phone,
+            body=body,
+            sender=sender,
+            patient_id=current.patient_id,
+            practice_id=current.practice_id,
+        )
+        reply = ConversationReply.objects.create(
+            conversation=current, message=message, author=user, created_at=message.created_at
+        )
+        now = message.created_at
+        current.first_staff_reply_at = current.first_staff_reply_at or now
+        current.last_staff_reply_at = now
+        current.unread_count = 0
+        if current.state != ConversationState.CLOSED:
+            current.state = ConversationState.WAITING
+        if current.assigned_to_id is None:
+            current.assigned_to = user
+        current.save()
+    log.info("Staff reply %s queued in conversation %s", message.pk, current.pk)
+    return reply
+
+
+def _sender(conversation: Conversation) -> str:
+    """The number the patient last wrote to, so the answer lands in the same thread."""
+    last_to = (
+        InboundMessage.objects.filter(conversation=conversation)
+        .order_by("-received_at", "-id")
+        .values_list("to_phone", flat=True)
+        .first()
+    )
+    if last_to:
+        return last_to
+    if conversation.practice is not None:
+        return conversation.practice.texting_number
+    return conversation.organization.default_sender_number
+
+
+def add_note(conversation: Conversation, user: AbstractBaseUser, body: str) -> ConversationNote:
+    """An internal note for colleagues; never texted."""
+    body = (body or "").strip()
+    if not body:
+        raise InboxError("Type a note first.")
+    with transaction.atomic():
+        current = _locked(conversation, user)
+        note = ConversationNote.objects.create(
+            conversation=current, author=user, body=body, created_at=timezone.now()
+        )
+        current.save(update_fields=["updated_at"])
+    return note
+
+
+def close(conversation: Conversation, user: AbstractBaseUser | None = None) -> Conversation:
+    with transaction.atomic():
+        current = _locked(conversation, user)
+        if current.state != ConversationState.CLOSED:
+            current.state = ConversationState.CLOSED
+            current.closed_at = timezone.now()
+            current.unread_count = 0
+            current.save()
+    return current
+
+
+def reopen(conversation: Conversation, user: AbstractBaseUser | None = None) -> Conversation:
+    with transaction.atomic():
+        current = _locked(conversation, user)
+        if current.state == ConversationState.CLOSED:
+            current.state = (
+                ConversationState.ASSIGNED if current.assigned_to_id else ConversationState.OPEN
+            )
+            current.closed_at = None
+            current.save()
+    return current
+
+
+def mark_read(conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    with transaction.atomic():
+        current = _locked(conversation, user)
+        if current.unread_count:
+            current.unread_count = 0
+            current.save(update_fields=["unread_count", "updated_at"])
+    return current

@@ -1,0 +1,475 @@
+"""Acting on a patient's reply once consent keywords are ruled out.
+
+`act_on_reply` reads the text (careline.conversations.understanding) in the light of what
+Careline last asked that number, and acts only when the reading is sure:
+
+- an open numbered question ("Reply 1 for Ana ..., 2 for Ben ..." or "1) Tue 9:00 ...")
+  takes the number; "MORE" offers later times; "no thanks" keeps the visit;
+- otherwise the reply is about the visit the last reminder or notice to that number asked
+  about (still upcoming). Confirm confirms it, cancel (only at or above ACT_THRESHOLD)
+  cancels it and says how to book again, reschedule texts the next open times. When a
+  family number has several visits in question and the reply does not say which, Careline
+  asks;
+- a waitlist offer's YES / NO is answered by careline.selfservice.waitlist first.
+
+Everything else, and anything from a number that opted out, goes to the staff inbox with the
+reading stored on the message, so staff see why nothing was done.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from careline.conversations import texts
+from careline.conversations.inbox import Handoff, pass_to_staff
+from careline.conversations.keywords import ConsentMatch
+from careline.conversations.models import (
+    ChoiceKind,
+    ChoiceState,
+    InboundAction,
+    InboundIntent,
+    InboundMessage,
+    NumberedChoice,
+)
+from careline.conversations.offers import (
+    Outcome,
+    answer,
+    ask_which_visit,
+    book_time,
+    close_choice,
+    keep_visit,
+    later_times,
+    offer_times,
+    open_choice,
+    withdraw_planned_notice,
+)
+from careline.conversations.routing import fold_text, words_of
+from careline.conversations.understanding import (
+    CANCEL,
+    CHOOSE_OPTION,
+    CONFIRM,
+    DECLINE,
+    EXPECT_REMINDER,
+    EXPECT_SLOT_CHOICE,
+    EXPECT_WAITLIST_OFFER,
+    HELP,
+    MORE_OPTIONS,
+    OPT_IN,
+    OPT_OUT,
+    RESCHEDULE,
+    UNCLEAR,
+    Interpretation,
+    interpret_reply,
+)
+from careline.messaging.models import MessageKind, MessageState, OutboundMessage
+from careline.patients.models import Patient, PhoneConsent
+from careline.scheduling.models import (
+    UPCOMING_STATUSES,
+    Appointment,
+    AppointmentStatus,
+    ChangeSource,
+)
+from careline.scheduling.services import InvalidTransition, change_status
+
+if TYPE_CHECKING:
+    from careline.conversations.services import Route
+
+log = logging.getLogger(__name__)
+
+CONSENT_INTENTS = (OPT_OUT, OPT_IN, HELP)
+# Texts that ask the patient to confirm, cancel or reschedule one visit.
+ASKING_KINDS = (MessageKind.REMINDER, MessageKind.BOOKED, MessageKind.RESCHEDULED)
+REACHED_STATES = (MessageState.SENT, MessageState.DELIVERED)
+# More visits than this on one number are for a person to sort out, not a list by text.
+MAX_VISITS_TO_ASK = 5
+_EVERYONE = re.compile(
+    r"\b(?:both|everyone|ambos|ambas|todos|todas|(?:los|las) dos)\b|(?<!\bat )\ball\b"
+)
+# A reply to "which visit?" that names them all and nothing else: "both", "las dos por favor".
+_EVERYONE_ONLY = frozenset(
+    """both all of them us the visits appointments please pls thanks thank you ok
+    ambos ambas todos todas los las dos citas por favor gracias""".split()
+)
+
+
+def act_on_reply(message: InboundMessage, route: Route) -> ConsentMatch | None:
+    """Read a non-keyword reply and act on it, filling in the message's interpretation.
+
+    Returns a ConsentMatch when the reply turns out to be an opt-out or help request in
+    other words ("wrong number", "REMOVE"): the caller applies it like a keyword."""
+    try:
+        with transaction.atomic():
+            return _act(message, route)
+    except Exception as exc:  # noqa: BLE001 — the text must still reach a person
+        log.error("Inbound message %s: acting on it failed (%s)", message.pk, type(exc).__name__)
+        message.intent = message.intent or InboundIntent.UNCLEAR
+        message.reply = None
+        message.appointment = None
+        message.note = "Careline could not act on this text automatically."
+        pass_to_staff(message, None, _handoff(route, None, _language_hint(route.patients)))
+        return None
+
+
+def _act(message: InboundMessage, route: Route) -> ConsentMatch | None:
+    now = timezone.now()
+    org_id, phone = message.organization_id, message.from_phone
+    hint = _language_hint(route.patients)
+    choice = open_choice(org_id, phone, now)
+    if choice is not None and _asked_since(choice):
+        # A reminder that reached the number after the question is what a reply answers.
+        close_choice(choice, ChoiceState.REPLACED, now)
+        choice = None
+    reading = interpret_reply(
+        message.body,
+        language=hint,
+        expecting=EXPECT_SLOT_CHOICE if choice else EXPECT_REMINDER,
+        option_count=len(choice.options) if choice else 3,
+    )
+    _record(message, reading)
+    if reading.intent in CONSENT_INTENTS and reading.should_act:
+        return ConsentMatch(reading.intent, reading.language, "phrase", exact=False)
+
+    if PhoneConsent.objects.filter(organization_id=org_id, phone=phone, opted_out=True).exists():
+        handoff = _handoff(route, None, reading.language)
+        handoff.opted_out = True
+        _finish(
+            message,
+            reading,
+            Outcome(InboundAction.TO_INBOX, to_staff=True, note="Number opted out of texts."),
+            handoff,
+        )
+        return None
+
+    handler = _waitlist_handler()
+    if handler is not None:
+        offer_reading = interpret_reply(
+            message.body, language=hint, expecting=EXPECT_WAITLIST_OFFER
+        )
+        if not offer_reading.should_act:
+            # A hedged yes is no yes: the waitlist must not take it as one.
+            offer_reading = replace(offer_reading, intent=UNCLEAR, confidence=0.0)
+        said = handler(org_id, phone, offer_reading)
+        if said:
+            _record(message, offer_reading)
+            single = route.patients[0] if len(route.patients) == 1 else None
+            message.action_taken = InboundAction.WAITLIST
+            message.reply = answer(
+                message,
+                said,
+                practice_id=route.practice.pk if route.practice else None,
+                patient_id=single.pk if single else None,
+            )
+            return None
+
+    if choice is not None:
+        outcome = _answer_choice(message, choice, reading, now)
+        if outcome is not None:
+            _finish(
+                message, reading, outcome, _handoff(route, outcome.appointment, reading.language)
+            )
+            return None
+
+    outcome = _answer_about_visits(message, reading, now)
+    _finish(message, reading, outcome, _handoff(route, outcome.appointment, reading.language))
+    return None
+
+
+def _asked_since(choice: NumberedChoice) -> bool:
+    return OutboundMessage.objects.filter(
+        organization_id=choice.organization_id,
+        to_address=choice.phone,
+        kind__in=ASKING_KINDS,
+        state__in=REACHED_STATES,
+        sent_at__gt=choice.created_at,
+    ).exists()
+
+
+def _waitlist_handler() -> Callable[[int, str, Interpretation], str | None] | None:
+    try:
+        from careline.selfservice.waitlist import handle_reply
+    except ImportError:
+        return None
+    return handle_reply
+
+
+def _record(message: InboundMessage, reading: Interpretation) -> None:
+    message.intent = reading.intent
+    message.confidence = reading.confidence
+    message.note = reading.reason[:300]
+
+
+def _finish(
+    message: InboundMessage, reading: Interpretation, outcome: Outcome, handoff: Handoff
+) -> None:
+    message.action_taken = outcome.action
+    message.reply = outcome.reply
+    message.appointment = outcome.appointment
+    if outcome.note:
+        message.note = f"{reading.reason}. {outcome.note}"[:300]
+    if outcome.to_staff:
+        handoff.answered = outcome.reply is not None
+        pass_to_staff(message, reading, handoff)
+
+
+def _language_hint(patients: list[Patient]) -> str | None:
+    languages = {p.preferred_language for p in patients}
+    return languages.pop() if len(languages) == 1 else None
+
+
+def _handoff(route: Route, appointment: Appointment | None, language: str) -> Handoff:
+    # On a number shared by a family, which of them wrote is for staff to find out.
+    single = route.patients[0] if len(route.patients) == 1 else None
+    if appointment is not None:
+        return Handoff(
+            practice=appointment.practice,
+            patient=single if route.patients else appointment.patient,
+            appointment=appointment,
+            language=appointment.patient.preferred_language,
+        )
+    return Handoff(
+        practice=route.practice,
+        patient=single,
+        language=single.preferred_language if single else language,
+    )
+
+
+# --- which visit ---------------------------------------------------------------------------
+
+
+def _upcoming(now: datetime):
+    return Appointment.objects.filter(status__in=UPCOMING_STATUSES, start__gt=now).select_related(
+        "practice", "provider", "patient"
+    )
+
+
+def visits_in_question(organization_id: int, phone: str, now: datetime) -> list[Appointment]:
+    """The visits a reply from `phone` may be about, the one last asked about first.
+
+    That is the visit of the latest reminder or notice that reached the number and is still
+    upcoming, with any other visit on the number the same day at the same practice (a
+    family whose shared phone got one reminder for all). With no such text, every upcoming
+    visit of the patients with that number."""
+    upcoming = _upcoming(now).filter(organization_id=organization_id)
+    # A join, not IN (upcoming ids): the number's few texts first, then their visits.
+    asked_id = (
+        OutboundMessage.objects.filter(
+            organization_id=organization_id,
+            to_address=phone,
+            kind__in=ASKING_KINDS,
+            state__in=REACHED_STATES,
+            appointment__status__in=UPCOMING_STATUSES,
+            appointment__start__gt=now,
+        )
+        .order_by("-sent_at", "-id")
+        .values_list("appointment_id", flat=True)
+        .first()
+    )
+    on_number = upcoming.filter(patient__mobile_phone=phone).order_by("start", "id")
+    if asked_id is None:
+        return list(on_number[: MAX_VISITS_TO_ASK + 1])
+    asked = upcoming.get(pk=asked_id)
+    day = asked.start.astimezone(asked.practice.zone).date()
+    same_day = [
+        v
+        for v in on_number.filter(practice_id=asked.practice_id)[: MAX_VISITS_TO_ASK + 1]
+        if v.pk != asked.pk and v.start.astimezone(v.practice.zone).date() == day
+    ]
+    return [asked, *same_day]
+
+
+def _named(visits: list[Appointment], body: str) -> list[Appointment]:
+    """The visits of the one patient whose first name the reply mentions, if exactly one."""
+    words = set(words_of(fold_text(body)).split())
+    names = {fold_text(v.patient.given_name) for v in visits}
+    mentioned = {n for n in names if len(n) > 2 and n in words}
+    if len(mentioned) != 1:
+        return []
+    return [v for v in visits if fold_text(v.patient.given_name) in mentioned]
+
+
+def _mentions_everyone(body: str) -> bool:
+    return bool(_EVERYONE.search(words_of(fold_text(body))))
+
+
+def _answer_about_visits(
+    message: InboundMessage, reading: Interpretation, now: datetime
+) -> Outcome:
+    visits = visits_in_question(message.organization_id, message.from_phone, now)
+    action = reading.action
+    if action not in (CONFIRM, CANCEL, RESCHEDULE):
+        return Outcome(
+            InboundAction.TO_INBOX, appointment=visits[0] if visits else None, to_staff=True
+        )
+    if not visits:
+        return Outcome(InboundAction.TO_INBOX, to_staff=True, note="No upcoming visit found.")
+    if len(visits) > 1:
+        # A name can be an ordinary word ("Will"): good enough to confirm or offer times,
+        # never to pick whose visit to cancel.
+        named = _named(visits, message.body) if action != CANCEL else []
+        if named:
+            visits = named
+        elif not (action in (CONFIRM, CANCEL) and _mentions_everyone(message.body)):
+            if len(visits) > MAX_VISITS_TO_ASK:
+                return Outcome(
+                    InboundAction.TO_INBOX,
+                    appointment=visits[0],
+                    to_staff=True,
+                    note="Too many visits on this number to ask which.",
+                )
+            return ask_which_visit(message, visits, action, _language(visits, reading))
+    if action == RESCHEDULE and len(visits) > 1:
+        return ask_which_visit(message, visits, action, _language(visits, reading))
+    return _do(action, message, visits, reading)
+
+
+def _language(visits: list[Appointment], reading: Interpretation) -> str:
+    languages = {v.patient.preferred_language for v in visits}
+    return languages.pop() if len(languages) == 1 else reading.language
+
+
+def _do(
+    intent: str, message: InboundMessage, visits: list[Appointment], reading: Interpretation
+) -> Outcome:
+    language = _language(visits, reading)
+    if intent == CONFIRM:
+        return _confirm(message, visits, language)
+    if intent == CANCEL:
+        return _cancel(message, visits, language)
+    return offer_times(message, visits[0], language)
+
+
+def _change(visits: list[Appointment], status: str, message: InboundMessage) -> list[Appointment]:
+    changed = []
+    for visit in visits:
+        try:
+            changed.append(
+                change_status(
+                    visit,
+                    status,
+                    source=ChangeSource.PATIENT_TEXT,
+                    note=f"Patient text (inbound message {message.pk})",
+                )
+            )
+        except InvalidTransition:
+            log.info(
+                "Inbound message %s: appointment %s cannot become %s", message.pk, visit.pk, status
+            )
+    return changed
+
+
+def _confirm(message: InboundMessage, visits: list[Appointment], language: str) -> Outcome:
+    changed = _change(visits, AppointmentStatus.CONFIRMED, message)
+    if not changed:
+        return Outcome(
+            InboundAction.TO_INBOX, appointment=visits[0], to_staff=True, note="Could not confirm."
+        )
+    return Outcome(
+        InboundAction.CONFIRMED, _tell(message, changed, language, "confirmed"), changed[0]
+    )
+
+
+def _cancel(message: InboundMessage, visits: list[Appointment], language: str) -> Outcome:
+    changed = _change(visits, AppointmentStatus.CANCELLED, message)
+    if not changed:
+        return Outcome(
+            InboundAction.TO_INBOX, appointment=visits[0], to_staff=True, note="Could not cancel."
+        )
+    for visit in changed:
+        withdraw_planned_notice(visit.pk, "cancelled")
+    return Outcome(
+        InboundAction.CANCELLED, _tell(message, changed, language, "cancelled"), changed[0]
+    )
+
+
+def _tell(
+    message: InboundMessage, visits: list[Appointment], language: str, wording: str
+) -> OutboundMessage:
+    first = visits[0]
+    practice = first.practice
+    values = {"practice": practice.name}
+    if wording == "cancelled":
+        values["rebook"] = texts.rebook(practice, language)
+    if len(visits) == 1:
+        body = texts.text(
+            language, wording, when=texts.when(first.start, practice, language), **values
+        )
+    else:
+        body = texts.text(
+            language, f"{wording}_many", visits=texts.visit_list(visits, language), **values
+        )
+    patients = {v.patient_id for v in visits}
+    return answer(
+        message,
+        body,
+        practice_id=practice.pk,
+        patient_id=first.patient_id if len(patients) == 1 else None,
+    )
+
+
+# --- answers to a numbered question --------------------------------------------------------
+
+
+def _answer_choice(
+    message: InboundMessage, choice: NumberedChoice, reading: Interpretation, now: datetime
+) -> Outcome | None:
+    """What the reply does to the open question; None to read it afresh instead."""
+    action = reading.action
+    if choice.kind == ChoiceKind.SLOT:
+        visit = _upcoming(now).filter(pk=choice.appointment_id).first()
+        if visit is None:
+            close_choice(choice, ChoiceState.REPLACED, now)
+            return None
+        language = visit.patient.preferred_language
+        if action == CHOOSE_OPTION:
+            return book_time(message, choice, reading.option, language)
+        if action == MORE_OPTIONS:
+            return later_times(message, choice, language)
+        if action == DECLINE:
+            return keep_visit(message, choice, language)
+        if action == CANCEL:
+            close_choice(choice, ChoiceState.ANSWERED, now)
+            return _cancel(message, [visit], language)
+        return Outcome(InboundAction.TO_INBOX, appointment=visit, to_staff=True)
+
+    upcoming = {v.pk: v for v in _upcoming(now).filter(pk__in=choice.options)}
+    visits = [upcoming.get(pk) for pk in choice.options]
+    if action == CHOOSE_OPTION:
+        visit = visits[reading.option - 1]
+        if visit is None:
+            return Outcome(
+                InboundAction.TO_INBOX,
+                to_staff=True,
+                note="The visit picked is no longer upcoming.",
+            )
+        close_choice(choice, ChoiceState.ANSWERED, now)
+        return _do(choice.intent, message, [visit], reading)
+    if action == CANCEL:
+        close_choice(choice, ChoiceState.REPLACED, now)
+        return None
+    still = [v for v in visits if v is not None]
+    if action == DECLINE and still:
+        close_choice(choice, ChoiceState.DECLINED, now)
+        practice = still[0].practice
+        language = _language(still, reading)
+        body = texts.text(language, "nothing_changed", practice=practice.name)
+        return Outcome(
+            InboundAction.KEPT, answer(message, body, practice_id=practice.pk, patient_id=None)
+        )
+    words = set(words_of(fold_text(message.body)).split())
+    if (
+        choice.intent in (CONFIRM, CANCEL)
+        and still
+        and _mentions_everyone(message.body)
+        and words <= _EVERYONE_ONLY
+    ):
+        close_choice(choice, ChoiceState.ANSWERED, now)
+        return _do(choice.intent, message, still, reading)
+    return Outcome(InboundAction.TO_INBOX, appointment=still[0] if still else None, to_staff=True)
