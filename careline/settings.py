@@ -34,6 +34,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+SECRET_KEY_FALLBACKS = [
+    k.strip() for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()
+]
 DEBUG = env_bool("DEBUG")
 CARELINE_BASE_URL = os.environ.get("CARELINE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
@@ -63,8 +66,10 @@ INSTALLED_APPS = [
     "careline.demo",
     "careline.audit",
     "careline.analytics",
+    "careline.broadcasts",
     "careline.api",
     "careline.fhir",
+    "careline.selfservice",
 ]
 
 MIDDLEWARE = [
@@ -190,6 +195,18 @@ CARELINE_SENDER_SEGMENTS_PER_SECOND = float(
 CARELINE_WORKER_LEASE_SECONDS = float(os.environ.get("CARELINE_WORKER_LEASE_SECONDS", "120"))
 CARELINE_SEND_MAX_ATTEMPTS = int(os.environ.get("CARELINE_SEND_MAX_ATTEMPTS", "5"))
 CARELINE_EMAIL_FROM = os.environ.get("CARELINE_EMAIL_FROM", "reminders@careline.invalid")
+
+# Two-way texting. Office hours decide the inbox's after-hours auto-reply (practice local
+# time, e.g. "Mon-Fri 08:00-18:00"); a numbered question (times to move a visit to, which
+# visit) is answered by number for this many hours, then replies are read from scratch.
+CARELINE_OFFICE_HOURS = os.environ.get("CARELINE_OFFICE_HOURS", "Mon-Fri 08:00-18:00")
+CARELINE_REPLY_CHOICE_HOURS = int(os.environ.get("CARELINE_REPLY_CHOICE_HOURS", "24"))
+
+# Self-service and waitlist. Offers go to this many waitlisted patients at a time and stay
+# open this long; a slot starting sooner than the lead time is not offered any more.
+CARELINE_WAITLIST_BATCH_SIZE = int(os.environ.get("CARELINE_WAITLIST_BATCH_SIZE", "3"))
+CARELINE_WAITLIST_OFFER_MINUTES = int(os.environ.get("CARELINE_WAITLIST_OFFER_MINUTES", "15"))
+CARELINE_WAITLIST_MIN_LEAD_MINUTES = int(os.environ.get("CARELINE_WAITLIST_MIN_LEAD_MINUTES", "60"))
 
 LOGGING = {
     "version": 1,

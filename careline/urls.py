@@ -6,5 +6,14 @@ admin.site.site_title = "Careline"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("simulator/", include("careline.messaging.urls")),
+    path("webhooks/twilio/", include("careline.messaging.webhook_urls")),
+    path("fhir/R4/", include("careline.fhir.urls")),
+    path("", include("careline.selfservice.urls")),
     path("", include("careline.web.urls")),
+    path("", include("careline.scheduling.urls")),
+    path("", include("careline.patients.urls")),
+    path("", include("careline.analytics.urls")),
+    path("", include("careline.broadcasts.urls")),
+    path("", include("careline.conversations.urls")),
 ]

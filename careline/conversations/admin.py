@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from careline.clinics.admin_scoping import ScopedAdmin
-from careline.conversations.models import InboundMessage
+from careline.conversations.models import CannedReply, Conversation, InboundMessage
 
 
 @admin.register(InboundMessage)
@@ -20,3 +20,16 @@ class InboundMessageAdmin(ScopedAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(CannedReply)
+class CannedReplyAdmin(ScopedAdmin):
+    list_display = ["title", "practice"]
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ScopedAdmin):
+    list_display = ["id", "practice", "queue", "state", "assigned_to", "last_patient_message_at"]
+    list_filter = ["queue", "state"]
+    list_select_related = ["practice", "assigned_to"]
+    raw_id_fields = ["patient"]

@@ -308,3 +308,48 @@ class NumberedChoice(models.Model):
 
     def __str__(self) -> str:
         return f"Numbered choice {self.pk} ({self.kind}, {self.state})"
+
+
+class CannedReply(models.Model):
+    """A ready answer staff pick in the inbox; {first_name} and {practice} are filled in."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    practice = models.ForeignKey(
+        Practice,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Blank: for every practice of the organization.",
+    )
+    title = models.CharField(max_length=80)
+    body = models.TextField()
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name_plural = "canned replies"
+
+    def __str__(self) -> str:
+        return self.title
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return _org_wide_scope(practice_ids)
+
+
+class ConversationPresence(models.Model):
+    """Who has a conversation open right now, so two people don't answer at once."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "user"], name="one_presence_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on conversation {self.conversation_id}"

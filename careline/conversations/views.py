@@ -1,0 +1,216 @@
+"""The staff inbox: thin views over careline.conversations.inbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from careline.audit.services import record_patient_access
+from careline.clinics.models import Practice, StaffMembership
+from careline.conversations import inbox, workspace
+from careline.conversations.models import Conversation, ConversationState, Queue
+
+STATE_FILTERS = {
+    "active": ~Q(state=ConversationState.CLOSED),
+    "open": Q(state=ConversationState.OPEN),
+    "waiting": Q(state=ConversationState.WAITING),
+    "closed": Q(state=ConversationState.CLOSED),
+}
+
+
+@dataclass(frozen=True)
+class ThreadItem:
+    at: datetime
+    kind: str  # "patient" | "careline" | "staff" | "note"
+    body: str
+    who: str = ""
+    status: str = ""
+
+
+def _conversations(request: HttpRequest):
+    return Conversation.objects.visible_to(request.user)
+
+
+def _inbox_rows(request: HttpRequest):
+    qs = _conversations(request).select_related("practice", "patient", "assigned_to")
+    queue = request.GET.get("queue", "")
+    if queue in Queue.values:
+        qs = qs.filter(queue=queue)
+    practice = request.GET.get("practice", "")
+    if practice.isdigit():
+        qs = qs.filter(practice_id=int(practice))
+    state = request.GET.get("state", "active")
+    if state == "mine":
+        qs = qs.filter(assigned_to=request.user).exclude(state=ConversationState.CLOSED)
+    else:
+        qs = qs.filter(STATE_FILTERS.get(state, STATE_FILTERS["active"]))
+    return qs.order_by("-urgent", "-unread_count", "last_patient_message_at")[:200]
+
+
+@login_required
+def inbox_list(request: HttpRequest) -> HttpResponse:
+    context = {
+        "conversations": _inbox_rows(request),
+        "queues": Queue.choices,
+        "practices": Practice.objects.visible_to(request.user),
+        "now": timezone.now(),
+        "filters": request.GET,
+    }
+    template = "conversations/_rows.html" if request.htmx else "conversations/inbox.html"
+    return render(request, template, context)
+
+
+def _thread(conversation: Conversation) -> list[ThreadItem]:
+    items = [
+        ThreadItem(
+            m.received_at, "patient", m.body, status=m.get_intent_display() if m.intent else ""
+        )
+        for m in conversation.messages.all()
+    ]
+    for reply in conversation.replies.select_related("message", "author"):
+        kind = "staff" if reply.author_id else "careline"
+        who = reply.author.get_username() if reply.author_id else "Careline"
+        items.append(
+            ThreadItem(
+                reply.created_at, kind, reply.message.body, who, reply.message.get_state_display()
+            )
+        )
+    for note in conversation.notes.select_related("author"):
+        items.append(
+            ThreadItem(
+                note.created_at,
+                "note",
+                note.body,
+                note.author.get_username() if note.author_id else "",
+            )
+        )
+    return sorted(items, key=lambda item: item.at)
+
+
+def _colleagues(conversation: Conversation):
+    users = (
+        get_user_model()
+        .objects.filter(memberships__organization_id=conversation.organization_id, is_active=True)
+        .distinct()
+        .order_by("username")
+    )
+    return [
+        u for u in users if Conversation.objects.visible_to(u).filter(pk=conversation.pk).exists()
+    ]
+
+
+@login_required
+def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = get_object_or_404(
+        _conversations(request).select_related("practice", "patient", "assigned_to"),
+        pk=conversation_id,
+    )
+    if conversation.patient_id:
+        record_patient_access(
+            request,
+            conversation.patient_id,
+            "inbox conversation",
+            practice_id=conversation.practice_id,
+        )
+    inbox.mark_read(conversation, request.user)
+    context = {
+        "conversation": conversation,
+        "thread": _thread(conversation),
+        "queues": Queue.choices,
+        "colleagues": _colleagues(conversation),
+        "others_here": workspace.others_answering(conversation, request.user),
+        "canned_replies": workspace.canned_replies_for(conversation),
+    }
+    if request.htmx and request.GET.get("part") == "thread":
+        return render(request, "conversations/_thread.html", context)
+    return render(request, "conversations/detail.html", context)
+
+
+def _act(request: HttpRequest, conversation_id: int, action) -> HttpResponse:
+    conversation = get_object_or_404(_conversations(request), pk=conversation_id)
+    try:
+        notice = action(conversation)
+    except inbox.InboxError as exc:
+        messages.error(request, str(exc))
+    else:
+        if notice:
+            messages.success(request, notice)
+    return redirect("conversations:detail", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def reply(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    def send(conversation):
+        inbox.staff_reply(conversation, request.user, request.POST.get("body", ""))
+        return "Reply queued; it goes out ahead of reminders."
+
+    return _act(request, conversation_id, send)
+
+
+@login_required
+@require_POST
+def note(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    def add(conversation):
+        inbox.add_note(conversation, request.user, request.POST.get("body", ""))
+        return "Note saved (not texted)."
+
+    return _act(request, conversation_id, add)
+
+
+@login_required
+@require_POST
+def assign(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    def give(conversation):
+        target = request.POST.get("to", "")
+        if target == "me":
+            inbox.assign(conversation, request.user, by=request.user)
+            return "Assigned to you."
+        if target.startswith("queue:"):
+            inbox.assign(conversation, target.removeprefix("queue:"), by=request.user)
+            return "Moved to the queue."
+        if target.isdigit():
+            user = (
+                get_user_model()
+                .objects.filter(
+                    pk=int(target),
+                    memberships__in=StaffMembership.objects.filter(
+                        organization_id=conversation.organization_id
+                    ),
+                )
+                .first()
+            )
+            if user is None:
+                raise inbox.InboxError("Choose a colleague from the list.")
+            inbox.assign(conversation, user, by=request.user)
+            return f"Assigned to {user.get_username()}."
+        raise inbox.InboxError("Choose who should answer.")
+
+    return _act(request, conversation_id, give)
+
+
+@login_required
+@require_POST
+def close(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return _act(
+        request, conversation_id, lambda c: inbox.close(c, request.user) and "Conversation closed."
+    )
+
+
+@login_required
+@require_POST
+def reopen(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return _act(
+        request,
+        conversation_id,
+        lambda c: inbox.reopen(c, request.user) and "Conversation reopened.",
+    )
