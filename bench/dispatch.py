@@ -1,0 +1,147 @@
+"""Dispatching due reminders through the simulator gateway.
+
+Figures: messages/s with no rate limit over N due reminders (rendering, the compliance
+gate, the simulated send and the bookkeeping included), next to a raw bulk insert of the
+same outbox rows; the actual rate with a limit of 1, 3, 10 and 100 segments/s on one
+sender; and the delay from due to sent (p50/p99) for messages falling due steadily.
+
+    .venv/bin/python -m bench.dispatch [--rows 100000] [--database sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from bench.reminders_common import BATCH, make_clinic, parse_args, report, throwaway_database
+
+RATE_LIMITS = (1, 3, 10, 100)
+RATE_SECONDS = 5  # how long each rate-limited run lasts
+
+
+def _due_reminders(due: list[datetime]) -> None:
+    """One planned reminder per appointment (oldest first), due at the given times."""
+    from careline.messaging.models import OutboundMessage
+    from careline.scheduling.models import Appointment
+
+    ids = Appointment.objects.order_by("id").values_list(
+        "id", "organization_id", "practice_id", "patient_id", "start", "patient__mobile_phone"
+    )
+    now = datetime.now(UTC)
+    batch = []
+    for (pk, org, practice, patient, start, phone), due_at in zip(ids, due, strict=False):
+        batch.append(
+            OutboundMessage(
+                organization_id=org,
+                practice_id=practice,
+                patient_id=patient,
+                appointment_id=pk,
+                to_address=phone,
+                sender="+15125550100",
+                kind="reminder",
+                step_key="reminder:1440",
+                visit_start=start,
+                due_at=due_at,
+                expires_at=start,
+                created_at=now,
+            )  # fmt: skip
+        )
+        if len(batch) == BATCH:
+            OutboundMessage.objects.bulk_create(batch)
+            batch = []
+    OutboundMessage.objects.bulk_create(batch)
+
+
+def _raw_insert_rate(connection, count: int) -> float:
+    from django.db import transaction
+
+    from careline.messaging.planning import _INSERT_COLUMNS, OUTBOX
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_INSERT_COLUMNS} FROM {OUTBOX} ORDER BY id LIMIT %s", [count])
+        # Another step key, so the copies do not collide with the originals' unique key.
+        step = _INSERT_COLUMNS.split(", ").index("step_key")
+        rows = [r[:step] + ("baseline",) + r[step + 1 :] for r in cursor.fetchall()]
+    placeholders = ", ".join(["%s"] * len(rows[0]))
+    sql = f"INSERT INTO {OUTBOX} ({_INSERT_COLUMNS}) VALUES ({placeholders})"
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        for low in range(0, len(rows), BATCH):
+            cursor.executemany(sql, rows[low : low + BATCH])
+        elapsed = time.perf_counter() - started
+        transaction.set_rollback(True)
+    return len(rows) / elapsed
+
+
+def _reset() -> None:
+    from careline.messaging.models import OutboundMessage, SimulatedPhoneMessage
+
+    SimulatedPhoneMessage.objects.all().delete()
+    OutboundMessage.objects.all().delete()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, __doc__)
+    with throwaway_database(args.database) as connection:
+        from careline.messaging.dispatch import Dispatcher
+        from careline.messaging.gateways.simulator import SimulatorGateway
+        from careline.messaging.models import OutboundMessage
+        from careline.messaging.ratelimit import SenderRateLimiter
+
+        print(f"# dispatch, {args.rows:,} due messages, {connection.vendor}")
+        now = datetime.now(UTC)
+        make_clinic(args.rows, start=now + timedelta(days=2), spread=timedelta(days=5))
+        gateway = SimulatorGateway()
+
+        _due_reminders([now - timedelta(minutes=1)] * args.rows)
+        baseline = _raw_insert_rate(connection, args.rows)
+        started = time.perf_counter()
+        stats = Dispatcher(gateway, batch_size=200).run_once()
+        elapsed = time.perf_counter() - started
+        sent = OutboundMessage.objects.filter(state="delivered").count()
+        report("no rate limit: messages/s", sent / elapsed, "msg/s", baseline)
+        report("no rate limit: seconds", elapsed, "s")
+        if sent != args.rows:
+            print(f"FAIL: {sent} of {args.rows} delivered: {dict(stats)}")
+            return 1
+
+        for rate in RATE_LIMITS:
+            _reset()
+            count = max(5, int(rate * RATE_SECONDS)) + 1
+            _due_reminders([now - timedelta(minutes=1)] * count)
+            dispatcher = Dispatcher(gateway, limiter=SenderRateLimiter(rate))
+            dispatcher.run_once()
+            times = sorted(
+                OutboundMessage.objects.filter(state="delivered").values_list("sent_at", flat=True)
+            )
+            segments = sum(OutboundMessage.objects.values_list("segments", flat=True))
+            last_segments = OutboundMessage.objects.order_by("-sent_at").first().segments
+            span = (times[-1] - times[0]).total_seconds()
+            actual = (segments - last_segments) / span
+            report(f"rate limit {rate} segments/s: actual", actual, "seg/s", rate)
+
+        _reset()
+        count = min(args.rows, 5000)
+        spread = count / 500  # falling due at 500 messages/s
+        start = datetime.now(UTC) + timedelta(seconds=1)
+        _due_reminders([start + timedelta(seconds=spread * i / count) for i in range(count)])
+        dispatcher = Dispatcher(gateway, batch_size=50)
+        deadline = time.monotonic() + spread + 60
+        while OutboundMessage.objects.filter(state="scheduled").exists():
+            if time.monotonic() > deadline:
+                print("FAIL: messages still due after the deadline")
+                return 1
+            if not sum(dispatcher.run_once().values()):
+                time.sleep(0.05)
+            dispatcher.stats.clear()
+        delays = sorted(
+            (sent_at - due_at).total_seconds()
+            for due_at, sent_at in OutboundMessage.objects.values_list("due_at", "sent_at")
+        )
+        report("due to sent (500 msg/s falling due): p50", delays[len(delays) // 2], "s")
+        report("due to sent (500 msg/s falling due): p99", delays[int(len(delays) * 0.99)], "s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Planning reminders set-based: rows per second of plan_all_reminders() over N upcoming
+appointments, next to a raw bulk insert of the same outbox rows into the same database;
+then re-planning the same data (must add nothing).
+
+    .venv/bin/python -m bench.reminders_planning [--rows 100000] [--database sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from bench.reminders_common import BATCH, make_clinic, parse_args, report, throwaway_database
+
+
+def _raw_insert_rate(connection) -> float:
+    """Rows/s of a raw multi-row insert (executemany) of the very rows planning produced,
+    into the same table with the same indexes; the rows are removed again afterwards."""
+    from django.db import transaction
+
+    from careline.messaging.planning import _INSERT_COLUMNS, OUTBOX
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_INSERT_COLUMNS} FROM {OUTBOX} ORDER BY id")
+        rows = cursor.fetchall()
+        cursor.execute(f"DELETE FROM {OUTBOX}")
+    placeholders = ", ".join(["%s"] * len(rows[0]))
+    sql = f"INSERT INTO {OUTBOX} ({_INSERT_COLUMNS}) VALUES ({placeholders})"
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        for low in range(0, len(rows), BATCH):
+            cursor.executemany(sql, rows[low : low + BATCH])
+    elapsed = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {OUTBOX}")
+    return len(rows) / elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, __doc__)
+    with throwaway_database(args.database) as connection:
+        from careline.messaging.models import OutboundMessage
+        from careline.messaging.planning import plan_all_reminders
+
+        now = datetime.now(UTC)
+        print(f"# reminders planning, {args.rows:,} appointments, {connection.vendor}")
+        org, practice = make_clinic(
+            args.rows, start=now + timedelta(days=4), spread=timedelta(days=30)
+        )
+        started = time.perf_counter()
+        plan_all_reminders()
+        planning_seconds = time.perf_counter() - started
+        planned = OutboundMessage.objects.count()
+        baseline = _raw_insert_rate(connection)
+        plan_all_reminders()  # again, for the re-plan figure on the same data
+        started = time.perf_counter()
+        plan_all_reminders()
+        replan_seconds = time.perf_counter() - started
+        added = OutboundMessage.objects.count() - planned
+        report("planning: outbox rows/s", planned / planning_seconds, "rows/s", baseline)
+        report("planning: seconds", planning_seconds, "s")
+        report("re-planning the same data: seconds", replan_seconds, "s")
+        report("re-planning the same data: rows added", added, "rows")
+        if added:
+            print("FAIL: re-planning added rows")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

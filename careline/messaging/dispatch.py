@@ -1,0 +1,469 @@
+"""The worker's work: claim due messages, re-check them at the last moment, send, record.
+
+Crash safety: a row is claimed (state `sending`, body rendered and stored) in one
+transaction, before the provider is called. A worker that dies after the claim leaves the
+row in `sending`; once its lease has run out, `reconcile_stuck` asks the gateway whether
+the provider already accepted that message (`find_sent`) and only a "no" puts it back in
+the queue. A retry after an error asks the same question first. So a message is never
+sent twice because a worker died or a call timed out.
+"""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from collections import Counter
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from careline.messaging.compliance import DEFER, SEND, Decision, Facts, SendingHours, decide
+from careline.messaging.gateways.base import GatewayError, OutgoingSms, SendResult, SmsGateway
+from careline.messaging.models import (
+    Channel,
+    MessageKind,
+    MessageState,
+    OutboundMessage,
+)
+from careline.messaging.ratelimit import SenderRateLimiter
+from careline.messaging.rendering import appointment_variables, find_template, render_body
+from careline.messaging.segments import count_segments
+from careline.messaging.services import (
+    OPTED_OUT_ERROR_CODES,
+    TERMINAL_STATES,
+    record_provider_opt_out,
+)
+from careline.patients.models import Patient, PhoneConsent
+from careline.scheduling.models import Appointment
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+FALLBACK_ZONE = zoneinfo.ZoneInfo("America/New_York")
+OUTBOX = OutboundMessage._meta.db_table
+SENT_STATES = (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before retry number `attempts`: 30 s, 1 min, 2 min, … at most an hour."""
+    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
+
+
+def status_callback_url() -> str:
+    return f"{settings.CARELINE_BASE_URL}/webhooks/twilio/status"
+
+
+def _db_time(value: datetime | None):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _write(rows: list[OutboundMessage], fields: list[str]) -> None:
+    """Write these fields of these rows in one executemany: much cheaper per row than
+    bulk_update's CASE expressions, which dominated the worker's time."""
+    datetimes = {
+        f
+        for f in fields
+        if OutboundMessage._meta.get_field(f).get_internal_type() == "DateTimeField"
+    }
+    sql = f"UPDATE {OUTBOX} SET {', '.join(f + ' = %s' for f in fields)} WHERE id = %s"
+    params = [
+        [_db_time(getattr(m, f)) if f in datetimes else getattr(m, f) for f in fields] + [m.pk]
+        for m in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+class _Batch:
+    """Everything the compliance gate needs about a batch, in a fixed number of queries."""
+
+    def __init__(self, rows: list[OutboundMessage], now: datetime) -> None:
+        self.now = now
+        self.appointments = Appointment.objects.select_related(
+            "practice__organization", "patient"
+        ).in_bulk([m.appointment_id for m in rows if m.appointment_id])
+        patient_ids = {m.patient_id for m in rows if m.patient_id}
+        self.patients = Patient.objects.select_related("home_practice__organization").in_bulk(
+            patient_ids
+        )
+        self.zones = {a.practice_id: a.practice.zone for a in self.appointments.values()}
+        numbers = {self.address(m) for m in rows if m.channel == Channel.SMS}
+        self.opted_out = set(
+            PhoneConsent.objects.filter(
+                opted_out=True,
+                phone__in=numbers,
+                organization_id__in={m.organization_id for m in rows},
+            ).values_list("organization_id", "phone")
+        )
+        self.sent_last_day = Counter(
+            dict(
+                OutboundMessage.objects.filter(patient_id__in=patient_ids)
+                .exclude(kind=MessageKind.REPLY)
+                .filter(Q(sent_at__gte=now - timedelta(days=1)) | Q(state=MessageState.SENDING))
+                .values_list("patient_id")
+                .annotate(n=Count("id"))
+            )
+        )
+        self.reminded: dict[tuple[str, int | None, str, date], set[int]] = {}
+        reminders = [m for m in rows if m.kind == MessageKind.REMINDER and m.visit_start]
+        if reminders:
+            earliest = min(m.visit_start for m in reminders) - timedelta(days=1)
+            latest = max(m.visit_start for m in reminders) + timedelta(days=1)
+            for (
+                number,
+                practice_id,
+                step_key,
+                visit_start,
+                appointment_id,
+            ) in OutboundMessage.objects.filter(
+                kind=MessageKind.REMINDER,
+                to_address__in={self.address(m) for m in reminders},
+                state__in=SENT_STATES,
+                visit_start__range=(earliest, latest),
+            ).values_list("to_address", "practice_id", "step_key", "visit_start", "appointment"):
+                key = (number, practice_id, step_key, self._local_day(practice_id, visit_start))
+                self.reminded.setdefault(key, set()).add(appointment_id)
+        self._templates: dict[tuple, object] = {}
+
+    def _local_day(self, practice_id: int | None, moment: datetime) -> date:
+        return moment.astimezone(self.zones.get(practice_id, FALLBACK_ZONE)).date()
+
+    def practice(self, m: OutboundMessage):
+        appointment = self.appointments.get(m.appointment_id)
+        if appointment is not None:
+            return appointment.practice
+        patient = self.patients.get(m.patient_id)
+        return patient.home_practice if patient is not None else None
+
+    def address(self, m: OutboundMessage) -> str:
+        """Where it goes now: the patient's current number or email, if we know the patient."""
+        patient = self.patients.get(m.patient_id)
+        if patient is None or m.kind in (MessageKind.REPLY,):
+            return m.to_address
+        return patient.email if m.channel == Channel.EMAIL else patient.mobile_phone
+
+    def facts(self, m: OutboundMessage) -> Facts:
+        appointment = self.appointments.get(m.appointment_id)
+        practice = self.practice(m)
+        zone = practice.zone if practice is not None else FALLBACK_ZONE
+        address = self.address(m)
+        shared = False
+        if m.kind == MessageKind.REMINDER and m.visit_start is not None:
+            key = (address, m.practice_id, m.step_key, m.visit_start.astimezone(zone).date())
+            shared = bool(self.reminded.get(key, set()) - {m.appointment_id})
+        return Facts(
+            kind=m.kind,
+            channel=m.channel,
+            now=self.now,
+            expires_at=m.expires_at,
+            zone=zone,
+            has_address=bool(address),
+            opted_out=(m.organization_id, address) in self.opted_out,
+            has_appointment=appointment is not None,
+            appointment_status=appointment.status if appointment else "",
+            appointment_start=appointment.start if appointment else None,
+            visit_start=m.visit_start,
+            stop_when_confirmed=m.stop_when_confirmed,
+            sent_to_patient_last_day=self.sent_last_day[m.patient_id] if m.patient_id else 0,
+            number_already_reminded=shared,
+        )
+
+    def will_send(self, m: OutboundMessage) -> None:
+        """Count this message for the cap and the shared-number rule of later rows."""
+        if m.patient_id and m.kind != MessageKind.REPLY:
+            self.sent_last_day[m.patient_id] += 1
+        if m.kind == MessageKind.REMINDER and m.visit_start is not None:
+            practice = self.practice(m)
+            zone = practice.zone if practice is not None else FALLBACK_ZONE
+            key = (m.to_address, m.practice_id, m.step_key, m.visit_start.astimezone(zone).date())
+            self.reminded.setdefault(key, set()).add(m.appointment_id)
+
+    def render(self, m: OutboundMessage) -> str | None:
+        """The text of a planned message, from the appointment as it is now."""
+        appointment = self.appointments.get(m.appointment_id)
+        if appointment is None:
+            return None
+        language = appointment.patient.preferred_language
+        key = (
+            m.organization_id,
+            appointment.practice_id,
+            appointment.appointment_type_id,
+            m.kind,
+            language,
+        )
+        if key not in self._templates:
+            self._templates[key] = find_template(
+                organization_id=m.organization_id,
+                practice_id=appointment.practice_id,
+                appointment_type_id=appointment.appointment_type_id,
+                kind=m.kind,
+                language=language,
+            )
+        template = self._templates[key]
+        if template is None:
+            return None
+        return render_body(template.body, appointment_variables(appointment, language))
+
+    def sender(self, m: OutboundMessage) -> str:
+        if m.sender:
+            return m.sender
+        practice = self.practice(m)
+        return practice.texting_number if practice is not None else ""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        gateway: SmsGateway | None = None,
+        *,
+        clock: Callable[[], datetime] = timezone.now,
+        limiter: SenderRateLimiter | None = None,
+        batch_size: int = 50,
+        lease_seconds: float | None = None,
+        max_attempts: int | None = None,
+        hours: SendingHours | None = None,
+        daily_cap: int | None = None,
+    ) -> None:
+        from careline.messaging.gateways.base import get_gateway
+
+        self.gateway = gateway or get_gateway()
+        self.clock = clock
+        self.limiter = limiter or SenderRateLimiter(settings.CARELINE_SENDER_SEGMENTS_PER_SECOND)
+        # With a rate limit, claim about a second's worth, so claimed rows do not sit in
+        # `sending` for long.
+        if self.limiter.rate > 0:
+            batch_size = max(1, min(batch_size, int(self.limiter.rate)))
+        self.batch_size = batch_size
+        self.lease = timedelta(
+            seconds=settings.CARELINE_WORKER_LEASE_SECONDS
+            if lease_seconds is None
+            else lease_seconds
+        )
+        self.max_attempts = max_attempts or settings.CARELINE_SEND_MAX_ATTEMPTS
+        self.hours = hours or SendingHours(
+            settings.CARELINE_SENDING_HOURS_START, settings.CARELINE_SENDING_HOURS_END
+        )
+        self.daily_cap = daily_cap or settings.CARELINE_MAX_TEXTS_PER_PATIENT_PER_DAY
+        self.stats: Counter[str] = Counter()
+        # Set from a signal handler: finish the message in hand, then stop.
+        self.stop_requested = False
+        self._sent: list[list] = []
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run_once(self) -> Counter[str]:
+        """Do all work that is due now (reconcile, then send), then return the counts."""
+        self.reconcile_stuck()
+        while True:
+            to_send, seen = self.claim_batch()
+            for message in to_send:
+                self.deliver(message)
+            self.flush_sent()
+            if not seen or self.stop_requested:
+                return self.stats
+
+    # -- claiming -------------------------------------------------------------------
+
+    def claim_batch(self) -> tuple[list[OutboundMessage], int]:
+        """Atomically take the next due rows (SKIP LOCKED on PostgreSQL, so workers share
+        the load; SQLite has one writer at a time), apply the gate and mark the ones to
+        send as `sending`. Returns (rows to send, rows looked at)."""
+        now = self.clock()
+        with transaction.atomic():
+            rows = list(
+                OutboundMessage.objects.select_for_update(skip_locked=True)
+                .filter(state=MessageState.SCHEDULED, due_at__lte=now)
+                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                .order_by("priority", "due_at", "id")[: self.batch_size]
+            )
+            if not rows:
+                return [], 0
+            batch = _Batch(rows, now)
+            to_send, changed = [], []
+            for m in rows:
+                decision = decide(batch.facts(m), hours=self.hours, daily_cap=self.daily_cap)
+                if decision.action == SEND:
+                    decision = self._prepare(m, batch, now)
+                if decision.action == SEND:
+                    batch.will_send(m)
+                    to_send.append(m)
+                elif decision.action == DEFER:
+                    m.due_at = decision.defer_until
+                    self.stats["deferred"] += 1
+                else:
+                    m.state, m.reason, m.finished_at = (
+                        MessageState.SUPPRESSED,
+                        decision.reason,
+                        now,
+                    )
+                    self.stats[f"suppressed:{decision.reason}"] += 1
+                changed.append(m)
+            _write(
+                changed,
+                [
+                    "state",
+                    "reason",
+                    "due_at",
+                    "finished_at",
+                    "claimed_at",
+                    "attempts",
+                    "body",
+                    "segments",
+                    "to_address",
+                    "sender",
+                ],
+            )
+        return to_send, len(rows)
+
+    def _prepare(self, m: OutboundMessage, batch: _Batch, now: datetime) -> Decision:
+        m.to_address = batch.address(m)
+        m.sender = batch.sender(m)
+        if not m.body:
+            body = batch.render(m)
+            if body is None:
+                return Decision("suppress", "no_template")
+            m.body = body
+        m.segments = count_segments(m.body).segments if m.channel == Channel.SMS else 0
+        m.state, m.claimed_at, m.attempts = MessageState.SENDING, now, m.attempts + 1
+        return Decision(SEND)
+
+    # -- sending --------------------------------------------------------------------
+
+    def outgoing(self, m: OutboundMessage) -> OutgoingSms:
+        return OutgoingSms(
+            message_id=m.pk,
+            to=m.to_address,
+            sender=m.sender,
+            body=m.body,
+            status_callback_url=status_callback_url(),
+        )
+
+    def deliver(self, m: OutboundMessage) -> None:
+        if m.channel == Channel.EMAIL:
+            self._deliver_email(m)
+            return
+        sms = self.outgoing(m)
+        try:
+            if m.attempts > 1:
+                # An earlier attempt may have reached the provider before failing.
+                found = self.gateway.find_sent(sms)
+                if found is not None:
+                    self._record_sent(m, found)
+                    return
+            self.limiter.wait(m.sender, m.segments)
+            result = self.gateway.send(sms)
+        except GatewayError as exc:
+            self._record_failure(m, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 — an unknown error may be passing; retry
+            logger.warning("Message %s: gateway raised %s", m.pk, type(exc).__name__)
+            self._record_failure(m, GatewayError(type(exc).__name__, transient=True))
+            return
+        self._record_sent(m, result)
+
+    def _deliver_email(self, m: OutboundMessage) -> None:
+        from careline.messaging.email import send_message_email
+
+        try:
+            send_message_email(m)
+        except Exception as exc:  # noqa: BLE001 — SMTP errors come in many classes
+            logger.warning("Message %s: email failed with %s", m.pk, type(exc).__name__)
+            self._record_failure(m, GatewayError(str(exc)[:300], transient=True))
+            return
+        self._record_sent(m, SendResult(provider_message_id="", state=MessageState.SENT))
+
+    def _record_sent(self, m: OutboundMessage, result: SendResult) -> None:
+        # Written per batch (flush_sent): one commit instead of one per message. A crash
+        # before the flush leaves the rows in `sending`, which reconciliation settles.
+        now = _db_time(self.clock())
+        self._sent.append(
+            [
+                result.state,
+                result.provider_message_id,
+                now,
+                now if result.state in TERMINAL_STATES else None,
+                m.pk,
+                MessageState.SENDING,
+            ]
+        )
+        self.stats["sent"] += 1
+
+    def flush_sent(self) -> None:
+        if not self._sent:
+            return
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {OUTBOX} SET state = %s, provider_message_id = %s, sent_at = %s, "
+                "finished_at = %s WHERE id = %s AND state = %s",
+                self._sent,
+            )
+        self._sent = []
+
+    def _record_failure(self, m: OutboundMessage, exc: GatewayError) -> None:
+        now = self.clock()
+        fields = {"error_code": exc.code[:20], "error_message": str(exc)[:300]}
+        if exc.transient and m.attempts < self.max_attempts:
+            OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
+                state=MessageState.SCHEDULED,
+                next_attempt_at=now + backoff(m.attempts),
+                **fields,
+            )
+            self.stats["retry"] += 1
+            logger.info("Message %s: transient error %s, will retry", m.pk, exc.code or "-")
+            return
+        OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
+            state=MessageState.FAILED, finished_at=now, **fields
+        )
+        self.stats["failed"] += 1
+        logger.info("Message %s: failed with %s", m.pk, exc.code or "-")
+        if exc.code in OPTED_OUT_ERROR_CODES:
+            record_provider_opt_out(m, exc.code)
+
+    # -- after a crash --------------------------------------------------------------
+
+    def reconcile_stuck(self) -> int:
+        """Settle rows left in `sending` past their lease: mark them sent if the provider
+        has them, else put them back in the queue (they pass the gate again)."""
+        now = self.clock()
+        cutoff = now - self.lease
+        settled = 0
+        while True:
+            stuck = list(
+                OutboundMessage.objects.filter(
+                    state=MessageState.SENDING, claimed_at__lt=cutoff
+                ).order_by("id")[:500]
+            )
+            if not stuck:
+                return settled
+            for m in stuck:
+                # Take the row over from the dead worker; only one reconciler wins.
+                if not OutboundMessage.objects.filter(
+                    pk=m.pk, state=MessageState.SENDING, claimed_at=m.claimed_at
+                ).update(claimed_at=now):
+                    continue
+                settled += 1
+                if m.channel == Channel.EMAIL:
+                    # Mail servers offer no lookup; a possible second email beats none.
+                    self._requeue(m)
+                    continue
+                try:
+                    found = self.gateway.find_sent(self.outgoing(m))
+                except GatewayError:
+                    continue  # the provider cannot say now; try after the next lease
+                if found is not None:
+                    self._record_sent(m, found)
+                    self.stats["reconciled_sent"] += 1
+                else:
+                    self._requeue(m)
+            self.flush_sent()
+
+    def _requeue(self, m: OutboundMessage) -> None:
+        OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
+            state=MessageState.SCHEDULED, claimed_at=None
+        )
+        self.stats["reconciled_requeued"] += 1

@@ -1,0 +1,51 @@
+import logging
+import signal
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from careline.messaging.dispatch import Dispatcher
+
+logger = logging.getLogger("careline.messaging.worker")
+
+
+class Command(BaseCommand):
+    help = "Send due messages: reconcile interrupted sends, apply the compliance gate, send."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="Do all due work, then exit.")
+        parser.add_argument("--sleep", type=float, default=1.0, help="Seconds between passes.")
+        parser.add_argument("--batch-size", type=int, default=50)
+        parser.add_argument("--gateway", help="Override CARELINE_SMS_GATEWAY for this run.")
+
+    def handle(self, *args, **opts):
+        if opts["batch_size"] < 1 or opts["sleep"] < 0:
+            raise CommandError("--batch-size must be at least 1 and --sleep not negative.")
+        from careline.messaging.gateways.base import get_gateway
+
+        try:
+            gateway = get_gateway(opts["gateway"])
+        except (ValueError, ImportError) as exc:
+            raise CommandError(str(exc)) from exc
+        dispatcher = Dispatcher(gateway, batch_size=opts["batch_size"])
+        if opts["once"]:
+            stats = dispatcher.run_once()
+            self.stdout.write(_summary(stats))
+            return
+
+        def stop(signum, frame):
+            dispatcher.stop_requested = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        logger.info("Worker started with the %s gateway", gateway.name)
+        while not dispatcher.stop_requested:
+            before = sum(dispatcher.stats.values())
+            dispatcher.run_once()
+            if sum(dispatcher.stats.values()) == before and not dispatcher.stop_requested:
+                time.sleep(opts["sleep"])
+        logger.info("Worker stopped: %s", _summary(dispatcher.stats))
+
+
+def _summary(stats) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "nothing due"

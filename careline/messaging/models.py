@@ -1,0 +1,237 @@
+"""Reminder rules, message templates and the outbox every text goes through."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from careline.clinics.models import AppointmentType, Organization, Practice
+from careline.patients.models import Language, Patient
+from careline.scheduling.models import Appointment
+
+DEFAULT_OFFSETS_MINUTES = [72 * 60, 24 * 60]
+SAME_DAY_OFFSET_MINUTES = 2 * 60
+MAX_OFFSET_MINUTES = 60 * 24 * 60
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", "Text message"
+    EMAIL = "email", "Email"
+
+
+class MessageKind(models.TextChoices):
+    REMINDER = "reminder", "Reminder"
+    BOOKED = "booked", "Booking notice"
+    RESCHEDULED = "rescheduled", "Reschedule notice"
+    CANCELLED = "cancelled", "Cancellation notice"
+    # An automatic answer to a text the patient just sent (consent keyword confirmation,
+    # HELP): it must reach opted-out numbers too and is sent at any hour.
+    REPLY = "reply", "Reply to the patient"
+    BROADCAST = "broadcast", "Broadcast"
+
+
+EVENT_KINDS = (MessageKind.BOOKED, MessageKind.RESCHEDULED, MessageKind.CANCELLED)
+
+
+class Priority(models.IntegerChoices):
+    """Lower goes first: a patient waiting for an answer beats a reminder beats a broadcast."""
+
+    REPLY = 0, "Reply"
+    EVENT = 10, "Appointment change"
+    REMINDER = 20, "Reminder"
+    BROADCAST = 30, "Broadcast"
+
+
+class MessageState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    UNDELIVERED = "undelivered", "Undelivered"
+    FAILED = "failed", "Failed"
+    SUPPRESSED = "suppressed", "Suppressed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class MessageTemplate(models.Model):
+    """Text of one kind of message in one language. Blank organization: Careline's default."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    practice = models.ForeignKey(
+        Practice, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    appointment_type = models.ForeignKey(
+        AppointmentType, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    kind = models.CharField(max_length=20, choices=MessageKind.choices)
+    language = models.CharField(max_length=8, choices=Language.choices, default=Language.ENGLISH)
+    body = models.TextField(
+        help_text="Variables: {first_name} {practice} {date} {time} {address} "
+        "{practice_phone} {link}. Keep it free of visit reasons."
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["kind", "language", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.language})"
+
+    def clean(self) -> None:
+        from careline.messaging.rendering import validate_template_body
+
+        validate_template_body(self.body)
+        if self.practice_id and self.practice.organization_id != self.organization_id:
+            raise ValidationError({"practice": "The practice belongs to another organization."})
+
+
+class ReminderRule(models.Model):
+    """When reminders go out before a visit. The most specific active rule wins:
+    practice + appointment type, then appointment type, then practice, then organization."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="reminder_rules"
+    )
+    practice = models.ForeignKey(
+        Practice, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    appointment_type = models.ForeignKey(
+        AppointmentType, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    offsets_minutes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Minutes before the visit, e.g. [4320, 1440, 120] for 3 days, 1 day, 2 hours. "
+        "Empty: no reminders.",
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.SMS)
+    stop_when_confirmed = models.BooleanField(
+        default=True, help_text="No further reminders once the patient confirmed."
+    )
+    send_event_messages = models.BooleanField(
+        default=True, help_text="Also text when a visit is booked, moved or cancelled."
+    )
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "practice", "appointment_type", "id"]
+
+    def __str__(self) -> str:
+        return f"Reminder rule {self.pk} ({self.offsets_minutes})"
+
+    def clean(self) -> None:
+        offsets = self.offsets_minutes
+        if not isinstance(offsets, list) or not all(
+            isinstance(o, int) and not isinstance(o, bool) for o in offsets
+        ):
+            raise ValidationError({"offsets_minutes": "Give a list of whole minutes."})
+        if any(o <= 0 or o > MAX_OFFSET_MINUTES for o in offsets):
+            raise ValidationError(
+                {"offsets_minutes": "Each offset must be between 1 minute and 60 days."}
+            )
+        if len(set(offsets)) != len(offsets):
+            raise ValidationError({"offsets_minutes": "Each offset may appear only once."})
+        for field in ("practice", "appointment_type"):
+            related = getattr(self, field)
+            if related is not None and related.organization_id != self.organization_id:
+                raise ValidationError({field: "It belongs to another organization."})
+
+
+class OutboundMessage(models.Model):
+    """The outbox: a message is a row before it is a send.
+
+    Planned messages (reminders, appointment notices) are inserted set-based with an empty
+    body; the worker renders the body when it claims the row, from the appointment and
+    patient as they are then (a corrected name or address is used), and stores it before
+    calling the provider so a crashed send is reconciled against the exact text.
+    Replies and broadcasts are created with their body.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    practice = models.ForeignKey(
+        Practice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    patient = models.ForeignKey(
+        Patient, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
+    )
+    broadcast_id = models.BigIntegerField(null=True, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.SMS)
+    to_address = models.CharField(max_length=254, blank=True)
+    sender = models.CharField(max_length=64, blank=True)
+    body = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=MessageKind.choices)
+    # Which planned step this row is, e.g. "reminder:1440" or "booked"; with the visit
+    # start it was planned for, it makes re-planning idempotent.
+    step_key = models.CharField(max_length=40, blank=True)
+    visit_start = models.DateTimeField(null=True, blank=True)
+    stop_when_confirmed = models.BooleanField(default=False)
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.REMINDER)
+    due_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(
+        max_length=12, choices=MessageState.choices, default=MessageState.SCHEDULED
+    )
+    reason = models.CharField(
+        max_length=40, blank=True, help_text="Why it was suppressed or cancelled."
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker took it for sending (its lease)."
+    )
+    provider_message_id = models.CharField(max_length=64, blank=True, db_index=True)
+    error_code = models.CharField(max_length=20, blank=True)
+    error_message = models.CharField(max_length=300, blank=True)
+    segments = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(
+        null=True, blank=True, help_text="Delivered, undelivered, failed, suppressed or cancelled."
+    )
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            # Exactly one live message per appointment, step and visit time: planning twice
+            # adds nothing. Cancelled rows stay as history and do not block a new plan
+            # (a visit moved back to its first time gets its reminders again).
+            models.UniqueConstraint(
+                fields=["appointment", "step_key", "visit_start"],
+                condition=~models.Q(state="cancelled") & models.Q(appointment__isnull=False),
+                name="one_message_per_appointment_step",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "due_at"], name="outbox_due"),
+            models.Index(fields=["state", "priority", "due_at"], name="outbox_claim_order"),
+            models.Index(fields=["patient", "sent_at"], name="outbox_patient_sent"),
+            models.Index(fields=["to_address", "visit_start"], name="outbox_number_visit"),
+            models.Index(fields=["appointment", "step_key"], name="outbox_appointment_step"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Message {self.pk} ({self.kind}, {self.state})"
+
+
+class SimulatedPhoneMessage(models.Model):
+    """A text as it arrived on a simulated patient phone (the simulator gateway)."""
+
+    outbound_message = models.OneToOneField(
+        OutboundMessage, on_delete=models.CASCADE, related_name="simulated_delivery"
+    )
+    to = models.CharField(max_length=254, db_index=True)
+    sender = models.CharField(max_length=64, blank=True)
+    body = models.TextField()
+    received_at = models.DateTimeField()
+    # A real phone would show a second copy; the simulator counts them so tests can
+    # prove there never is one.
+    duplicate_sends = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["received_at", "id"]

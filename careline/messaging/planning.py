@@ -1,0 +1,323 @@
+"""Keeping planned messages in step with appointments, set-based.
+
+Every statement here is one `INSERT … SELECT` or `UPDATE … WHERE` over a chunk of
+appointments, so planning a million visits is a handful of statements per chunk and never
+a Python loop over rows. Rules are few; they travel into the SQL as a VALUES list, and the
+most specific matching rule of each appointment is picked in SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from careline.messaging.models import (
+    DEFAULT_OFFSETS_MINUTES,
+    MessageKind,
+    MessageState,
+    Priority,
+    ReminderRule,
+)
+from careline.scheduling.models import UPCOMING_STATUSES, Appointment, AppointmentStatus
+
+OUTBOX = "messaging_outboundmessage"
+APPOINTMENT = Appointment._meta.db_table
+
+# A booking or cancellation notice is news only shortly after it happened; older changes
+# (a first import of an EHR's calendar) plan reminders but announce nothing.
+EVENT_NEWS_WINDOW = timedelta(days=1)
+EVENT_EXPIRY = timedelta(days=1)
+SYNC_CHUNK = 500
+BULK_CHUNK = 50_000
+
+_UPCOMING_SQL = ", ".join(f"'{s}'" for s in UPCOMING_STATUSES)
+
+
+def reminder_step_key(offset_minutes: int) -> str:
+    return f"reminder:{offset_minutes}"
+
+
+def _steps(rule_id: int, offsets: list[int]) -> list[tuple[int, str, int, int]]:
+    """(rule, step key, offset, expiry offset): a reminder that could not go out before the
+    next one is due is dropped rather than sent late next to it; the last expires when the
+    visit starts."""
+    ordered = sorted(set(offsets), reverse=True)
+    return [
+        (rule_id, reminder_step_key(o), o, ordered[i + 1] if i + 1 < len(ordered) else 0)
+        for i, o in enumerate(ordered)
+    ]
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The active rules as SQL VALUES lists; rank orders them by specificity, the
+    appointment-type override above the practice override (the visit's needs, e.g. a
+    preparation reminder, outweigh a practice's general cadence)."""
+
+    rules_sql: str
+    rules_params: list
+    steps_sql: str
+    steps_params: list
+
+    @classmethod
+    def load(cls) -> _Rules:
+        rules = [(0, 0, 0, 0, 0, "sms", True, True)]  # Careline's default for every org
+        steps = _steps(0, DEFAULT_OFFSETS_MINUTES)
+        for rule in ReminderRule.objects.filter(active=True).order_by("id"):
+            specificity = {
+                (False, False): 1,
+                (True, False): 2,
+                (False, True): 3,
+                (True, True): 4,
+            }[(rule.practice_id is not None, rule.appointment_type_id is not None)]
+            rules.append(
+                (
+                    rule.id,
+                    rule.organization_id,
+                    rule.practice_id or 0,
+                    rule.appointment_type_id or 0,
+                    specificity * 2**40 + rule.id,
+                    rule.channel,
+                    rule.stop_when_confirmed,
+                    rule.send_event_messages,
+                )
+            )
+            steps.extend(_steps(rule.id, rule.offsets_minutes))
+        rule_row = (
+            "(CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS BIGINT), "
+            "CAST(%s AS BIGINT), CAST(%s AS VARCHAR(10)), CAST(%s AS BOOLEAN), "
+            "CAST(%s AS BOOLEAN))"
+        )
+        step_row = (
+            "(CAST(%s AS BIGINT), CAST(%s AS VARCHAR(40)), CAST(%s AS INTEGER), "
+            "CAST(%s AS INTEGER))"
+        )
+        return cls(
+            rules_sql=", ".join([rule_row] * len(rules)),
+            rules_params=[v for r in rules for v in r],
+            steps_sql=", ".join([step_row] * len(steps)),
+            steps_params=[v for s in steps for v in s],
+        )
+
+    def cte(self, appointment_filter: str, filter_params: list) -> tuple[str, list]:
+        """rules, steps, and eff(appointment_id, rule_id, channel, stop_confirmed, events):
+        the winning rule of each appointment passing the filter."""
+        sql = f"""
+        WITH rules (rule_id, org_id, practice_id, type_id, rnk, channel, stop_confirmed, events)
+          AS (VALUES {self.rules_sql}),
+        steps (rule_id, step_key, offset_minutes, expiry_offset) AS (VALUES {self.steps_sql}),
+        eff AS (
+          SELECT a.id AS appointment_id, r.rule_id, r.channel, r.stop_confirmed, r.events
+          FROM {APPOINTMENT} a
+          JOIN rules r ON r.org_id IN (a.organization_id, 0)
+            AND r.practice_id IN (a.practice_id, 0) AND r.type_id IN (a.appointment_type_id, 0)
+          WHERE {appointment_filter}
+            AND NOT EXISTS (
+              SELECT 1 FROM rules r2 WHERE r2.org_id IN (a.organization_id, 0)
+                AND r2.practice_id IN (a.practice_id, 0)
+                AND r2.type_id IN (a.appointment_type_id, 0) AND r2.rnk > r.rnk)
+        )
+        """
+        return sql, [*self.rules_params, *self.steps_params, *filter_params]
+
+
+def _dt(value: datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _minus_minutes(column: str, minutes: str) -> str:
+    if connection.vendor == "sqlite":
+        return f"datetime({column}, '-' || {minutes} || ' minutes')"
+    return f"({column} - {minutes} * INTERVAL '1 minute')"
+
+
+_INSERT_COLUMNS = (
+    "organization_id, practice_id, patient_id, appointment_id, broadcast_id, channel, "
+    "to_address, sender, body, kind, step_key, visit_start, stop_when_confirmed, priority, "
+    "due_at, expires_at, state, reason, attempts, next_attempt_at, claimed_at, "
+    "provider_message_id, error_code, error_message, segments, created_at, sent_at, finished_at"
+)
+# Texts go to the mobile number; email when the rule says so or there is no mobile.
+_USE_EMAIL = "((e.channel = 'email' AND p.email <> '') OR p.mobile_phone = '')"
+_JOINS = f"""
+    FROM eff e
+    JOIN {APPOINTMENT} a ON a.id = e.appointment_id
+    JOIN patients_patient p ON p.id = a.patient_id
+    JOIN clinics_practice pr ON pr.id = a.practice_id
+    JOIN clinics_organization o ON o.id = a.organization_id
+"""
+
+
+def _select(kind: str, step_key: str, priority: int, due: str, expires: str) -> str:
+    return f"""
+    SELECT a.organization_id, a.practice_id, a.patient_id, a.id, NULL,
+      CASE WHEN {_USE_EMAIL} THEN 'email' ELSE 'sms' END,
+      CASE WHEN {_USE_EMAIL} THEN p.email ELSE p.mobile_phone END,
+      CASE WHEN pr.sender_number <> '' THEN pr.sender_number ELSE o.default_sender_number END,
+      '', '{kind}', {step_key}, a.start, {"e.stop_confirmed" if kind == "reminder" else "FALSE"},
+      {priority}, {due}, {expires}, 'scheduled', '', 0, NULL, NULL, '', '', '', 0, %s, NULL, NULL
+    {_JOINS}
+    WHERE (p.mobile_phone <> '' OR p.email <> '')
+    """
+
+
+def _plan_chunk(
+    rules: _Rules, appointment_filter: str, filter_params: list, now: datetime, events: bool
+) -> None:
+    cte, cte_params = rules.cte(appointment_filter, filter_params)
+    # The UPDATEs name the outbox table itself (no self-join on id), which keeps the plan
+    # a single scan on both databases even before statistics exist.
+    o = OUTBOX
+    outbox_filter = appointment_filter.replace("a.id", f"{o}.appointment_id").replace(
+        "a.organization_id", f"{o}.organization_id"
+    )
+    n = _dt(now)
+    statements: list[tuple[str, list]] = []
+
+    # Stale plans first, so the notices below see the appointment's history as it was.
+    cancel = (
+        f"UPDATE {o} SET state = '{MessageState.CANCELLED}', reason = %s, finished_at = %s "
+        f"WHERE {o}.state = '{MessageState.SCHEDULED}' AND {o}.appointment_id IS NOT NULL "
+        f"AND {outbox_filter} AND {{cond}}"
+    )
+    current = f"(SELECT {{col}} FROM {APPOINTMENT} a WHERE a.id = {o}.appointment_id)"
+    status = current.format(col="a.status")
+    not_cancel_notice = f"{o}.kind <> '{MessageKind.CANCELLED}'"
+    for reason, cond in [
+        ("appointment_moved", f"{o}.visit_start <> {current.format(col='a.start')}"),
+        (
+            "appointment_cancelled",
+            f"{not_cancel_notice} AND {status} = '{AppointmentStatus.CANCELLED}'",
+        ),
+        (
+            "appointment_closed",
+            f"{not_cancel_notice} AND {status} NOT IN "
+            f"({_UPCOMING_SQL}, '{AppointmentStatus.CANCELLED}')",
+        ),
+        (
+            "appointment_reinstated",
+            f"{o}.kind = '{MessageKind.CANCELLED}' AND {status} <> '{AppointmentStatus.CANCELLED}'",
+        ),
+        (
+            "confirmed",
+            f"{o}.kind = '{MessageKind.REMINDER}' AND {o}.stop_when_confirmed AND "
+            f"{status} = '{AppointmentStatus.CONFIRMED}'",
+        ),
+    ]:
+        statements.append((cancel.format(cond=cond), [reason, n, *filter_params]))
+    # A reminder step the appointment's rule no longer has.
+    statements.append(
+        (
+            f"{cte} "
+            + cancel.format(
+                cond=f"{o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
+                "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
+                f"WHERE e.appointment_id = {o}.appointment_id AND s.step_key = {o}.step_key)"
+            ),
+            [*cte_params, "rule_changed", n, *filter_params],
+        )
+    )
+
+    insert = f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
+    no_live = (
+        f"NOT EXISTS (SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
+        f"AND m.step_key = {{key}} AND m.visit_start = a.start AND m.state <> 'cancelled')"
+    )
+    if events:
+        recent = _dt(now - EVENT_NEWS_WINDOW)
+        expiry = _dt(now + EVENT_EXPIRY)
+        soon = "CASE WHEN a.start < %s THEN a.start ELSE %s END"
+        upcoming = f"e.events AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
+        statements += [
+            (
+                insert
+                + _select("booked", "'booked'", Priority.EVENT, "%s", soon)
+                + f" AND {upcoming} AND a.created_at >= %s AND NOT EXISTS "
+                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)",
+                [*cte_params, n, expiry, expiry, n, n, recent],
+            ),
+            (
+                insert
+                + _select("rescheduled", "'rescheduled'", Priority.EVENT, "%s", soon)
+                + f" AND {upcoming} AND EXISTS (SELECT 1 FROM {OUTBOX} m "
+                "WHERE m.appointment_id = a.id AND m.visit_start <> a.start "
+                f"AND m.kind <> '{MessageKind.CANCELLED}') AND "
+                + no_live.format(key="'rescheduled'"),
+                [*cte_params, n, expiry, expiry, n, n],
+            ),
+            (
+                insert
+                + _select("cancelled", "'cancelled'", Priority.EVENT, "%s", soon)
+                + f" AND e.events AND a.status = '{AppointmentStatus.CANCELLED}' "
+                "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
+                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
+                "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')",
+                [*cte_params, n, expiry, expiry, n, n, recent],
+            ),
+        ]
+    due = _minus_minutes("a.start", "s.offset_minutes")
+    statements.append(
+        (
+            f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
+            + _select(
+                "reminder",
+                "s.step_key",
+                Priority.REMINDER,
+                due,
+                _minus_minutes("a.start", "s.expiry_offset"),
+            ).replace("FROM eff e", "FROM eff e JOIN steps s ON s.rule_id = e.rule_id")
+            + f" AND a.status IN ({_UPCOMING_SQL}) "
+            f"AND NOT (e.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+            f"AND {due} > %s AND " + no_live.format(key="s.step_key"),
+            [*cte_params, n, n],
+        )
+    )
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+
+
+def sync_reminders(appointment_ids: Iterable[int]) -> None:
+    """Re-plan the messages of these appointments inside the caller's transaction: cancel
+    what no longer fits (moved, cancelled, confirmed, rule changed), add what is missing,
+    and plan booked / rescheduled / cancelled notices. Calling it twice adds nothing."""
+    ids = sorted({int(i) for i in appointment_ids})
+    if not ids:
+        return
+    now = timezone.now()
+    rules = _Rules.load()
+    with transaction.atomic():
+        for start in range(0, len(ids), SYNC_CHUNK):
+            chunk = ids[start : start + SYNC_CHUNK]
+            placeholders = ", ".join(["%s"] * len(chunk))
+            _plan_chunk(rules, f"a.id IN ({placeholders})", chunk, now, events=True)
+
+
+def plan_all_reminders(
+    *, organization_id: int | None = None, chunk_size: int = BULK_CHUNK, now: datetime | None = None
+) -> None:
+    """Plan reminders for every upcoming appointment (e.g. after a rule change or a first
+    import), one transaction per chunk of appointment ids. Announces nothing: booking and
+    cancellation notices belong to the change that caused them (sync_reminders)."""
+    now = now or timezone.now()
+    rules = _Rules.load()
+    upcoming = Appointment.objects.filter(start__gt=now)
+    if organization_id is not None:
+        upcoming = upcoming.filter(organization_id=organization_id)
+    bounds = list(upcoming.order_by("id").values_list("id", flat=True)[:1]) + list(
+        upcoming.order_by("-id").values_list("id", flat=True)[:1]
+    )
+    if not bounds:
+        return
+    low, high = bounds[0], bounds[1]
+    org_filter = " AND a.organization_id = %s" if organization_id is not None else ""
+    for start in range(low, high + 1, chunk_size):
+        params = [start, start + chunk_size]
+        if organization_id is not None:
+            params.append(organization_id)
+        with transaction.atomic():
+            _plan_chunk(rules, f"a.id >= %s AND a.id < %s{org_filter}", params, now, events=False)

@@ -1,0 +1,328 @@
+from datetime import datetime, time, timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from careline.messaging.dispatch import Dispatcher
+from careline.messaging.gateways.base import (
+    GatewayError,
+    OutgoingSms,
+    SendResult,
+    SmsGateway,
+    StatusUpdate,
+)
+from careline.messaging.gateways.simulator import SimulatorGateway
+from careline.messaging.models import MessageState, OutboundMessage, SimulatedPhoneMessage
+from careline.messaging.planning import plan_all_reminders, sync_reminders
+from careline.messaging.segments import count_segments
+from careline.messaging.services import apply_status_update, queue_reply
+from careline.patients.models import PhoneConsent
+from careline.patients.services import record_consent
+
+
+class Clock:
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def local(clinic, days_ahead: int, hour: int, minute: int = 0) -> datetime:
+    day = timezone.now().astimezone(clinic.practice.zone).date() + timedelta(days=days_ahead)
+    return datetime.combine(day, time(hour, minute), tzinfo=clinic.practice.zone)
+
+
+def run_at(at: datetime, gateway=None, **kw) -> Dispatcher:
+    dispatcher = Dispatcher(gateway or SimulatorGateway(), clock=Clock(at), **kw)
+    dispatcher.run_once()
+    return dispatcher
+
+
+def phone_texts(number: str) -> list[str]:
+    return list(SimulatedPhoneMessage.objects.filter(to=number).values_list("body", flat=True))
+
+
+def test_reminders_go_out_at_their_time_with_the_local_visit_time(clinic):
+    patient = clinic.patient(given_name="Rosa")
+    visit = local(clinic, 5, 9, 30)
+    appointment = clinic.appointment(visit, patient=patient)
+    plan_all_reminders()
+    run_at(visit - timedelta(hours=72, minutes=1))
+    assert phone_texts(patient.mobile_phone) == []
+    run_at(visit - timedelta(hours=72) + timedelta(minutes=1))
+    texts = phone_texts(patient.mobile_phone)
+    assert len(texts) == 1
+    assert texts[0].startswith("Rosa: reminder of your visit at " + clinic.practice.name)
+    assert "9:30 AM" in texts[0] and "Reply C to confirm, X to cancel, R to reschedule" in texts[0]
+    assert clinic.build and appointment.patient.family_name not in texts[0]
+    message = OutboundMessage.objects.get(step_key="reminder:4320")
+    assert message.state == MessageState.DELIVERED
+    assert message.segments == count_segments(texts[0]).segments >= 1
+    assert message.provider_message_id and message.sent_at
+
+
+def test_spanish_patients_get_spanish_texts(clinic):
+    patient = clinic.patient(given_name="Luis", preferred_language="es")
+    clinic.appointment(local(clinic, 5, 15), patient=patient)
+    plan_all_reminders()
+    run_at(local(clinic, 4, 15, 1))
+    assert phone_texts(patient.mobile_phone)[0].startswith("Luis: le recordamos su cita en")
+    assert "3:00 p.m." in phone_texts(patient.mobile_phone)[0]
+
+
+def test_no_text_to_an_opted_out_number(clinic):
+    patient = clinic.patient()
+    clinic.appointment(local(clinic, 5, 12), patient=patient)
+    plan_all_reminders()
+    record_consent(
+        organization_id=clinic.org.id, phone=patient.mobile_phone, opted_out=True, source="staff"
+    )
+    run_at(local(clinic, 4, 12, 5))
+    assert phone_texts(patient.mobile_phone) == []
+    assert OutboundMessage.objects.get(step_key="reminder:1440").reason == "opted_out"
+
+
+def test_no_text_at_night_it_waits_for_the_morning(clinic):
+    patient = clinic.patient()
+    clinic.appointment(local(clinic, 5, 6, 30), patient=patient)  # 24 h reminder due 6:30
+    plan_all_reminders()
+    run_at(local(clinic, 4, 6, 31))
+    message = OutboundMessage.objects.get(step_key="reminder:1440")
+    assert message.state == MessageState.SCHEDULED
+    assert message.due_at == local(clinic, 4, 8)
+    assert phone_texts(patient.mobile_phone) == []
+    run_at(local(clinic, 4, 8, 0))
+    assert len(phone_texts(patient.mobile_phone)) == 1
+
+
+def test_no_text_for_a_cancelled_or_moved_visit_or_after_it_started(clinic):
+    cancelled = clinic.appointment(local(clinic, 5, 12))
+    moved = clinic.appointment(local(clinic, 5, 12))
+    started = clinic.appointment(local(clinic, 4, 12))
+    plan_all_reminders()
+    # Changed behind the planner's back (no sync): the gate still catches it.
+    cancelled.status = "cancelled"
+    cancelled.save()
+    moved.start += timedelta(days=1)
+    moved.end += timedelta(days=1)
+    moved.save()
+    OutboundMessage.objects.filter(appointment=started).update(expires_at=None)
+    run_at(local(clinic, 4, 12, 1))
+    reasons = dict(
+        OutboundMessage.objects.filter(step_key="reminder:1440").values_list(
+            "appointment_id", "reason"
+        )
+    )
+    assert reasons == {
+        cancelled.id: "appointment_cancelled",
+        moved.id: "appointment_moved",
+        started.id: "visit_started",
+    }
+    assert SimulatedPhoneMessage.objects.count() == 0
+
+
+def test_expired_messages_are_suppressed_not_sent_late(clinic):
+    clinic.appointment(local(clinic, 5, 12))
+    plan_all_reminders()
+    run_at(local(clinic, 5, 12, 30))  # the gateway was down until after the visit
+    assert set(OutboundMessage.objects.values_list("state", "reason")) == {
+        ("suppressed", "expired")
+    }
+
+
+def test_a_family_sharing_a_phone_gets_one_reminder_per_day(clinic):
+    mother = clinic.patient(mobile_phone="+15125550777")
+    child = clinic.patient(mobile_phone="+15125550777")
+    clinic.appointment(local(clinic, 5, 10), patient=mother)
+    clinic.appointment(local(clinic, 5, 10, 20), patient=child)
+    other_day = clinic.appointment(local(clinic, 6, 10), patient=child)
+    plan_all_reminders()
+    run_at(local(clinic, 4, 10, 30), batch_size=1)
+    sent = OutboundMessage.objects.filter(step_key="reminder:1440").exclude(appointment=other_day)
+    assert sorted(sent.values_list("state", "reason")) == [
+        ("delivered", ""),
+        ("suppressed", "shared_number"),
+    ]
+    assert SimulatedPhoneMessage.objects.filter(outbound_message__in=sent).count() == 1
+
+
+def test_frequency_cap_per_patient(clinic):
+    patient = clinic.patient()
+    now = local(clinic, 1, 12)
+    for _ in range(5):
+        OutboundMessage.objects.create(
+            organization=clinic.org, patient=patient, kind="broadcast", priority=30,
+            to_address=patient.mobile_phone, body="News", due_at=now, created_at=now,
+        )  # fmt: skip
+    run_at(now, daily_cap=2, batch_size=2)
+    assert (
+        sorted(OutboundMessage.objects.values_list("state", "reason"))
+        == [
+            ("delivered", ""),
+            ("delivered", ""),
+        ]
+        + [("suppressed", "frequency_cap")] * 3
+    )
+
+
+class FlakyGateway(SmsGateway):
+    name = "flaky"
+
+    def __init__(self, failures: list[GatewayError]):
+        self.failures = list(failures)
+        self.sent: dict[int, int] = {}
+        self.lookups = 0
+
+    def send(self, sms: OutgoingSms) -> SendResult:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent[sms.message_id] = self.sent.get(sms.message_id, 0) + 1
+        return SendResult(f"SM{sms.message_id}", "sent")
+
+    def find_sent(self, sms: OutgoingSms) -> SendResult | None:
+        self.lookups += 1
+        return SendResult(f"SM{sms.message_id}", "sent") if sms.message_id in self.sent else None
+
+
+def test_transient_failures_retry_with_backoff_then_succeed(clinic):
+    patient = clinic.patient()
+    reply = queue_reply(organization_id=clinic.org.id, to_phone=patient.mobile_phone, body="Hi")
+    gateway = FlakyGateway([GatewayError("busy", code="20429", transient=True)] * 2)
+    t0 = timezone.now()
+    run_at(t0, gateway)
+    reply.refresh_from_db()
+    assert (reply.state, reply.attempts, reply.error_code) == ("scheduled", 1, "20429")
+    assert reply.next_attempt_at == t0 + timedelta(seconds=30)
+    run_at(t0 + timedelta(seconds=29), gateway)
+    assert OutboundMessage.objects.get(pk=reply.pk).attempts == 1  # not yet
+    run_at(t0 + timedelta(seconds=30), gateway)
+    reply.refresh_from_db()
+    assert reply.next_attempt_at == t0 + timedelta(seconds=30 + 60)
+    run_at(t0 + timedelta(seconds=90), gateway)
+    reply.refresh_from_db()
+    assert (reply.state, reply.attempts) == ("sent", 3)
+    assert gateway.sent == {reply.pk: 1} and gateway.lookups == 2
+
+
+def test_permanent_failure_records_the_code_and_21610_opts_the_number_out(clinic):
+    patient = clinic.patient()
+    reply = queue_reply(organization_id=clinic.org.id, to_phone=patient.mobile_phone, body="Hi")
+    other = queue_reply(organization_id=clinic.org.id, to_phone="+15125550999", body="Hi")
+    gateway = FlakyGateway(
+        [
+            GatewayError("unsubscribed", code="21610"),
+            GatewayError("invalid", code="21211"),
+        ]
+    )
+    run_at(timezone.now(), gateway, max_attempts=5)
+    reply.refresh_from_db()
+    other.refresh_from_db()
+    assert (reply.state, reply.error_code, reply.attempts) == ("failed", "21610", 1)
+    assert (other.state, other.error_code) == ("failed", "21211")
+    assert PhoneConsent.objects.get(phone=patient.mobile_phone).opted_out
+    assert not PhoneConsent.objects.filter(phone="+15125550999").exists()
+
+
+def test_transient_failures_stop_after_max_attempts(clinic):
+    reply = queue_reply(organization_id=clinic.org.id, to_phone="+15125550998", body="Hi")
+    gateway = FlakyGateway([GatewayError("down", code="503", transient=True)] * 10)
+    t = timezone.now()
+    for _ in range(3):
+        run_at(t, gateway, max_attempts=3)
+        t += timedelta(minutes=5)
+    reply.refresh_from_db()
+    assert (reply.state, reply.attempts, reply.error_code) == ("failed", 3, "503")
+
+
+def test_replies_go_before_reminders_before_broadcasts(clinic):
+    patient = clinic.patient()
+    clinic.appointment(local(clinic, 5, 12), patient=patient)
+    plan_all_reminders()
+    now = local(clinic, 4, 12, 30)
+    OutboundMessage.objects.create(
+        organization=clinic.org, kind="broadcast", priority=30, to_address="+15125550901",
+        body="Closed Monday", due_at=now - timedelta(hours=5), created_at=now,
+    )  # fmt: skip
+    reply = queue_reply(organization_id=clinic.org.id, to_phone="+15125550902", body="Help text")
+    OutboundMessage.objects.filter(pk=reply.pk).update(
+        due_at=now, expires_at=now + timedelta(hours=1)
+    )
+    run_at(now, batch_size=1)
+    order = list(
+        SimulatedPhoneMessage.objects.order_by("id").values_list(
+            "outbound_message__kind", flat=True
+        )
+    )
+    assert order == ["reply", "reminder", "broadcast"]
+
+
+def test_a_claimed_row_left_by_a_dead_worker_is_resent_only_if_the_provider_lacks_it(clinic):
+    for _ in range(3):
+        queue_reply(organization_id=clinic.org.id, to_phone=clinic.patient().mobile_phone, body="x")
+    gateway = FlakyGateway([])
+    now = timezone.now()
+    dead = Dispatcher(gateway, clock=Clock(now), batch_size=10)
+    claimed, _ = dead.claim_batch()
+    # It reached the provider with the first one, then died before recording anything.
+    gateway.send(dead.outgoing(claimed[0]))
+    assert set(OutboundMessage.objects.values_list("state", flat=True)) == {"sending"}
+    # Within the lease nobody touches them.
+    Dispatcher(gateway, clock=Clock(now + timedelta(seconds=10)), lease_seconds=60).run_once()
+    assert set(OutboundMessage.objects.values_list("state", flat=True)) == {"sending"}
+    after = Dispatcher(gateway, clock=Clock(now + timedelta(seconds=61)), lease_seconds=60)
+    after.run_once()
+    assert set(OutboundMessage.objects.values_list("state", flat=True)) == {"sent"}
+    assert sorted(gateway.sent.values()) == [1, 1, 1]
+    assert after.stats["reconciled_sent"] == 1 and after.stats["reconciled_requeued"] == 2
+
+
+def test_status_updates_are_idempotent_and_forward_only(clinic):
+    patient = clinic.patient()
+    reply = queue_reply(organization_id=clinic.org.id, to_phone=patient.mobile_phone, body="x")
+    run_at(timezone.now(), FlakyGateway([]))
+    sid = f"SM{reply.pk}"
+    assert apply_status_update(StatusUpdate(sid, "delivered"))
+    assert not apply_status_update(StatusUpdate(sid, "delivered"))
+    assert not apply_status_update(StatusUpdate(sid, "sent"))
+    assert not apply_status_update(StatusUpdate(sid, "undelivered", "30003"))
+    assert not apply_status_update(StatusUpdate("SMunknown", "delivered"))
+    assert not apply_status_update(StatusUpdate(sid, "queued"))
+    reply.refresh_from_db()
+    assert reply.state == "delivered" and reply.finished_at
+
+
+def test_status_update_21610_records_the_opt_out_once(clinic):
+    patient = clinic.patient()
+    reply = queue_reply(organization_id=clinic.org.id, to_phone=patient.mobile_phone, body="x")
+    run_at(timezone.now(), FlakyGateway([]))
+    assert apply_status_update(StatusUpdate(f"SM{reply.pk}", "failed", "21610"))
+    assert not apply_status_update(StatusUpdate(f"SM{reply.pk}", "failed", "21610"))
+    consent = PhoneConsent.objects.get(phone=patient.mobile_phone)
+    assert consent.opted_out and consent.source == "provider_report"
+    from careline.patients.models import ConsentEvent
+
+    assert ConsentEvent.objects.filter(phone=patient.mobile_phone).count() == 1
+
+
+def test_email_channel_for_patients_without_a_mobile_number(clinic):
+    patient = clinic.patient(mobile_phone="", email="rosa@example.org", given_name="Rosa")
+    clinic.appointment(local(clinic, 5, 12), patient=patient)
+    plan_all_reminders()
+    run_at(local(clinic, 4, 12, 1))
+    assert len(mail.outbox) == 1
+    email = mail.outbox[0]
+    assert email.to == ["rosa@example.org"] and email.body.startswith("Rosa: reminder")
+    ((name, content, mimetype),) = email.attachments
+    assert name == "appointment.ics" and mimetype == "text/calendar"
+    text = content.decode() if isinstance(content, bytes) else content
+    assert "BEGIN:VEVENT" in text and "DTSTART" in text
+    assert OutboundMessage.objects.get(step_key="reminder:1440").state == "sent"
+
+
+@pytest.mark.parametrize("kind_is_reply", [True])
+def test_sync_reminders_is_the_public_planning_entry(clinic, kind_is_reply):
+    appointment = clinic.appointment(local(clinic, 5, 12))
+    sync_reminders([appointment.id])
+    assert OutboundMessage.objects.filter(appointment=appointment).count() == 3
