@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("careline.analytics.urls")),
     path("", include("careline.broadcasts.urls")),
     path("", include("careline.conversations.urls")),
+    path("settings/", include("careline.messaging.settings_urls")),
 ]

@@ -106,6 +106,19 @@ def _optional_objects(org, objs) -> dict:
         )
     except ImportError:
         pass
+    try:
+        from careline.messaging.models import MessageTemplate
+
+        extra["template"] = MessageTemplate.objects.create(
+            organization=org,
+            practice=objs["practice"],
+            kind="reminder",
+            language="en",
+            body="Hi {first_name}",
+        )
+    except ImportError:
+        pass
+    extra["organization"] = org
     return extra
 
 
@@ -117,7 +130,7 @@ def kwargs_for(pattern, objs) -> dict:
         "provider_id": objs["provider"].id,
         "day": DAY.isoformat(),
     }
-    for name in ("broadcast", "conversation"):
+    for name in ("broadcast", "conversation", "template", "organization"):
         if name in objs:
             values[f"{name}_id"] = objs[name].id
     needed = list(pattern.pattern.converters) or []

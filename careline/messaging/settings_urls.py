@@ -1,0 +1,12 @@
+from django.urls import path
+
+from careline.messaging import settings_views as views
+
+app_name = "messaging_settings"
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("templates/new/", views.edit_template, name="new_template"),
+    path("templates/<int:template_id>/", views.edit_template, name="template"),
+    path("cadence/<int:organization_id>/", views.edit_cadence, name="cadence"),
+    path("practices/<int:practice_id>/", views.edit_practice, name="practice"),
+]

@@ -1,0 +1,252 @@
+"""Settings pages for managers: templates with live preview, reminder cadence, numbers."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
+from careline.clinics.validators import normalize_phone
+from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
+from careline.messaging.rendering import VARIABLES, local_date, local_time, render_body
+from careline.messaging.segments import count_segments
+from careline.patients.models import Language
+
+MANAGER_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
+
+
+def _organizations(user) -> list[Organization]:
+    """Organizations in which the user may change settings."""
+    if user.is_superuser:
+        return list(Organization.objects.all())
+    return list(
+        Organization.objects.filter(staff__user=user, staff__role__in=MANAGER_ROLES).distinct()
+    )
+
+
+def _require_manager(request: HttpRequest) -> list[Organization]:
+    orgs = _organizations(request.user)
+    if not orgs:
+        raise PermissionDenied("Settings are for practice managers and organization admins.")
+    return orgs
+
+
+def _is_org_admin(user, organization_id: int) -> bool:
+    return (
+        user.is_superuser
+        or StaffMembership.objects.filter(
+            user=user, organization_id=organization_id, role=StaffRole.ORGANIZATION_ADMIN
+        ).exists()
+    )
+
+
+def sample_preview(body: str, language: str, practice: Practice | None) -> dict:
+    """The template as a patient would read it, with a sample visit, and its segment cost."""
+    from datetime import datetime, time, timedelta
+
+    from django.utils import timezone
+
+    zone = practice.zone if practice else timezone.get_current_timezone()
+    visit = datetime.combine(timezone.now().date() + timedelta(days=3), time(14, 40), tzinfo=zone)
+    variables = {
+        "first_name": "María" if language == Language.SPANISH else "Alexandra",
+        "practice": practice.name if practice else "Your Practice",
+        "date": local_date(visit, zone, language),
+        "time": local_time(visit, zone, language),
+        "address": practice.address if practice else "100 Main St",
+        "practice_phone": "(512) 555-0199",
+        "link": f"{settings.CARELINE_BASE_URL}/a/Xy7Kp2Qm9Rt4Wz8B",
+    }
+    try:
+        text = render_body(body, variables)
+    except ValidationError as exc:
+        return {"error": " ".join(exc.messages)}
+    return {"text": text, "count": count_segments(text)}
+
+
+class TemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ["practice", "kind", "language", "body", "active"]
+        widgets = {"body": forms.Textarea(attrs={"rows": 4})}
+
+    def __init__(self, *args, user=None, organization=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        practices = Practice.objects.visible_to(user).filter(organization=organization)
+        self.fields["practice"].queryset = practices
+        self.fields["practice"].required = not _is_org_admin(user, organization.id)
+        self.fields["practice"].help_text = "Blank: every practice of the organization."
+        self.instance.organization = organization
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    orgs = _require_manager(request)
+    org_ids = [o.id for o in orgs]
+    practices = Practice.objects.visible_to(request.user).filter(organization_id__in=org_ids)
+    context = {
+        "organizations": orgs,
+        "practices": practices,
+        "templates": MessageTemplate.objects.filter(
+            Q(organization_id__in=org_ids) | Q(organization__isnull=True)
+        )
+        .filter(Q(practice__isnull=True) | Q(practice__in=practices))
+        .select_related("organization", "practice"),
+        "rules": ReminderRule.objects.filter(organization_id__in=org_ids)
+        .filter(Q(practice__isnull=True) | Q(practice__in=practices))
+        .select_related("practice", "appointment_type"),
+        "sending_hours": (
+            settings.CARELINE_SENDING_HOURS_START,
+            settings.CARELINE_SENDING_HOURS_END,
+        ),
+        "office_hours": getattr(settings, "CARELINE_OFFICE_HOURS", ""),
+        "staff": StaffMembership.objects.filter(organization_id__in=org_ids).select_related("user"),
+    }
+    return render(request, "messaging/settings/overview.html", context)
+
+
+@login_required
+def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpResponse:
+    orgs = _require_manager(request)
+    organization = orgs[0]
+    instance = None
+    if template_id is not None:
+        template = get_object_or_404(MessageTemplate, pk=template_id)
+        if template.organization_id is None:
+            # Careline's default: editing makes the organization's own copy.
+            instance = MessageTemplate(
+                kind=template.kind, language=template.language, body=template.body
+            )
+        else:
+            if template.organization_id not in {o.id for o in orgs}:
+                raise PermissionDenied
+            if (
+                template.practice_id
+                and not Practice.objects.visible_to(request.user)
+                .filter(pk=template.practice_id)
+                .exists()
+            ):
+                raise PermissionDenied
+            instance, organization = template, template.organization
+    form = TemplateForm(
+        request.POST or None, instance=instance, user=request.user, organization=organization
+    )
+    if request.method == "POST" and request.POST.get("action") != "preview" and form.is_valid():
+        form.save()
+        messages.success(request, "Template saved. New texts use it from now on.")
+        return redirect("messaging_settings:overview")
+    body = (
+        request.POST.get("body")
+        if request.method == "POST"
+        else (instance.body if instance else "")
+    )
+    language = request.POST.get("language") or (instance.language if instance else "en")
+    practice = (
+        Practice.objects.visible_to(request.user)
+        .filter(
+            pk=request.POST.get("practice") or (instance.practice_id if instance else None) or 0
+        )
+        .first()
+    )
+    context = {
+        "form": form,
+        "preview": sample_preview(body or "", language, practice),
+        "variables": VARIABLES,
+        "kinds": MessageKind.choices,
+    }
+    if request.htmx:
+        return render(request, "messaging/settings/_template_preview.html", context)
+    return render(request, "messaging/settings/template.html", context)
+
+
+class CadenceForm(forms.Form):
+    hours_before = forms.CharField(
+        label="Reminders, hours before the visit",
+        help_text="Comma-separated, e.g. 72, 24 (add 2 for a same-day reminder). Blank: none.",
+        required=False,
+    )
+    stop_when_confirmed = forms.BooleanField(required=False)
+    send_event_messages = forms.BooleanField(
+        required=False, label="Text when a visit is booked, moved or cancelled"
+    )
+
+    def clean_hours_before(self) -> list[int]:
+        text = self.cleaned_data["hours_before"].replace(";", ",")
+        try:
+            hours = [float(h) for h in text.split(",") if h.strip()]
+        except ValueError as exc:
+            raise ValidationError("Write numbers of hours, separated by commas.") from exc
+        return sorted({int(h * 60) for h in hours}, reverse=True)
+
+
+@login_required
+def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
+    orgs = _require_manager(request)
+    organization = next((o for o in orgs if o.id == organization_id), None)
+    if organization is None or not _is_org_admin(request.user, organization_id):
+        raise PermissionDenied("Only organization admins change the organization's cadence.")
+    rule = ReminderRule.objects.filter(
+        organization=organization, practice__isnull=True, appointment_type__isnull=True
+    ).first() or ReminderRule(organization=organization, offsets_minutes=[4320, 1440])
+    initial = {
+        "hours_before": ", ".join(f"{m / 60:g}" for m in rule.offsets_minutes),
+        "stop_when_confirmed": rule.stop_when_confirmed,
+        "send_event_messages": rule.send_event_messages,
+    }
+    form = CadenceForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        rule.offsets_minutes = form.cleaned_data["hours_before"]
+        rule.stop_when_confirmed = form.cleaned_data["stop_when_confirmed"]
+        rule.send_event_messages = form.cleaned_data["send_event_messages"]
+        try:
+            rule.full_clean()
+        except ValidationError as exc:
+            form.add_error("hours_before", " ".join(exc.messages))
+        else:
+            rule.save()
+            messages.success(
+                request, "Reminder cadence saved; upcoming visits are re-planned as they change."
+            )
+            return redirect("messaging_settings:overview")
+    return render(
+        request, "messaging/settings/cadence.html", {"form": form, "organization": organization}
+    )
+
+
+class PracticeNumbersForm(forms.ModelForm):
+    class Meta:
+        model = Practice
+        fields = ["phone", "sender_number", "address"]
+
+    def clean_phone(self) -> str:
+        return normalize_phone(self.cleaned_data["phone"]) if self.cleaned_data["phone"] else ""
+
+    def clean_sender_number(self) -> str:
+        value = self.cleaned_data["sender_number"]
+        return normalize_phone(value) if value else ""
+
+
+@login_required
+def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
+    _require_manager(request)
+    practice = get_object_or_404(Practice.objects.visible_to(request.user), pk=practice_id)
+    if (
+        not request.user.is_superuser
+        and not StaffMembership.objects.filter(
+            user=request.user, organization_id=practice.organization_id, role__in=MANAGER_ROLES
+        ).exists()
+    ):
+        raise PermissionDenied
+    form = PracticeNumbersForm(request.POST or None, instance=practice)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"{practice.name} saved.")
+        return redirect("messaging_settings:overview")
+    return render(request, "messaging/settings/practice.html", {"form": form, "practice": practice})
