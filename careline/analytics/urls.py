@@ -6,4 +6,6 @@ app_name = "analytics"
 urlpatterns = [
     path("analytics/", views.dashboard, name="dashboard"),
     path("analytics/before-after/", views.before_after, name="before_after"),
+    path("analytics/experiments/", views.experiment_list, name="experiments"),
+    path("analytics/experiments/<int:experiment_id>/", views.experiment_detail, name="experiment"),
 ]

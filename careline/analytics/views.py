@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 import csv
+import re
 from datetime import date
 
+from django import forms
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 
-from careline.analytics import services
-from careline.clinics.models import Practice
+from careline.analytics import experiments, services
+from careline.analytics.models import Experiment
+from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.scheduling.models import Appointment
 
 COLUMNS = [
@@ -127,3 +133,75 @@ def before_after(request: HttpRequest) -> HttpResponse:
             ],
         )
     return render(request, "analytics/before_after.html", {"results": results})
+
+
+class ExperimentForm(forms.ModelForm):
+    share_percent = forms.IntegerField(
+        min_value=1, max_value=50, initial=10, label="Share of visits withheld (%)"
+    )
+
+    class Meta:
+        model = Experiment
+        fields = ["name", "practice", "withheld_step"]
+        help_texts = {
+            "withheld_step": "'all' holds out every reminder; 'reminder:4320' drops "
+            "only the 72-hour one (compares two cadences)."
+        }
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["practice"].queryset = Practice.objects.visible_to(user)
+
+    def clean_withheld_step(self) -> str:
+        value = self.cleaned_data["withheld_step"].strip()
+        if value != Experiment.ALL_STEPS and not re.fullmatch(r"reminder:\d+", value):
+            raise forms.ValidationError("Write 'all' or a reminder step like 'reminder:4320'.")
+        return value
+
+
+def _experiment_orgs(user) -> list[int]:
+    if user.is_superuser:
+        return list(Organization.objects.values_list("id", flat=True))
+    return list(
+        StaffMembership.objects.filter(
+            user=user, role__in=[StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER]
+        ).values_list("organization_id", flat=True)
+    )
+
+
+def _visible_experiments(user):
+    practices = Practice.objects.visible_to(user)
+    return Experiment.objects.filter(organization_id__in=_experiment_orgs(user)).filter(
+        Q(practice__isnull=True) | Q(practice__in=practices)
+    )
+
+
+@login_required
+def experiment_list(request: HttpRequest) -> HttpResponse:
+    org_ids = _experiment_orgs(request.user)
+    if not org_ids:
+        raise PermissionDenied("Experiments are for practice managers and organization admins.")
+    form = ExperimentForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        experiment = form.save(commit=False)
+        practice = form.cleaned_data.get("practice")
+        experiment.organization_id = practice.organization_id if practice else org_ids[0]
+        experiment.share_basis_points = form.cleaned_data["share_percent"] * 100
+        experiment.started_at = timezone.now()
+        experiment.created_by = request.user
+        experiment.save()
+        return redirect("analytics:experiment", experiment_id=experiment.id)
+    return render(
+        request,
+        "analytics/experiments.html",
+        {"experiments": _visible_experiments(request.user), "form": form},
+    )
+
+
+@login_required
+def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
+    experiment = get_object_or_404(_visible_experiments(request.user), pk=experiment_id)
+    if request.method == "POST" and request.POST.get("action") == "stop":
+        experiment.ended_at = experiment.ended_at or timezone.now()
+        experiment.save(update_fields=["ended_at"])
+    return render(request, "analytics/experiment.html", {"result": experiments.results(experiment)})

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from careline.analytics import experiments
 from careline.messaging.models import (
     DEFAULT_OFFSETS_MINUTES,
     MessageKind,
@@ -176,6 +177,9 @@ def _plan_chunk(
         "a.organization_id", f"{o}.organization_id"
     )
     n = _dt(now)
+    # Visits new to a running experiment get their arm first, so a withheld step is never
+    # planned (careline.analytics.experiments).
+    experiments.assign(appointment_filter, filter_params, n)
     statements: list[tuple[str, list]] = []
 
     # Stale plans first, so the notices below see the appointment's history as it was.
@@ -272,6 +276,7 @@ def _plan_chunk(
             ).replace("FROM eff e", "FROM eff e JOIN steps s ON s.rule_id = e.rule_id")
             + f" AND a.status IN ({_UPCOMING_SQL}) "
             f"AND NOT (e.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+            f"AND NOT {experiments.withheld_condition('s.step_key')} "
             f"AND {due} > %s AND " + no_live.format(key="s.step_key"),
             [*cte_params, n, n],
         )

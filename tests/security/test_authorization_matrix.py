@@ -118,6 +118,17 @@ def _optional_objects(org, objs) -> dict:
         )
     except ImportError:
         pass
+    try:
+        from django.utils import timezone
+
+        from careline.analytics.models import Experiment
+
+        extra["experiment"] = Experiment.objects.create(
+            organization=org, practice=objs["practice"], name="x", share_basis_points=1000,
+            started_at=timezone.now(),
+        )
+    except ImportError:
+        pass
     extra["organization"] = org
     return extra
 
@@ -130,7 +141,7 @@ def kwargs_for(pattern, objs) -> dict:
         "provider_id": objs["provider"].id,
         "day": DAY.isoformat(),
     }
-    for name in ("broadcast", "conversation", "template", "organization"):
+    for name in ("broadcast", "conversation", "template", "organization", "experiment"):
         if name in objs:
             values[f"{name}_id"] = objs[name].id
     needed = list(pattern.pattern.converters) or []

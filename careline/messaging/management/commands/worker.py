@@ -7,6 +7,17 @@ from django.core.management.base import BaseCommand, CommandError
 from careline.messaging.dispatch import Dispatcher
 
 logger = logging.getLogger("careline.messaging.worker")
+# The waitlist's periodic work (freed slots, expiring offers) rides along with the worker.
+WAITLIST_EVERY_SECONDS = 15.0
+
+
+def run_waitlist() -> None:
+    from careline.selfservice.waitlist import run_due
+
+    try:
+        run_due()
+    except Exception:  # a waitlist failure must never stop reminders going out
+        logger.exception("Waitlist pass failed")
 
 
 class Command(BaseCommand):
@@ -29,6 +40,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         dispatcher = Dispatcher(gateway, batch_size=opts["batch_size"])
         if opts["once"]:
+            run_waitlist()
             stats = dispatcher.run_once()
             self.stdout.write(_summary(stats))
             return
@@ -39,7 +51,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         logger.info("Worker started with the %s gateway", gateway.name)
+        last_waitlist = 0.0
         while not dispatcher.stop_requested:
+            if time.monotonic() - last_waitlist >= WAITLIST_EVERY_SECONDS:
+                run_waitlist()
+                last_waitlist = time.monotonic()
             before = sum(dispatcher.stats.values())
             dispatcher.run_once()
             if sum(dispatcher.stats.values()) == before and not dispatcher.stop_requested:
