@@ -200,6 +200,8 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
+    if not _experiment_orgs(request.user):
+        raise PermissionDenied("Experiments are for practice managers and organization admins.")
     experiment = get_object_or_404(_visible_experiments(request.user), pk=experiment_id)
     if request.method == "POST" and request.POST.get("action") == "stop":
         experiment.ended_at = experiment.ended_at or timezone.now()
