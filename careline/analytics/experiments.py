@@ -19,7 +19,8 @@ from careline.scheduling.models import Appointment, AppointmentStatus
 
 # Visits with a known outcome each arm needs before the result page draws a conclusion.
 MINIMUM_PER_ARM = 200
-_BUCKET = "(((a.id * 1103515245 + x.id * 12345 + 12345) % 2147483648) / 65536) % 10000"
+# "%%" is a literal % in SQL that also carries parameters (psycopg and Django's SQLite wrapper).
+_BUCKET = "(((a.id * 1103515245 + x.id * 12345 + 12345) %% 2147483648) / 65536) %% 10000"
 
 
 def arm_of(appointment_id: int, experiment: Experiment) -> str:
