@@ -172,6 +172,16 @@ class StaffMembership(models.Model):
     role = models.CharField(max_length=20, choices=StaffRole.choices)
     practices = models.ManyToManyField(Practice, blank=True, related_name="staff_memberships")
 
+    objects = ScopedQuerySet.as_manager()
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(
+            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
+                "organization_id"
+            )
+        )
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "organization"], name="one_membership_per_org")

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from careline.clinics.models import AppointmentType, Organization, Practice
+from careline.clinics.scoping import ScopedQuerySet
 from careline.patients.models import Language, Patient
 from careline.scheduling.models import Appointment
 
@@ -73,6 +74,18 @@ class MessageTemplate(models.Model):
     )
     active = models.BooleanField(default=True)
 
+    objects = ScopedQuerySet.as_manager()
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        # Organization-wide rows (practice blank) belong to every practice of it.
+        return models.Q(practice_id__in=practice_ids) | models.Q(
+            practice__isnull=True,
+            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
+                "organization_id"
+            ),
+        )
+
     class Meta:
         ordering = ["kind", "language", "id"]
 
@@ -115,6 +128,18 @@ class ReminderRule(models.Model):
     )
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        # Organization-wide rows (practice blank) belong to every practice of it.
+        return models.Q(practice_id__in=practice_ids) | models.Q(
+            practice__isnull=True,
+            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
+                "organization_id"
+            ),
+        )
 
     class Meta:
         ordering = ["organization", "practice", "appointment_type", "id"]
@@ -194,6 +219,9 @@ class OutboundMessage(models.Model):
     finished_at = models.DateTimeField(
         null=True, blank=True, help_text="Delivered, undelivered, failed, suppressed or cancelled."
     )
+
+    objects = ScopedQuerySet.as_manager()
+    practice_lookup = "practice"
 
     class Meta:
         ordering = ["due_at", "id"]

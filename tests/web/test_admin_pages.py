@@ -1,0 +1,27 @@
+"""Every model registered in the admin opens for an organization admin and hides others' rows."""
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from careline.clinics.models import StaffRole
+
+
+@pytest.mark.parametrize("model", list(admin.site._registry), ids=lambda m: m._meta.label)
+def test_changelist_opens_for_an_organization_admin(client, build, model):
+    org = build.organization()
+    build.practice(org)
+    client.force_login(build.staff(org, StaffRole.ORGANIZATION_ADMIN))
+    meta = model._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+    response = client.get(url)
+    assert response.status_code in (200, 403), f"{url} gave {response.status_code}"
+
+
+def test_front_desk_does_not_see_other_organizations_practices_in_admin(client, build):
+    mine, theirs = build.organization(), build.organization()
+    a = build.practice(mine, name="Mine Clinic")
+    build.practice(theirs, name="Theirs Clinic")
+    client.force_login(build.staff(mine, StaffRole.FRONT_DESK, practices=[a]))
+    body = client.get(reverse("admin:clinics_practice_changelist")).content.decode()
+    assert "Mine Clinic" in body and "Theirs Clinic" not in body
