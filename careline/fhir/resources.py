@@ -33,6 +33,8 @@ from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSou
 from careline.scheduling.services import find_open_slots
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+# Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).
+SMS_OPT_OUT_EXTENSION = "https://careline.dev/fhir/StructureDefinition/sms-opt-out"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
 BCP47 = "urn:ietf:bcp:47"
@@ -224,7 +226,14 @@ class PatientHandler(ModelHandler):
         resource["name"] = [name]
         telecom = []
         if patient.mobile_phone:
-            telecom.append({"system": "sms", "value": patient.mobile_phone, "use": "mobile"})
+            sms: dict[str, Any] = {"system": "sms", "value": patient.mobile_phone, "use": "mobile"}
+            consent = patient.sms_consent
+            if consent is not None and consent.opted_out:
+                # The number stays the patient's; it just may not be texted.
+                sms["extension"] = [
+                    {"url": SMS_OPT_OUT_EXTENSION, "valueDateTime": consent.changed_at.isoformat()}
+                ]
+            telecom.append(sms)
         if patient.email:
             telecom.append({"system": "email", "value": patient.email})
         if telecom:

@@ -120,6 +120,43 @@ def test_patient_mapping_normalizes_the_mobile_and_reads_language_and_mrn(fhir, 
 
 
 @pytest.mark.django_db
+def test_an_opted_out_number_shows_on_the_patient(fhir, org):
+    from careline.fhir.resources import SMS_OPT_OUT_EXTENSION
+    from careline.patients.services import record_consent
+
+    created = fhir.post(
+        "Patient",
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Diaz", "given": ["Rita"]}],
+            "telecom": [{"system": "sms", "value": "512 555 0166"}],
+        },
+    )
+    assert created.status_code == 201, created.content
+    patient_id = created.json()["id"]
+    sms = fhir.get(f"Patient/{patient_id}").json()["telecom"][0]
+    assert "extension" not in sms
+    record_consent(
+        organization_id=org.id,
+        phone="+15125550166",
+        opted_out=True,
+        source="patient_text",
+        detail="STOP",
+    )
+    sms = fhir.get(f"Patient/{patient_id}").json()["telecom"][0]
+    assert sms["value"] == "+15125550166"
+    assert sms["extension"][0]["url"] == SMS_OPT_OUT_EXTENSION
+    record_consent(
+        organization_id=org.id,
+        phone="+15125550166",
+        opted_out=False,
+        source="patient_text",
+        detail="START",
+    )
+    assert "extension" not in fhir.get(f"Patient/{patient_id}").json()["telecom"][0]
+
+
+@pytest.mark.django_db
 def test_bad_phone_is_400_with_the_validators_message(fhir):
     response = fhir.post(
         "Patient",
