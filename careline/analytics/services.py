@@ -212,3 +212,143 @@ def before_and_after(practices: Iterable[Practice], *, window_days: int = 180) -
             )
         )
     return results
+
+
+@dataclass
+class EngagementRow:
+    """Texting, inbox and waitlist figures of one practice over a period."""
+
+    practice_id: int
+    label: str
+    texts_finished: int = 0  # delivered, sent, undelivered or failed
+    texts_failed: int = 0
+    reminded_visits: int = 0
+    visits_with_reply: int = 0
+    numbers_texted: int = 0
+    opt_outs: int = 0
+    slots_freed: int = 0
+    slots_refilled: int = 0
+    median_first_answer_minutes: float | None = None
+
+    @property
+    def delivery_failure_rate(self) -> float | None:
+        return self.texts_failed / self.texts_finished if self.texts_finished else None
+
+    @property
+    def reply_rate(self) -> float | None:
+        return self.visits_with_reply / self.reminded_visits if self.reminded_visits else None
+
+    @property
+    def opt_out_rate(self) -> float | None:
+        return self.opt_outs / self.numbers_texted if self.numbers_texted else None
+
+    @property
+    def refill_rate(self) -> float | None:
+        return self.slots_refilled / self.slots_freed if self.slots_freed else None
+
+
+def _between(field: str, start: datetime, end: datetime) -> Q:
+    return Q(**{f"{field}__gte": start, f"{field}__lt": end})
+
+
+def median_first_answer_minutes(conversations: QuerySet) -> float | None:
+    """Median minutes from opening to the first staff answer, found by the database:
+    count the answered ones, then read the middle one or two in order."""
+    from django.db.models import DurationField, ExpressionWrapper
+
+    answered = conversations.filter(first_staff_reply_at__isnull=False).annotate(
+        wait=ExpressionWrapper(F("first_staff_reply_at") - F("opened_at"), DurationField())
+    )
+    n = answered.count()
+    if not n:
+        return None
+    ordered = answered.order_by("wait").values_list("wait", flat=True)
+    middle = list(ordered[(n - 1) // 2 : n // 2 + 1])
+    return sum(w.total_seconds() for w in middle) / len(middle) / 60
+
+
+def engagement_metrics(
+    practices: QuerySet[Practice], *, start: datetime, end: datetime
+) -> list[EngagementRow]:
+    """Per practice: delivery failures, reply rate, opt-outs, waitlist refills, inbox speed."""
+    from careline.conversations.models import Conversation, InboundMessage
+    from careline.messaging.models import MessageKind, MessageState, OutboundMessage
+    from careline.patients.models import ConsentEvent
+    from careline.selfservice.models import SlotOpening
+
+    rows = {p.id: EngagementRow(p.id, p.name) for p in practices}
+    ids = list(rows)
+    finished = [
+        MessageState.SENT,
+        MessageState.DELIVERED,
+        MessageState.UNDELIVERED,
+        MessageState.FAILED,
+    ]
+    texts = OutboundMessage.objects.filter(practice_id__in=ids, channel="sms").filter(
+        _between("created_at", start, end)
+    )
+    for r in (
+        texts.values("practice_id")
+        .annotate(
+            finished=Count("id", filter=Q(state__in=finished)),
+            failed=Count("id", filter=Q(state__in=[MessageState.UNDELIVERED, MessageState.FAILED])),
+            reminded=Count(
+                "appointment_id",
+                filter=Q(kind=MessageKind.REMINDER, state__in=finished),
+                distinct=True,
+            ),
+            numbers=Count("to_address", filter=Q(state__in=finished), distinct=True),
+        )
+        .order_by()
+    ):
+        row = rows[r["practice_id"]]
+        row.texts_finished, row.texts_failed = r["finished"], r["failed"]
+        row.reminded_visits, row.numbers_texted = r["reminded"], r["numbers"]
+    reminded = texts.filter(kind=MessageKind.REMINDER, state__in=finished).values("appointment_id")
+    for r in (
+        InboundMessage.objects.filter(appointment_id__in=reminded)
+        .values("appointment__practice_id")
+        .annotate(n=Count("appointment_id", distinct=True))
+        .order_by()
+    ):
+        rows[r["appointment__practice_id"]].visits_with_reply = r["n"]
+    # An opt-out counts for the practice whose text the number last received.
+    for r in (
+        ConsentEvent.objects.filter(kind=ConsentEvent.Kind.OPT_OUT)
+        .filter(_between("occurred_at", start, end))
+        .filter(phone__in=texts.values("to_address"))
+        .annotate(practice_id=_last_texting_practice())
+        .values("practice_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        if r["practice_id"] in rows:
+            rows[r["practice_id"]].opt_outs = r["n"]
+    for r in (
+        SlotOpening.objects.filter(practice_id__in=ids)
+        .filter(_between("created_at", start, end))
+        .values("practice_id")
+        .annotate(freed=Count("id"), filled=Count("id", filter=Q(state="filled")))
+        .order_by()
+    ):
+        rows[r["practice_id"]].slots_freed = r["freed"]
+        rows[r["practice_id"]].slots_refilled = r["filled"]
+    for practice_id in ids:
+        rows[practice_id].median_first_answer_minutes = median_first_answer_minutes(
+            Conversation.objects.filter(practice_id=practice_id).filter(
+                _between("opened_at", start, end)
+            )
+        )
+    return list(rows.values())
+
+
+def _last_texting_practice():
+    from django.db.models import OuterRef, Subquery
+
+    from careline.messaging.models import OutboundMessage
+
+    return Subquery(
+        OutboundMessage.objects.filter(to_address=OuterRef("phone"), practice_id__isnull=False)
+        .order_by("-created_at")
+        .values("practice_id")[:1]
+    )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import csv
 import re
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -29,6 +29,24 @@ COLUMNS = [
     ("confirmation_rate", "Confirmation rate"),
     ("calls_avoided", "Calls avoided"),
 ]
+
+
+ENGAGEMENT_COLUMNS = [
+    ("label", "Practice"),
+    ("texts_finished", "Texts sent"),
+    ("delivery_failure_rate", "Delivery failure rate"),
+    ("reply_rate", "Reply rate"),
+    ("opt_out_rate", "Opt-out rate"),
+    ("slots_freed", "Slots freed"),
+    ("slots_refilled", "Slots refilled"),
+    ("median_first_answer_minutes", "Median first answer (min)"),
+]
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def _date(text: str | None) -> date | None:
@@ -58,6 +76,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if practice_id and practice_id.isdigit():
         appointments = appointments.filter(practice_id=int(practice_id))
     rows = services.appointment_metrics(appointments, group_by=group_by, start=start, end=end)
+    practices = Practice.objects.visible_to(request.user)
+    if practice_id and practice_id.isdigit():
+        practices = practices.filter(pk=int(practice_id))
+    period_end = datetime.combine(end, time.min, tzinfo=UTC) if end else timezone.now()
+    period_start = (
+        datetime.combine(start, time.min, tzinfo=UTC) if start else period_end - timedelta(days=30)
+    )
+    if request.GET.get("format") == "csv" and request.GET.get("table") == "engagement":
+        engagement = services.engagement_metrics(practices, start=period_start, end=period_end)
+        return _csv(
+            "careline-engagement.csv",
+            [title for _, title in ENGAGEMENT_COLUMNS],
+            [[_cell(getattr(r, f)) for f, _ in ENGAGEMENT_COLUMNS] for r in engagement],
+        )
     if request.GET.get("format") == "csv":
         return _csv(
             f"careline-{group_by}.csv",
@@ -79,6 +111,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         for i, r in enumerate(chart_rows)
     ]
     context = {
+        "engagement": services.engagement_metrics(
+            practices[:100], start=period_start, end=period_end
+        ),
+        "engagement_columns": ENGAGEMENT_COLUMNS,
+        "period_start": period_start,
+        "period_end": period_end,
         "rows": rows,
         "columns": COLUMNS,
         "group_by": group_by,
