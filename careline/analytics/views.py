@@ -101,15 +101,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         )
     chart_rows = [r for r in rows if r.no_show_rate is not None][-26:]
     peak = max((r.no_show_rate for r in chart_rows), default=0) or 1
-    chart = [
-        {
-            "label": r.label,
-            "rate": r.no_show_rate,
-            "height": round(160 * r.no_show_rate / peak),
-            "x": 30 + i * 28,
-        }
-        for i, r in enumerate(chart_rows)
-    ]
+    chart = []
+    for i, r in enumerate(chart_rows):
+        height = round(150 * r.no_show_rate / peak)
+        chart.append(
+            {
+                "label": r.label,
+                "rate": r.no_show_rate,
+                "height": height,
+                "y": 190 - height,
+                "label_y": 186 - height,
+                "x": 30 + i * 28,
+                "short": r.label.removeprefix("Week of ")[5:]
+                if group_by == "week"
+                else r.label[:8],
+            }
+        )
     context = {
         "engagement": services.engagement_metrics(
             practices[:100], start=period_start, end=period_end
@@ -126,6 +133,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "start": start,
         "end": end,
         "chart": chart,
+        "chart_peak": peak,
         "chart_width": 60 + 28 * len(chart),
     }
     return render(request, "analytics/dashboard.html", context)
