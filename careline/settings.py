@@ -208,6 +208,9 @@ CARELINE_WAITLIST_BATCH_SIZE = int(os.environ.get("CARELINE_WAITLIST_BATCH_SIZE"
 CARELINE_WAITLIST_OFFER_MINUTES = int(os.environ.get("CARELINE_WAITLIST_OFFER_MINUTES", "15"))
 CARELINE_WAITLIST_MIN_LEAD_MINUTES = int(os.environ.get("CARELINE_WAITLIST_MIN_LEAD_MINUTES", "60"))
 
+# Upcoming visits the no-show model rates at or above this go on the call list.
+CARELINE_NOSHOW_CALL_THRESHOLD = float(os.environ.get("CARELINE_NOSHOW_CALL_THRESHOLD", "0.3"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from careline.clinics.models import Practice
@@ -80,11 +81,22 @@ def day_rows(practice: Practice, day: date, provider_id: int | None = None) -> l
 
 
 def call_list(practice: Practice, today: date) -> list[DayRow]:
-    """Tomorrow's visits nobody has confirmed yet: the front desk phones these."""
+    """Tomorrow's visits to phone: nobody confirmed them, or the no-show model rates them
+    high-risk (the extra touch that a risk-targeting experiment measures)."""
     tomorrow = today + timedelta(days=1)
-    return [
-        row
-        for row in day_rows(practice, tomorrow)
-        if row.appointment.status == AppointmentStatus.BOOKED
-        and row.reply_state != ReplyState.CONFIRMED
-    ]
+    threshold = settings.CARELINE_NOSHOW_CALL_THRESHOLD
+    rows = []
+    for row in day_rows(practice, tomorrow):
+        appt = row.appointment
+        risky = appt.noshow_risk is not None and appt.noshow_risk >= threshold
+        if appt.status == AppointmentStatus.BOOKED and row.reply_state != ReplyState.CONFIRMED:
+            rows.append(row)
+        elif appt.status in (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED) and risky:
+            rows.append(
+                DayRow(
+                    appt,
+                    row.local_start,
+                    f"{row.reply_state}; high no-show risk ({appt.noshow_risk:.0%})",
+                )
+            )
+    return rows

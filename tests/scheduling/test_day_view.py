@@ -148,3 +148,17 @@ def test_patient_page_is_audited_and_scoped(client, desk):
     assert AuditEvent.objects.filter(user=desk["user"], patient=dee, action="view").count() == 1
     foreign_patient = desk["foreign"].patient
     assert client.get(reverse("patients:detail", args=[foreign_patient.id])).status_code == 404
+
+
+def test_high_risk_confirmed_visit_is_on_the_call_list(client, desk, monkeypatch):
+    practice = desk["practice"]
+    fake_now = datetime.combine(DAY - timedelta(days=1), time(15), tzinfo=practice.zone)
+    monkeypatch.setattr(timezone, "now", lambda: fake_now)
+    ana = desk["appts"]["confirmed"]
+    ana.noshow_risk = 0.42
+    ana.save(update_fields=["noshow_risk"])
+    client.force_login(desk["user"])
+    rows = client.get(reverse("scheduling:call_list", args=[practice.id])).context["rows"]
+    reasons = {r.appointment.patient.given_name: r.reply_state for r in rows}
+    assert reasons["Ana"] == "confirmed; high no-show risk (42%)"
+    assert set(reasons) == {"Ana", "Ben", "Cy", "Dee"}
