@@ -124,7 +124,10 @@ def _optional_objects(org, objs) -> dict:
         from careline.analytics.models import Experiment
 
         extra["experiment"] = Experiment.objects.create(
-            organization=org, practice=objs["practice"], name="x", share_basis_points=1000,
+            organization=org,
+            practice=objs["practice"],
+            name="x",
+            share_basis_points=1000,
             started_at=timezone.now(),
         )
     except ImportError:
