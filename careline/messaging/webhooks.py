@@ -49,14 +49,30 @@ def _plain(status: int, text: str) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
+# Ids and numbers Twilio sends are short; anything longer is not a Twilio request.
+MAX_ID_LENGTH = 64
+
+
+def _params(request: HttpRequest) -> dict[str, str]:
+    """The POST fields without NUL characters, which no text column can store."""
+    return {key: value.replace("\x00", "") for key, value in request.POST.items()}
+
+
+def _too_long(params: dict[str, str], *names: str) -> str:
+    return next((n for n in names if len(params.get(n, "")) > MAX_ID_LENGTH), "")
+
+
 # Twilio signs its requests instead of carrying a CSRF token, hence csrf_exempt.
 @csrf_exempt
 @require_POST
 def status_callback(request: HttpRequest) -> HttpResponse:
     if not _signed_by_twilio(request):
         return _plain(403, "Missing or invalid X-Twilio-Signature.")
+    params = _params(request)
+    if name := _too_long(params, "MessageSid", "SmsSid"):
+        return _plain(400, f"{name} is longer than any Twilio id.")
     try:
-        update = status_update_from_callback(request.POST)
+        update = status_update_from_callback(params)
     except ValueError as exc:
         return _plain(400, str(exc))
     if update is not None:
@@ -69,7 +85,9 @@ def status_callback(request: HttpRequest) -> HttpResponse:
 def incoming_sms(request: HttpRequest) -> HttpResponse:
     if not _signed_by_twilio(request):
         return _plain(403, "Missing or invalid X-Twilio-Signature.")
-    params = request.POST
+    params = _params(request)
+    if name := _too_long(params, "MessageSid", "SmsMessageSid", "SmsSid", "From", "To"):
+        return _plain(400, f"{name} is longer than any Twilio id or phone number.")
     sid = params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid")
     missing = [
         name
