@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from careline.audit.services import record_patient_access
 from careline.clinics.admin_scoping import ScopedAdmin
 from careline.patients.models import Patient
 
@@ -11,3 +12,9 @@ class PatientAdmin(ScopedAdmin):
     search_fields = ["family_name", "given_name", "mrn"]
     list_select_related = ["home_practice"]
     show_full_result_count = False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if object_id and str(object_id).isdigit():
+            if self.get_queryset(request).filter(pk=int(object_id)).exists():
+                record_patient_access(request, int(object_id), "admin patient page")
+        return super().change_view(request, object_id, form_url, extra_context)

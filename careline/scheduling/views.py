@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from careline.audit.services import record_patient_access
 from careline.clinics.models import Practice, Provider
 from careline.scheduling import dayview
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
@@ -44,6 +45,7 @@ def day_view(request: HttpRequest, practice_id: int | None = None, day: str | No
     provider_id = request.GET.get("provider")
     provider_id = int(provider_id) if provider_id and provider_id.isdigit() else None
     rows = dayview.day_rows(practice, the_day, provider_id)
+    record_patient_access(request, None, f"day view {the_day.isoformat()}", practice_id=practice.id)
     context = {
         "practice": practice,
         "practices": practices,
@@ -62,6 +64,7 @@ def call_list_view(request: HttpRequest, practice_id: int):
     practice = get_object_or_404(Practice.objects.visible_to(request.user), pk=practice_id)
     today = timezone.now().astimezone(practice.zone).date()
     rows = dayview.call_list(practice, today)
+    record_patient_access(request, None, "call list", practice_id=practice.id)
     return render(request, "scheduling/call_list.html", {"practice": practice, "rows": rows})
 
 

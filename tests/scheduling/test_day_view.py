@@ -162,3 +162,24 @@ def test_high_risk_confirmed_visit_is_on_the_call_list(client, desk, monkeypatch
     reasons = {r.appointment.patient.given_name: r.reply_state for r in rows}
     assert reasons["Ana"] == "confirmed; high no-show risk (42%)"
     assert set(reasons) == {"Ana", "Ben", "Cy", "Dee"}
+
+
+def test_day_view_call_list_and_admin_patient_page_are_audited(client, desk):
+    from careline.audit.models import AuditEvent
+
+    client.force_login(desk["user"])
+    practice = desk["practice"]
+    client.get(reverse("scheduling:day", args=[practice.id, DAY.isoformat()]))
+    client.get(reverse("scheduling:call_list", args=[practice.id]))
+    patient = desk["appts"]["plain"].patient
+    client.get(reverse("admin:patients_patient_change", args=[patient.id]))
+    events = list(
+        AuditEvent.objects.filter(user=desk["user"])
+        .order_by("id")
+        .values_list("what", "practice_id", "patient_id")
+    )
+    assert events == [
+        (f"day view {DAY.isoformat()}", practice.id, None),
+        ("call list", practice.id, None),
+        ("admin patient page", None, patient.id),
+    ]
