@@ -143,4 +143,13 @@ def find_template(
             t.id,
         )
 
-    return max(candidates, key=specificity, default=None)
+    best = max(candidates, key=specificity, default=None)
+    if best is None:
+        # The shipped defaults live in code too, so a database emptied of them (a test
+        # flush, a careless delete) still says something sensible.
+        from careline.messaging.default_texts import DEFAULTS
+
+        body = DEFAULTS.get((kind, language)) or DEFAULTS.get((kind, "en"))
+        if body:
+            best = MessageTemplate(kind=kind, language=language, body=body)
+    return best
