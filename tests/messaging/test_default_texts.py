@@ -33,7 +33,7 @@ def test_shipped_texts_are_used_even_when_the_table_lost_them(build):
 
 
 def test_no_default_asks_for_a_carrier_keyword_or_names_a_visit_reason():
-    for (kind, _), body in DEFAULTS.items():
+    for body in DEFAULTS.values():
         # "Reply X to cancel" is fine; "Reply CANCEL" would be an opt-out keyword.
         assert not re.search(r"\b(reply|responda)\s+(stop|cancel|cancelar|end|quit)\b", body, re.I)
         assert "{reason}" not in body and "{diagnosis}" not in body
