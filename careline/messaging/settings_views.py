@@ -92,7 +92,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     org_ids = [o.id for o in orgs]
     practices = Practice.objects.visible_to(request.user).filter(organization_id__in=org_ids)
     context = {
-        "organizations": orgs,
+        "organizations": [o for o in orgs if _is_org_admin(request.user, o.id)],
         "practices": practices,
         "templates": MessageTemplate.objects.filter(
             Q(organization_id__in=org_ids) | Q(organization__isnull=True)
