@@ -1,0 +1,583 @@
+"""The OpenAPI 3.1 document of /api/v1/, written by hand next to the code it describes.
+
+tests/api/test_openapi.py validates it with openapi-spec-validator, checks that every route
+of the urlconf and each of its methods is here, and that responses match these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from careline.analytics.services import DIMENSIONS
+from careline.api.v1.http import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
+from careline.api.v1.representations import THREAD_LENGTH
+from careline.broadcasts.models import Broadcast
+from careline.conversations.inbox import MAX_REPLY_CHARACTERS
+from careline.conversations.models import ConversationState, Queue
+from careline.messaging.models import MAX_OFFSET_MINUTES, Channel, MessageState
+from careline.patients.models import Language
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"oneOf": [schema, {"type": "null"}]}
+    nullable = schema | {"type": [schema["type"], "null"]}
+    if "enum" in schema:
+        nullable["enum"] = [*schema["enum"], None]
+    return nullable
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path_id(name: str, what: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+        "description": f"The {what}'s id.",
+    }
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+COUNT = {"type": "integer", "minimum": 0}
+RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+MOMENT = {"type": "string", "format": "date-time"}
+DAY = {"type": "string", "format": "date"}
+BOOLEAN = {"type": "boolean"}
+COUNTS = {"type": "object", "additionalProperties": COUNT}
+IDS = {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": MAX_IDS}
+
+PAGING = [
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        "Rows per page.",
+    ),
+    _query("cursor", STRING, "Where the page starts; take it from the previous page's `next`."),
+]
+PRACTICE_FILTER = _query(
+    "practice", {"type": "integer", "minimum": 1}, "Only this practice (its id)."
+)
+
+CONVERSATION: dict[str, Any] = {
+    "id": INTEGER,
+    "practice": _nullable(_ref("PracticeRef")),
+    "patient_id": _nullable(INTEGER),
+    "phone": STRING,
+    "queue": {"type": "string", "enum": Queue.values},
+    "state": {"type": "string", "enum": ConversationState.values},
+    "urgent": BOOLEAN,
+    "unread_count": COUNT,
+    "assigned_to": _nullable(STRING) | {"description": "Username of the assignee."},
+    "created_at": MOMENT,
+    "opened_at": MOMENT,
+    "last_patient_message_at": MOMENT,
+    "first_staff_reply_at": _nullable(MOMENT),
+    "last_staff_reply_at": _nullable(MOMENT),
+    "closed_at": _nullable(MOMENT),
+}
+
+BROADCAST: dict[str, Any] = {
+    "id": INTEGER,
+    "name": STRING,
+    "state": {"type": "string", "enum": Broadcast.State.values},
+    "body_en": STRING,
+    "body_es": STRING,
+    "practice_ids": {"type": "array", "items": INTEGER},
+    "audience": {"type": "object", "description": "The audience as it was sent."},
+    "send_at": MOMENT,
+    "recipients": COUNT,
+    "excluded": COUNTS,
+    "created_by": _nullable(STRING),
+    "created_at": MOMENT,
+}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "code": {
+                        "type": "string",
+                        "enum": [
+                            "bad_request",
+                            "unauthorized",
+                            "forbidden",
+                            "not_found",
+                            "method_not_allowed",
+                            "too_large",
+                            "unsupported_media_type",
+                            "invalid",
+                            "internal_error",
+                        ],
+                    },
+                    "message": STRING,
+                    "fields": {
+                        "type": "object",
+                        "description": "For `invalid` bodies: what is wrong, by field path.",
+                        "additionalProperties": {"type": "array", "items": STRING},
+                    },
+                },
+                required=["code", "message"],
+            )
+        }
+    ),
+    "PracticeRef": _object({"id": INTEGER, "name": STRING}),
+    "Conversation": _object(CONVERSATION),
+    "Message": _object(
+        {
+            "direction": {"type": "string", "enum": ["inbound", "outbound"]},
+            "id": INTEGER,
+            "at": MOMENT,
+            "body": STRING,
+            "intent": _nullable(STRING)
+            | {"description": "Inbound: what Careline read in the text."},
+            "author": _nullable(STRING)
+            | {"description": "Outbound: who answered; null for an automatic answer."},
+            "delivery_state": _nullable({"type": "string", "enum": MessageState.values})
+            | {"description": "Outbound: the text's state in the outbox."},
+        }
+    ),
+    "ConversationDetail": _object(
+        CONVERSATION
+        | {
+            "messages": {
+                "type": "array",
+                "items": _ref("Message"),
+                "description": f"The latest {THREAD_LENGTH} texts both ways, oldest first.",
+            },
+            "older_messages": {
+                "type": "boolean",
+                "description": "Whether older texts exist beyond `messages`.",
+            },
+        }
+    ),
+    "ConversationPage": _object(
+        {
+            "data": {"type": "array", "items": _ref("Conversation")},
+            "next": _nullable({"type": "string", "format": "uri"}),
+        }
+    ),
+    "ReplyRequest": _object(
+        {"body": {"type": "string", "minLength": 1, "maxLength": MAX_REPLY_CHARACTERS}}
+    ),
+    "ReplyResult": _object({"reply": _ref("Message"), "conversation": _ref("Conversation")}),
+    "Audience": _object(
+        {
+            "practice_ids": IDS | {"minItems": 1, "description": "Patients of these practices."},
+            "provider_ids": IDS | {"description": "Only patients booked with these providers."},
+            "appointment_type_ids": IDS | {"description": "Only patients booked for these."},
+            "appointments_from": DAY | {"description": "Only patients booked from this day."},
+            "appointments_to": DAY | {"description": "…through this day (inclusive)."},
+            "language": {"type": "string", "enum": ["", *Language.values]},
+            "seen_since": DAY | {"description": "Only patients seen at the practices since."},
+        },
+        required=["practice_ids"],
+    ),
+    "BroadcastRequest": _object(
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 120},
+            "body_en": {
+                "type": "string",
+                "minLength": 1,
+                "description": "May use {first_name} and {practice}.",
+            },
+            "body_es": {"type": "string", "description": "Blank: Spanish speakers get English."},
+            "send_at": MOMENT | {"description": "With its offset; omitted: now."},
+            "audience": _ref("Audience"),
+        },
+        required=["name", "body_en", "audience"],
+    ),
+    "Segments": _object(
+        {
+            "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
+            "characters": COUNT,
+            "segments": COUNT,
+            "warning": STRING,
+        }
+    ),
+    "BroadcastPreview": _object(
+        {
+            "reach": COUNT | {"description": "Texts that would be queued (one per number)."},
+            "excluded": COUNTS
+            | {
+                "description": "Patients left out, by reason: opted_out, no_mobile_number, "
+                "shares_a_number_with_another_recipient."
+            },
+            "waiting_for_sending_hours": COUNT
+            | {"description": "Recipients whose texts wait for sending hours."},
+            "by_language": COUNTS,
+            "segments": _object({"en": _ref("Segments"), "es": _ref("Segments")}),
+        }
+    ),
+    "Broadcast": _object(BROADCAST),
+    "BroadcastDetail": _object(
+        BROADCAST
+        | {
+            "delivery": _object(
+                {
+                    "by_state": {
+                        "type": "object",
+                        "properties": {s: COUNT for s in MessageState.values},
+                        "additionalProperties": False,
+                    },
+                    "suppressed_by_reason": COUNTS,
+                }
+            )
+        }
+    ),
+    "BroadcastPage": _object(
+        {
+            "data": {"type": "array", "items": _ref("Broadcast")},
+            "next": _nullable({"type": "string", "format": "uri"}),
+        }
+    ),
+    "ReminderRule": _object(
+        {
+            "id": _nullable(INTEGER)
+            | {"description": "null: no rule saved, Careline's built-in cadence applies."},
+            "practice_id": _nullable(INTEGER),
+            "appointment_type_id": _nullable(INTEGER),
+            "offsets_minutes": {"type": "array", "items": INTEGER},
+            "channel": {"type": "string", "enum": Channel.values},
+            "stop_when_confirmed": BOOLEAN,
+            "send_event_messages": BOOLEAN,
+            "active": BOOLEAN,
+            "updated_at": _nullable(MOMENT),
+        }
+    ),
+    "Cadence": _object(
+        {
+            "default": _ref("ReminderRule"),
+            "overrides": {
+                "type": "array",
+                "items": _ref("ReminderRule"),
+                "description": "Rules for a practice and/or appointment type; read-only here.",
+            },
+        }
+    ),
+    "CadenceUpdate": _object(
+        {
+            "offsets_minutes": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": MAX_OFFSET_MINUTES},
+                "uniqueItems": True,
+                "description": "Minutes before the visit, e.g. [4320, 1440]; [] for none.",
+            },
+            "channel": {"type": "string", "enum": Channel.values, "default": "sms"},
+            "stop_when_confirmed": BOOLEAN | {"default": True},
+            "send_event_messages": BOOLEAN | {"default": True},
+            "active": BOOLEAN | {"default": True},
+        },
+        required=["offsets_minutes"],
+    ),
+    "MetricsRow": _object(
+        {
+            "key": {
+                "type": ["integer", "string", "null"],
+                "description": "The group's id, or the period's first day for week/month.",
+            },
+            "label": STRING,
+            "appointments": COUNT,
+            "due": COUNT,
+            "no_shows": COUNT,
+            "cancellations": COUNT,
+            "late_cancellations": COUNT,
+            "confirmed": COUNT,
+            "calls_avoided": COUNT,
+            "no_show_rate": RATE,
+            "late_cancellation_rate": RATE,
+            "confirmation_rate": RATE,
+        }
+    ),
+    "AppointmentReport": _object(
+        {
+            "group_by": {"type": "string", "enum": list(DIMENSIONS)},
+            "from": _nullable(DAY),
+            "to": _nullable(DAY),
+            "data": {"type": "array", "items": _ref("MetricsRow")},
+        }
+    ),
+    "Period": _object({"due": COUNT, "no_shows": COUNT, "no_show_rate": RATE}),
+    "BeforeAfter": _object(
+        {
+            "practice": _ref("PracticeRef"),
+            "go_live": DAY,
+            "before": _ref("Period"),
+            "after": _ref("Period"),
+            "difference": {"type": "number", "description": "After minus before no-show rate."},
+            "difference_95ci": {
+                "type": "array",
+                "items": {"type": "number"},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "Newcomb's 95% interval of the difference.",
+            },
+            "relative_risk": {"type": ["number", "null"]},
+            "enough_data": BOOLEAN,
+        }
+    ),
+    "BeforeAfterReport": _object(
+        {
+            "window_days": {"type": "integer", "minimum": 1},
+            "data": {"type": "array", "items": _ref("BeforeAfter")},
+        }
+    ),
+}
+
+ERROR_DESCRIPTIONS = {
+    400: "The query string, body syntax or cursor is wrong.",
+    401: "No API key, not a valid one, or a revoked one.",
+    403: "The key's service user is deactivated: no inbox actions or broadcasts.",
+    404: "No such object in the key's organization.",
+    405: "The method is not allowed; see the Allow header.",
+    413: "The request body is too large.",
+    415: "The body is not application/json.",
+    422: "The body is well-formed but not valid; `fields` says where.",
+}
+
+_ID = "conversation_id"
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+PATHS: dict[str, Any] = {
+    "/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document.",
+            "security": [],
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
+        }
+    },
+    "/conversations": {
+        "get": {
+            "operationId": "listConversations",
+            "summary": "Inbox conversations, most recent patient text first.",
+            "parameters": [
+                _query("state", {"type": "string", "enum": ConversationState.values}, "State."),
+                _query("queue", {"type": "string", "enum": Queue.values}, "Queue."),
+                PRACTICE_FILTER,
+                *PAGING,
+            ],
+            "responses": {
+                "200": _json(_ref("ConversationPage"), "A page of conversations."),
+                **_errors(400, 401, 405),
+            },
+        }
+    },
+    "/conversations/{conversation_id}": {
+        "get": {
+            "operationId": "getConversation",
+            "summary": "A conversation with its latest texts.",
+            "parameters": [_path_id(_ID, "conversation")],
+            "responses": {
+                "200": _json(_ref("ConversationDetail"), "The conversation."),
+                **_errors(400, 401, 404, 405),
+            },
+        }
+    },
+    "/conversations/{conversation_id}/reply": {
+        "post": {
+            "operationId": "replyToConversation",
+            "summary": "Text the patient an answer, as the API key's service user.",
+            "description": (
+                "Queued in the outbox from the number the patient wrote to. The reply's author "
+                "is the key's service user `api-<key name>-<prefix>`, which also becomes the "
+                "assignee of an unassigned conversation, as when staff answer. Refused (422) "
+                "when the number opted out of texts."
+            ),
+            "parameters": [_path_id(_ID, "conversation")],
+            "requestBody": _body("ReplyRequest"),
+            "responses": {
+                "201": _json(_ref("ReplyResult"), "The reply, queued."),
+                **_errors(400, 401, 403, 404, 405, 413, 415, 422),
+            },
+        }
+    },
+    "/conversations/{conversation_id}/close": {
+        "post": {
+            "operationId": "closeConversation",
+            "summary": "Close the conversation; the patient's next text reopens it.",
+            "parameters": [_path_id(_ID, "conversation")],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _object({})}},
+            },
+            "responses": {
+                "200": _json(_ref("Conversation"), "The closed conversation."),
+                **_errors(400, 401, 403, 404, 405, 413, 415, 422),
+            },
+        }
+    },
+    "/broadcasts": {
+        "get": {
+            "operationId": "listBroadcasts",
+            "summary": "Broadcasts, newest first.",
+            "parameters": PAGING,
+            "responses": {
+                "200": _json(_ref("BroadcastPage"), "A page of broadcasts."),
+                **_errors(400, 401, 405),
+            },
+        },
+        "post": {
+            "operationId": "createBroadcast",
+            "summary": "Preview (dry_run=true) or queue a broadcast.",
+            "description": (
+                "With `dry_run=true` nothing is stored: the answer says how many patients the "
+                "text would reach and who is left out and why. Otherwise one outbox row per "
+                "reachable number is queued for `send_at`, created by the key's service user."
+            ),
+            "parameters": [
+                _query("dry_run", {"type": "boolean", "default": False}, "Only preview.")
+            ],
+            "requestBody": _body("BroadcastRequest"),
+            "responses": {
+                "200": _json(_ref("BroadcastPreview"), "The preview (dry run)."),
+                "201": _json(_ref("BroadcastDetail"), "The broadcast, queued.")
+                | {"headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}},
+                **_errors(400, 401, 403, 405, 413, 415, 422),
+            },
+        },
+    },
+    "/broadcasts/{broadcast_id}": {
+        "get": {
+            "operationId": "getBroadcast",
+            "summary": "A broadcast with its delivery report.",
+            "parameters": [_path_id("broadcast_id", "broadcast")],
+            "responses": {
+                "200": _json(_ref("BroadcastDetail"), "The broadcast."),
+                **_errors(400, 401, 404, 405),
+            },
+        }
+    },
+    "/reminder-rules": {
+        "get": {
+            "operationId": "getReminderRules",
+            "summary": "The organization's default reminder cadence, and its overrides.",
+            "responses": {
+                "200": _json(_ref("Cadence"), "The cadence."),
+                **_errors(400, 401, 405),
+            },
+        },
+        "put": {
+            "operationId": "putReminderRules",
+            "summary": "Replace the organization's default reminder cadence.",
+            "description": "Omitted fields take their defaults. Upcoming visits are "
+            "re-planned as they change.",
+            "requestBody": _body("CadenceUpdate"),
+            "responses": {
+                "200": _json(_ref("Cadence"), "The cadence, saved."),
+                **_errors(400, 401, 405, 413, 415, 422),
+            },
+        },
+    },
+    "/reports/appointments": {
+        "get": {
+            "operationId": "appointmentReport",
+            "summary": "No-show, cancellation and confirmation figures, grouped.",
+            "parameters": [
+                _query(
+                    "group_by",
+                    {"type": "string", "enum": list(DIMENSIONS), "default": "practice"},
+                    "How rows are grouped.",
+                ),
+                _query("from", DAY, "Visits from this day (UTC)."),
+                _query("to", DAY, "Visits through this day (UTC, inclusive)."),
+                PRACTICE_FILTER,
+            ],
+            "responses": {
+                "200": _json(_ref("AppointmentReport"), "The report."),
+                **_errors(400, 401, 405),
+            },
+        }
+    },
+    "/reports/before-after": {
+        "get": {
+            "operationId": "beforeAfterReport",
+            "summary": "No-show rate before and after each practice's go-live date.",
+            "description": "Practices without a go-live date are left out.",
+            "parameters": [
+                _query(
+                    "window_days",
+                    {"type": "integer", "minimum": 1, "maximum": 3650, "default": 180},
+                    "Days compared on each side of the go-live date.",
+                ),
+                PRACTICE_FILTER,
+            ],
+            "responses": {
+                "200": _json(_ref("BeforeAfterReport"), "The comparison."),
+                **_errors(400, 401, 405),
+            },
+        }
+    },
+}
+
+
+def openapi_document(server_url: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Careline API",
+            "version": "1.0.0",
+            "description": (
+                "Conversations, broadcasts, reminder rules and reports of one organization "
+                "(appointments, patients and schedules are in the FHIR R4 API at /fhir/R4/). "
+                "Authenticate with `Authorization: Bearer <API key>` (`careline apikey create`); "
+                "everything is scoped to the key's organization. Errors are "
+                '`{"error": {"code", "message"}}`. Lists are paged with `limit` and `cursor`; '
+                "follow `next` until it is null."
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Careline API key, cl_<prefix>_<secret>.",
+                }
+            },
+            "schemas": SCHEMAS,
+            "responses": {
+                f"E{status}": _json(_ref("Error"), description)
+                for status, description in ERROR_DESCRIPTIONS.items()
+            },
+        },
+    }

@@ -1,0 +1,174 @@
+"""Rows as the JSON the API returns; the OpenAPI schemas in openapi.py describe these."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from careline.analytics.services import BeforeAfter, MetricsRow
+from careline.broadcasts.models import Broadcast
+from careline.broadcasts.services import Preview
+from careline.conversations.models import Conversation, ConversationReply, InboundMessage
+from careline.messaging.models import MessageState, ReminderRule
+from careline.messaging.segments import SegmentCount
+
+THREAD_LENGTH = 200  # latest texts shown with a conversation
+
+
+def machine_key(label: str) -> str:
+    """'shares a number with another recipient' -> 'shares_a_number_with_another_recipient'."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+def conversation(c: Conversation) -> dict[str, Any]:
+    """Needs `practice` and `assigned_to` selected with the row."""
+    return {
+        "id": c.pk,
+        "practice": {"id": c.practice.pk, "name": c.practice.name} if c.practice else None,
+        "patient_id": c.patient_id,
+        "phone": c.phone,
+        "queue": c.queue,
+        "state": c.state,
+        "urgent": c.urgent,
+        "unread_count": c.unread_count,
+        "assigned_to": c.assigned_to.get_username() if c.assigned_to else None,
+        "created_at": c.created_at,
+        "opened_at": c.opened_at,
+        "last_patient_message_at": c.last_patient_message_at,
+        "first_staff_reply_at": c.first_staff_reply_at,
+        "last_staff_reply_at": c.last_staff_reply_at,
+        "closed_at": c.closed_at,
+    }
+
+
+def inbound(m: InboundMessage) -> dict[str, Any]:
+    return {
+        "direction": "inbound",
+        "id": m.pk,
+        "at": m.received_at,
+        "body": m.body,
+        "intent": m.intent or None,
+        "author": None,
+        "delivery_state": None,
+    }
+
+
+def reply(r: ConversationReply) -> dict[str, Any]:
+    """Needs `message` and `author` selected with the row."""
+    return {
+        "direction": "outbound",
+        "id": r.message_id,
+        "at": r.created_at,
+        "body": r.message.body,
+        "intent": None,
+        # Blank author: an automatic answer (after hours, emergency).
+        "author": r.author.get_username() if r.author else None,
+        "delivery_state": r.message.state,
+    }
+
+
+def segments(count: SegmentCount) -> dict[str, Any]:
+    return {
+        "encoding": count.encoding,
+        "characters": count.characters,
+        "segments": count.segments,
+        "warning": count.warning,
+    }
+
+
+def broadcast(b: Broadcast) -> dict[str, Any]:
+    """Needs `practices` prefetched and `created_by` selected with the row."""
+    return {
+        "id": b.pk,
+        "name": b.name,
+        "state": b.state,
+        "body_en": b.body_en,
+        "body_es": b.body_es,
+        "practice_ids": sorted(p.pk for p in b.practices.all()),
+        "audience": b.audience,
+        "send_at": b.send_at,
+        "recipients": b.recipients,
+        "excluded": {machine_key(k): n for k, n in b.excluded.items()},
+        "created_by": b.created_by.get_username() if b.created_by else None,
+        "created_at": b.created_at,
+    }
+
+
+def delivery(report: dict[str, int]) -> dict[str, Any]:
+    """careline.broadcasts.services.delivery_report keyed by state values and reasons."""
+    by_label = {state.label: state.value for state in MessageState}
+    suppressed = f"{MessageState.SUPPRESSED.label}: "
+    by_state: dict[str, int] = {}
+    suppressed_by_reason: dict[str, int] = {}
+    for label, n in report.items():
+        if label.startswith(suppressed):
+            suppressed_by_reason[label.removeprefix(suppressed)] = n
+        else:
+            by_state[by_label[label]] = n
+    return {"by_state": by_state, "suppressed_by_reason": suppressed_by_reason}
+
+
+def preview(p: Preview) -> dict[str, Any]:
+    return {
+        "reach": p.reach,
+        "excluded": {machine_key(k): n for k, n in p.excluded.items()},
+        "waiting_for_sending_hours": p.waiting_for_morning,
+        "by_language": p.by_language,
+    }
+
+
+def reminder_rule(rule: ReminderRule) -> dict[str, Any]:
+    return {
+        "id": rule.pk,
+        "practice_id": rule.practice_id,
+        "appointment_type_id": rule.appointment_type_id,
+        "offsets_minutes": rule.offsets_minutes,
+        "channel": rule.channel,
+        "stop_when_confirmed": rule.stop_when_confirmed,
+        "send_event_messages": rule.send_event_messages,
+        "active": rule.active,
+        "updated_at": rule.updated_at,
+    }
+
+
+def metrics_row(row: MetricsRow) -> dict[str, Any]:
+    key = row.key
+    if isinstance(key, datetime):
+        key = key.date()
+    return {
+        "key": key.isoformat() if isinstance(key, date) else key,
+        "label": row.label,
+        "appointments": row.appointments,
+        "due": row.due,
+        "no_shows": row.no_shows,
+        "cancellations": row.cancellations,
+        "late_cancellations": row.late_cancellations,
+        "confirmed": row.confirmed,
+        "calls_avoided": row.calls_avoided,
+        "no_show_rate": row.no_show_rate,
+        "late_cancellation_rate": row.late_cancellation_rate,
+        "confirmation_rate": row.confirmation_rate,
+    }
+
+
+def before_after(result: BeforeAfter) -> dict[str, Any]:
+    c = result.comparison
+    return {
+        "practice": {"id": result.practice.pk, "name": result.practice.name},
+        "go_live": result.go_live,
+        "before": {
+            "due": result.before_due,
+            "no_shows": result.before_no_shows,
+            "no_show_rate": c.before_rate,
+        },
+        "after": {
+            "due": result.after_due,
+            "no_shows": result.after_no_shows,
+            "no_show_rate": c.after_rate,
+        },
+        "difference": c.difference,
+        "difference_95ci": [c.difference_low, c.difference_high],
+        "relative_risk": c.relative_risk,
+        "enough_data": c.enough_data,
+    }

@@ -1,0 +1,41 @@
+from django.urls import path, re_path
+
+from careline.api.v1 import views
+from careline.api.v1.http import route, unknown_endpoint
+
+app_name = "api_v1"
+
+urlpatterns = [
+    path("openapi.json", route(public=True, GET=views.openapi), name="openapi"),
+    path("conversations", route(GET=views.list_conversations), name="conversations"),
+    path(
+        "conversations/<int:conversation_id>",
+        route(GET=views.get_conversation),
+        name="conversation",
+    ),
+    path(
+        "conversations/<int:conversation_id>/reply",
+        route(POST=views.reply_to_conversation),
+        name="conversation-reply",
+    ),
+    path(
+        "conversations/<int:conversation_id>/close",
+        route(POST=views.close_conversation),
+        name="conversation-close",
+    ),
+    path(
+        "broadcasts",
+        route(GET=views.list_broadcasts, POST=views.create_broadcast),
+        name="broadcasts",
+    ),
+    path("broadcasts/<int:broadcast_id>", route(GET=views.get_broadcast), name="broadcast"),
+    path(
+        "reminder-rules",
+        route(GET=views.get_reminder_rules, PUT=views.put_reminder_rules),
+        name="reminder-rules",
+    ),
+    path("reports/appointments", route(GET=views.appointment_report), name="report-appointments"),
+    path("reports/before-after", route(GET=views.before_after_report), name="report-before-after"),
+    # Anything else under /api/v1/ answers in JSON too, not with the HTML 404 page.
+    re_path(r"^(?P<rest>.*)$", unknown_endpoint),
+]

@@ -1,0 +1,348 @@
+"""Endpoints of /api/v1/: each parses its input strictly, calls the domain service, and
+renders the result. Every query is filtered to the API key's organization."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+
+from careline.analytics.services import DIMENSIONS, appointment_metrics, before_and_after
+from careline.api.models import ApiKey
+from careline.api.v1 import representations as render
+from careline.api.v1.http import (
+    ApiError,
+    Body,
+    Page,
+    get_or_404,
+    json_body,
+    json_response,
+    page_response,
+    parse_bool,
+    parse_choice,
+    parse_date,
+    parse_id,
+    parse_int,
+    query_params,
+)
+from careline.api.v1.openapi import openapi_document
+from careline.api.v1.representations import THREAD_LENGTH
+from careline.api.v1.service_users import acting_user
+from careline.api.v1.services import (
+    default_rule,
+    foreign_ids,
+    override_rules,
+    save_default_rule,
+)
+from careline.broadcasts import services as broadcasts
+from careline.broadcasts.models import Broadcast
+from careline.clinics.models import Practice
+from careline.conversations import inbox
+from careline.conversations.models import (
+    Conversation,
+    ConversationReply,
+    ConversationState,
+    InboundMessage,
+    Queue,
+)
+from careline.messaging.models import Channel
+from careline.patients.models import Language
+from careline.scheduling.models import Appointment
+
+
+def openapi(request: HttpRequest, api_key: None) -> HttpResponse:
+    return json_response(openapi_document(request.build_absolute_uri("/api/v1")))
+
+
+# --- conversations --------------------------------------------------------------------------
+
+
+def _conversations(api_key: ApiKey):
+    return Conversation.objects.filter(organization_id=api_key.organization_id).select_related(
+        "practice", "assigned_to"
+    )
+
+
+def _practice_filter(api_key: ApiKey, value: str) -> int:
+    practice_id = parse_id(value, "practice")
+    if not Practice.objects.filter(
+        organization_id=api_key.organization_id, pk=practice_id
+    ).exists():
+        raise ApiError(400, f"No practice {practice_id} in this organization.")
+    return practice_id
+
+
+def list_conversations(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    params = query_params(request, {"state", "queue", "practice", "limit", "cursor"})
+    page = Page.from_params(params, "last_patient_message_at")
+    rows = _conversations(api_key)
+    if "state" in params:
+        rows = rows.filter(state=parse_choice(params["state"], "state", ConversationState.values))
+    if "queue" in params:
+        rows = rows.filter(queue=parse_choice(params["queue"], "queue", Queue.values))
+    if "practice" in params:
+        rows = rows.filter(practice_id=_practice_filter(api_key, params["practice"]))
+    found, cursor = page.rows(rows)
+    return page_response(request, params, [render.conversation(c) for c in found], cursor)
+
+
+def _thread(conversation: Conversation) -> tuple[list[dict], bool]:
+    """The latest THREAD_LENGTH texts both ways, oldest first, and whether older ones exist."""
+    received = InboundMessage.objects.filter(conversation=conversation).order_by(
+        "-received_at", "-id"
+    )[: THREAD_LENGTH + 1]
+    sent = (
+        ConversationReply.objects.filter(conversation=conversation)
+        .select_related("message", "author")
+        .order_by("-created_at", "-id")[: THREAD_LENGTH + 1]
+    )
+    texts = [render.inbound(m) for m in received] + [render.reply(r) for r in sent]
+    texts.sort(key=lambda t: (t["at"], t["direction"], t["id"]))
+    return texts[-THREAD_LENGTH:], len(texts) > THREAD_LENGTH
+
+
+def get_conversation(request: HttpRequest, api_key: ApiKey, conversation_id: int) -> HttpResponse:
+    query_params(request, ())
+    conversation = get_or_404(_conversations(api_key), conversation_id, "conversation")
+    messages, older = _thread(conversation)
+    return json_response(
+        render.conversation(conversation) | {"messages": messages, "older_messages": older}
+    )
+
+
+def reply_to_conversation(
+    request: HttpRequest, api_key: ApiKey, conversation_id: int
+) -> HttpResponse:
+    query_params(request, ())
+    conversation = get_or_404(_conversations(api_key), conversation_id, "conversation")
+    body = Body(json_body(request), {"body"})
+    text = body.text("body", required=True, max_length=inbox.MAX_REPLY_CHARACTERS)
+    body.finish()
+    try:
+        sent = inbox.staff_reply(conversation, acting_user(api_key), text)
+    except inbox.InboxError as exc:
+        raise ApiError(422, str(exc)) from exc
+    sent = ConversationReply.objects.select_related("message", "author").get(pk=sent.pk)
+    updated = _conversations(api_key).get(pk=conversation.pk)
+    return json_response(
+        {"reply": render.reply(sent), "conversation": render.conversation(updated)}, 201
+    )
+
+
+def close_conversation(request: HttpRequest, api_key: ApiKey, conversation_id: int) -> HttpResponse:
+    query_params(request, ())
+    conversation = get_or_404(_conversations(api_key), conversation_id, "conversation")
+    Body(json_body(request, required=False), ()).finish()
+    try:
+        inbox.close(conversation, acting_user(api_key))
+    except inbox.InboxError as exc:
+        raise ApiError(422, str(exc)) from exc
+    return json_response(render.conversation(_conversations(api_key).get(pk=conversation.pk)))
+
+
+# --- broadcasts ----------------------------------------------------------------------------
+
+AUDIENCE_FIELDS = {
+    "practice_ids",
+    "provider_ids",
+    "appointment_type_ids",
+    "appointments_from",
+    "appointments_to",
+    "language",
+    "seen_since",
+}
+
+
+def _broadcasts(api_key: ApiKey):
+    return (
+        Broadcast.objects.filter(organization_id=api_key.organization_id)
+        .select_related("created_by")
+        .prefetch_related("practices")
+    )
+
+
+def list_broadcasts(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    params = query_params(request, {"limit", "cursor"})
+    found, cursor = Page.from_params(params, "created_at").rows(_broadcasts(api_key))
+    return page_response(request, params, [render.broadcast(b) for b in found], cursor)
+
+
+def _audience(body: Body) -> broadcasts.Audience:
+    fields = body.nested("audience", AUDIENCE_FIELDS)
+    audience = broadcasts.Audience(
+        practice_ids=fields.ids("practice_ids", required=True),
+        provider_ids=fields.ids("provider_ids"),
+        appointment_type_ids=fields.ids("appointment_type_ids"),
+        appointments_from=fields.date("appointments_from"),
+        appointments_to=fields.date("appointments_to"),
+        language=fields.choice("language", ["", *Language.values], ""),
+        seen_since=fields.date("seen_since"),
+    )
+    if (
+        audience.appointments_from
+        and audience.appointments_to
+        and audience.appointments_from > audience.appointments_to
+    ):
+        fields.fail("appointments_to", "must not be before appointments_from")
+    return audience
+
+
+def create_broadcast(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Preview (?dry_run=true) or queue a broadcast."""
+    params = query_params(request, {"dry_run"})
+    dry_run = parse_bool(params.get("dry_run", "false"), "dry_run")
+    body = Body(json_body(request), {"name", "body_en", "body_es", "send_at", "audience"})
+    name = body.text("name", required=True, max_length=120)
+    body_en = body.text("body_en", required=True)
+    body_es = body.text("body_es")
+    send_at = body.moment("send_at")
+    audience = _audience(body)
+    body.finish()
+    foreign = foreign_ids(api_key.organization, audience)
+    if foreign:
+        raise ApiError(
+            422,
+            "The audience names ids that are not this organization's.",
+            fields={
+                f"audience.{field}": [f"unknown id(s): {', '.join(map(str, ids))}"]
+                for field, ids in foreign.items()
+            },
+        )
+    try:
+        broadcasts.validate_bodies(body_en, body_es)
+        if dry_run:
+            summary = broadcasts.preview(api_key.organization_id, audience, send_at=send_at)
+            return json_response(
+                render.preview(summary)
+                | {
+                    "segments": {
+                        "en": render.segments(broadcasts.segment_count(body_en)),
+                        "es": render.segments(broadcasts.segment_count(body_es or body_en)),
+                    }
+                }
+            )
+        created = broadcasts.send_broadcast(
+            organization_id=api_key.organization_id,
+            audience=audience,
+            name=name,
+            body_en=body_en,
+            body_es=body_es,
+            send_at=send_at,
+            user=acting_user(api_key),
+        )
+    except broadcasts.BroadcastError as exc:
+        raise ApiError(422, str(exc)) from exc
+    return _broadcast_response(request, api_key, created.pk, 201)
+
+
+def _broadcast_response(
+    request: HttpRequest, api_key: ApiKey, broadcast_id: int, status: int = 200
+) -> HttpResponse:
+    found = get_or_404(_broadcasts(api_key), broadcast_id, "broadcast")
+    data = render.broadcast(found) | {
+        "delivery": render.delivery(broadcasts.delivery_report(found))
+    }
+    location = request.build_absolute_uri(f"/api/v1/broadcasts/{found.pk}")
+    return json_response(data, status, **({"Location": location} if status == 201 else {}))
+
+
+def get_broadcast(request: HttpRequest, api_key: ApiKey, broadcast_id: int) -> HttpResponse:
+    query_params(request, ())
+    return _broadcast_response(request, api_key, broadcast_id)
+
+
+# --- reminder rules -------------------------------------------------------------------------
+
+
+def _cadence(api_key: ApiKey) -> HttpResponse:
+    return json_response(
+        {
+            "default": render.reminder_rule(default_rule(api_key.organization)),
+            "overrides": [render.reminder_rule(r) for r in override_rules(api_key.organization)],
+        }
+    )
+
+
+def get_reminder_rules(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    query_params(request, ())
+    return _cadence(api_key)
+
+
+def put_reminder_rules(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Replace the organization's default cadence; omitted fields take their defaults."""
+    query_params(request, ())
+    body = Body(
+        json_body(request),
+        {"offsets_minutes", "channel", "stop_when_confirmed", "send_event_messages", "active"},
+    )
+    fields = {
+        "offsets_minutes": body.raw("offsets_minutes", required=True),
+        "channel": body.choice("channel", Channel.values, Channel.SMS),
+        "stop_when_confirmed": body.boolean("stop_when_confirmed", True),
+        "send_event_messages": body.boolean("send_event_messages", True),
+        "active": body.boolean("active", True),
+    }
+    body.finish()
+    try:
+        save_default_rule(api_key.organization, **fields)
+    except ValidationError as exc:
+        raise ApiError(
+            422,
+            f"The reminder rule is not valid: {' '.join(exc.messages)}",
+            fields=exc.message_dict,
+        ) from exc
+    return _cadence(api_key)
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+def _practices(api_key: ApiKey, params: dict[str, str]):
+    practices = Practice.objects.filter(organization_id=api_key.organization_id)
+    if "practice" in params:
+        practices = practices.filter(pk=_practice_filter(api_key, params["practice"]))
+    return practices
+
+
+def appointment_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Grouped appointment metrics; `to` is inclusive."""
+    params = query_params(request, {"group_by", "from", "to", "practice"})
+    group_by = parse_choice(params.get("group_by", "practice"), "group_by", DIMENSIONS)
+    start = parse_date(params["from"], "from") if "from" in params else None
+    last = parse_date(params["to"], "to") if "to" in params else None
+    if start and last and start > last:
+        raise ApiError(400, "'from' must not be after 'to'.")
+    appointments = Appointment.objects.filter(organization_id=api_key.organization_id)
+    if "practice" in params:
+        appointments = appointments.filter(
+            practice_id=_practice_filter(api_key, params["practice"])
+        )
+    rows = appointment_metrics(
+        appointments,
+        group_by=group_by,
+        start=start,
+        end=last + timedelta(days=1) if last else None,
+    )
+    return json_response(
+        {
+            "group_by": group_by,
+            "from": start,
+            "to": last,
+            "data": [render.metrics_row(row) for row in rows],
+        }
+    )
+
+
+def before_after_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    params = query_params(request, {"window_days", "practice"})
+    window = parse_int(params.get("window_days", "180"), "window_days", 1, 3650)
+    practices = _practices(api_key, params).order_by("name", "id")
+    return json_response(
+        {
+            "window_days": window,
+            "data": [
+                render.before_after(r) for r in before_and_after(practices, window_days=window)
+            ],
+        }
+    )
