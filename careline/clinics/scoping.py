@@ -40,6 +40,12 @@ def visible_practice_ids(user: AbstractBaseUser | AnonymousUser) -> list[int] | 
     return result
 
 
+def grant_practice_scope(user: AbstractBaseUser, practice_ids: list[int]) -> None:
+    """Let this user object (only it, not the stored user) see exactly these practices:
+    how an API key's service user acts for the key's organization."""
+    user._careline_practice_ids = sorted(practice_ids)
+
+
 def scope_q(model: type[models.Model], practice_ids: list[int]) -> models.Q:
     custom = getattr(model, "scope_filter", None)
     if custom is not None:

@@ -21,6 +21,7 @@ from django.utils.text import slugify
 
 from careline.api.models import ApiKey
 from careline.clinics.models import Practice
+from careline.clinics.scoping import grant_practice_scope
 
 USERNAME_MAX = 150
 
@@ -45,11 +46,12 @@ def acting_user(api_key: ApiKey) -> AbstractBaseUser:
             f"The service user {user.get_username()} of this API key is deactivated; "
             "it may not act in the inbox or send broadcasts."
         )
-    # careline.clinics.scoping reads a user's practices from this per-instance cache before
-    # looking at memberships; setting it scopes this instance, and only it, to the key.
-    user._careline_practice_ids = sorted(
-        Practice.objects.filter(organization_id=api_key.organization_id).values_list(
-            "id", flat=True
-        )
+    grant_practice_scope(
+        user,
+        list(
+            Practice.objects.filter(organization_id=api_key.organization_id).values_list(
+                "id", flat=True
+            )
+        ),
     )
     return user
