@@ -108,6 +108,8 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'careline.sqlite3'}"),
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
+        # Reused connections are checked first, so a database restart costs no request.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -218,4 +220,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Their DEBUG lines carry request URLs and template contexts, which can hold patients'
+    # numbers and texts: never below INFO, whatever LOG_LEVEL says.
+    "loggers": {
+        "urllib3": {"level": "INFO"},
+        "django.template": {"level": "INFO"},
+    },
 }

@@ -61,17 +61,9 @@ FREE_TEXT = "My zanzibar rash is itching again since the new pills"
 STAFF_REPLY = "Please bring the quokkamint inhaler to your visit"
 # Leaks found by this test and reported, each waiting for its fix; listed so that any
 # other leak fails the test now, and a fixed one must be taken off the list.
-KNOWN_LEAKS = {
-    # Only when a third-party logger is opened to DEBUG; production's LOG_LEVEL=DEBUG
-    # opens urllib3 (it inherits the root level), not django.template (Django's default
-    # logging keeps `django` at INFO).
-    "urllib3.connectionpool": "DEBUG request lines of TwilioGateway.find_sent's list "
-    "calls carry the query string: To=%2B1... is the patient's number. Fix: pin urllib3 "
-    "to INFO in settings.LOGGING, as twilio.py already does for the twilio client's log.",
-    "django.template": "DEBUG 'Exception while resolving variable LANGUAGE_CODE in "
-    "template conversations/detail.html' with the whole context (the thread's message "
-    "texts): web/base.html uses {{ LANGUAGE_CODE }} without {% get_current_language %}.",
-}
+# Loggers known to leak, each with why and how to fix it; empty since urllib3 and
+# django.template are pinned to INFO in settings.LOGGING and base.html loads the language.
+KNOWN_LEAKS: dict[str, str] = {}
 _sids = (f"SM{n:032x}" for n in itertools.count(0xC0FFEE))
 
 

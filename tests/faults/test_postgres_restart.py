@@ -242,13 +242,6 @@ def test_web_server_and_worker_recover_from_a_postgresql_restart(cluster):
     assert _outbox(cluster)[1] == TOTAL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="`careline worker` exits with a traceback on the first query after the database "
-    "went away (OperationalError out of Dispatcher.run_once); it needs systemd's "
-    "Restart=always, and `careline serve` does not restart it",
-)
 def test_the_worker_keeps_running_through_a_postgresql_restart(cluster):
     log_path = cluster.root / "lone-worker.log"
     env = careline_env(DATABASE_URL=cluster.url, CARELINE_SMS_GATEWAY="simulator", LOG_LEVEL="INFO")

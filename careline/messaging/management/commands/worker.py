@@ -3,12 +3,14 @@ import signal
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError, connections
 
 from careline.messaging.dispatch import Dispatcher
 
 logger = logging.getLogger("careline.messaging.worker")
 # The waitlist's periodic work (freed slots, expiring offers) rides along with the worker.
 WAITLIST_EVERY_SECONDS = 15.0
+DATABASE_RETRY_SECONDS = 2.0
 
 
 def run_waitlist() -> None:
@@ -16,6 +18,8 @@ def run_waitlist() -> None:
 
     try:
         run_due()
+    except (OperationalError, InterfaceError):
+        connections.close_all()
     except Exception:  # a waitlist failure must never stop reminders going out
         logger.exception("Waitlist pass failed")
 
@@ -57,7 +61,15 @@ class Command(BaseCommand):
                 run_waitlist()
                 last_waitlist = time.monotonic()
             before = sum(dispatcher.stats.values())
-            dispatcher.run_once()
+            try:
+                dispatcher.run_once()
+            except (OperationalError, InterfaceError):
+                # The database went away (restart, failover): drop the dead connections and
+                # try again shortly. Rows claimed before are reconciled, never resent blindly.
+                logger.warning("Database unavailable; retrying in %.0f s", DATABASE_RETRY_SECONDS)
+                connections.close_all()
+                time.sleep(DATABASE_RETRY_SECONDS)
+                continue
             if sum(dispatcher.stats.values()) == before and not dispatcher.stop_requested:
                 time.sleep(opts["sleep"])
         logger.info("Worker stopped: %s", _summary(dispatcher.stats))
