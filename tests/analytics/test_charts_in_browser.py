@@ -1,7 +1,6 @@
 """The no-show chart drawn in real Chromium matches the numbers in the table."""
 
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,6 @@ from careline.scheduling.models import AppointmentStatus
 from careline.scheduling.services import book_appointment, change_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def test_weekly_no_show_chart_has_one_bar_per_week_scaled_to_the_rate(live_server, page, build):
@@ -60,5 +58,3 @@ def test_weekly_no_show_chart_has_one_bar_per_week_scaled_to_the_rate(live_serve
     assert boxes[2]["height"] > boxes[1]["height"] > boxes[0]["height"] > 0
     table = page.get_by_role("table").first.inner_text()
     assert "12.5%" in table and "25.0%" in table and "50.0%" in table
-    DOCS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS / "analytics.png"), full_page=True)
