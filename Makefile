@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint bench browser-deps clean
+.PHONY: run test test-sqlite test-postgres lint bench soak browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,14 @@ browser-deps:
 lint: $(STAMP)
 	$(BIN)/ruff check careline tests bench
 
+## Run the benchmarks at 10^4..10^6 rows on SQLite and PostgreSQL; writes docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.report
+
+## The full-size fault tests (marked `soak`); passes when none are marked.
+soak: $(STAMP)
+	CARELINE_SOAK=1 $(BIN)/pytest -q -p no:cacheprovider -m soak tests/; \
+	  code=$$?; test $$code -eq 0 -o $$code -eq 5
 
 clean:
 	rm -rf $(VENV) .pgdata careline.sqlite3 careline-test.sqlite3 staticfiles
