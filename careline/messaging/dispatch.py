@@ -11,6 +11,7 @@ sent twice because a worker died or a call timed out.
 from __future__ import annotations
 
 import logging
+import time
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable
@@ -47,6 +48,32 @@ BACKOFF_MAX = timedelta(hours=1)
 FALLBACK_ZONE = zoneinfo.ZoneInfo("America/New_York")
 OUTBOX = OutboundMessage._meta.db_table
 SENT_STATES = (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED)
+# A provider's status report can only be matched once the message's provider id is
+# written, so results are held back no longer than this (slow gateways write almost at
+# once; a fast one still writes a whole batch in one statement).
+FLUSH_AFTER_SECONDS = 0.25
+# With a rate limit, a batch is about this many seconds of sending (see Dispatcher).
+CLAIM_SECONDS = 0.25
+# Fields the worker writes when it claims a batch.
+CLAIM_FIELDS = [
+    "state",
+    "reason",
+    "due_at",
+    "finished_at",
+    "claimed_at",
+    "attempts",
+    "body",
+    "segments",
+    "to_address",
+    "sender",
+]
+SENT_FIELDS = ["state", "provider_message_id", "sent_at", "finished_at"]
+_DATETIMES = {
+    f
+    for f in {*CLAIM_FIELDS, *SENT_FIELDS}
+    if OutboundMessage._meta.get_field(f).get_internal_type() == "DateTimeField"
+}
+_quote = connection.ops.quote_name
 
 
 def backoff(attempts: int) -> timedelta:
@@ -62,21 +89,33 @@ def _db_time(value: datetime | None):
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def _write(rows: list[OutboundMessage], fields: list[str]) -> None:
-    """Write these fields of these rows in one executemany: much cheaper per row than
-    bulk_update's CASE expressions, which dominated the worker's time."""
-    datetimes = {
-        f
-        for f in fields
-        if OutboundMessage._meta.get_field(f).get_internal_type() == "DateTimeField"
-    }
-    sql = f"UPDATE {OUTBOX} SET {', '.join(f + ' = %s' for f in fields)} WHERE id = %s"
-    params = [
-        [_db_time(getattr(m, f)) if f in datetimes else getattr(m, f) for f in fields] + [m.pk]
-        for m in rows
-    ]
+def _update(rows: list[list], fields: list[str], *, if_state: str | None = None) -> None:
+    """Write `fields` of many outbox rows: each row is its field values, then its id; with
+    `if_state`, only rows still in that state change. On PostgreSQL one UPDATE … FROM
+    unnest(arrays) — one short statement whatever the number of rows, parsed and planned
+    once; on SQLite, which runs in-process, one prepared statement executed per row."""
+    if not rows:
+        return
+    guard = f" AND {OUTBOX}.state = %s" if if_state else ""
+    extra = [if_state] if if_state else []
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor != "postgresql":
+            assignments = ", ".join(f"{_quote(f)} = %s" for f in fields)
+            sql = f"UPDATE {OUTBOX} SET {assignments} WHERE id = %s{guard}"
+            cursor.executemany(sql, [row + extra for row in rows])
+            return
+        columns = [*fields, "id"]
+        arrays = ", ".join(
+            f"CAST(%s AS {OutboundMessage._meta.get_field(f).db_type(connection)}[])"
+            for f in columns
+        )
+        assignments = ", ".join(f"{_quote(f)} = v.{_quote(f)}" for f in fields)
+        cursor.execute(
+            f"UPDATE {OUTBOX} SET {assignments} "
+            f"FROM unnest({arrays}) AS v({', '.join(_quote(f) for f in columns)}) "
+            f"WHERE {OUTBOX}.id = v.id{guard}",
+            [list(column) for column in zip(*rows, strict=True)] + extra,
+        )
 
 
 class _Batch:
@@ -84,12 +123,22 @@ class _Batch:
 
     def __init__(self, rows: list[OutboundMessage], now: datetime) -> None:
         self.now = now
-        self.appointments = Appointment.objects.select_related(
-            "practice__organization", "patient"
-        ).in_bulk([m.appointment_id for m in rows if m.appointment_id])
+        # Practices are shared by many rows: prefetched, each is loaded (and built) once.
+        self.appointments = (
+            Appointment.objects.select_related("patient")
+            .prefetch_related("practice__organization")
+            .in_bulk([m.appointment_id for m in rows if m.appointment_id])
+        )
         patient_ids = {m.patient_id for m in rows if m.patient_id}
-        self.patients = Patient.objects.select_related("home_practice__organization").in_bulk(
-            patient_ids
+        self.patients = {
+            a.patient_id: a.patient
+            for a in self.appointments.values()
+            if a.patient_id in patient_ids
+        }
+        self.patients.update(
+            Patient.objects.select_related("home_practice__organization").in_bulk(
+                patient_ids - self.patients.keys()
+            )
         )
         self.zones = {a.practice_id: a.practice.zone for a in self.appointments.values()}
         numbers = {self.address(m) for m in rows if m.channel == Channel.SMS}
@@ -234,10 +283,11 @@ class Dispatcher:
         self.gateway = gateway or get_gateway()
         self.clock = clock
         self.limiter = limiter or SenderRateLimiter(settings.CARELINE_SENDER_SEGMENTS_PER_SECOND)
-        # With a rate limit, claim about a second's worth, so claimed rows do not sit in
-        # `sending` for long.
+        # With a rate limit, claim a quarter second's worth: claimed rows do not sit in
+        # `sending` for long, and a claim never stalls the sends for longer than the
+        # limiter's catch-up window (which would lose time and lower the actual rate).
         if self.limiter.rate > 0:
-            batch_size = max(1, min(batch_size, int(self.limiter.rate)))
+            batch_size = max(1, min(batch_size, int(self.limiter.rate * CLAIM_SECONDS)))
         self.batch_size = batch_size
         self.lease = timedelta(
             seconds=settings.CARELINE_WORKER_LEASE_SECONDS
@@ -253,6 +303,7 @@ class Dispatcher:
         # Set from a signal handler: finish the message in hand, then stop.
         self.stop_requested = False
         self._sent: list[list] = []
+        self._sent_since = 0.0
 
     # -- the loop -------------------------------------------------------------------
 
@@ -279,7 +330,9 @@ class Dispatcher:
                 OutboundMessage.objects.select_for_update(skip_locked=True)
                 .filter(state=MessageState.SCHEDULED, due_at__lte=now)
                 .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-                .order_by("priority", "due_at", "id")[: self.batch_size]
+                # Not by id as well: no index has it after due_at, and with many rows due
+                # at the same moment PostgreSQL would sort all of them for every batch.
+                .order_by("priority", "due_at")[: self.batch_size]
             )
             if not rows:
                 return [], 0
@@ -303,20 +356,16 @@ class Dispatcher:
                     )
                     self.stats[f"suppressed:{decision.reason}"] += 1
                 changed.append(m)
-            _write(
-                changed,
+            _update(
                 [
-                    "state",
-                    "reason",
-                    "due_at",
-                    "finished_at",
-                    "claimed_at",
-                    "attempts",
-                    "body",
-                    "segments",
-                    "to_address",
-                    "sender",
+                    [
+                        _db_time(getattr(m, f)) if f in _DATETIMES else getattr(m, f)
+                        for f in CLAIM_FIELDS
+                    ]
+                    + [m.pk]
+                    for m in changed
                 ],
+                CLAIM_FIELDS,
             )
         return to_send, len(rows)
 
@@ -378,9 +427,12 @@ class Dispatcher:
         self._record_sent(m, SendResult(provider_message_id="", state=MessageState.SENT))
 
     def _record_sent(self, m: OutboundMessage, result: SendResult) -> None:
-        # Written per batch (flush_sent): one commit instead of one per message. A crash
-        # before the flush leaves the rows in `sending`, which reconciliation settles.
+        # Written in groups (flush_sent): one statement for many messages instead of one
+        # commit each. A crash before the write leaves the rows in `sending`, which
+        # reconciliation settles by asking the provider.
         now = _db_time(self.clock())
+        if not self._sent:
+            self._sent_since = time.monotonic()
         self._sent.append(
             [
                 result.state,
@@ -388,20 +440,16 @@ class Dispatcher:
                 now,
                 now if result.state in TERMINAL_STATES else None,
                 m.pk,
-                MessageState.SENDING,
             ]
         )
         self.stats["sent"] += 1
+        if time.monotonic() - self._sent_since >= FLUSH_AFTER_SECONDS:
+            self.flush_sent()
 
     def flush_sent(self) -> None:
-        if not self._sent:
-            return
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {OUTBOX} SET state = %s, provider_message_id = %s, sent_at = %s, "
-                "finished_at = %s WHERE id = %s AND state = %s",
-                self._sent,
-            )
+        """Write the results held back so far; a row that is no longer `sending` (another
+        worker reconciled it after our lease ran out) keeps what it has."""
+        _update(self._sent, SENT_FIELDS, if_state=MessageState.SENDING)
         self._sent = []
 
     def _record_failure(self, m: OutboundMessage, exc: GatewayError) -> None:

@@ -1,12 +1,14 @@
 """Sending no faster than carriers allow, counted in segments per second per sender.
 
 Semantics: the limit holds per worker process and per sender number. Each sender has a
-"next free time" (GCRA): a message of n segments waits until then and pushes it n/rate
-seconds further. When the worker itself ran late (claiming a batch, a slow database) by at
-most CATCH_UP seconds, the schedule is kept rather than restarted, so the long-run rate is
-the configured one and not a little below it; after a longer pause the schedule restarts
-from now, so idle time is never saved up as a burst. With k worker processes sharing one
-sender, configure rate/k each.
+"next free time" on the monotonic clock (GCRA, the token bucket written as a schedule): a
+message of n segments waits until then and pushes it n/rate seconds further, so a
+three-segment text costs three times a one-segment one, as carriers count. When the
+worker itself ran late (claiming a batch, a slow database) by at most CATCH_UP_SECONDS, the
+schedule is kept rather than restarted, so the long-run rate is the configured one and not
+a little below it; after a longer pause the schedule restarts from now, so idle time is
+never saved up as a burst. With k worker processes sharing one sender, configure rate/k
+each.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-CATCH_UP_SECONDS = 0.5
+# A bucket one second deep: a worker that stalled up to a second (a busy machine, a
+# database checkpoint) keeps the configured long-run rate; at most one extra second's
+# worth goes out faster than the rate afterwards.
+CATCH_UP_SECONDS = 1.0
 
 
 class SenderRateLimiter:

@@ -326,3 +326,101 @@ def test_sync_reminders_is_the_public_planning_entry(clinic, kind_is_reply):
     appointment = clinic.appointment(local(clinic, 5, 12))
     sync_reminders([appointment.id])
     assert OutboundMessage.objects.filter(appointment=appointment).count() == 3
+
+
+def test_the_simulator_counts_a_second_send_of_the_same_message_instead_of_failing(clinic):
+    reply = queue_reply(organization_id=clinic.org.id, to_phone="+15125550321", body="Hi")
+    sms = OutgoingSms(reply.pk, "+15125550321", "+15125550100", "Hi", None)
+    gateway = SimulatorGateway()
+    assert gateway.find_sent(sms) is None
+    first, second = gateway.send(sms), gateway.send(sms)
+    assert first == second == gateway.find_sent(sms)
+    phone = SimulatedPhoneMessage.objects.get()
+    assert (phone.outbound_message_id, phone.body, phone.duplicate_sends) == (reply.pk, "Hi", 1)
+
+
+def test_awkward_text_is_stored_and_sent_exactly(clinic):
+    # Quotes, braces, commas, backslashes and non-GSM characters go through the worker's
+    # bulk writes (arrays on PostgreSQL) unchanged.
+    body = 'He said "yes", {ok} \\ C:\\path\n¿Mañana? 👍 NULL'
+    patient = clinic.patient()
+    reply = queue_reply(organization_id=clinic.org.id, to_phone=patient.mobile_phone, body=body)
+    run_at(timezone.now())
+    reply.refresh_from_db()
+    assert phone_texts(patient.mobile_phone) == [body]
+    assert (reply.state, reply.body, reply.segments) == ("delivered", body, 1)
+    assert reply.provider_message_id == f"SIM{reply.pk:010d}" and reply.sent_at
+
+
+def test_a_batch_is_claimed_and_recorded_in_a_fixed_number_of_statements(clinic, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from careline.messaging import dispatch
+
+    monkeypatch.setattr(dispatch, "FLUSH_AFTER_SECONDS", 60)
+    for i in range(30):
+        queue_reply(organization_id=clinic.org.id, to_phone=f"+1512555{i:04d}", body=f"#{i}")
+    with CaptureQueriesContext(connection) as queries:
+        run_at(timezone.now(), batch_size=30)
+    outbox_writes = [q["sql"] for q in queries if "UPDATE messaging_outboundmessage" in q["sql"]]
+    # One write when the batch is claimed, one for the results: not one per message.
+    assert len(outbox_writes) == 2
+    assert set(OutboundMessage.objects.values_list("state", flat=True)) == {"delivered"}
+    assert SimulatedPhoneMessage.objects.count() == 30
+
+
+class RecordingGateway(SimulatorGateway):
+    """Notes, at each send, which earlier messages already have their provider id stored."""
+
+    def __init__(self):
+        self.recorded_before: list[int] = []
+
+    def send(self, sms):
+        self.recorded_before.append(OutboundMessage.objects.exclude(provider_message_id="").count())
+        return super().send(sms)
+
+
+def test_a_slow_gateway_has_each_result_written_before_the_next_send(clinic, monkeypatch):
+    # A provider's status report can only find a message once its id is stored; results
+    # are held back no longer than FLUSH_AFTER_SECONDS (here: not at all).
+    from careline.messaging import dispatch
+
+    for i in range(4):
+        queue_reply(organization_id=clinic.org.id, to_phone=f"+1512556{i:04d}", body="x")
+    monkeypatch.setattr(dispatch, "FLUSH_AFTER_SECONDS", 0)
+    slow = RecordingGateway()
+    run_at(timezone.now(), slow, batch_size=10)
+    assert slow.recorded_before == [0, 1, 2, 3]
+    OutboundMessage.objects.update(state="scheduled", provider_message_id="")
+    SimulatedPhoneMessage.objects.all().delete()
+    monkeypatch.setattr(dispatch, "FLUSH_AFTER_SECONDS", 60)
+    fast = RecordingGateway()
+    run_at(timezone.now(), fast, batch_size=10)
+    assert fast.recorded_before == [0, 0, 0, 0]
+    assert (
+        OutboundMessage.objects.filter(state="delivered").exclude(provider_message_id="").count()
+        == 4
+    )
+
+
+def test_a_worker_killed_before_recording_its_batch_causes_no_second_send(clinic, monkeypatch):
+    from careline.messaging import dispatch
+
+    monkeypatch.setattr(dispatch, "FLUSH_AFTER_SECONDS", 60)
+    for i in range(5):
+        queue_reply(organization_id=clinic.org.id, to_phone=f"+1512557{i:04d}", body=f"#{i}")
+    now = timezone.now()
+    dead = Dispatcher(SimulatorGateway(), clock=Clock(now), batch_size=10)
+    claimed, _ = dead.claim_batch()
+    for message in claimed[:3]:
+        dead.deliver(message)  # sent, results held back; then the process dies
+    assert set(OutboundMessage.objects.values_list("state", flat=True)) == {"sending"}
+    after = Dispatcher(
+        SimulatorGateway(), clock=Clock(now + timedelta(seconds=61)), lease_seconds=60
+    )
+    after.run_once()
+    assert set(OutboundMessage.objects.values_list("state", flat=True)) == {"delivered"}
+    assert (after.stats["reconciled_sent"], after.stats["reconciled_requeued"]) == (3, 2)
+    assert SimulatedPhoneMessage.objects.count() == 5
+    assert not SimulatedPhoneMessage.objects.exclude(duplicate_sends=0).exists()

@@ -1,6 +1,6 @@
 import pytest
 
-from careline.messaging.ratelimit import SenderRateLimiter
+from careline.messaging.ratelimit import CATCH_UP_SECONDS, SenderRateLimiter
 
 
 class FakeClock:
@@ -68,4 +68,38 @@ def test_within_any_second_no_more_than_rate_plus_catch_up_segments_go_out():
         sent.append(clock.now)
         clock.now += 0.3 if i % 20 == 19 else 0.0
     for t in sent:
-        assert sum(t <= s < t + 1 for s in sent) <= 10 + 5
+        assert sum(t <= s < t + 1 for s in sent) <= 10 + 10 * CATCH_UP_SECONDS
+
+
+def test_the_worker_waits_by_the_segments_of_each_text(build):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from careline.messaging.dispatch import Dispatcher
+    from careline.messaging.gateways.simulator import SimulatorGateway
+    from careline.messaging.models import OutboundMessage
+    from careline.messaging.services import queue_reply
+
+    org = build.organization()
+    bodies = ["a" * 400, "b" * 200, "c", "d" * 200]  # 3, 2, 1 and 2 segments
+    now = timezone.now()
+    for i, body in enumerate(bodies):
+        reply = queue_reply(
+            organization_id=org.id, to_phone=f"+151255501{i:02d}", body=body, sender="+1A"
+        )
+        OutboundMessage.objects.filter(pk=reply.pk).update(due_at=now - timedelta(seconds=9 - i))
+    clock = FakeClock()
+    starts = []
+
+    class Gateway(SimulatorGateway):
+        def send(self, sms):
+            starts.append(clock.now)
+            return super().send(sms)
+
+    limiter = SenderRateLimiter(2, clock=clock, sleep=clock.sleep)
+    Dispatcher(Gateway(), limiter=limiter, clock=lambda: now).run_once()
+    segments = OutboundMessage.objects.order_by("due_at").values_list("segments", flat=True)
+    assert list(segments) == [3, 2, 1, 2]
+    # Each text waits for the segments before it, at 2 segments a second.
+    assert [s - 1000 for s in starts] == pytest.approx([0, 1.5, 2.5, 3.0])
