@@ -3,7 +3,13 @@
 # Prints the DATABASE_URL on its last line. Installs Debian's postgresql when missing.
 set -euo pipefail
 PORT="${CARELINE_PG_PORT:-54329}"
-DIR="${CARELINE_PG_DIR:-$PWD/.pgdata}"
+if [ "$(id -u)" = 0 ]; then
+  # The server runs as the postgres user, who may not be able to enter a checkout under a
+  # private directory (mktemp -d, /root): keep the cluster in a world-traversable place.
+  DIR="${CARELINE_PG_DIR:-/var/tmp/careline-pgdata-$(printf %s "$PWD" | md5sum | cut -c1-12)}"
+else
+  DIR="${CARELINE_PG_DIR:-$PWD/.pgdata}"
+fi
 
 find_bin() {
   for d in /usr/lib/postgresql/*/bin; do
