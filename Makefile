@@ -28,7 +28,8 @@ test-sqlite: $(STAMP)
 	env -u DATABASE_URL $(BIN)/pytest -q -p no:cacheprovider
 
 test-postgres: $(STAMP)
-	DATABASE_URL=$$(./scripts/postgres.sh | tail -1) $(BIN)/pytest -q -p no:cacheprovider
+	url=$$(./scripts/postgres.sh) && url=$$(echo "$$url" | tail -1) && \
+	  DATABASE_URL=$$url $(BIN)/pytest -q -p no:cacheprovider
 
 browser-deps:
 	./scripts/browser-deps.sh

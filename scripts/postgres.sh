@@ -29,23 +29,25 @@ if [ -z "$BIN" ]; then
 fi
 
 # PostgreSQL refuses to run as root: use the postgres system user when we are root.
-RUN=()
+AS=()
 if [ "$(id -u)" = 0 ]; then
   id postgres >/dev/null 2>&1 || useradd --system --home "$DIR" postgres
-  RUN=(runuser -u postgres --)
+  AS=(runuser -u postgres --)
 fi
+# From /, since the postgres user may not be allowed into the current directory.
+run() { (cd / && "${AS[@]}" "$@"); }
 
 if [ ! -f "$DIR/PG_VERSION" ]; then
   mkdir -p "$DIR"
   [ "$(id -u)" = 0 ] && chown postgres "$DIR"
-  "${RUN[@]}" "$BIN/initdb" -D "$DIR" -U careline --auth=trust -E UTF8 >/dev/null
+  run "$BIN/initdb" -D "$DIR" -U careline --auth=trust -E UTF8 >/dev/null
 fi
-if ! "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
-  "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w \
+if ! run "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
+  run "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w \
     -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     start >/dev/null
 fi
-"${RUN[@]}" "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U careline -d postgres -tAc \
+run "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U careline -d postgres -tAc \
   "SELECT 1 FROM pg_database WHERE datname='careline'" | grep -q 1 || \
-  "${RUN[@]}" "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U careline careline
+  run "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U careline careline
 echo "postgres://careline@127.0.0.1:$PORT/careline"
