@@ -464,6 +464,22 @@ class Dispatcher:
             self.stats["retry"] += 1
             logger.info("Message %s: transient error %s, will retry", m.pk, exc.code or "-")
             return
+        if exc.transient and m.channel == Channel.SMS:
+            # The last try timed out or broke off: an earlier one may still have reached
+            # the provider. Only the provider can say; "failed" must mean "not sent".
+            try:
+                found = self.gateway.find_sent(self.outgoing(m))
+            except Exception:  # noqa: BLE001 — the provider cannot answer now: ask later
+                OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
+                    state=MessageState.SCHEDULED,
+                    next_attempt_at=now + backoff(m.attempts),
+                    **fields,
+                )
+                self.stats["retry"] += 1
+                return
+            if found is not None:
+                self._record_sent(m, found)
+                return
         OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
             state=MessageState.FAILED, finished_at=now, **fields
         )

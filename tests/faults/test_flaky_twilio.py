@@ -88,13 +88,6 @@ def test_every_message_ends_sent_or_failed_with_a_reason_never_twice(
     assert recovered, "no message needed a retry; the faults proved nothing"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Dispatcher._record_failure marks a row `failed` once its attempts run out on a "
-    "transient error, without learning whether an earlier, timed-out attempt went out: "
-    "the patient got a text the outbox calls failed",
-)
 def test_a_message_marked_failed_never_reached_the_patient(build, settings):
     # Twilio takes the message, but its answers (to the send, then to the list call that
     # would find it) come too late for the client; then Twilio is well again.
