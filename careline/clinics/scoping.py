@@ -46,6 +46,17 @@ def grant_practice_scope(user: AbstractBaseUser, practice_ids: list[int]) -> Non
     user._careline_practice_ids = sorted(practice_ids)
 
 
+def practice_or_organization_wide(practice_ids: list[int]) -> models.Q:
+    """Rows of the given practices, plus the organization-wide rows (practice blank) of
+    their organizations: a default template, a text not tied to one practice."""
+    from careline.clinics.models import Practice
+
+    return models.Q(practice_id__in=practice_ids) | models.Q(
+        practice__isnull=True,
+        organization_id__in=Practice.objects.filter(id__in=practice_ids).values("organization_id"),
+    )
+
+
 def scope_q(model: type[models.Model], practice_ids: list[int]) -> models.Q:
     custom = getattr(model, "scope_filter", None)
     if custom is not None:

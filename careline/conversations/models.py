@@ -7,18 +7,10 @@ from django.db import models
 from django.utils import timezone
 
 from careline.clinics.models import Organization, Practice
-from careline.clinics.scoping import ScopedQuerySet
+from careline.clinics.scoping import ScopedQuerySet, practice_or_organization_wide
 from careline.messaging.models import OutboundMessage
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment
-
-
-def _org_wide_scope(practice_ids: list[int]) -> models.Q:
-    # A text not tied to one practice belongs to everyone in its organization.
-    return models.Q(practice_id__in=practice_ids) | models.Q(
-        practice__isnull=True,
-        organization_id__in=Practice.objects.filter(id__in=practice_ids).values("organization_id"),
-    )
 
 
 class InboundIntent(models.TextChoices):
@@ -122,7 +114,7 @@ class InboundMessage(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return _org_wide_scope(practice_ids)
+        return practice_or_organization_wide(practice_ids)
 
 
 class Queue(models.TextChoices):
@@ -217,7 +209,7 @@ class Conversation(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return _org_wide_scope(practice_ids)
+        return practice_or_organization_wide(practice_ids)
 
 
 class ConversationNote(models.Model):
@@ -237,7 +229,11 @@ class ConversationNote(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return models.Q(conversation__in=Conversation.objects.filter(_org_wide_scope(practice_ids)))
+        return models.Q(
+            conversation__in=Conversation.objects.filter(
+                practice_or_organization_wide(practice_ids)
+            )
+        )
 
 
 class ConversationReply(models.Model):
@@ -258,7 +254,11 @@ class ConversationReply(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return models.Q(conversation__in=Conversation.objects.filter(_org_wide_scope(practice_ids)))
+        return models.Q(
+            conversation__in=Conversation.objects.filter(
+                practice_or_organization_wide(practice_ids)
+            )
+        )
 
 
 class ChoiceKind(models.TextChoices):
@@ -336,7 +336,7 @@ class CannedReply(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return _org_wide_scope(practice_ids)
+        return practice_or_organization_wide(practice_ids)
 
 
 class ConversationPresence(models.Model):

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from careline.clinics.models import AppointmentType, Organization, Practice
-from careline.clinics.scoping import ScopedQuerySet
+from careline.clinics.scoping import ScopedQuerySet, practice_or_organization_wide
 from careline.patients.models import Language, Patient
 from careline.scheduling.models import Appointment
 
@@ -78,13 +78,7 @@ class MessageTemplate(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        # Organization-wide rows (practice blank) belong to every practice of it.
-        return models.Q(practice_id__in=practice_ids) | models.Q(
-            practice__isnull=True,
-            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
-                "organization_id"
-            ),
-        )
+        return practice_or_organization_wide(practice_ids)
 
     class Meta:
         ordering = ["kind", "language", "id"]
@@ -133,13 +127,7 @@ class ReminderRule(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        # Organization-wide rows (practice blank) belong to every practice of it.
-        return models.Q(practice_id__in=practice_ids) | models.Q(
-            practice__isnull=True,
-            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
-                "organization_id"
-            ),
-        )
+        return practice_or_organization_wide(practice_ids)
 
     class Meta:
         ordering = ["organization", "practice", "appointment_type", "id"]
