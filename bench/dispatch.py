@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         _due_reminders([now - timedelta(minutes=1)] * args.rows)
         baseline = _raw_insert_rate(connection, args.rows)
         started, cpu = time.perf_counter(), time.process_time()
-        stats = Dispatcher(gateway, batch_size=200).run_once()
+        stats = Dispatcher(gateway).run_once()
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         sent = OutboundMessage.objects.filter(state="delivered").count()
         report("no rate limit: messages/s", sent / elapsed, "msg/s", baseline)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         spread = count / 500  # falling due at 500 messages/s
         start = datetime.now(UTC) + timedelta(seconds=1)
         _due_reminders([start + timedelta(seconds=spread * i / count) for i in range(count)])
-        dispatcher = Dispatcher(gateway, batch_size=50)
+        dispatcher = Dispatcher(gateway)
         deadline = time.monotonic() + spread + 60
         while OutboundMessage.objects.filter(state="scheduled").exists():
             if time.monotonic() > deadline:

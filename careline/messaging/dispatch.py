@@ -31,7 +31,12 @@ from careline.messaging.models import (
     OutboundMessage,
 )
 from careline.messaging.ratelimit import SenderRateLimiter
-from careline.messaging.rendering import appointment_variables, find_template, render_body
+from careline.messaging.rendering import (
+    appointment_variables,
+    find_template,
+    render_body,
+    template_variables,
+)
 from careline.messaging.segments import count_segments
 from careline.messaging.services import (
     OPTED_OUT_ERROR_CODES,
@@ -40,6 +45,8 @@ from careline.messaging.services import (
 )
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment
+from careline.selfservice.links import new_manage_link, url_for
+from careline.selfservice.models import PatientLink
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +184,9 @@ class _Batch:
             ).values_list("to_address", "practice_id", "step_key", "visit_start", "appointment"):
                 key = (number, practice_id, step_key, self._local_day(practice_id, visit_start))
                 self.reminded.setdefault(key, set()).add(appointment_id)
-        self._templates: dict[tuple, object] = {}
+        self._templates: dict[tuple, tuple[object, bool] | None] = {}
+        # Self-service links issued while rendering, saved with the claim in one INSERT.
+        self.new_links: list = []
 
     def _local_day(self, practice_id: int | None, moment: datetime) -> date:
         return moment.astimezone(self.zones.get(practice_id, FALLBACK_ZONE)).date()
@@ -246,17 +255,24 @@ class _Batch:
             language,
         )
         if key not in self._templates:
-            self._templates[key] = find_template(
+            template = find_template(
                 organization_id=m.organization_id,
                 practice_id=appointment.practice_id,
                 appointment_type_id=appointment.appointment_type_id,
                 kind=m.kind,
                 language=language,
             )
-        template = self._templates[key]
-        if template is None:
+            uses_link = template is not None and "link" in template_variables(template.body)
+            self._templates[key] = None if template is None else (template, uses_link)
+        if self._templates[key] is None:
             return None
-        return render_body(template.body, appointment_variables(appointment, language))
+        template, needs_link = self._templates[key]
+        url = ""
+        if needs_link:
+            token, link = new_manage_link(appointment.pk)
+            self.new_links.append(link)
+            url = url_for(token)
+        return render_body(template.body, appointment_variables(appointment, language, link=url))
 
     def sender(self, m: OutboundMessage) -> str:
         if m.sender:
@@ -272,7 +288,7 @@ class Dispatcher:
         *,
         clock: Callable[[], datetime] = timezone.now,
         limiter: SenderRateLimiter | None = None,
-        batch_size: int = 50,
+        batch_size: int = 200,
         lease_seconds: float | None = None,
         max_attempts: int | None = None,
         hours: SendingHours | None = None,
@@ -356,6 +372,7 @@ class Dispatcher:
                     )
                     self.stats[f"suppressed:{decision.reason}"] += 1
                 changed.append(m)
+            PatientLink.objects.bulk_create(batch.new_links)
             _update(
                 [
                     [

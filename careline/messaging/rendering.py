@@ -88,16 +88,15 @@ def local_time(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:
     return f"{hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
 
 
-def appointment_link(appointment_id: int) -> str:
-    """The patient's self-service link for a visit: a short, single-purpose, expiring token
-    issued (and later verified) by careline.selfservice.links."""
-    from careline.selfservice.links import manage_link_url
-
-    return manage_link_url(appointment_id)
+def template_variables(body: str) -> set[str]:
+    """The variable names a (valid) template uses."""
+    return {name for name, _, _ in _fields(body)}
 
 
-def appointment_variables(appointment, language: str) -> dict[str, str]:
-    """The variables for a message about `appointment` (practice and patient preloaded)."""
+def appointment_variables(appointment, language: str, *, link: str = "") -> dict[str, str]:
+    """The variables for a message about `appointment` (practice and patient preloaded);
+    `link` is the patient's self-service URL, issued by the caller only when the template
+    asks for it (careline.selfservice.links)."""
     practice = appointment.practice
     zone = practice.zone
     return {
@@ -107,7 +106,7 @@ def appointment_variables(appointment, language: str) -> dict[str, str]:
         "time": local_time(appointment.start, zone, language),
         "address": practice.address,
         "practice_phone": display_phone(practice.phone),
-        "link": appointment_link(appointment.pk),
+        "link": link,
     }
 
 

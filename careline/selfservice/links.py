@@ -44,29 +44,38 @@ def url_for(token: str) -> str:
     return f"{settings.CARELINE_BASE_URL}/a/{token}"
 
 
-def _issue(*, purpose: str, expires_at: datetime, **target) -> str:
+def _new(*, purpose: str, expires_at: datetime, **target) -> tuple[str, PatientLink]:
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    PatientLink.objects.create(
+    link = PatientLink(
         token_hash=hash_token(token),
         purpose=purpose,
         created_at=timezone.now(),
         expires_at=expires_at,
         **target,
     )
-    return token
+    return token, link
 
 
-def issue_manage_link(appointment_id: int) -> str:
-    """A new token to confirm, cancel or move one visit."""
-    return _issue(
+def new_manage_link(appointment_id: int) -> tuple[str, PatientLink]:
+    """A new token to confirm, cancel or move one visit, and its link row, not yet saved:
+    the worker saves a whole batch's links in one statement."""
+    return _new(
         purpose=LinkPurpose.MANAGE,
         appointment_id=appointment_id,
         expires_at=timezone.now() + MANAGE_LINK_LIFETIME,
     )
 
 
+def issue_manage_link(appointment_id: int) -> str:
+    token, link = new_manage_link(appointment_id)
+    link.save(force_insert=True)
+    return token
+
+
 def issue_offer_link(offer_id: int, expires_at: datetime) -> str:
-    return _issue(purpose=LinkPurpose.OFFER, offer_id=offer_id, expires_at=expires_at)
+    token, link = _new(purpose=LinkPurpose.OFFER, offer_id=offer_id, expires_at=expires_at)
+    link.save(force_insert=True)
+    return token
 
 
 def manage_link_url(appointment_id: int) -> str:

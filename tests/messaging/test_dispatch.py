@@ -424,3 +424,35 @@ def test_a_worker_killed_before_recording_its_batch_causes_no_second_send(clinic
     assert (after.stats["reconciled_sent"], after.stats["reconciled_requeued"]) == (3, 2)
     assert SimulatedPhoneMessage.objects.count() == 5
     assert not SimulatedPhoneMessage.objects.exclude(duplicate_sends=0).exists()
+
+
+def test_each_reminder_carries_its_own_working_link_saved_with_the_claim(clinic):
+    from careline.selfservice.links import resolve
+
+    first, second = clinic.patient(), clinic.patient()
+    visits = [clinic.appointment(local(clinic, 5, 10 + n), patient=p) for n, p in
+              enumerate([first, second])]  # fmt: skip
+    plan_all_reminders()
+    run_at(local(clinic, 2, 12))
+    tokens = []
+    for patient, visit in zip([first, second], visits, strict=True):
+        (text,) = phone_texts(patient.mobile_phone)
+        token = text.rsplit("/a/", 1)[1]
+        assert resolve(token).appointment_id == visit.pk
+        tokens.append(token)
+    assert tokens[0] != tokens[1]
+
+
+def test_a_template_without_a_link_issues_no_link(clinic):
+    from careline.messaging.models import MessageTemplate
+    from careline.selfservice.models import PatientLink
+
+    MessageTemplate.objects.create(
+        organization=clinic.org, kind="reminder", body="{first_name}: see you {date}."
+    )
+    patient = clinic.patient(given_name="Ana")
+    clinic.appointment(local(clinic, 5, 10), patient=patient)
+    plan_all_reminders()
+    run_at(local(clinic, 2, 12))
+    assert phone_texts(patient.mobile_phone)[0].startswith("Ana: see you ")
+    assert not PatientLink.objects.exists()

@@ -11,9 +11,9 @@ import pytest
 
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
-from careline.messaging.rendering import appointment_link
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from careline.scheduling.services import change_status
+from careline.selfservice.links import manage_link_url
 from careline.selfservice.models import SlotOpening, WaitlistEntry
 
 pytestmark = [
@@ -73,7 +73,7 @@ def test_patient_moves_then_cancels_from_a_reminder_link(live_server, phone_page
     page = phone_page
     patient = clinic.patient(given_name="Rosa", family_name="Delgado")
     appointment = clinic.appointment(clinic.at(clinic.monday, 14), patient=patient)
-    link = appointment_link(appointment.pk)
+    link = manage_link_url(appointment.pk)
 
     page.goto(link)
     assert "Hi Rosa" in page.locator("h1").inner_text()

@@ -9,7 +9,6 @@ import pytest
 from django.utils import timezone
 
 from careline.messaging.models import OutboundMessage
-from careline.messaging.rendering import appointment_link
 from careline.patients.models import Patient
 from careline.scheduling.models import (
     Appointment,
@@ -19,7 +18,7 @@ from careline.scheduling.models import (
 )
 from careline.scheduling.services import book_appointment
 from careline.selfservice import waitlist
-from careline.selfservice.links import issue_manage_link
+from careline.selfservice.links import issue_manage_link, manage_link_url
 from careline.selfservice.models import PatientLink, WaitlistEntry, WaitlistSource
 
 PRIVATE = ("Maria", "Garcia", "1980-05-17", "5125550400", "+15125550400")
@@ -247,11 +246,11 @@ def test_tampered_expired_and_past_links_are_refused_kindly(client, clinic):
 
 def test_reminder_links_are_short_and_stored_only_hashed(clinic):
     appointment, _ = _visit_link(clinic)
-    url = appointment_link(appointment.pk)
+    url = manage_link_url(appointment.pk)
     token = url.rsplit("/a/", 1)[1]
     assert re.fullmatch(r"[A-Za-z0-9_-]{16}", token)
     assert not PatientLink.objects.filter(token_hash__contains=token).exists()
-    assert appointment_link(appointment.pk) != url
+    assert manage_link_url(appointment.pk) != url
 
 
 def test_guessing_links_from_one_address_is_slowed_down(client, clinic):

@@ -30,7 +30,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="Do all due work, then exit.")
         parser.add_argument("--sleep", type=float, default=1.0, help="Seconds between passes.")
-        parser.add_argument("--batch-size", type=int, default=50)
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=200,
+            help="Messages claimed per transaction (fewer with a rate limit).",
+        )
         parser.add_argument("--gateway", help="Override CARELINE_SMS_GATEWAY for this run.")
 
     def handle(self, *args, **opts):
