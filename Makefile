@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres lint bench soak browser-deps clean
+.PHONY: run test test-sqlite test-postgres lint bench bench-big soak browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ lint: $(STAMP)
 ## Run the benchmarks at 10^4..10^6 rows on SQLite and PostgreSQL; writes docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench.report
+
+## The 10^6 sizes `make bench` skips (about two to three hours); writes docs/benchmarks-big.md.
+bench-big: $(STAMP)
+	$(BIN)/python -m bench.report --big
 
 ## The full-size fault tests (marked `soak`); passes when none are marked.
 soak: $(STAMP)
