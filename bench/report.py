@@ -425,6 +425,7 @@ def render(
     loads: tuple[str, str],
     quick: bool,
     big: bool = False,
+    measured: dict[str, str] | None = None,
 ) -> str:
     command = (
         "make bench-big` (`python -m bench.report --big"
@@ -437,9 +438,10 @@ def render(
         f"Written by `{command}`); do not edit by hand. Every figure",
         "is `value | baseline | ratio`, the baseline measured in the same run on the same",
         "database (ratio = value / baseline); each benchmark's docstring in `bench/` says",
-        "exactly what it times and what its baseline is.",
+        "exactly what it times and what its baseline is. Each section says when it was",
+        "measured (`--only` runs some benchmarks again and keeps the other sections).",
         "",
-        f"- Run: {started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes in all, "
+        f"- Last run: {started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes in all, "
         f"commit {_git_commit()}" + (" — **quick sizes, not real figures**" if quick else ""),
         *machine(),
         f"- Load average (1 min) at the start and at the end: {loads[0]} / {loads[1]} "
@@ -479,6 +481,8 @@ def render(
         out += [f"- `{f}`" for f in failures]
     for bench, mine in by_bench.items():
         out += ["", f"## {bench}", "", f"See `bench/{bench}.py`.", ""]
+        if measured and bench in measured:
+            out += [measured[bench], ""]
         out += [
             "| Figure | Database | Rows | Value | Baseline | Ratio |",
             "|---|---|---:|---:|---:|---:|",
@@ -499,6 +503,46 @@ def render(
         for name in names:
             out.append(f"- **{name}**: {describe(name, [f for f in mine if f.name == name])}")
     return "\n".join(out) + "\n"
+
+
+MEASURED = re.compile(r"^Measured .*\.$")
+
+
+def read_previous(path: Path) -> tuple[list[Figure], dict[str, str]]:
+    """The figures (and each section's `Measured …` line) of a document this module wrote,
+    so that a run of some benchmarks (`--only`) keeps the others' sections."""
+    figures: list[Figure] = []
+    measured: dict[str, str] = {}
+    if not path.exists():
+        return figures, measured
+    bench = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            bench = line[3:].strip()
+        elif bench and MEASURED.match(line):
+            measured[bench] = line
+        elif bench and line.startswith("| ") and not line.startswith(("| Figure", "|---")):
+            parts = [part.strip() for part in line.strip().strip("|").split("|")]
+            if len(parts) != 6 or parts[1] not in KINDS:
+                continue
+            name, kind, size, value, baseline, ratio = parts
+            number = _number(value)
+            if number is None:
+                continue
+            base, rat = _number(baseline), _number(ratio)
+            figures.append(
+                Figure(
+                    bench,
+                    name,
+                    kind,
+                    int(size.replace(",", "")),
+                    number[0],
+                    number[1],
+                    base[0] if base else None,
+                    rat[0] if rat else None,
+                )
+            )
+    return figures, measured
 
 
 def _load() -> str:
@@ -530,6 +574,17 @@ def run(argv: list[str] | None = None) -> int:
         figures += got
         failures += failed
     seconds = time.monotonic() - clock
+    stamp = (
+        f"Measured {started:%Y-%m-%d %H:%M} UTC at commit {_git_commit()}, load average "
+        f"{load_before} / {_load()}."
+    )
+    measured = {f.bench: stamp for f in figures}
+    if args.only:
+        kept, kept_measured = read_previous(output)
+        figures = [f for f in kept if f.bench not in wanted] + figures
+        measured = {**kept_measured, **measured}
+    order = [step.bench for step in (plan_big if args.big else plan)(args.quick)]
+    figures.sort(key=lambda f: order.index(f.bench) if f.bench in order else len(order))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
         render(
@@ -540,6 +595,7 @@ def run(argv: list[str] | None = None) -> int:
             loads=(load_before, _load()),
             quick=args.quick,
             big=args.big,
+            measured=measured,
         )
     )
     print(f"# wrote {output} ({len(figures)} figures) in {seconds / 60:.1f} minutes")

@@ -1,0 +1,59 @@
+"""The benchmark report: its targets, and keeping sections when only some benchmarks run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bench.report import Figure, describe, read_previous, render
+
+
+def dispatch(kind: str, size: int, seconds: float, rate: float) -> list[Figure]:
+    return [
+        Figure("dispatch", "no rate limit: messages/s", kind, size, size / seconds, "msg/s",
+               10000.0, size / seconds / 10000),
+        Figure("dispatch", "no rate limit: seconds", kind, size, seconds, "s", None, None),
+        Figure("dispatch", "rate limit 10 segments/s: actual", kind, size, rate, "seg/s",
+               10.0, rate / 10),
+    ]  # fmt: skip
+
+
+def test_issue_3_targets_are_judged_from_the_figures():
+    points = dispatch("postgres", 100_000, 80, 10.1) + dispatch("postgres", 1_000_000, 900, 9.7)
+    by_name = lambda name: [f for f in points if f.name == name]  # noqa: E731
+    assert "not met" not in describe("no rate limit: seconds", by_name("no rate limit: seconds"))
+    slow = dispatch("postgres", 100_000, 80, 10) + dispatch("postgres", 1_000_000, 1100, 10)
+    seconds = [f for f in slow if f.name == "no rate limit: seconds"]
+    assert "×13.75 from 100,000 to 1,000,000: **not met**" in describe(seconds[0].name, seconds)
+    rate = describe("no rate limit: messages/s", by_name("no rate limit: messages/s"))
+    assert "1,250 msg/s at 100,000 rows: met" in rate
+    assert "1,111 msg/s at 1,000,000 rows: met" in rate
+    limited = describe(
+        "rate limit 10 segments/s: actual", by_name("rate limit 10 segments/s: actual")
+    )
+    assert "within 2%" in limited and "**Not met**: postgres at 1,000,000: ratio 0.97" in limited
+
+
+def test_a_partial_run_keeps_the_other_sections(tmp_path):
+    earlier = dispatch("sqlite", 10_000, 5, 10) + [
+        Figure("broadcast", "broadcast_click_to_queued_s", "postgres", 100_000, 4.31, "", 2.77,
+               1.56),
+    ]  # fmt: skip
+    stamp = {
+        "dispatch": "Measured 2026-11-24 05:00 UTC at commit abc, load average 1 / 2.",
+        "broadcast": "Measured 2026-11-23 05:00 UTC at commit def, load average 1 / 2.",
+    }
+    document = tmp_path / "benchmarks.md"
+    document.write_text(
+        render(
+            earlier,
+            [],
+            started=datetime.now(UTC),
+            seconds=60,
+            loads=("1", "2"),
+            quick=False,
+            measured=stamp,
+        )  # fmt: skip
+    )
+    figures, measured = read_previous(document)
+    assert figures == earlier
+    assert measured == stamp
