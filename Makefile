@@ -45,9 +45,13 @@ bench: $(STAMP)
 bench-big: $(STAMP)
 	$(BIN)/python -m bench.report --big
 
-## The full-size fault tests (marked `soak`); passes when none are marked.
+## The full-size fault tests (marked `soak`) on SQLite, then PostgreSQL; passes when none
+## are marked.
 soak: $(STAMP)
-	CARELINE_SOAK=1 $(BIN)/pytest -q -p no:cacheprovider -m soak tests/; \
+	CARELINE_SOAK=1 env -u DATABASE_URL $(BIN)/pytest -q -p no:cacheprovider -m soak tests/; \
+	  code=$$?; test $$code -eq 0 -o $$code -eq 5
+	url=$$(./scripts/postgres.sh) && url=$$(echo "$$url" | tail -1) && \
+	  CARELINE_SOAK=1 DATABASE_URL=$$url $(BIN)/pytest -q -p no:cacheprovider -m soak tests/; \
 	  code=$$?; test $$code -eq 0 -o $$code -eq 5
 
 clean:
