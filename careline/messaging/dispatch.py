@@ -29,6 +29,7 @@ from careline.messaging.models import (
     MessageKind,
     MessageState,
     OutboundMessage,
+    Priority,
 )
 from careline.messaging.ratelimit import SenderRateLimiter
 from careline.messaging.rendering import (
@@ -357,14 +358,19 @@ class Dispatcher:
         send as `sending`. Returns (rows to send, rows looked at)."""
         now = self.clock()
         with transaction.atomic():
-            rows = list(
-                OutboundMessage.objects.select_for_update(skip_locked=True)
-                .filter(state=MessageState.SCHEDULED, due_at__lte=now)
-                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-                # Not by id as well: no index has it after due_at, and with many rows due
-                # at the same moment PostgreSQL would sort all of them for every batch.
-                .order_by("priority", "due_at")[: self.batch_size]
-            )
+            rows: list[OutboundMessage] = []
+            # One priority at a time, each an ordered range of the (state, priority, due_at)
+            # index: ordering by priority and due_at in one query made SQLite sort every
+            # due row for every batch. Not by id as well: no index has it after due_at.
+            for priority in sorted(Priority.values):
+                if len(rows) >= self.batch_size:
+                    break
+                rows += (
+                    OutboundMessage.objects.select_for_update(skip_locked=True)
+                    .filter(state=MessageState.SCHEDULED, priority=priority, due_at__lte=now)
+                    .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                    .order_by("due_at")[: self.batch_size - len(rows)]
+                )
             if not rows:
                 return [], 0
             batch = _Batch(rows, now)

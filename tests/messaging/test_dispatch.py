@@ -456,3 +456,20 @@ def test_a_template_without_a_link_issues_no_link(clinic):
     run_at(local(clinic, 2, 12))
     assert phone_texts(patient.mobile_phone)[0].startswith("Ana: see you ")
     assert not PatientLink.objects.exists()
+
+
+def test_one_batch_takes_every_priority_in_order_oldest_first(clinic):
+    now = local(clinic, 1, 12)  # within sending hours
+    for kind, priority, hours_ago in [
+        ("broadcast", 30, 9), ("broadcast", 30, 8), ("reply", 0, 1), ("reply", 0, 2),
+    ]:  # fmt: skip
+        OutboundMessage.objects.create(
+            organization=clinic.org, kind=kind, priority=priority, to_address="+15125550901",
+            body=kind, due_at=now - timedelta(hours=hours_ago), created_at=now,
+            expires_at=now + timedelta(hours=1),
+        )  # fmt: skip
+    claimed, seen = Dispatcher(SimulatorGateway(), clock=Clock(now), batch_size=3).claim_batch()
+    assert seen == 3
+    assert [(m.kind, round((now - m.due_at).total_seconds() / 3600)) for m in claimed] == [
+        ("reply", 2), ("reply", 1), ("broadcast", 9),
+    ]  # fmt: skip
