@@ -7,6 +7,7 @@ and whether this run met it).
     .venv/bin/python -m bench.report --output FILE
     .venv/bin/python -m bench.report --big            # the 10^6 sizes `make bench` skips
     .venv/bin/python -m bench.report --big --only dispatch,reminders_planning
+    .venv/bin/python -m bench.report --big --only csv_import --database sqlite
 
 Each benchmark runs in its own process (as `python -m bench` does); its
 `name | value | baseline | ratio` lines are echoed as they come and collected. Not a
@@ -154,14 +155,17 @@ def parse_line(line: str, run: Run, kind: str | None) -> Figure | None:
     )
 
 
-def execute(run: Run, postgres_url: str) -> tuple[list[Figure], list[str]]:
+def execute(
+    run: Run, postgres_url: str, kinds: tuple[str, ...] = KINDS
+) -> tuple[list[Figure], list[str]]:
     """Run one benchmark (per database unless it does both itself); figures and failures."""
     figures, failures = [], []
-    targets: list[str | None] = [None] if run.database == "both" else list(KINDS)
+    both = run.database == "both" and len(kinds) == len(KINDS)
+    targets: list[str | None] = [None] if both else list(kinds)
     for kind in targets:
         env = {**os.environ}
         args = list(run.args)
-        if run.database == "flag":
+        if run.database in ("flag", "both") and kind is not None:
             args += ["--database", kind]
         elif run.database == "env":
             if kind == "postgres":
@@ -418,7 +422,7 @@ def render(
     loads: tuple[str, str],
     quick: bool,
     big: bool = False,
-    measured: dict[str, str] | None = None,
+    measured: dict[tuple[str, str], str] | None = None,
 ) -> str:
     command = (
         "make bench-big` (`python -m bench.report --big"
@@ -432,7 +436,7 @@ def render(
         "is `value | baseline | ratio`, the baseline measured in the same run on the same",
         "database (ratio = value / baseline); each benchmark's docstring in `bench/` says",
         "exactly what it times and what its baseline is. Each section says when it was",
-        "measured (`--only` runs some benchmarks again and keeps the other sections).",
+        "measured (`--only` and `--database` run some again and keep the other figures).",
         "",
         f"- Last run: {started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes in all, "
         f"commit {_git_commit()}" + (" — **quick sizes, not real figures**" if quick else ""),
@@ -474,8 +478,9 @@ def render(
         out += [f"- `{f}`" for f in failures]
     for bench, mine in by_bench.items():
         out += ["", f"## {bench}", "", f"See `bench/{bench}.py`.", ""]
-        if measured and bench in measured:
-            out += [measured[bench], ""]
+        stamps = [measured[key] for key in sorted(measured or {}) if key[0] == bench]
+        if stamps:
+            out += [*stamps, ""]
         out += [
             "| Figure | Database | Rows | Value | Baseline | Ratio |",
             "|---|---|---:|---:|---:|---:|",
@@ -498,22 +503,22 @@ def render(
     return "\n".join(out) + "\n"
 
 
-MEASURED = re.compile(r"^Measured .*\.$")
+MEASURED = re.compile(r"^Measured on (?P<kind>sqlite|postgres) .*\.$")
 
 
-def read_previous(path: Path) -> tuple[list[Figure], dict[str, str]]:
+def read_previous(path: Path) -> tuple[list[Figure], dict[tuple[str, str], str]]:
     """The figures (and each section's `Measured …` line) of a document this module wrote,
     so that a run of some benchmarks (`--only`) keeps the others' sections."""
     figures: list[Figure] = []
-    measured: dict[str, str] = {}
+    measured: dict[tuple[str, str], str] = {}
     if not path.exists():
         return figures, measured
     bench = ""
     for line in path.read_text().splitlines():
         if line.startswith("## "):
             bench = line[3:].strip()
-        elif bench and MEASURED.match(line):
-            measured[bench] = line
+        elif bench and (stamp := MEASURED.match(line)):
+            measured[(bench, stamp["kind"])] = line
         elif bench and line.startswith("| ") and not line.startswith(("| Figure", "|---")):
             parts = [part.strip() for part in line.strip().strip("|").split("|")]
             if len(parts) != 6 or parts[1] not in KINDS:
@@ -538,6 +543,20 @@ def read_previous(path: Path) -> tuple[list[Figure], dict[str, str]]:
     return figures, measured
 
 
+def merge(
+    kept: list[Figure],
+    kept_measured: dict[tuple[str, str], str],
+    figures: list[Figure],
+    measured: dict[tuple[str, str], str],
+) -> tuple[list[Figure], dict[tuple[str, str], str]]:
+    """An earlier document's figures with this run's in place of the (benchmark, database)
+    pairs it measured again."""
+    return (
+        [f for f in kept if (f.bench, f.kind) not in measured] + figures,
+        {**{k: v for k, v in kept_measured.items() if k not in measured}, **measured},
+    )
+
+
 def _load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
@@ -547,6 +566,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the pipeline")
     parser.add_argument("--big", action="store_true", help="the 10^6 sizes make bench skips")
     parser.add_argument("--only", default="", help="comma-separated benchmarks to run")
+    parser.add_argument("--database", choices=KINDS, help="run on this database only")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     steps = (plan_big if args.big else plan)(args.quick)
@@ -562,20 +582,19 @@ def run(argv: list[str] | None = None) -> int:
     load_before = _load()
     postgres_url = postgres_server_url()
     figures, failures = [], []
+    kinds = (args.database,) if args.database else KINDS
     for step in steps:
-        got, failed = execute(step, postgres_url)
+        got, failed = execute(step, postgres_url, kinds)
         figures += got
         failures += failed
     seconds = time.monotonic() - clock
     stamp = (
-        f"Measured {started:%Y-%m-%d %H:%M} UTC at commit {_git_commit()}, load average "
+        f"{started:%Y-%m-%d %H:%M} UTC at commit {_git_commit()}, load average "
         f"{load_before} / {_load()}."
     )
-    measured = {f.bench: stamp for f in figures}
-    if args.only:
-        kept, kept_measured = read_previous(output)
-        figures = [f for f in kept if f.bench not in wanted] + figures
-        measured = {**kept_measured, **measured}
+    measured = {(f.bench, f.kind): f"Measured on {f.kind} {stamp}" for f in figures}
+    if args.only or args.database:
+        figures, measured = merge(*read_previous(output), figures, measured)
     order = [step.bench for step in (plan_big if args.big else plan)(args.quick)]
     figures.sort(key=lambda f: order.index(f.bench) if f.bench in order else len(order))
     output.parent.mkdir(parents=True, exist_ok=True)

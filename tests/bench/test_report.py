@@ -39,8 +39,8 @@ def test_a_partial_run_keeps_the_other_sections(tmp_path):
                1.56),
     ]  # fmt: skip
     stamp = {
-        "dispatch": "Measured 2026-11-24 05:00 UTC at commit abc, load average 1 / 2.",
-        "broadcast": "Measured 2026-11-23 05:00 UTC at commit def, load average 1 / 2.",
+        ("dispatch", "sqlite"): "Measured on sqlite 2026-11-24 05:00 UTC at commit abc, load 1.",
+        ("broadcast", "postgres"): "Measured on postgres 2026-11-23 05:00 UTC at commit d, x.",
     }
     document = tmp_path / "benchmarks.md"
     document.write_text(
@@ -57,3 +57,16 @@ def test_a_partial_run_keeps_the_other_sections(tmp_path):
     figures, measured = read_previous(document)
     assert figures == earlier
     assert measured == stamp
+
+
+def test_a_run_on_one_database_replaces_only_that_databases_figures():
+    from bench.report import merge
+
+    old = dispatch("sqlite", 100_000, 80, 10) + dispatch("postgres", 100_000, 90, 10)
+    old_stamps = {("dispatch", "sqlite"): "Measured on sqlite A.",
+                  ("dispatch", "postgres"): "Measured on postgres A."}  # fmt: skip
+    new = dispatch("sqlite", 100_000, 50, 10)
+    figures, stamps = merge(old, old_stamps, new, {("dispatch", "sqlite"): "Measured on sqlite B."})
+    assert sorted(f.value for f in figures if f.name == "no rate limit: seconds") == [50, 90]
+    assert stamps == {("dispatch", "sqlite"): "Measured on sqlite B.",
+                      ("dispatch", "postgres"): "Measured on postgres A."}  # fmt: skip
