@@ -186,18 +186,24 @@ class _Batch:
         if reminders:
             earliest = min(m.visit_start for m in reminders) - timedelta(days=1)
             latest = max(m.visit_start for m in reminders) + timedelta(days=1)
+            # The state is checked here, not in SQL: given a state condition, SQLite reads
+            # the state index, i.e. every message ever sent, for each batch.
             for (
                 number,
                 practice_id,
                 step_key,
                 visit_start,
                 appointment_id,
+                state,
             ) in OutboundMessage.objects.filter(
                 kind=MessageKind.REMINDER,
                 to_address__in={self.address(m) for m in reminders},
-                state__in=SENT_STATES,
                 visit_start__range=(earliest, latest),
-            ).values_list("to_address", "practice_id", "step_key", "visit_start", "appointment"):
+            ).values_list(
+                "to_address", "practice_id", "step_key", "visit_start", "appointment", "state"
+            ):
+                if state not in SENT_STATES:
+                    continue
                 key = (number, practice_id, step_key, self._local_day(practice_id, visit_start))
                 self.reminded.setdefault(key, set()).add(appointment_id)
         self._templates: dict[tuple, tuple[object, bool] | None] = {}
