@@ -1,9 +1,10 @@
 """Planning reminders set-based: rows per second of plan_all_reminders() over N upcoming
 appointments, next to a raw bulk insert of the same outbox rows into the same database;
 then re-planning the same data (must add nothing). On PostgreSQL the tables are vacuumed
-and analyzed before each timed step, as autovacuum keeps them in a running system: the
-benchmark's own bulk loads and its baseline's deletes would otherwise leave statistics
-missing and millions of dead rows that no real outbox has.
+and analyzed before the re-plan, as autovacuum keeps them in a running system: the
+baseline's deletes and reloads would otherwise leave millions of dead rows that no real
+outbox has. (Not before the first plan: statistics of an empty outbox, taken just before
+a million rows go in, would be as misleading as none.)
 
     .venv/bin/python -m bench.reminders_planning [--rows 100000] [--database sqlite|postgres]
 """
@@ -65,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         org, practice = make_clinic(
             args.rows, start=now + timedelta(days=4), spread=timedelta(days=30)
         )
-        _settle(connection)
         started = time.perf_counter()
         plan_all_reminders()
         planning_seconds = time.perf_counter() - started
