@@ -7,7 +7,7 @@ and whether this run met it).
     .venv/bin/python -m bench.report --output FILE
     .venv/bin/python -m bench.report --big            # the 10^6 sizes `make bench` skips
     .venv/bin/python -m bench.report --big --only dispatch,reminders_planning
-    .venv/bin/python -m bench.report --big --only csv_import --database sqlite
+    .venv/bin/python -m bench.report --big --only csv_import --database sqlite --size 100000
 
 Each benchmark runs in its own process (as `python -m bench` does); its
 `name | value | baseline | ratio` lines are echoed as they come and collected. Not a
@@ -422,7 +422,7 @@ def render(
     loads: tuple[str, str],
     quick: bool,
     big: bool = False,
-    measured: dict[tuple[str, str], str] | None = None,
+    measured: dict[tuple[str, str, int], str] | None = None,
 ) -> str:
     command = (
         "make bench-big` (`python -m bench.report --big"
@@ -479,7 +479,9 @@ def render(
         out += [f"- `{f}`" for f in failures]
     for bench, mine in by_bench.items():
         out += ["", f"## {bench}", "", f"See `bench/{bench}.py`.", ""]
-        stamps = [measured[key] for key in sorted(measured or {}) if key[0] == bench]
+        stamps = list(
+            dict.fromkeys(measured[key] for key in sorted(measured or {}) if key[0] == bench)
+        )
         if stamps:
             out += [*stamps, ""]
         out += [
@@ -504,14 +506,14 @@ def render(
     return "\n".join(out) + "\n"
 
 
-MEASURED = re.compile(r"^Measured on (?P<kind>sqlite|postgres) .*\.$")
+MEASURED = re.compile(r"^Measured on (?P<kind>sqlite|postgres) (at (?P<size>[\d,]+) rows )?.*\.$")
 
 
-def read_previous(path: Path) -> tuple[list[Figure], dict[tuple[str, str], str]]:
+def read_previous(path: Path) -> tuple[list[Figure], dict[tuple[str, str, int], str]]:
     """The figures (and each section's `Measured …` line) of a document this module wrote,
     so that a run of some benchmarks (`--only`) keeps the others' sections."""
     figures: list[Figure] = []
-    measured: dict[tuple[str, str], str] = {}
+    measured: dict[tuple[str, str, int], str] = {}
     if not path.exists():
         return figures, measured
     bench = ""
@@ -519,7 +521,9 @@ def read_previous(path: Path) -> tuple[list[Figure], dict[tuple[str, str], str]]
         if line.startswith("## "):
             bench = line[3:].strip()
         elif bench and (stamp := MEASURED.match(line)):
-            measured[(bench, stamp["kind"])] = line
+            # Older documents stamped a database's whole section: size 0 stands for all.
+            size = int(stamp["size"].replace(",", "")) if stamp["size"] else 0
+            measured[(bench, stamp["kind"], size)] = line
         elif bench and line.startswith("| ") and not line.startswith(("| Figure", "|---")):
             parts = [part.strip() for part in line.strip().strip("|").split("|")]
             if len(parts) != 6 or parts[1] not in KINDS:
@@ -541,19 +545,24 @@ def read_previous(path: Path) -> tuple[list[Figure], dict[tuple[str, str], str]]
                     rat[0] if rat else None,
                 )
             )
+    for bench, kind, _size in [key for key in measured if key[2] == 0]:
+        line = measured.pop((bench, kind, 0))
+        for f in figures:
+            if (f.bench, f.kind) == (bench, kind):
+                measured.setdefault((bench, kind, f.size), line)
     return figures, measured
 
 
 def merge(
     kept: list[Figure],
-    kept_measured: dict[tuple[str, str], str],
+    kept_measured: dict[tuple[str, str, int], str],
     figures: list[Figure],
-    measured: dict[tuple[str, str], str],
-) -> tuple[list[Figure], dict[tuple[str, str], str]]:
-    """An earlier document's figures with this run's in place of the (benchmark, database)
-    pairs it measured again."""
+    measured: dict[tuple[str, str, int], str],
+) -> tuple[list[Figure], dict[tuple[str, str, int], str]]:
+    """An earlier document's figures with this run's in place of the (benchmark, database,
+    size) it measured again."""
     return (
-        [f for f in kept if (f.bench, f.kind) not in measured] + figures,
+        [f for f in kept if (f.bench, f.kind, f.size) not in measured] + figures,
         {**{k: v for k, v in kept_measured.items() if k not in measured}, **measured},
     )
 
@@ -568,6 +577,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", action="store_true", help="the 10^6 sizes make bench skips")
     parser.add_argument("--only", default="", help="comma-separated benchmarks to run")
     parser.add_argument("--database", choices=KINDS, help="run on this database only")
+    parser.add_argument("--size", type=int, help="run this size only")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     steps = (plan_big if args.big else plan)(args.quick)
@@ -577,6 +587,8 @@ def run(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"not in this plan: {', '.join(sorted(unknown))}")
         steps = [step for step in steps if step.bench in wanted]
+    if args.size:
+        steps = [step for step in steps if step.size == args.size]
     output = args.output or (BIG_OUTPUT if args.big else OUTPUT)
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -593,8 +605,11 @@ def run(argv: list[str] | None = None) -> int:
         f"{started:%Y-%m-%d %H:%M} UTC at commit {_git_commit()}, load average "
         f"{load_before} / {_load()}."
     )
-    measured = {(f.bench, f.kind): f"Measured on {f.kind} {stamp}" for f in figures}
-    if args.only or args.database:
+    measured = {
+        (f.bench, f.kind, f.size): f"Measured on {f.kind} at {f.size:,} rows {stamp}"
+        for f in figures
+    }
+    if args.only or args.database or args.size:
         figures, measured = merge(*read_previous(output), figures, measured)
     order = [step.bench for step in (plan_big if args.big else plan)(args.quick)]
     figures.sort(key=lambda f: order.index(f.bench) if f.bench in order else len(order))

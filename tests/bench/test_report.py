@@ -39,8 +39,8 @@ def test_a_partial_run_keeps_the_other_sections(tmp_path):
                1.56),
     ]  # fmt: skip
     stamp = {
-        ("dispatch", "sqlite"): "Measured on sqlite 2026-11-24 05:00 UTC at commit abc, load 1.",
-        ("broadcast", "postgres"): "Measured on postgres 2026-11-23 05:00 UTC at commit d, x.",
+        ("dispatch", "sqlite", 10_000): "Measured on sqlite at 10,000 rows 2026-11-24 05:00.",
+        ("broadcast", "postgres", 100_000): "Measured on postgres at 100,000 rows 2026-11-23.",
     }
     document = tmp_path / "benchmarks.md"
     document.write_text(
@@ -59,14 +59,24 @@ def test_a_partial_run_keeps_the_other_sections(tmp_path):
     assert measured == stamp
 
 
-def test_a_run_on_one_database_replaces_only_that_databases_figures():
+def test_a_run_of_one_database_and_size_replaces_only_those_figures():
     from bench.report import merge
 
-    old = dispatch("sqlite", 100_000, 80, 10) + dispatch("postgres", 100_000, 90, 10)
-    old_stamps = {("dispatch", "sqlite"): "Measured on sqlite A.",
-                  ("dispatch", "postgres"): "Measured on postgres A."}  # fmt: skip
+    old = (
+        dispatch("sqlite", 100_000, 80, 10)
+        + dispatch("sqlite", 1_000_000, 800, 10)
+        + dispatch("postgres", 100_000, 90, 10)
+    )
+    old_stamps = {
+        ("dispatch", "sqlite", 100_000): "A1",
+        ("dispatch", "sqlite", 1_000_000): "A2",
+        ("dispatch", "postgres", 100_000): "A3",
+    }
     new = dispatch("sqlite", 100_000, 50, 10)
-    figures, stamps = merge(old, old_stamps, new, {("dispatch", "sqlite"): "Measured on sqlite B."})
-    assert sorted(f.value for f in figures if f.name == "no rate limit: seconds") == [50, 90]
-    assert stamps == {("dispatch", "sqlite"): "Measured on sqlite B.",
-                      ("dispatch", "postgres"): "Measured on postgres A."}  # fmt: skip
+    figures, stamps = merge(old, old_stamps, new, {("dispatch", "sqlite", 100_000): "B"})
+    assert sorted(f.value for f in figures if f.name == "no rate limit: seconds") == [50, 90, 800]
+    assert stamps == {
+        ("dispatch", "sqlite", 100_000): "B",
+        ("dispatch", "sqlite", 1_000_000): "A2",
+        ("dispatch", "postgres", 100_000): "A3",
+    }
