@@ -596,19 +596,19 @@ def run(argv: list[str] | None = None) -> int:
     postgres_url = postgres_server_url()
     figures, failures = [], []
     kinds = (args.database,) if args.database else KINDS
+    measured: dict[tuple[str, str, int], str] = {}
     for step in steps:
+        # Stamped per step: the code may change between the steps of a long run.
+        at, commit, load = datetime.now(UTC), _git_commit(), _load()
         got, failed = execute(step, postgres_url, kinds)
         figures += got
         failures += failed
+        for f in got:
+            measured[(f.bench, f.kind, f.size)] = (
+                f"Measured on {f.kind} at {f.size:,} rows {at:%Y-%m-%d %H:%M} UTC at commit "
+                f"{commit}, load average {load} / {_load()}."
+            )
     seconds = time.monotonic() - clock
-    stamp = (
-        f"{started:%Y-%m-%d %H:%M} UTC at commit {_git_commit()}, load average "
-        f"{load_before} / {_load()}."
-    )
-    measured = {
-        (f.bench, f.kind, f.size): f"Measured on {f.kind} at {f.size:,} rows {stamp}"
-        for f in figures
-    }
     if args.only or args.database or args.size:
         figures, measured = merge(*read_previous(output), figures, measured)
     order = [step.bench for step in (plan_big if args.big else plan)(args.quick)]
