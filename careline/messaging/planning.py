@@ -194,31 +194,43 @@ def _plan_chunk(
         f"WHERE {state} = '{MessageState.SCHEDULED}' AND {o}.appointment_id IS NOT NULL "
         f"AND {outbox_filter} AND {{cond}}"
     )
-    current = f"(SELECT {{col}} FROM {APPOINTMENT} a WHERE a.id = {o}.appointment_id)"
-    status = current.format(col="a.status")
+    # What became of the visit, checked in this order (the first that holds is the reason).
+    # One UPDATE joined to the appointment, not one per reason with a correlated subquery
+    # each: the outbox chunk is read once, which is what keeps a re-plan linear.
     not_cancel_notice = f"{o}.kind <> '{MessageKind.CANCELLED}'"
-    for reason, cond in [
-        ("appointment_moved", f"{o}.visit_start <> {current.format(col='a.start')}"),
+    visit_changes = [
+        ("appointment_moved", f"{o}.visit_start <> a.start"),
         (
             "appointment_cancelled",
-            f"{not_cancel_notice} AND {status} = '{AppointmentStatus.CANCELLED}'",
+            f"{not_cancel_notice} AND a.status = '{AppointmentStatus.CANCELLED}'",
         ),
         (
             "appointment_closed",
-            f"{not_cancel_notice} AND {status} NOT IN "
+            f"{not_cancel_notice} AND a.status NOT IN "
             f"({_UPCOMING_SQL}, '{AppointmentStatus.CANCELLED}')",
         ),
         (
             "appointment_reinstated",
-            f"{o}.kind = '{MessageKind.CANCELLED}' AND {status} <> '{AppointmentStatus.CANCELLED}'",
+            f"{o}.kind = '{MessageKind.CANCELLED}' AND a.status <> '{AppointmentStatus.CANCELLED}'",
         ),
         (
             "confirmed",
             f"{o}.kind = '{MessageKind.REMINDER}' AND {o}.stop_when_confirmed AND "
-            f"{status} = '{AppointmentStatus.CONFIRMED}'",
+            f"a.status = '{AppointmentStatus.CONFIRMED}'",
         ),
-    ]:
-        statements.append((cancel.format(cond=cond), [reason, n, *filter_params]))
+    ]
+    reason_case = " ".join(f"WHEN {cond} THEN %s" for _, cond in visit_changes)
+    statements.append(
+        (
+            f"UPDATE {o} SET state = '{MessageState.CANCELLED}', "
+            f"reason = CASE {reason_case} END, finished_at = %s FROM {APPOINTMENT} a "
+            f"WHERE a.id = {o}.appointment_id AND {state} = '{MessageState.SCHEDULED}' "
+            f"AND {outbox_filter} AND ("
+            + " OR ".join(f"({cond})" for _, cond in visit_changes)
+            + ")",
+            [*(reason for reason, _ in visit_changes), n, *filter_params],
+        )
+    )
     # A reminder step the appointment's rule no longer has.
     statements.append(
         (
