@@ -1,5 +1,6 @@
 from datetime import datetime, time, timedelta
 
+from django.db.models import F
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -190,3 +191,51 @@ def test_exactly_one_live_message_per_planned_reminder(build, specs, moves):
             }
             for key, _ in reminder_rows:
                 assert int(key.split(":")[1]) in (4320, 1440)
+
+
+def test_changes_made_behind_its_back_get_the_first_reason_that_holds(clinic):
+    """An import or an EHR feed can change many visits in one statement; re-planning then
+    gives each stale message one reason, checked in order: moved before cancelled before
+    closed, and confirmed only for reminders of a visit that is still on."""
+    moved_and_cancelled = book(clinic, local_noon(clinic, 10))
+    cancelled = book(clinic, local_noon(clinic, 11))
+    closed = book(clinic, local_noon(clinic, 12))
+    confirmed = book(clinic, local_noon(clinic, 13))
+    untouched = book(clinic, local_noon(clinic, 14))
+    later = timedelta(days=5)
+    Appointment.objects.filter(pk=moved_and_cancelled.pk).update(
+        start=F("start") + later, end=F("end") + later, status="cancelled"
+    )
+    Appointment.objects.filter(pk=cancelled.pk).update(status="cancelled")
+    Appointment.objects.filter(pk=closed.pk).update(status="noshow")
+    Appointment.objects.filter(pk=confirmed.pk).update(status="confirmed")
+    plan_all_reminders()
+
+    def reasons(appointment) -> dict[str, str]:
+        rows = OutboundMessage.objects.filter(
+            appointment=appointment, visit_start=appointment.start
+        )
+        return dict(rows.values_list("step_key", "reason"))
+
+    assert reasons(moved_and_cancelled) == {
+        "booked": "appointment_moved",
+        "reminder:4320": "appointment_moved",
+        "reminder:1440": "appointment_moved",
+    }
+    assert reasons(cancelled) == {
+        "booked": "appointment_cancelled",
+        "reminder:4320": "appointment_cancelled",
+        "reminder:1440": "appointment_cancelled",
+    }
+    assert reasons(closed) == {
+        "booked": "appointment_closed",
+        "reminder:4320": "appointment_closed",
+        "reminder:1440": "appointment_closed",
+    }
+    # The booking notice still goes out; only the reminders stop.
+    assert reasons(confirmed) == {
+        "booked": "",
+        "reminder:4320": "confirmed",
+        "reminder:1440": "confirmed",
+    }
+    assert set(reasons(untouched).values()) == {""}
