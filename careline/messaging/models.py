@@ -167,11 +167,19 @@ class OutboundMessage(models.Model):
     practice = models.ForeignKey(
         Practice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # No single-column indexes on patient and appointment: outbox_patient_sent and
+    # outbox_appointment_step lead with them, and every index costs each of the two
+    # updates a message goes through on its way out.
     patient = models.ForeignKey(
-        Patient, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Patient, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     appointment = models.ForeignKey(
-        Appointment, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
+        Appointment,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+        db_index=False,
     )
     broadcast_id = models.BigIntegerField(null=True, blank=True)
     channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.SMS)
@@ -198,7 +206,7 @@ class OutboundMessage(models.Model):
     claimed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a worker took it for sending (its lease)."
     )
-    provider_message_id = models.CharField(max_length=64, blank=True, db_index=True)
+    provider_message_id = models.CharField(max_length=64, blank=True)
     error_code = models.CharField(max_length=20, blank=True)
     error_message = models.CharField(max_length=300, blank=True)
     segments = models.PositiveSmallIntegerField(default=0)
@@ -224,11 +232,13 @@ class OutboundMessage(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["state", "due_at"], name="outbox_due"),
             models.Index(fields=["state", "priority", "due_at"], name="outbox_claim_order"),
             models.Index(fields=["patient", "sent_at"], name="outbox_patient_sent"),
             models.Index(fields=["to_address", "visit_start"], name="outbox_number_visit"),
             models.Index(fields=["appointment", "step_key"], name="outbox_appointment_step"),
+            # Status callbacks look a message up by the provider's id; a plain index, as
+            # db_index would add a second, pattern-matching one on PostgreSQL.
+            models.Index(fields=["provider_message_id"], name="outbox_provider_message"),
         ]
 
     def __str__(self) -> str:
