@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -116,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.db import connection
 
+    from bench.common import peak_anonymous_memory
     from careline.clinics.models import AppointmentType, Organization, Practice, Provider
     from careline.integrations.csv.importer import import_csv
 
@@ -128,11 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "visits.csv"
             _write_file(path, args.rows)
-            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            started = time.perf_counter()
-            report = import_csv(path, org, plan_reminders=False)
-            elapsed = time.perf_counter() - started
-            rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            with peak_anonymous_memory() as memory:
+                started = time.perf_counter()
+                report = import_csv(path, org, plan_reminders=False)
+                elapsed = time.perf_counter() - started
         if report.invalid or report.created != args.rows:
             raise RuntimeError(f"import went wrong: {report}")
         baseline = _baseline(
@@ -151,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         f"csv_import_rows_per_s[{vendor},{args.rows}] | {rate:.0f} | {baseline:.0f} | "
         f"{rate / baseline:.3f}"
     )
-    # ru_maxrss is in KiB on Linux; the growth shows whether memory follows the row count.
-    grown = (rss_after - rss_before) / 1024
-    print(f"csv_import_peak_rss_growth_mib[{vendor},{args.rows}] | {grown:.1f} | - | -")
+    # The growth shows whether memory follows the row count (see anonymous_memory_mib).
+    print(
+        f"csv_import_peak_anon_growth_mib[{vendor},{args.rows}] | {memory.growth_mib:.1f} | - | -"
+    )
     return 0
 
 

@@ -45,7 +45,7 @@ def measure(kind: str, appointments: int) -> list[str]:
             appointments / raw.seconds,
         ),
         figure(f"demo_load_wall_s{tag}", demo.seconds, raw.seconds, ".1f"),
-        figure(f"demo_load_peak_rss_mib{tag}", demo.peak_rss_mib, raw.peak_rss_mib, ".0f"),
+        figure(f"demo_load_peak_anon_mib{tag}", demo.peak_anon_mib, raw.peak_anon_mib, ".0f"),
     ]
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import REPO, postgres_server_url
+from bench.common import REPO, SQLITE_CACHE_KIB, postgres_server_url
 
 OUTPUT = REPO / "docs" / "benchmarks.md"
 BIG_OUTPUT = REPO / "docs" / "benchmarks-big.md"
@@ -266,12 +266,21 @@ def _bounded_memory(points: list[Figure]) -> str:
             continue
         first, last = mine[0], mine[-1]
         # Bounded: at most double (or 64 MiB more) while the rows grow tenfold or more.
-        met = "met" if last.value <= max(2 * first.value, first.value + 64) else "**not met**"
+        # SQLite's page cache lives in the process and fills up to its fixed bound as the
+        # file grows past it, so it is allowed on top.
+        allowance = 64 + (SQLITE_CACHE_KIB / 1024 if kind == "sqlite" else 0)
+        bounded = last.value <= max(2 * first.value, first.value + allowance)
+        met = "met" if bounded else "**not met**"
         verdicts.append(
             f"{kind} {_fmt(first.value)} → {_fmt(last.value)} MiB for ×{last.size / first.size:g}"
             f" the rows: {met}"
         )
-    return "Target: memory that does not grow with the data. " + "; ".join(verdicts) + "."
+    return (
+        "Target: memory that does not grow with the data (at most double, or 64 MiB more; "
+        f"on SQLite plus its {SQLITE_CACHE_KIB // 1024} MiB page cache). "
+        + "; ".join(verdicts)
+        + "."
+    )
 
 
 def _at_least(limit: float, unit: str, kind: str) -> Callable[[list[Figure]], str]:
@@ -330,7 +339,7 @@ TARGETS: list[tuple[str, Callable[[list[Figure]], str]]] = [
     (r"^reports_(metrics|before)", _under(2000, "ms", BIG)),
     (r"^staff_(inbox|day_view)_", _under(300, "ms", BIG)),
     (r"^staff_patient_page_", _under(300, "ms", BIG)),
-    (r"peak_rss|rss_growth", _bounded_memory),
+    (r"peak_anon|anon_growth", _bounded_memory),
     (r"rows added$", _zero),
     (r"^webhook_failed_requests$", _zero),
     (

@@ -70,7 +70,6 @@ import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
@@ -111,8 +110,6 @@ DEMO_PASSWORD = "careline-demo"  # demo data only; printed by `careline demo`
 HISTORY_DAYS = 548  # ~18 months
 UPCOMING_DAYS = 28
 BATCH_SIZE = 10_000
-# 128 MiB: a fixed bound that holds the appointment indexes of a 10^6-row demo.
-SQLITE_CACHE_KIB = 131_072
 # A demo calendar fuller than this looks fake and leaves no open slots to book.
 MAX_UTILIZATION = 0.55
 
@@ -293,24 +290,8 @@ def generate_demo(
             f"An organization with slug '{options.organization_slug}' already exists; "
             "pick another --organization-slug (or use --if-empty)."
         )
-    with transaction.atomic(), _sqlite_cache(SQLITE_CACHE_KIB):
+    with transaction.atomic():
         return _Builder(options, now, report).build()
-
-
-@contextmanager
-def _sqlite_cache(kib: int) -> Iterator[None]:
-    """A bigger SQLite page cache while loading: index inserts stop re-reading pages."""
-    if connection.vendor != "sqlite":
-        yield
-        return
-    with connection.cursor() as cursor:
-        previous = cursor.execute("PRAGMA cache_size").fetchone()[0]
-        cursor.execute(f"PRAGMA cache_size = -{int(kib)}")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {int(previous)}")
 
 
 def _check(options: DemoOptions) -> None:

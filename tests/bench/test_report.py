@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from bench.report import Figure, describe, read_previous, render
@@ -80,3 +81,33 @@ def test_a_run_of_one_database_and_size_replaces_only_those_figures():
         ("dispatch", "sqlite", 1_000_000): "A2",
         ("dispatch", "postgres", 100_000): "A3",
     }
+
+
+def test_memory_may_fill_sqlites_page_cache_but_not_follow_the_rows():
+    def memory(kind: str, small: float, big: float) -> list[Figure]:
+        return [
+            Figure("csv_import", "csv_import_peak_anon_growth_mib", kind, size, mib, "", None,
+                   None)
+            for size, mib in ((100_000, small), (1_000_000, big))
+        ]  # fmt: skip
+
+    name = "csv_import_peak_anon_growth_mib"
+    # 60 -> 150 MiB: SQLite's 128 MiB cache filling up, not the rows.
+    assert "sqlite 60 → 150 MiB for ×10 the rows: met" in describe(name, memory("sqlite", 60, 150))
+    assert "**not met**" in describe(name, memory("sqlite", 60, 600))
+    # PostgreSQL's cache is in the server: the same growth in the client is a leak.
+    assert "postgres 60 → 150 MiB for ×10 the rows: **not met**" in describe(
+        name, memory("postgres", 60, 150)
+    )
+    assert "postgres 2 → 3 MiB for ×10 the rows: met" in describe(name, memory("postgres", 2, 3))
+
+
+def test_peak_anonymous_memory_sees_a_buffer_that_grows():
+    from bench.common import peak_anonymous_memory
+
+    with peak_anonymous_memory(every=0.005) as memory:
+        buffer = bytearray(64 * 1024 * 1024)
+        buffer[::4096] = b"x" * len(buffer[::4096])  # touch every page so it is resident
+        time.sleep(0.05)
+        del buffer
+    assert 60 <= memory.growth_mib <= 100
