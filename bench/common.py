@@ -27,7 +27,7 @@ from pathlib import Path
 import dj_database_url
 
 # Every Careline connection to SQLite has this page cache; the baseline gets the same.
-from careline.settings import SQLITE_CACHE_KIB
+from careline.sqlite import SQLITE_CACHE_KIB
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from careline.sqlite import SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES
+
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("CARELINE_DATA_DIR", Path.cwd()))
 
@@ -112,19 +114,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-# 128 MiB: a fixed bound that holds the appointment indexes of a 10^6-row calendar.
-SQLITE_CACHE_KIB = 131_072
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the worker writes; IMMEDIATE transactions take
     # the write lock up front so check-then-write sequences (booking) cannot interleave.
-    # SQLite's default page cache is 2 MiB; a practice group's database is gigabytes, so
-    # each connection keeps SQLITE_CACHE_KIB of pages and maps the file (reads without
-    # copies).
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-        f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}; PRAGMA mmap_size=2147483648;",
+        f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}; PRAGMA mmap_size={SQLITE_MMAP_BYTES};",
     }
     # A file, not :memory:, so threads and live servers in a test share one database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"careline-test-{os.getpid()}.sqlite3")}

@@ -196,7 +196,9 @@ def _plan_chunk(
     )
     # What became of the visit, checked in this order (the first that holds is the reason).
     # One UPDATE joined to the appointment, not one per reason with a correlated subquery
-    # each: the outbox chunk is read once, which is what keeps a re-plan linear.
+    # each: the outbox chunk is read once. The chunk's filter is given for both tables, as
+    # PostgreSQL does not carry a range across the join: without it, it hashes the whole
+    # appointment table for every chunk, which makes a re-plan quadratic.
     not_cancel_notice = f"{o}.kind <> '{MessageKind.CANCELLED}'"
     visit_changes = [
         ("appointment_moved", f"{o}.visit_start <> a.start"),
@@ -225,10 +227,10 @@ def _plan_chunk(
             f"UPDATE {o} SET state = '{MessageState.CANCELLED}', "
             f"reason = CASE {reason_case} END, finished_at = %s FROM {APPOINTMENT} a "
             f"WHERE a.id = {o}.appointment_id AND {state} = '{MessageState.SCHEDULED}' "
-            f"AND {outbox_filter} AND ("
+            f"AND {outbox_filter} AND {appointment_filter} AND ("
             + " OR ".join(f"({cond})" for _, cond in visit_changes)
             + ")",
-            [*(reason for reason, _ in visit_changes), n, *filter_params],
+            [*(reason for reason, _ in visit_changes), n, *filter_params, *filter_params],
         )
     )
     # A reminder step the appointment's rule no longer has.

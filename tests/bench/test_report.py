@@ -111,3 +111,14 @@ def test_peak_anonymous_memory_sees_a_buffer_that_grows():
         time.sleep(0.05)
         del buffer
     assert 60 <= memory.growth_mib <= 100
+
+
+def test_the_benchmark_helpers_leave_the_database_choice_to_each_benchmark():
+    # Benchmarks that run on both databases set DATABASE_URL after importing bench.common;
+    # had it imported the settings, Django would keep the database of that moment.
+    import subprocess
+    import sys
+
+    code = "import sys, bench.common; print('careline.settings' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
