@@ -189,11 +189,6 @@ def _plan_chunk(
     # it on the chunk's range of appointment ids.
     plain = "+" if connection.vendor == "sqlite" else ""
     state = f"{plain}{o}.state"
-    cancel = (
-        f"UPDATE {o} SET state = '{MessageState.CANCELLED}', reason = %s, finished_at = %s "
-        f"WHERE {state} = '{MessageState.SCHEDULED}' AND {o}.appointment_id IS NOT NULL "
-        f"AND {outbox_filter} AND {{cond}}"
-    )
     # What became of the visit, checked in this order (the first that holds is the reason).
     # One UPDATE joined to the appointment, not one per reason with a correlated subquery
     # each: the outbox chunk is read once. The chunk's filter is given for both tables, as
@@ -236,12 +231,12 @@ def _plan_chunk(
     # A reminder step the appointment's rule no longer has.
     statements.append(
         (
-            f"{cte} "
-            + cancel.format(
-                cond=f"{o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
-                "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
-                f"WHERE e.appointment_id = {o}.appointment_id AND s.step_key = {o}.step_key)"
-            ),
+            f"{cte} UPDATE {o} SET state = '{MessageState.CANCELLED}', reason = %s, "
+            f"finished_at = %s WHERE {state} = '{MessageState.SCHEDULED}' "
+            f"AND {o}.appointment_id IS NOT NULL AND {outbox_filter} "
+            f"AND {o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
+            "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
+            f"WHERE e.appointment_id = {o}.appointment_id AND s.step_key = {o}.step_key)",
             [*cte_params, "rule_changed", n, *filter_params],
         )
     )
