@@ -278,7 +278,7 @@ def _bounded_memory(points: list[Figure]) -> str:
     return (
         "Target: memory that does not grow with the data (at most double, or 64 MiB more; "
         f"on SQLite plus its {SQLITE_CACHE_KIB // 1024} MiB page cache). "
-        + "; ".join(verdicts)
+        + ("; ".join(verdicts) or "Measured at one size here, so not judged")
         + "."
     )
 

@@ -122,3 +122,9 @@ def test_the_benchmark_helpers_leave_the_database_choice_to_each_benchmark():
     code = "import sys, bench.common; print('careline.settings' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_memory_at_one_size_is_not_judged():
+    one = [Figure("demo_load", "demo_load_peak_anon_mib", "sqlite", 1_000_000, 269, "", 187, 1.4)]
+    text = describe("demo_load_peak_anon_mib", one)
+    assert "Measured at one size here, so not judged." in text and "met" not in text
