@@ -413,8 +413,9 @@ def _git_commit() -> str:
     out = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     )
+    # The documents this report writes (and merges into) do not make the code dirty.
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"],
         cwd=REPO,
         capture_output=True,
         text=True,
