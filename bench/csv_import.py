@@ -1,4 +1,5 @@
-"""CSV import throughput: rows per second and peak memory for 10^5 (or 10^6) rows.
+"""CSV import throughput: rows per second and the growth of peak anonymous memory (see
+bench.common.anonymous_memory_mib) for 10^5 (or 10^6) rows.
 
 Runs against a throwaway database (Django's test database for the configured
 DATABASE_URL, SQLite by default). The file has one appointment per row for 1 patient in

@@ -1,4 +1,5 @@
-"""`careline demo --appointments N`: time and peak memory, beside a raw bulk insert.
+"""`careline demo --appointments N`: time and peak anonymous memory (see
+bench.common.anonymous_memory_mib), beside a raw bulk insert.
 
 For each database (SQLite, PostgreSQL) it makes a fresh migrated database, inserts N
 appointment-shaped rows straight into a copy of the appointment table (executemany on
