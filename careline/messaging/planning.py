@@ -242,7 +242,6 @@ def _plan_chunk(
     )
 
     insert = f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
-    inserts: list[tuple[str, list]] = []
     no_live = (
         f"NOT EXISTS (SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
         f"AND m.step_key = {{key}} AND m.visit_start = a.start AND m.state <> 'cancelled')"
@@ -252,7 +251,7 @@ def _plan_chunk(
         expiry = _dt(now + EVENT_EXPIRY)
         soon = "CASE WHEN a.start < %s THEN a.start ELSE %s END"
         upcoming = f"e.events AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
-        inserts += [
+        statements += [
             (
                 insert
                 + _select("booked", "'booked'", Priority.EVENT, "%s", soon)
@@ -280,9 +279,9 @@ def _plan_chunk(
             ),
         ]
     due = _minus_minutes("a.start", "s.offset_minutes")
-    inserts.append(
+    statements.append(
         (
-            insert
+            f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
             + _select(
                 "reminder",
                 "s.step_key",
@@ -297,10 +296,6 @@ def _plan_chunk(
             [*cte_params, n, n],
         )
     )
-    # The chunk's filter again on the appointments joined to eff (which has it already):
-    # PostgreSQL does not carry it across the join and would read the whole appointment
-    # table for every chunk.
-    statements += [(f"{sql} AND {appointment_filter}", [*p, *filter_params]) for sql, p in inserts]
     with connection.cursor() as cursor:
         for sql, params in statements:
             cursor.execute(sql, params)
