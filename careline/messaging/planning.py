@@ -105,14 +105,16 @@ class _Rules:
         )
 
     def cte(self, appointment_filter: str, filter_params: list) -> tuple[str, list]:
-        """rules, steps, and eff(appointment_id, rule_id, channel, stop_confirmed, events):
-        the winning rule of each appointment passing the filter."""
+        """rules, steps, and eff: each appointment passing the filter (its id and the
+        columns planning reads) with its winning rule (rule_id, channel, stop_confirmed,
+        events)."""
         sql = f"""
         WITH rules (rule_id, org_id, practice_id, type_id, rnk, channel, stop_confirmed, events)
           AS (VALUES {self.rules_sql}),
         steps (rule_id, step_key, offset_minutes, expiry_offset) AS (VALUES {self.steps_sql}),
         eff AS (
-          SELECT a.id AS appointment_id, r.rule_id, r.channel, r.stop_confirmed, r.events
+          SELECT a.id, a.organization_id, a.practice_id, a.patient_id, a.start, a.status,
+            a.created_at, a.status_changed_at, r.rule_id, r.channel, r.stop_confirmed, r.events
           FROM {APPOINTMENT} a
           JOIN rules r ON r.org_id IN (a.organization_id, 0)
             AND r.practice_id IN (a.practice_id, 0) AND r.type_id IN (a.appointment_type_id, 0)
@@ -143,10 +145,14 @@ _INSERT_COLUMNS = (
     "provider_message_id, error_code, error_message, segments, created_at, sent_at, finished_at"
 )
 # Texts go to the mobile number; email when the rule says so or there is no mobile.
-_USE_EMAIL = "((e.channel = 'email' AND p.email <> '') OR p.mobile_phone = '')"
-_JOINS = f"""
-    FROM eff e
-    JOIN {APPOINTMENT} a ON a.id = e.appointment_id
+_USE_EMAIL = "((a.channel = 'email' AND p.email <> '') OR p.mobile_phone = '')"
+# The appointment is read through eff, which carries its columns and the chunk's filter,
+# never by joining the appointment table again: PostgreSQL does not carry the chunk's
+# range across such a join and would hash the whole table for every chunk (a quadratic
+# re-plan), and restating the filter there lets a fresh database's empty statistics
+# drive a nested loop over the outbox being filled (a quadratic first plan).
+_JOINS = """
+    FROM eff a
     JOIN patients_patient p ON p.id = a.patient_id
     JOIN clinics_practice pr ON pr.id = a.practice_id
     JOIN clinics_organization o ON o.id = a.organization_id
@@ -159,7 +165,7 @@ def _select(kind: str, step_key: str, priority: int, due: str, expires: str) -> 
       CASE WHEN {_USE_EMAIL} THEN 'email' ELSE 'sms' END,
       CASE WHEN {_USE_EMAIL} THEN p.email ELSE p.mobile_phone END,
       CASE WHEN pr.sender_number <> '' THEN pr.sender_number ELSE o.default_sender_number END,
-      '', '{kind}', {step_key}, a.start, {"e.stop_confirmed" if kind == "reminder" else "FALSE"},
+      '', '{kind}', {step_key}, a.start, {"a.stop_confirmed" if kind == "reminder" else "FALSE"},
       {priority}, {due}, {expires}, 'scheduled', '', 0, NULL, NULL, '', '', '', 0, %s, NULL, NULL
     {_JOINS}
     WHERE (p.mobile_phone <> '' OR p.email <> '')
@@ -236,21 +242,28 @@ def _plan_chunk(
             f"AND {o}.appointment_id IS NOT NULL AND {outbox_filter} "
             f"AND {o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
             "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
-            f"WHERE e.appointment_id = {o}.appointment_id AND s.step_key = {o}.step_key)",
+            f"WHERE e.id = {o}.appointment_id AND s.step_key = {o}.step_key)",
             [*cte_params, "rule_changed", n, *filter_params],
         )
     )
 
     insert = f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
-    no_live = (
-        f"NOT EXISTS (SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
-        f"AND m.step_key = {{key}} AND m.visit_start = a.start AND m.state <> 'cancelled')"
+    # A step that already has a live message for this visit time is left alone by the
+    # unique constraint itself (one_message_per_appointment_step), not by a NOT EXISTS
+    # probe: in a first plan the outbox is empty when the statement is planned, so
+    # PostgreSQL picks a probe that only matches on step_key and then walks every row the
+    # statement has itself inserted (quadratic). It also makes two concurrent syncs of the
+    # same visit add one message, not fail. The condition is the index's own, word for
+    # word, as SQLite matches a partial index by the form of its WHERE.
+    skip_live = (
+        " ON CONFLICT (appointment_id, step_key, visit_start) "
+        "WHERE NOT (state = 'cancelled') AND appointment_id IS NOT NULL DO NOTHING"
     )
     if events:
         recent = _dt(now - EVENT_NEWS_WINDOW)
         expiry = _dt(now + EVENT_EXPIRY)
         soon = "CASE WHEN a.start < %s THEN a.start ELSE %s END"
-        upcoming = f"e.events AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
+        upcoming = f"a.events AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
         statements += [
             (
                 insert
@@ -264,14 +277,13 @@ def _plan_chunk(
                 + _select("rescheduled", "'rescheduled'", Priority.EVENT, "%s", soon)
                 + f" AND {upcoming} AND EXISTS (SELECT 1 FROM {OUTBOX} m "
                 "WHERE m.appointment_id = a.id AND m.visit_start <> a.start "
-                f"AND m.kind <> '{MessageKind.CANCELLED}') AND "
-                + no_live.format(key="'rescheduled'"),
+                f"AND m.kind <> '{MessageKind.CANCELLED}')" + skip_live,
                 [*cte_params, n, expiry, expiry, n, n],
             ),
             (
                 insert
                 + _select("cancelled", "'cancelled'", Priority.EVENT, "%s", soon)
-                + f" AND e.events AND a.status = '{AppointmentStatus.CANCELLED}' "
+                + f" AND a.events AND a.status = '{AppointmentStatus.CANCELLED}' "
                 "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
                 f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
                 "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')",
@@ -281,18 +293,18 @@ def _plan_chunk(
     due = _minus_minutes("a.start", "s.offset_minutes")
     statements.append(
         (
-            f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
+            insert
             + _select(
                 "reminder",
                 "s.step_key",
                 Priority.REMINDER,
                 due,
                 _minus_minutes("a.start", "s.expiry_offset"),
-            ).replace("FROM eff e", "FROM eff e JOIN steps s ON s.rule_id = e.rule_id")
+            ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
             + f" AND {plain}a.status IN ({_UPCOMING_SQL}) "
-            f"AND NOT (e.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+            f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
             f"AND NOT {experiments.withheld_condition('s.step_key')} "
-            f"AND {due} > %s AND " + no_live.format(key="s.step_key"),
+            f"AND {due} > %s" + skip_live,
             [*cte_params, n, n],
         )
     )
