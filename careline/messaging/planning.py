@@ -269,7 +269,7 @@ def _plan_chunk(
                 insert
                 + _select("booked", "'booked'", Priority.EVENT, "%s", soon)
                 + f" AND {upcoming} AND a.created_at >= %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)",
+                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)" + skip_live,
                 [*cte_params, n, expiry, expiry, n, n, recent],
             ),
             (
@@ -286,7 +286,7 @@ def _plan_chunk(
                 + f" AND a.events AND a.status = '{AppointmentStatus.CANCELLED}' "
                 "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
                 f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
-                "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')",
+                "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')" + skip_live,
                 [*cte_params, n, expiry, expiry, n, n, recent],
             ),
         ]

@@ -1,5 +1,9 @@
+import threading
+import time as time_module
 from datetime import datetime, time, timedelta
 
+import pytest
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -239,3 +243,56 @@ def test_changes_made_behind_its_back_get_the_first_reason_that_holds(clinic):
         "reminder:1440": "confirmed",
     }
     assert set(reasons(untouched).values()) == {""}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_syncs_of_one_visit_at_once_plan_each_message_once(clinic):
+    """A feed and a staff member touching the same visit at the same moment: the second
+    sync waits for the first and then adds nothing, instead of failing on the unique
+    constraint with the first one's messages."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time, so the syncs cannot overlap")
+    appointment = clinic.appointment(local_noon(clinic, 10))
+    first_planned = threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                sync_reminders([appointment.id])
+                first_planned.set()
+                # Commit only once the second sync is waiting on these uncommitted rows.
+                with connection.cursor() as cursor:
+                    for _ in range(200):
+                        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                        if cursor.fetchone()[0]:
+                            break
+                        time_module.sleep(0.05)
+                    else:
+                        raise AssertionError("the second sync never waited for the first")
+        except BaseException as exc:
+            errors.append(exc)
+            first_planned.set()
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            first_planned.wait(timeout=30)
+            with transaction.atomic():
+                sync_reminders([appointment.id])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    start = appointment.start
+    assert live(appointment) == sorted(
+        [("booked", start), ("reminder:1440", start), ("reminder:4320", start)]
+    )
