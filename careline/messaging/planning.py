@@ -149,8 +149,7 @@ _USE_EMAIL = "((a.channel = 'email' AND p.email <> '') OR p.mobile_phone = '')"
 # The appointment is read through eff, which carries its columns and the chunk's filter,
 # never by joining the appointment table again: PostgreSQL does not carry the chunk's
 # range across such a join and would hash the whole table for every chunk (a quadratic
-# re-plan), and restating the filter there lets a fresh database's empty statistics
-# drive a nested loop over the outbox being filled (a quadratic first plan).
+# re-plan).
 _JOINS = """
     FROM eff a
     JOIN patients_patient p ON p.id = a.patient_id
