@@ -49,6 +49,8 @@ if ! run "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
     -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=${CARELINE_PG_SHARED_BUFFERS:-1GB}" \
     start >/dev/null
 fi
+# A cluster left running by an earlier run keeps the port it was started with.
+PORT="$(sed -n 4p "$DIR/postmaster.pid")"
 run "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U careline -d postgres -tAc \
   "SELECT 1 FROM pg_database WHERE datname='careline'" | grep -q 1 || \
   run "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U careline careline
