@@ -433,7 +433,11 @@ def render(
     quick: bool,
     big: bool = False,
     measured: dict[tuple[str, str, int], str] | None = None,
+    partial: bool = False,
+    full_run: str | None = None,
 ) -> str:
+    """A partial run (`--only`, `--database`, `--size`) keeps `full_run`, the earlier
+    document's full-run line, so the time of the whole run stays on record."""
     command = (
         "make bench-big` (`python -m bench.report --big"
         if big
@@ -448,8 +452,10 @@ def render(
         "exactly what it times and what its baseline is. Each section says when it was",
         "measured (`--only` and `--database` run some again and keep the other figures).",
         "",
-        f"- Last run: {started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes in all, "
-        f"commit {_git_commit()}" + (" — **quick sizes, not real figures**" if quick else ""),
+        *([full_run] if partial and full_run else []),
+        f"- {PARTIAL_RUN if partial else FULL_RUN} {started:%Y-%m-%d %H:%M} UTC, "
+        f"{seconds / 60:.1f} minutes in all, commit {_git_commit()}"
+        + (" — **quick sizes, not real figures**" if quick else ""),
         *machine(),
         f"- Load average (1 min) at the start and at the end: {loads[0]} / {loads[1]} "
         "(other work on the machine slows every figure, baselines too)",
@@ -514,6 +520,20 @@ def render(
         for name in names:
             out.append(f"- **{name}**: {describe(name, [f for f in mine if f.name == name])}")
     return "\n".join(out) + "\n"
+
+
+FULL_RUN = "Full run (every benchmark):"
+PARTIAL_RUN = "Some benchmarks run again:"
+
+
+def previous_full_run(path: Path) -> str | None:
+    """The full-run line of a document this module wrote, if it has one."""
+    if not path.exists():
+        return None
+    return next(
+        (line for line in path.read_text().splitlines() if line.startswith(f"- {FULL_RUN}")),
+        None,
+    )
 
 
 MEASURED = re.compile(r"^Measured on (?P<kind>sqlite|postgres) (at (?P<size>[\d,]+) rows )?.*\.$")
@@ -619,7 +639,9 @@ def run(argv: list[str] | None = None) -> int:
                 f"{commit}, load average {load} / {_load()}."
             )
     seconds = time.monotonic() - clock
-    if args.only or args.database or args.size:
+    partial = bool(args.only or args.database or args.size)
+    full_run = previous_full_run(output) if partial else None
+    if partial:
         figures, measured = merge(*read_previous(output), figures, measured)
     order = [step.bench for step in (plan_big if args.big else plan)(args.quick)]
     figures.sort(key=lambda f: order.index(f.bench) if f.bench in order else len(order))
@@ -634,6 +656,8 @@ def run(argv: list[str] | None = None) -> int:
             quick=args.quick,
             big=args.big,
             measured=measured,
+            partial=partial,
+            full_run=full_run,
         )
     )
     print(f"# wrote {output} ({len(figures)} figures) in {seconds / 60:.1f} minutes")

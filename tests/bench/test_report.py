@@ -128,3 +128,27 @@ def test_memory_at_one_size_is_not_judged():
     one = [Figure("demo_load", "demo_load_peak_anon_mib", "sqlite", 1_000_000, 269, "", 187, 1.4)]
     text = describe("demo_load_peak_anon_mib", one)
     assert "Measured at one size here, so not judged." in text and "met" not in text
+
+
+def test_a_partial_run_keeps_the_time_of_the_last_full_run(tmp_path):
+    from bench.report import previous_full_run
+
+    figures = dispatch("sqlite", 10_000, 5, 10)
+    common = dict(loads=("1", "1"), quick=False)
+    full = render(figures, [], started=datetime(2026, 11, 24, 11, 4, tzinfo=UTC), seconds=1056,
+                  **common)  # fmt: skip
+    document = tmp_path / "benchmarks.md"
+    document.write_text(full)
+    full_line = previous_full_run(document)
+    assert full_line.startswith("- Full run (every benchmark): 2026-11-24 11:04 UTC, 17.6 min")
+    again = render(figures, [], started=datetime(2026, 11, 24, 11, 25, tzinfo=UTC), seconds=42,
+                   partial=True, full_run=full_line, **common)  # fmt: skip
+    assert full_line in again.splitlines()
+    assert "- Some benchmarks run again: 2026-11-24 11:25 UTC, 0.7 minutes" in again
+    document.write_text(again)
+    assert previous_full_run(document) == full_line
+    # A document that never had a full run does not claim one.
+    assert previous_full_run(tmp_path / "missing.md") is None
+    alone = render(figures, [], started=datetime(2026, 11, 24, 11, 25, tzinfo=UTC), seconds=42,
+                   partial=True, **common)  # fmt: skip
+    assert "Full run" not in alone and "- Some benchmarks run again:" in alone
