@@ -152,3 +152,24 @@ def test_a_partial_run_keeps_the_time_of_the_last_full_run(tmp_path):
     alone = render(figures, [], started=datetime(2026, 11, 24, 11, 25, tzinfo=UTC), seconds=42,
                    partial=True, **common)  # fmt: skip
     assert "Full run" not in alone and "- Some benchmarks run again:" in alone
+
+
+def test_growth_is_judged_from_a_hundred_thousand_rows_as_issue_3_sets_it():
+    seconds = [
+        Figure("reminders_planning", "planning: seconds", "sqlite", size, value, "s", None, None)
+        for size, value in ((10_000, 0.1), (100_000, 1.6), (1_000_000, 17.9))
+    ]
+    verdict = describe("planning: seconds", seconds)
+    assert "×16 from 10,000 to 100,000: not judged below 100,000 rows" in verdict
+    assert "×11.19 from 100,000 to 1,000,000: met" in verdict
+    assert "not met" not in verdict
+
+
+def test_benchmarks_print_small_figures_precisely_enough_for_their_growth(capsys):
+    from bench.reminders_common import report
+
+    report("planning: seconds", 0.142, "s")
+    report("no rate limit: messages/s", 1234.56, "msg/s", 10000.0)
+    out = capsys.readouterr().out.splitlines()
+    assert "0.142 s" in out[0]
+    assert "1,234.6 msg/s" in out[1] and "baseline     10,000.0" in out[1]
