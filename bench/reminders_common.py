@@ -119,14 +119,14 @@ def make_clinic(rows: int, *, start: datetime, spread: timedelta):
     return org, practice
 
 
-def _number(value: float) -> str:
+def _figure_text(value: float) -> str:
     # Three decimals below 100: a growth ratio is taken from these printed figures, and
     # 0.14 s printed as 0.1 s would make x11 look like x16.
     return f"{value:>12,.3f}" if abs(value) < 100 else f"{value:>12,.1f}"
 
 
 def report(name: str, value: float, unit: str, baseline: float | None = None) -> None:
-    line = f"{name:<48} | {_number(value)} {unit:<10}"
+    line = f"{name:<48} | {_figure_text(value)} {unit:<10}"
     if baseline:
-        line += f" | baseline {_number(baseline)} | ratio {value / baseline:5.2f}"
+        line += f" | baseline {_figure_text(baseline)} | ratio {value / baseline:5.2f}"
     print(line, flush=True)
