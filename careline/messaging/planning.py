@@ -144,6 +144,17 @@ _INSERT_COLUMNS = (
     "due_at, expires_at, state, reason, attempts, next_attempt_at, claimed_at, "
     "provider_message_id, error_code, error_message, segments, created_at, sent_at, finished_at"
 )
+# A step that already has a live message for this visit time is left alone by the
+# unique constraint itself (one_message_per_appointment_step), not by a NOT EXISTS
+# probe: in a first plan the outbox is empty when the statement is planned, so
+# PostgreSQL picks a probe that only matches on step_key and then walks every row the
+# statement has itself inserted (quadratic). It also makes two concurrent syncs of the
+# same visit add one message, not fail. The condition is the index's own, word for
+# word, as SQLite matches a partial index by the form of its WHERE.
+_SKIP_LIVE = (
+    " ON CONFLICT (appointment_id, step_key, visit_start) "
+    "WHERE NOT (state = 'cancelled') AND appointment_id IS NOT NULL DO NOTHING"
+)
 # Texts go to the mobile number; email when the rule says so or there is no mobile.
 _USE_EMAIL = "((a.channel = 'email' AND p.email <> '') OR p.mobile_phone = '')"
 # The appointment is read through eff, which carries its columns and the chunk's filter,
@@ -247,17 +258,6 @@ def _plan_chunk(
     )
 
     insert = f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
-    # A step that already has a live message for this visit time is left alone by the
-    # unique constraint itself (one_message_per_appointment_step), not by a NOT EXISTS
-    # probe: in a first plan the outbox is empty when the statement is planned, so
-    # PostgreSQL picks a probe that only matches on step_key and then walks every row the
-    # statement has itself inserted (quadratic). It also makes two concurrent syncs of the
-    # same visit add one message, not fail. The condition is the index's own, word for
-    # word, as SQLite matches a partial index by the form of its WHERE.
-    skip_live = (
-        " ON CONFLICT (appointment_id, step_key, visit_start) "
-        "WHERE NOT (state = 'cancelled') AND appointment_id IS NOT NULL DO NOTHING"
-    )
     if events:
         recent = _dt(now - EVENT_NEWS_WINDOW)
         expiry = _dt(now + EVENT_EXPIRY)
@@ -268,7 +268,7 @@ def _plan_chunk(
                 insert
                 + _select("booked", "'booked'", Priority.EVENT, "%s", soon)
                 + f" AND {upcoming} AND a.created_at >= %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)" + skip_live,
+                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)" + _SKIP_LIVE,
                 [*cte_params, n, expiry, expiry, n, n, recent],
             ),
             (
@@ -276,7 +276,7 @@ def _plan_chunk(
                 + _select("rescheduled", "'rescheduled'", Priority.EVENT, "%s", soon)
                 + f" AND {upcoming} AND EXISTS (SELECT 1 FROM {OUTBOX} m "
                 "WHERE m.appointment_id = a.id AND m.visit_start <> a.start "
-                f"AND m.kind <> '{MessageKind.CANCELLED}')" + skip_live,
+                f"AND m.kind <> '{MessageKind.CANCELLED}')" + _SKIP_LIVE,
                 [*cte_params, n, expiry, expiry, n, n],
             ),
             (
@@ -285,7 +285,7 @@ def _plan_chunk(
                 + f" AND a.events AND a.status = '{AppointmentStatus.CANCELLED}' "
                 "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
                 f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
-                "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')" + skip_live,
+                "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')" + _SKIP_LIVE,
                 [*cte_params, n, expiry, expiry, n, n, recent],
             ),
         ]
@@ -303,7 +303,7 @@ def _plan_chunk(
             + f" AND {plain}a.status IN ({_UPCOMING_SQL}) "
             f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
             f"AND NOT {experiments.withheld_condition('s.step_key')} "
-            f"AND {due} > %s" + skip_live,
+            f"AND {due} > %s" + _SKIP_LIVE,
             [*cte_params, n, n],
         )
     )
