@@ -96,7 +96,7 @@ def measure(kind: str, rows: int) -> list[str]:
     use_database(fresh_database(kind, "careline_bench_broadcast"))
     from django.db import connection
 
-    from careline.broadcasts.services import Audience, send_broadcast
+    from careline.broadcasts.sending import Audience, send_broadcast
     from careline.messaging.models import OutboundMessage
 
     org, practice = _patients(rows)

@@ -138,7 +138,7 @@ def measure(kind: str, appointments: int, *, reuse: bool) -> list[str]:
     _, load_seconds = demo_database(kind, appointments, reuse=reuse)
     from django.db import connection
 
-    from careline.analytics.services import appointment_metrics, before_and_after
+    from careline.analytics.metrics import appointment_metrics, before_and_after
     from careline.clinics.models import Organization, Practice
     from careline.scheduling.models import Appointment
 

@@ -41,7 +41,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 def _inbound_texts(organization, practice) -> tuple[int, float]:
     """The practice's patients text in (idempotent per run size); (texts, seconds)."""
-    from careline.conversations.services import receive_sms
+    from careline.conversations.inbound import receive_sms
     from careline.patients.models import Patient
 
     patients = list(

@@ -70,7 +70,6 @@ INSTALLED_APPS = [
     "careline.analytics",
     "careline.broadcasts",
     "careline.api",
-    "careline.fhir",
     "careline.selfservice",
 ]
 

@@ -8,7 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("simulator/", include("careline.messaging.urls")),
     path("webhooks/twilio/", include("careline.messaging.webhook_urls")),
-    path("fhir/R4/", include("careline.fhir.urls")),
+    path("fhir/R4/", include("careline.integrations.fhir.urls")),
     path("api/v1/", include("careline.api.v1.urls")),
     path("", include("careline.selfservice.urls")),
     path("", include("careline.web.urls")),

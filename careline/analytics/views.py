@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from careline.analytics import experiments, services
+from careline.analytics import experiments, metrics
 from careline.analytics.models import Experiment
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.scheduling.models import Appointment
@@ -68,14 +68,14 @@ def _csv(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     group_by = request.GET.get("group_by", "week")
-    if group_by not in services.DIMENSIONS:
+    if group_by not in metrics.DIMENSIONS:
         group_by = "week"
     start, end = _date(request.GET.get("from")), _date(request.GET.get("to"))
     appointments = Appointment.objects.visible_to(request.user)
     practice_id = request.GET.get("practice")
     if practice_id and practice_id.isdigit():
         appointments = appointments.filter(practice_id=int(practice_id))
-    rows = services.appointment_metrics(appointments, group_by=group_by, start=start, end=end)
+    rows = metrics.appointment_metrics(appointments, group_by=group_by, start=start, end=end)
     practices = Practice.objects.visible_to(request.user)
     if practice_id and practice_id.isdigit():
         practices = practices.filter(pk=int(practice_id))
@@ -84,7 +84,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         datetime.combine(start, time.min, tzinfo=UTC) if start else period_end - timedelta(days=30)
     )
     if request.GET.get("format") == "csv" and request.GET.get("table") == "engagement":
-        engagement = services.engagement_metrics(practices, start=period_start, end=period_end)
+        engagement = metrics.engagement_metrics(practices, start=period_start, end=period_end)
         return _csv(
             "careline-engagement.csv",
             [title for _, title in ENGAGEMENT_COLUMNS],
@@ -118,7 +118,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             }
         )
     context = {
-        "engagement": services.engagement_metrics(
+        "engagement": metrics.engagement_metrics(
             practices[:100], start=period_start, end=period_end
         ),
         "engagement_columns": ENGAGEMENT_COLUMNS,
@@ -127,7 +127,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "columns": COLUMNS,
         "group_by": group_by,
-        "dimensions": list(services.DIMENSIONS),
+        "dimensions": list(metrics.DIMENSIONS),
         "practices": Practice.objects.visible_to(request.user),
         "practice_id": int(practice_id) if practice_id and practice_id.isdigit() else None,
         "start": start,
@@ -142,7 +142,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 def before_after(request: HttpRequest) -> HttpResponse:
     practices = Practice.objects.visible_to(request.user).filter(go_live_date__isnull=False)
-    results = services.before_and_after(practices)
+    results = metrics.before_and_after(practices)
     if request.GET.get("format") == "csv":
         return _csv(
             "careline-before-after.csv",

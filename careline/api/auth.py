@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
+from careline.api.keys import ApiKeyError, authenticate_key
 from careline.api.models import ApiKey
-from careline.api.services import ApiKeyError, authenticate_key
 
 
 def api_key_from_request(request: HttpRequest) -> ApiKey:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from careline.broadcasts.services import Audience
+from careline.broadcasts.sending import Audience
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.patients.models import Language
 

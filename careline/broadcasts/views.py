@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from careline.broadcasts import services
+from careline.broadcasts import sending
 from careline.broadcasts.forms import BroadcastForm
 from careline.broadcasts.models import Broadcast
 from careline.clinics.models import StaffMembership, StaffRole
@@ -34,7 +34,7 @@ def broadcast_list(request: HttpRequest) -> HttpResponse:
 
 def _preview_context(form: BroadcastForm) -> dict:
     audience = form.audience()
-    preview = services.preview(
+    preview = sending.preview(
         form.organization_id(), audience, send_at=form.cleaned_data.get("send_at")
     )
     body_en, body_es = form.cleaned_data["body_en"], form.cleaned_data.get("body_es") or ""
@@ -44,13 +44,13 @@ def _preview_context(form: BroadcastForm) -> dict:
         "samples": [
             (
                 "English",
-                services.render_sample(body_en, first_name="Maria", practice=practice),
-                services.segment_count(body_en),
+                sending.render_sample(body_en, first_name="Maria", practice=practice),
+                sending.segment_count(body_en),
             ),
             (
                 "Spanish",
-                services.render_sample(body_es or body_en, first_name="María", practice=practice),
-                services.segment_count(body_es or body_en),
+                sending.render_sample(body_es or body_en, first_name="María", practice=practice),
+                sending.segment_count(body_es or body_en),
             ),
         ],
     }
@@ -64,15 +64,15 @@ def compose(request: HttpRequest) -> HttpResponse:
     context: dict = {"form": form}
     if request.method == "POST" and form.is_valid():
         try:
-            services.validate_bodies(
+            sending.validate_bodies(
                 form.cleaned_data["body_en"], form.cleaned_data.get("body_es") or ""
             )
             context.update(_preview_context(form))
-        except services.BroadcastError as exc:
+        except sending.BroadcastError as exc:
             form.add_error(None, str(exc))
         else:
             if request.POST.get("action") == "send":
-                broadcast = services.send_broadcast(
+                broadcast = sending.send_broadcast(
                     organization_id=form.organization_id(),
                     audience=form.audience(),
                     name=form.cleaned_data["name"],
@@ -90,7 +90,7 @@ def compose(request: HttpRequest) -> HttpResponse:
 @login_required
 def detail(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     broadcast = get_object_or_404(Broadcast.objects.visible_to(request.user), pk=broadcast_id)
-    report = services.delivery_report(broadcast)
+    report = sending.delivery_report(broadcast)
     context = {
         "broadcast": broadcast,
         "report": report,
@@ -106,6 +106,6 @@ def cancel(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     if not _may_send(request.user):
         raise PermissionDenied
     broadcast = get_object_or_404(Broadcast.objects.visible_to(request.user), pk=broadcast_id)
-    stopped = services.cancel_broadcast(broadcast)
+    stopped = sending.cancel_broadcast(broadcast)
     messages.info(request, f"Stopped: {stopped} messages not yet sent were cancelled.")
     return redirect("broadcasts:detail", broadcast_id=broadcast.id)

@@ -39,8 +39,8 @@ from careline.conversations.models import (
     Queue,
 )
 from careline.conversations.routing import GENERAL, SCHEDULING, route_message
+from careline.messaging.outbox import queue_reply
 from careline.messaging.rendering import local_date, local_time
-from careline.messaging.services import queue_reply
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment, Holiday
 

@@ -25,14 +25,14 @@ from careline.conversations.models import (
     NumberedChoice,
 )
 from careline.messaging.models import MessageState, OutboundMessage
-from careline.messaging.services import queue_reply
-from careline.scheduling.models import Appointment, ChangeSource
-from careline.scheduling.services import (
+from careline.messaging.outbox import queue_reply
+from careline.scheduling.appointments import (
     InvalidTransition,
     SlotUnavailable,
     find_open_slots,
     move_appointment,
 )
+from careline.scheduling.models import Appointment, ChangeSource
 
 log = logging.getLogger(__name__)
 

@@ -71,16 +71,16 @@ from careline.conversations.understanding import (
 )
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage
 from careline.patients.models import Patient, PhoneConsent
+from careline.scheduling.appointments import InvalidTransition, change_status
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
     Appointment,
     AppointmentStatus,
     ChangeSource,
 )
-from careline.scheduling.services import InvalidTransition, change_status
 
 if TYPE_CHECKING:
-    from careline.conversations.services import Route
+    from careline.conversations.inbound import Route
 
 log = logging.getLogger(__name__)
 

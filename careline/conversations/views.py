@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from careline.audit.services import record_patient_access
+from careline.audit.access import record_patient_access
 from careline.clinics.models import Practice, StaffMembership
 from careline.conversations import inbox, workspace
 from careline.conversations.models import Conversation, ConversationState, Queue

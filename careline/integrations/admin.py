@@ -3,7 +3,7 @@ from django.http import HttpRequest
 
 from careline.clinics.admin_scoping import ScopedAdmin, _roles
 from careline.clinics.models import StaffRole
-from careline.integrations.hl7.services import replay_message
+from careline.integrations.hl7.receiving import replay_message
 from careline.integrations.models import (
     Hl7Feed,
     Hl7Message,

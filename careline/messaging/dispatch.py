@@ -31,6 +31,11 @@ from careline.messaging.models import (
     OutboundMessage,
     Priority,
 )
+from careline.messaging.outbox import (
+    OPTED_OUT_ERROR_CODES,
+    TERMINAL_STATES,
+    record_provider_opt_out,
+)
 from careline.messaging.ratelimit import SenderRateLimiter
 from careline.messaging.rendering import (
     appointment_variables,
@@ -39,11 +44,6 @@ from careline.messaging.rendering import (
     template_variables,
 )
 from careline.messaging.segments import count_segments
-from careline.messaging.services import (
-    OPTED_OUT_ERROR_CODES,
-    TERMINAL_STATES,
-    record_provider_opt_out,
-)
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment
 from careline.selfservice.links import new_manage_link, url_for

@@ -47,7 +47,7 @@ def phones(request: HttpRequest) -> HttpResponse:
 @require_POST
 def reply(request: HttpRequest) -> HttpResponse:
     """The simulated patient answers: the text enters through the same inbound path a
-    real provider's webhook uses (careline.conversations.services.receive_sms)."""
+    real provider's webhook uses (careline.conversations.inbound.receive_sms)."""
     _simulator_only()
     body = request.POST.get("body", "").strip()
     try:
@@ -59,7 +59,7 @@ def reply(request: HttpRequest) -> HttpResponse:
     if not body:
         messages.error(request, "Type a reply first.")
         return redirect("simulator")
-    from careline.conversations.services import receive_sms
+    from careline.conversations.inbound import receive_sms
 
     receive_sms(
         from_phone=from_phone,

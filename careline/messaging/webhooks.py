@@ -15,9 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.messaging_response import MessagingResponse
 
-from careline.conversations.services import receive_sms
+from careline.conversations.inbound import receive_sms
 from careline.messaging.gateways.twilio import signature_is_valid, status_update_from_callback
-from careline.messaging.services import apply_status_update
+from careline.messaging.outbox import apply_status_update
 
 log = logging.getLogger(__name__)
 

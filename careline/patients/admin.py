@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from careline.audit.services import record_patient_access
+from careline.audit.access import record_patient_access
 from careline.clinics.admin_scoping import ScopedAdmin
 from careline.patients.models import Patient
 

@@ -2,7 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from careline.audit.services import record_patient_access
+from careline.audit.access import record_patient_access
 from careline.patients.models import ConsentEvent, Patient
 from careline.scheduling.models import Appointment
 

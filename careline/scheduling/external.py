@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.patients.models import Patient
+from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
-from careline.scheduling.services import change_status
 
 # Shown to patients for appointment types a feed introduces; staff can rename it later.
 NEUTRAL_PATIENT_FACING_NAME = "Appointment"

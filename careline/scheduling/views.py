@@ -9,11 +9,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from careline.audit.services import record_patient_access
+from careline.audit.access import record_patient_access
 from careline.clinics.models import Practice, Provider
 from careline.scheduling import dayview
+from careline.scheduling.appointments import InvalidTransition, change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.scheduling.services import InvalidTransition, change_status
 
 # What the day view's buttons may do; anything else is refused.
 DESK_STATUSES = {

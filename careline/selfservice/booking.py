@@ -16,8 +16,13 @@ from django.utils.translation import gettext as _
 
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.patients.models import Patient
+from careline.scheduling.appointments import (
+    Slot,
+    SlotUnavailable,
+    book_appointment,
+    find_open_slots,
+)
 from careline.scheduling.models import Appointment, ChangeSource
-from careline.scheduling.services import Slot, SlotUnavailable, book_appointment, find_open_slots
 from careline.selfservice import links, ratelimit, texts
 from careline.selfservice.models import OneTimeCode
 

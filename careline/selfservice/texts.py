@@ -7,8 +7,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from careline.messaging.models import MessageState, OutboundMessage
+from careline.messaging.outbox import queue_reply
 from careline.messaging.rendering import local_date, local_time
-from careline.messaging.services import queue_reply
 from careline.scheduling.models import Appointment
 from careline.selfservice import links
 

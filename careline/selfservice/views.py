@@ -21,8 +21,8 @@ from careline.clinics.models import Practice
 from careline.messaging.email import calendar_invite
 from careline.messaging.rendering import local_date, local_time
 from careline.patients.models import Patient
+from careline.scheduling.appointments import SlotUnavailable
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, ChangeSource
-from careline.scheduling.services import SlotUnavailable
 from careline.selfservice import booking, links, ratelimit, visit_actions, waitlist
 from careline.selfservice.forms import (
     BirthDateForm,

@@ -10,13 +10,13 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.scheduling.services import (
+from careline.scheduling.appointments import (
     InvalidTransition,
     SlotUnavailable,
     change_status,
     move_appointment,
 )
+from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from careline.selfservice import links
 from careline.selfservice.models import PatientLink
 

@@ -28,6 +28,12 @@ from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.messaging.compliance import SendingHours
 from careline.messaging.models import MessageKind, OutboundMessage
 from careline.patients.models import Patient, PhoneConsent
+from careline.scheduling.appointments import (
+    InvalidTransition,
+    SlotUnavailable,
+    book_appointment,
+    move_appointment,
+)
 from careline.scheduling.models import (
     OCCUPYING_STATUSES,
     UPCOMING_STATUSES,
@@ -35,12 +41,6 @@ from careline.scheduling.models import (
     AppointmentEvent,
     AppointmentStatus,
     ChangeSource,
-)
-from careline.scheduling.services import (
-    InvalidTransition,
-    SlotUnavailable,
-    book_appointment,
-    move_appointment,
 )
 from careline.selfservice import links, ratelimit, texts
 from careline.selfservice.models import (

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from careline.clinics.models import Practice
-from careline.web import services
+from careline.web import signin
 
 
 class ThrottledLoginView(auth_views.LoginView):
@@ -15,7 +15,7 @@ class ThrottledLoginView(auth_views.LoginView):
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")
         address = request.META.get("REMOTE_ADDR")
-        if services.sign_in_blocked(username, address):
+        if signin.sign_in_blocked(username, address):
             form = self.get_form()
             form.add_error(
                 None,
@@ -29,13 +29,13 @@ class ThrottledLoginView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
-        services.record_failed_sign_in(
+        signin.record_failed_sign_in(
             self.request.POST.get("username", ""), self.request.META.get("REMOTE_ADDR")
         )
         return super().form_invalid(form)
 
     def form_valid(self, form):
-        services.clear_failures(form.get_user().get_username())
+        signin.clear_failures(form.get_user().get_username())
         return super().form_valid(form)
 
 

@@ -5,8 +5,8 @@ from datetime import date, datetime, time, timedelta
 import pytest
 
 from careline.clinics.models import StaffRole
+from careline.scheduling.appointments import book_appointment, change_status
 from careline.scheduling.models import AppointmentStatus
-from careline.scheduling.services import book_appointment, change_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

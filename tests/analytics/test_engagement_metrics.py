@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from careline.analytics.services import engagement_metrics, median_first_answer_minutes
+from careline.analytics.metrics import engagement_metrics, median_first_answer_minutes
 from careline.clinics.models import Practice
 from careline.conversations.models import Conversation, InboundMessage
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage
-from careline.patients.services import record_consent
+from careline.patients.consent import record_consent
 from careline.scheduling.models import Appointment
 from careline.selfservice.models import SlotOpening
 
@@ -20,7 +20,7 @@ def practice(build):
 
 
 def _visit(build, practice, hours_ahead):
-    from careline.scheduling.services import book_appointment
+    from careline.scheduling.appointments import book_appointment
 
     provider = practice.providers.first() or build.provider(practice, weekdays=range(7), hours=None)
     start = timezone.now() + timedelta(hours=hours_ahead)

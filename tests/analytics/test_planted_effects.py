@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from careline.analytics.services import appointment_metrics, before_and_after
+from careline.analytics.metrics import appointment_metrics, before_and_after
 from careline.clinics.models import Practice
 from careline.demo.generator import DemoOptions, generate_demo
 from careline.scheduling.models import Appointment

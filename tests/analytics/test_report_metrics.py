@@ -5,11 +5,11 @@ from datetime import date, datetime, time, timedelta
 import pytest
 from django.urls import reverse
 
-from careline.analytics.services import appointment_metrics, before_and_after
+from careline.analytics.metrics import appointment_metrics, before_and_after
 from careline.analytics.statistics import compare_rates, wilson_interval
 from careline.clinics.models import StaffRole
+from careline.scheduling.appointments import book_appointment, change_status, move_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.scheduling.services import book_appointment, change_status, move_appointment
 
 MONDAY = date(2026, 10, 5)
 

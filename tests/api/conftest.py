@@ -15,7 +15,7 @@ from django.urls import resolve
 from django.utils import timezone
 from openapi_schema_validator import OAS31Validator
 
-from careline.api.services import issue_api_key
+from careline.api.keys import issue_api_key
 from careline.api.v1.http import unknown_endpoint
 from careline.api.v1.openapi import openapi_document
 from careline.conversations.models import Conversation, InboundMessage

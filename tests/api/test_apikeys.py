@@ -3,8 +3,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from careline.api.keys import ApiKeyError, authenticate_key, issue_api_key
 from careline.api.models import ApiKey
-from careline.api.services import ApiKeyError, authenticate_key, issue_api_key
 from careline.clinics.models import Organization
 
 

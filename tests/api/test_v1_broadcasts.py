@@ -11,7 +11,7 @@ from django.utils import timezone
 from careline.api.models import ApiKey
 from careline.api.v1.service_users import service_username
 from careline.broadcasts.models import Broadcast
-from careline.broadcasts.services import Audience, send_broadcast
+from careline.broadcasts.sending import Audience, send_broadcast
 from careline.messaging.models import MessageState, OutboundMessage
 from careline.patients.models import PhoneConsent
 from tests.api.conftest import error

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from careline.api.services import issue_api_key
+from careline.api.keys import issue_api_key
 from careline.clinics.models import StaffRole
 from careline.conversations import inbox
 from careline.conversations.models import (

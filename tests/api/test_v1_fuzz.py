@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from careline.broadcasts.services import Audience, send_broadcast
+from careline.broadcasts.sending import Audience, send_broadcast
 from tests.api.conftest import make_conversation
 
 FUZZ = settings(

@@ -7,8 +7,8 @@ from datetime import date, datetime, time, timedelta
 import pytest
 
 from careline.messaging.models import ReminderRule
+from careline.scheduling.appointments import book_appointment, change_status
 from careline.scheduling.models import AppointmentStatus, ChangeSource
-from careline.scheduling.services import book_appointment, change_status
 from tests.api.conftest import error
 
 

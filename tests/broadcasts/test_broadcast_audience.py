@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from careline.broadcasts.models import Broadcast
-from careline.broadcasts.services import (
+from careline.broadcasts.sending import (
     Audience,
     BroadcastError,
     delivery_report,
@@ -16,8 +16,8 @@ from careline.broadcasts.services import (
 )
 from careline.clinics.models import StaffRole
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage, Priority
-from careline.patients.services import record_consent
-from careline.scheduling.services import book_appointment
+from careline.patients.consent import record_consent
+from careline.scheduling.appointments import book_appointment
 
 THURSDAY = date(2026, 12, 3)
 

@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from careline.clinics.models import Practice, Provider, StaffRole
 from careline.patients.models import Patient
+from careline.scheduling.appointments import book_appointment
 from careline.scheduling.models import Appointment, AppointmentEvent, WorkingHours
-from careline.scheduling.services import book_appointment
 
 
 @pytest.fixture

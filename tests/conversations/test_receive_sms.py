@@ -8,8 +8,8 @@ import threading
 import pytest
 from django.db import connection
 
+from careline.conversations.inbound import receive_sms
 from careline.conversations.models import InboundAction, InboundIntent, InboundMessage
-from careline.conversations.services import receive_sms
 from careline.messaging.models import MessageKind, OutboundMessage, Priority
 from careline.patients.models import ConsentEvent, ConsentSource, PhoneConsent
 

@@ -10,6 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from careline.conversations import replies, texts
+from careline.conversations.inbound import receive_sms
 from careline.conversations.models import (
     ChoiceKind,
     ChoiceState,
@@ -19,7 +20,6 @@ from careline.conversations.models import (
     InboundMessage,
     NumberedChoice,
 )
-from careline.conversations.services import receive_sms
 from careline.conversations.understanding import ACT_THRESHOLD
 from careline.messaging.models import (
     MessageKind,
@@ -28,13 +28,13 @@ from careline.messaging.models import (
     OutboundMessage,
 )
 from careline.patients.models import Language, PhoneConsent
+from careline.scheduling.appointments import book_appointment, find_open_slots
 from careline.scheduling.models import (
     AppointmentEvent,
     AppointmentStatus,
     BlockedPeriod,
     ChangeSource,
 )
-from careline.scheduling.services import book_appointment, find_open_slots
 
 from .conftest import ORG_NUMBER
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from careline.api.services import issue_api_key
+from careline.api.keys import issue_api_key
 from careline.conversations import replies
 from careline.conversations.models import (
     ChoiceKind,

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from careline.api.services import issue_api_key
+from careline.api.keys import issue_api_key
 from careline.clinics.models import StaffRole
 from careline.conversations.models import InboundMessage
 from careline.integrations.hl7.mllp import MllpClient, start_background_listener
@@ -39,7 +39,7 @@ from careline.messaging.models import MessageState, OutboundMessage
 from careline.messaging.planning import plan_all_reminders
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from tests.fhir.conftest import Fhir
+from tests.integrations.fhir.conftest import Fhir
 from tests.integrations.messages import siu
 from tests.messaging.fake_twilio import SERVER_ERROR, FakeError, running_fake_twilio
 from tests.selfservice.conftest import next_monday

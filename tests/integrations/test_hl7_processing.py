@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from careline.clinics.models import Provider
-from careline.integrations.hl7.services import FeedSelector, receive_message
+from careline.integrations.hl7.receiving import FeedSelector, receive_message
 from careline.integrations.models import Hl7Message, Hl7MessageState, Hl7ProviderLink
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
@@ -196,7 +196,7 @@ def test_unknown_provider_without_auto_create_then_linked(feeds, build):
     assert receipt.ack_code == "AE" and "Unknown provider 'LWONG'" in receipt.reason
     lee = build.provider(feeds.troy, display_name="Dr. Wong-Lee")
     Hl7ProviderLink.objects.create(feed=feeds.pms, code="LWONG", provider=lee)
-    from careline.integrations.hl7.services import replay_message
+    from careline.integrations.hl7.receiving import replay_message
 
     assert replay_message(Hl7Message.objects.get(control_id="PR1")).ack_code == "AA"
     assert _appointment(feeds.pms, "A100").provider == lee

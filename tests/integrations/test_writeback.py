@@ -16,12 +16,12 @@ from django.utils import timezone
 from careline.integrations.hl7 import writeback
 from careline.integrations.hl7.mllp import END_BLOCK, decode, frame
 from careline.integrations.hl7.parsing import parse_siu, to_datetime
-from careline.integrations.hl7.services import receive_message
+from careline.integrations.hl7.receiving import receive_message
 from careline.integrations.models import Hl7OutboundMessage, Hl7OutboundState
+from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource
-from careline.patients.services import record_consent
+from careline.scheduling.appointments import book_appointment, change_status, move_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.scheduling.services import book_appointment, change_status, move_appointment
 from tests.integrations.conftest import sample
 from tests.integrations.messages import siu
 

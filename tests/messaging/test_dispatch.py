@@ -14,11 +14,11 @@ from careline.messaging.gateways.base import (
 )
 from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.messaging.models import MessageState, OutboundMessage, SimulatedPhoneMessage
+from careline.messaging.outbox import apply_status_update, queue_reply
 from careline.messaging.planning import plan_all_reminders, sync_reminders
 from careline.messaging.segments import count_segments
-from careline.messaging.services import apply_status_update, queue_reply
+from careline.patients.consent import record_consent
 from careline.patients.models import PhoneConsent
-from careline.patients.services import record_consent
 
 
 class Clock:

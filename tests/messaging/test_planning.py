@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from careline.messaging.models import MessageState, OutboundMessage, ReminderRule
 from careline.messaging.planning import plan_all_reminders, sync_reminders
+from careline.scheduling.appointments import book_appointment, change_status, move_appointment
 from careline.scheduling.models import Appointment
-from careline.scheduling.services import book_appointment, change_status, move_appointment
 from tests.messaging.conftest import Clinic
 
 

@@ -79,7 +79,7 @@ def test_the_worker_waits_by_the_segments_of_each_text(build):
     from careline.messaging.dispatch import Dispatcher
     from careline.messaging.gateways.simulator import SimulatorGateway
     from careline.messaging.models import OutboundMessage
-    from careline.messaging.services import queue_reply
+    from careline.messaging.outbox import queue_reply
 
     org = build.organization()
     bodies = ["a" * 400, "b" * 200, "c", "d" * 200]  # 3, 2, 1 and 2 segments

@@ -3,7 +3,7 @@ from django.utils import timezone
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.base import get_gateway
 from careline.messaging.gateways.simulator import SimulatorGateway
-from careline.messaging.services import queue_reply
+from careline.messaging.outbox import queue_reply
 
 
 def test_patient_phones_page_shows_each_phones_texts_newest_last(client, build):

@@ -6,8 +6,8 @@ from datetime import date, datetime, time
 import pytest
 from django.db import connection, connections
 
+from careline.scheduling.appointments import SlotUnavailable, book_appointment, move_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus
-from careline.scheduling.services import SlotUnavailable, book_appointment, move_appointment
 
 BOOKERS = 8
 

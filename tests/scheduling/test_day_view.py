@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from careline.clinics.models import StaffRole
-from careline.patients.services import record_consent
+from careline.patients.consent import record_consent
+from careline.scheduling.appointments import book_appointment, change_status
 from careline.scheduling.models import AppointmentStatus
-from careline.scheduling.services import book_appointment, change_status
 
 DAY = date(2026, 12, 2)
 

@@ -4,18 +4,18 @@ from datetime import date, datetime, time, timedelta
 
 import pytest
 
-from careline.scheduling.models import (
-    AppointmentStatus,
-    BlockedPeriod,
-    Holiday,
-    RecurringBreak,
-)
-from careline.scheduling.services import (
+from careline.scheduling.appointments import (
     SlotUnavailable,
     book_appointment,
     change_status,
     find_open_slots,
     move_appointment,
+)
+from careline.scheduling.models import (
+    AppointmentStatus,
+    BlockedPeriod,
+    Holiday,
+    RecurringBreak,
 )
 
 TUESDAY = date(2026, 12, 1)

@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from careline.scheduling.appointments import book_appointment, find_open_slots
 from careline.scheduling.models import Appointment
-from careline.scheduling.services import book_appointment, find_open_slots
 
 CHICAGO = ZoneInfo("America/Chicago")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -12,7 +12,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from careline.clinics.models import StaffRole
-from careline.scheduling.services import book_appointment
+from careline.scheduling.appointments import book_appointment
 
 # URL namespaces/prefixes that are not the staff app: each has its own door and own tests.
 PUBLIC_PREFIXES = (
@@ -80,7 +80,7 @@ def _optional_objects(org, objs) -> dict:
     """Objects of apps that exist in this build; each is one more row of the matrix."""
     extra = {}
     try:
-        from careline.broadcasts.services import Audience, send_broadcast
+        from careline.broadcasts.sending import Audience, send_broadcast
 
         extra["broadcast"] = send_broadcast(
             organization_id=org.id,

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from careline.integrations.hl7.services import receive_message
+from careline.integrations.hl7.receiving import receive_message
 from careline.integrations.models import Hl7Message
 from tests.integrations.conftest import sample
 

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage
 from careline.patients.models import Patient
+from careline.scheduling.appointments import SlotUnavailable, book_appointment
 from careline.scheduling.models import ChangeSource
-from careline.scheduling.services import SlotUnavailable, book_appointment
 from careline.selfservice import booking, ratelimit
 from careline.selfservice.models import OneTimeCode
 

@@ -11,8 +11,8 @@ import pytest
 
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
+from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.scheduling.services import change_status
 from careline.selfservice.links import manage_link_url
 from careline.selfservice.models import SlotOpening, WaitlistEntry
 

@@ -10,13 +10,13 @@ from django.utils import timezone
 
 from careline.messaging.models import OutboundMessage
 from careline.patients.models import Patient
+from careline.scheduling.appointments import book_appointment
 from careline.scheduling.models import (
     Appointment,
     AppointmentEvent,
     AppointmentStatus,
     ChangeSource,
 )
-from careline.scheduling.services import book_appointment
 from careline.selfservice import waitlist
 from careline.selfservice.links import issue_manage_link, manage_link_url
 from careline.selfservice.models import PatientLink, WaitlistEntry, WaitlistSource

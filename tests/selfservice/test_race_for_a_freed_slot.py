@@ -11,8 +11,8 @@ from django.db import connections
 from django.test import Client
 
 from careline.messaging.models import OutboundMessage
+from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.scheduling.services import change_status
 from careline.selfservice import waitlist
 from careline.selfservice.models import SlotOpening, WaitlistOffer, WaitlistSource
 

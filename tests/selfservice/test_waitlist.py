@@ -11,15 +11,15 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from careline.messaging.models import MessageKind, OutboundMessage
+from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource
-from careline.patients.services import record_consent
+from careline.scheduling.appointments import change_status
 from careline.scheduling.models import (
     Appointment,
     AppointmentEvent,
     AppointmentStatus,
     ChangeSource,
 )
-from careline.scheduling.services import change_status
 from careline.selfservice import waitlist
 from careline.selfservice.models import (
     SlotOpening,

@@ -4,9 +4,9 @@ from datetime import date, datetime, time
 
 from django.urls import reverse
 
-from careline.broadcasts.services import Audience, preview
+from careline.broadcasts.sending import Audience, preview
 from careline.clinics.models import StaffRole
-from careline.scheduling.services import book_appointment
+from careline.scheduling.appointments import book_appointment
 
 
 def test_broadcast_day_filter_and_send_time_use_the_practice_zone(client, build):

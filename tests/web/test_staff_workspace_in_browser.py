@@ -14,13 +14,13 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from careline.clinics.models import StaffRole
-from careline.conversations.services import receive_sms
+from careline.conversations.inbound import receive_sms
 from careline.messaging.compliance import SendingHours
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.messaging.models import MessageKind, MessageTemplate
+from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource, Language
-from careline.patients.services import record_consent
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from tests.browser import SCREENSHOTS
 

@@ -24,8 +24,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from careline.api.auth import api_key_from_request
+from careline.api.keys import ApiKeyError
 from careline.api.models import ApiKey
-from careline.api.services import ApiKeyError
 
 logger = logging.getLogger(__name__)
 

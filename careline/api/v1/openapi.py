@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from careline.analytics.services import DIMENSIONS
+from careline.analytics.metrics import DIMENSIONS
 from careline.api.v1.http import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
 from careline.api.v1.representations import THREAD_LENGTH
 from careline.broadcasts.models import Broadcast

@@ -6,9 +6,9 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from careline.analytics.services import BeforeAfter, MetricsRow
+from careline.analytics.metrics import BeforeAfter, MetricsRow
 from careline.broadcasts.models import Broadcast
-from careline.broadcasts.services import Preview
+from careline.broadcasts.sending import Preview
 from careline.conversations.models import Conversation, ConversationReply, InboundMessage
 from careline.messaging.models import MessageState, ReminderRule
 from careline.messaging.segments import SegmentCount
@@ -96,7 +96,7 @@ def broadcast(b: Broadcast) -> dict[str, Any]:
 
 
 def delivery(report: dict[str, int]) -> dict[str, Any]:
-    """careline.broadcasts.services.delivery_report keyed by state values and reasons."""
+    """careline.broadcasts.sending.delivery_report keyed by state values and reasons."""
     by_label = {state.label: state.value for state in MessageState}
     suppressed = f"{MessageState.SUPPRESSED.label}: "
     by_state: dict[str, int] = {}

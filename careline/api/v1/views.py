@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from careline.analytics.services import DIMENSIONS, appointment_metrics, before_and_after
+from careline.analytics.metrics import DIMENSIONS, appointment_metrics, before_and_after
 from careline.api.models import ApiKey
 from careline.api.v1 import representations as render
 from careline.api.v1.http import (
@@ -27,15 +27,15 @@ from careline.api.v1.http import (
     query_params,
 )
 from careline.api.v1.openapi import openapi_document
-from careline.api.v1.representations import THREAD_LENGTH
-from careline.api.v1.service_users import acting_user
-from careline.api.v1.services import (
+from careline.api.v1.reminder_rules import (
     default_rule,
     foreign_ids,
     override_rules,
     save_default_rule,
 )
-from careline.broadcasts import services as broadcasts
+from careline.api.v1.representations import THREAD_LENGTH
+from careline.api.v1.service_users import acting_user
+from careline.broadcasts import sending as broadcasts
 from careline.broadcasts.models import Broadcast
 from careline.clinics.models import Practice
 from careline.conversations import inbox

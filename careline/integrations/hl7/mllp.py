@@ -25,7 +25,7 @@ from django.db import connection, connections
 from django.db.utils import InterfaceError, OperationalError
 from hl7.mllp import start_hl7_server
 
-from careline.integrations.hl7.services import FeedSelector, Receipt, receive_message
+from careline.integrations.hl7.receiving import FeedSelector, Receipt, receive_message
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from careline.api.keys import issue_api_key, revoke_api_key
 from careline.api.models import ApiKey
-from careline.api.services import issue_api_key, revoke_api_key
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from careline.integrations.hl7.files import iter_messages
-from careline.integrations.hl7.services import FeedSelector, receive_message
+from careline.integrations.hl7.receiving import FeedSelector, receive_message
 
 
 class Command(BaseCommand):

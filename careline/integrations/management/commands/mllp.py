@@ -8,7 +8,7 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 
 from careline.integrations.hl7.mllp import serve
-from careline.integrations.hl7.services import FeedSelector
+from careline.integrations.hl7.receiving import FeedSelector
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from careline.fhir.registry import HANDLERS
+from careline.integrations.fhir.registry import HANDLERS
 
 
 def capability_statement(base_url: str) -> dict[str, Any]:

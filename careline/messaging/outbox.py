@@ -16,8 +16,8 @@ from careline.messaging.models import (
     OutboundMessage,
     Priority,
 )
+from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource, PhoneConsent
-from careline.patients.services import record_consent
 
 logger = logging.getLogger(__name__)
 

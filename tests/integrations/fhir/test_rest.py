@@ -8,11 +8,11 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from careline.api.services import issue_api_key, revoke_api_key
+from careline.api.keys import issue_api_key, revoke_api_key
 from careline.clinics.models import Practice
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
-from tests.fhir.conftest import Fhir, outcome
+from tests.integrations.fhir.conftest import Fhir, outcome
 
 TZ_EXT = "http://hl7.org/fhir/StructureDefinition/timezone"
 
@@ -121,8 +121,8 @@ def test_patient_mapping_normalizes_the_mobile_and_reads_language_and_mrn(fhir, 
 
 @pytest.mark.django_db
 def test_an_opted_out_number_shows_on_the_patient(fhir, org):
-    from careline.fhir.resources import SMS_OPT_OUT_EXTENSION
-    from careline.patients.services import record_consent
+    from careline.integrations.fhir.resources import SMS_OPT_OUT_EXTENSION
+    from careline.patients.consent import record_consent
 
     created = fhir.post(
         "Patient",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from careline.fhir.communication import CommunicationHandler
-from careline.fhir.resources import (
+from careline.integrations.fhir.communication import CommunicationHandler
+from careline.integrations.fhir.resources import (
     AppointmentHandler,
     Handler,
     LocationHandler,

@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import normalize_phone, validate_time_zone
-from careline.fhir.errors import FhirError, not_found, unknown_reference
-from careline.fhir.search import (
+from careline.integrations.fhir.errors import FhirError, not_found, unknown_reference
+from careline.integrations.fhir.search import (
     any_of,
     date_q,
     date_range,
@@ -28,9 +28,9 @@ from careline.fhir.search import (
     reference_pk,
 )
 from careline.patients.models import Language, Patient
+from careline.scheduling.appointments import find_open_slots
 from careline.scheduling.external import resolve_appointment_type, upsert_external_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.scheduling.services import find_open_slots
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).

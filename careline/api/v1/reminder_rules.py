@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from careline.broadcasts.services import Audience
+from careline.broadcasts.sending import Audience
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.messaging.models import DEFAULT_OFFSETS_MINUTES, ReminderRule
 

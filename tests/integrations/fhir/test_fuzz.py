@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from careline.fhir.registry import HANDLERS
-from tests.fhir.conftest import outcome
+from careline.integrations.fhir.registry import HANDLERS
+from tests.integrations.fhir.conftest import outcome
 
 TYPES = sorted(HANDLERS)
 FUZZ = settings(

@@ -11,7 +11,7 @@ from careline.conversations.models import InboundMessage
 from careline.messaging.models import MessageState, OutboundMessage
 from careline.scheduling.external import resolve_appointment_type, upsert_external_appointment
 from careline.scheduling.models import ChangeSource
-from tests.fhir.conftest import outcome
+from tests.integrations.fhir.conftest import outcome
 
 T0 = datetime(2031, 3, 4, 15, 0, tzinfo=UTC)
 

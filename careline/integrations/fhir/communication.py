@@ -12,9 +12,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from careline.conversations.models import InboundMessage
-from careline.fhir.errors import FhirError, not_found
-from careline.fhir.resources import Context, Handler, SearchParameter, _iso
-from careline.fhir.search import date_q, parse_pk, reference_pk
+from careline.integrations.fhir.errors import FhirError, not_found
+from careline.integrations.fhir.resources import Context, Handler, SearchParameter, _iso
+from careline.integrations.fhir.search import date_q, parse_pk, reference_pk
 from careline.messaging.models import Channel, MessageState, OutboundMessage
 
 KIND_SYSTEM = "urn:careline:message-kind"

@@ -20,9 +20,9 @@ from careline.conversations.keywords import ConsentMatch, consent_keyword
 from careline.conversations.models import InboundAction, InboundIntent, InboundMessage
 from careline.conversations.replies import act_on_reply
 from careline.messaging.models import OutboundMessage
-from careline.messaging.services import queue_reply
+from careline.messaging.outbox import queue_reply
+from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource, Language, Patient, PhoneConsent
-from careline.patients.services import record_consent
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError as PydanticValidationError
 
 from careline.api.auth import api_key_from_request
-from careline.api.services import ApiKeyError
-from careline.fhir.capability import capability_statement
-from careline.fhir.errors import FhirError, from_validation_error, operation_outcome
-from careline.fhir.registry import HANDLERS
-from careline.fhir.resources import Context, Handler
-from careline.fhir.search import COMMON_PARAMETERS, page_offset, page_size
+from careline.api.keys import ApiKeyError
+from careline.integrations.fhir.capability import capability_statement
+from careline.integrations.fhir.errors import FhirError, from_validation_error, operation_outcome
+from careline.integrations.fhir.registry import HANDLERS
+from careline.integrations.fhir.resources import Context, Handler
+from careline.integrations.fhir.search import COMMON_PARAMETERS, page_offset, page_size
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from django.db.models import Q
 from django.utils import timezone
 
-from careline.fhir.errors import FhirError
+from careline.integrations.fhir.errors import FhirError
 
 MAX_PK = 2**63 - 1
 DEFAULT_PAGE_SIZE = 50

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from careline.fhir import views
+from careline.integrations.fhir import views
 
 app_name = "fhir"
 
