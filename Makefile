@@ -20,7 +20,7 @@ run: $(STAMP)
 
 ## Set up from nothing and run every test, on SQLite and on PostgreSQL.
 test: $(STAMP) browser-deps
-	$(BIN)/ruff check careline tests bench
+	$(MAKE) lint
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
 
@@ -34,8 +34,13 @@ test-postgres: $(STAMP)
 browser-deps:
 	./scripts/browser-deps.sh
 
+## The house rules: ruff, the layers and owners (docs/architecture.md), migrations up to date.
 lint: $(STAMP)
-	$(BIN)/ruff check careline tests bench
+	$(BIN)/ruff check careline tests bench scripts
+	$(BIN)/ruff format --check careline tests bench scripts
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/check_table_owners.py
+	env -u DATABASE_URL $(BIN)/python manage.py makemigrations --check --dry-run
 
 ## Run the benchmarks at 10^4..10^6 rows on SQLite and PostgreSQL; writes docs/benchmarks.md.
 bench: $(STAMP)
