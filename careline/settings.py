@@ -122,11 +122,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
         f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}; PRAGMA mmap_size={SQLITE_MMAP_BYTES};",
     }
-    # A file, not :memory:, so threads and live servers in a test share one database.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"careline-test-{os.getpid()}.sqlite3")}
-else:
-    # Per-process test database names let several test runs share one server.
-    DATABASES["default"]["TEST"] = {"NAME": f"test_careline_{os.getpid()}"}
+    # A file, not :memory:, so threads and live servers in a test share one database. A
+    # stable name lets `pytest --reuse-db` keep it between runs; each checkout has its own.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "careline-test.sqlite3")}
+# On PostgreSQL Django's own "test_<name>" is stable; each checkout runs its own cluster
+# (scripts/postgres.sh), so two checkouts never share a test database.
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
