@@ -27,9 +27,12 @@ test: $(STAMP) browser-deps
 test-sqlite: $(STAMP)
 	env -u DATABASE_URL $(BIN)/pytest -q -p no:cacheprovider
 
+# Stops the PostgreSQL cluster afterwards unless it was already running before.
 test-postgres: $(STAMP)
-	url=$$(./scripts/postgres.sh) && url=$$(echo "$$url" | tail -1) && \
-	  DATABASE_URL=$$url $(BIN)/pytest -q -p no:cacheprovider
+	@up=0; ./scripts/postgres.sh running && up=1; \
+	url=$$(CARELINE_PG_SHARED_BUFFERS=256MB ./scripts/postgres.sh | tail -1) || exit 1; \
+	DATABASE_URL=$$url $(BIN)/pytest -q -p no:cacheprovider; code=$$?; \
+	[ $$up = 1 ] || ./scripts/postgres.sh stop; exit $$code
 
 browser-deps:
 	./scripts/browser-deps.sh
