@@ -14,8 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError as PydanticValidationError
 
-from careline.api.auth import api_key_from_request
-from careline.api.keys import ApiKeyError
+from careline.integrations.api_keys import ApiKeyError, api_key_from_request
 from careline.integrations.fhir.capability import capability_statement
 from careline.integrations.fhir.errors import FhirError, from_validation_error, operation_outcome
 from careline.integrations.fhir.registry import HANDLERS

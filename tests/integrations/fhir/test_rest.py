@@ -8,8 +8,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from careline.api.keys import issue_api_key, revoke_api_key
 from careline.clinics.models import Practice
+from careline.integrations.api_keys import issue_api_key, revoke_api_key
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from tests.integrations.fhir.conftest import Fhir, outcome
