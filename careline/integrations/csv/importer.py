@@ -51,7 +51,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
-from careline.patients.models import Language, Patient
+from careline.patients.languages import language_code
+from careline.patients.models import Patient
 from careline.scheduling.external import NEUTRAL_PATIENT_FACING_NAME
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.models import ChangeSource as Source
@@ -70,16 +71,6 @@ OPTIONAL = (
 DEFAULT_TYPE_CODE = "VISIT"
 _STATUSES = frozenset(AppointmentStatus.values)
 BATCH_SIZE = 2000
-_LANGUAGES = {
-    "": "",
-    "en": Language.ENGLISH,
-    "eng": Language.ENGLISH,
-    "english": Language.ENGLISH,
-    "es": Language.SPANISH,
-    "spa": Language.SPANISH,
-    "spanish": Language.SPANISH,
-    "español": Language.SPANISH,
-}
 
 
 class CsvLayoutError(ValueError):
@@ -169,7 +160,8 @@ class _Validator:
             raise ValueError(
                 f"status '{value['status']}' is not one of {', '.join(AppointmentStatus.values)}"
             )
-        language = _LANGUAGES.get(value["language"].lower())
+        # Blank: a new patient gets English, a known one keeps theirs.
+        language = language_code(value["language"]) if value["language"] else ""
         if language is None:
             raise ValueError(f"language '{value['language']}' is not en or es")
         npi = value["provider_npi"]

@@ -41,7 +41,8 @@ from careline.integrations.hl7.parsing import (
     to_duration,
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
-from careline.patients.models import Language, Patient
+from careline.patients.languages import language_code
+from careline.patients.models import Patient
 from careline.scheduling.external import (
     resolve_appointment_type,
     upsert_external_appointment,
@@ -54,18 +55,6 @@ from careline.scheduling.models import (
 )
 
 logger = logging.getLogger(__name__)
-
-_LANGUAGES = {
-    "es": Language.SPANISH,
-    "spa": Language.SPANISH,
-    "sp": Language.SPANISH,
-    "spanish": Language.SPANISH,
-    "espanol": Language.SPANISH,
-    "español": Language.SPANISH,
-    "en": Language.ENGLISH,
-    "eng": Language.ENGLISH,
-    "english": Language.ENGLISH,
-}
 
 
 class NotApplicable(Exception):
@@ -461,7 +450,7 @@ def _patient(
             changed["birth_date"] = to_date(data.birth_date, "PID-7 birth date")
         except BadValue as exc:
             result.problems.append(str(exc))
-    language = _LANGUAGES.get(data.language.strip().lower())
+    language = language_code(data.language)
     if language:
         changed["preferred_language"] = language
     mobile = _mobile(data, result)

@@ -20,6 +20,7 @@ from careline.integrations.fhir.resources.handler import (
     refuse_duplicate,
 )
 from careline.integrations.fhir.search import date_q, parse_token
+from careline.patients.languages import language_code
 from careline.patients.models import Language, Patient
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -202,13 +203,13 @@ def _birth_date(value) -> date | None:
 
 
 def _language(communications: list | None) -> str:
+    """The preferred communication first; English when none is a language we text in."""
     ordered = sorted(communications or [], key=lambda c: not c.preferred)
-    supported = set(Language.values)
     for communication in ordered:
         concept = communication.language
         codes = [c.code for c in concept.coding or [] if c.code] + [concept.text or ""]
         for code in codes:
-            language = code.split("-")[0].strip().lower()
-            if language in supported:
+            language = language_code(code)
+            if language:
                 return language
     return Language.ENGLISH
