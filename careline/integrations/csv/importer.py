@@ -45,12 +45,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import phonenumbers
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
+from careline.clinics.validators import normalize_phone
+from careline.messaging.planning import plan_all_reminders
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
 from careline.scheduling.external import NEUTRAL_PATIENT_FACING_NAME
@@ -190,20 +192,17 @@ class _Validator:
         )
 
     def _phone(self, text: str) -> str:
-        return _e164(text, self.region) if text else ""
+        if not text:
+            return ""
+        try:
+            return _e164(text, self.region)
+        except ValidationError as exc:
+            raise ValueError(f"mobile_phone {' '.join(exc.messages)}") from None
 
 
-@functools.lru_cache(maxsize=50_000)
-def _e164(text: str, region: str) -> str:
-    # Cached: a file repeats numbers (families, many visits), and parsing one is the
-    # costliest check per row.
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError(f"mobile_phone '{text}' is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"mobile_phone '{text}' is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+# Cached: a file repeats numbers (families, many visits), and parsing one is the costliest
+# check per row. Refusals raise, so they are not cached.
+_e164 = functools.lru_cache(maxsize=50_000)(normalize_phone)
 
 
 def _read(
@@ -287,16 +286,8 @@ def import_csv(
             writer.write(batch)
     report.imported = True
     if plan_reminders:
-        _plan_reminders(organization.id)
+        plan_all_reminders(organization_id=organization.id)
     return report
-
-
-def _plan_reminders(organization_id: int) -> None:
-    try:
-        from careline.messaging.planning import plan_all_reminders
-    except ImportError:
-        return
-    plan_all_reminders(organization_id=organization_id)
 
 
 class _BatchWriter:
