@@ -52,10 +52,14 @@ from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import normalize_phone
+from careline.integrations.appointments import (
+    NEUTRAL_PATIENT_FACING_NAME,
+    feed_change,
+    record_status,
+)
 from careline.messaging.planning import plan_all_reminders
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
-from careline.scheduling.external import NEUTRAL_PATIENT_FACING_NAME
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.models import ChangeSource as Source
 
@@ -442,6 +446,7 @@ class _BatchWriter:
             "confirmed_at",
             "status_changed_at",
             "status_source",
+            "status_changed_by",
             "external_updated_at",
         ]
         new, changed, events = [], [], []
@@ -476,15 +481,12 @@ class _BatchWriter:
                     )
                 )
                 continue
-            moved = current.start != start
-            status = row.status
-            if (
-                status == AppointmentStatus.BOOKED
-                and current.status == AppointmentStatus.CONFIRMED
-                and not moved
-            ):
-                # The practice's system does not know the patient confirmed by text.
-                status = AppointmentStatus.CONFIRMED
+            change = feed_change(
+                current, start=start, provider_id=providers[row.line], status=row.status
+            )
+            moved = change.moved
+            # Set directly, not through the state machine: imports send no notices.
+            status = AppointmentStatus.CONFIRMED if change.confirms else change.status
             if status == current.status and all(
                 getattr(current, k) == v for k, v in values.items()
             ):
@@ -494,11 +496,7 @@ class _BatchWriter:
             for k, v in values.items():
                 setattr(current, k, v)
             if status != old_status:
-                current.status = status
-                current.status_changed_at, current.status_source = self.now, Source.CSV
-                current.confirmed_at = (
-                    self.now if status == AppointmentStatus.CONFIRMED else current.confirmed_at
-                )
+                record_status(current, status, source=Source.CSV, now=self.now)
             current.external_updated_at = self.now
             changed.append(current)
             if status != old_status or moved:
