@@ -4,13 +4,13 @@ from django.http import HttpRequest
 from careline.clinics.admin_scoping import ScopedAdmin, _roles
 from careline.clinics.models import StaffRole
 from careline.integrations.hl7.receiving import replay_message
+from careline.integrations.hl7.writeback.send import send_again
 from careline.integrations.models import (
     ApiKey,
     Hl7Feed,
     Hl7Message,
     Hl7MessageState,
     Hl7OutboundMessage,
-    Hl7OutboundState,
     Hl7ProviderLink,
 )
 
@@ -103,11 +103,7 @@ class Hl7OutboundMessageAdmin(InterfaceAdmin):
 
     @admin.action(description="Send again (failed messages only)")
     def retry(self, request: HttpRequest, queryset) -> None:
-        from django.utils import timezone
-
-        count = queryset.filter(state=Hl7OutboundState.FAILED).update(
-            state=Hl7OutboundState.PENDING, next_attempt_at=timezone.now(), error_acks=0
-        )
+        count = send_again(queryset)
         self.message_user(request, f"{count} message(s) will be sent again.", messages.SUCCESS)
 
 

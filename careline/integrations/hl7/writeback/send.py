@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from itertools import groupby
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from careline.background import backoff
@@ -192,6 +192,13 @@ def _retry(
     stats["retry" if tried else "deferred"] += 1
     if tried:
         logger.warning("HL7 write-back %s: %s", row.pk, error)
+
+
+def send_again(messages: QuerySet[Hl7OutboundMessage]) -> int:
+    """Make the failed ones among `messages` due now, with a fresh count of AE answers."""
+    return messages.filter(state=Hl7OutboundState.FAILED).update(
+        state=Hl7OutboundState.PENDING, next_attempt_at=timezone.now(), error_acks=0
+    )
 
 
 def run_once(
