@@ -4,12 +4,13 @@ from django.http import HttpRequest
 from careline.clinics.admin_scoping import ScopedAdmin, _roles
 from careline.clinics.models import StaffRole
 from careline.integrations.hl7.receiving import replay_message
+from careline.integrations.hl7.writeback.send import send_again
 from careline.integrations.models import (
+    ApiKey,
     Hl7Feed,
     Hl7Message,
     Hl7MessageState,
     Hl7OutboundMessage,
-    Hl7OutboundState,
     Hl7ProviderLink,
 )
 
@@ -102,9 +103,29 @@ class Hl7OutboundMessageAdmin(InterfaceAdmin):
 
     @admin.action(description="Send again (failed messages only)")
     def retry(self, request: HttpRequest, queryset) -> None:
-        from django.utils import timezone
-
-        count = queryset.filter(state=Hl7OutboundState.FAILED).update(
-            state=Hl7OutboundState.PENDING, next_attempt_at=timezone.now(), error_acks=0
-        )
+        count = send_again(queryset)
         self.message_user(request, f"{count} message(s) will be sent again.", messages.SUCCESS)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    # Keys are issued from the console so the secret is shown once and never stored;
+    # here a superuser can see them and revoke one by setting its revoked time.
+    list_display = ["name", "organization", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["organization", "name", "prefix", "created_at", "last_used_at"]
+    exclude = ["secret_hash"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

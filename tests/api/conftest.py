@@ -15,10 +15,10 @@ from django.urls import resolve
 from django.utils import timezone
 from openapi_schema_validator import OAS31Validator
 
-from careline.api.keys import issue_api_key
 from careline.api.v1.http import unknown_endpoint
 from careline.api.v1.openapi import openapi_document
 from careline.conversations.models import Conversation, InboundMessage
+from careline.integrations.api_keys import issue_api_key
 
 DOCUMENT = openapi_document("http://testserver/api/v1")
 _sids = itertools.count(1)

@@ -8,10 +8,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from careline.api.models import ApiKey
 from careline.api.v1.service_users import service_username
 from careline.broadcasts.models import Broadcast
 from careline.broadcasts.sending import Audience, send_broadcast
+from careline.integrations.models import ApiKey
 from careline.messaging.models import MessageState, OutboundMessage
 from careline.patients.models import PhoneConsent
 from tests.api.conftest import error

@@ -9,7 +9,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from careline.api.keys import issue_api_key
 from careline.clinics.models import StaffRole
 from careline.conversations import inbox
 from careline.conversations.models import (
@@ -18,6 +17,7 @@ from careline.conversations.models import (
     ConversationState,
     Queue,
 )
+from careline.integrations.api_keys import issue_api_key
 from careline.messaging.models import MessageKind, OutboundMessage
 from careline.patients.models import PhoneConsent
 from tests.api.conftest import Api, error, make_conversation

@@ -10,10 +10,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
 
-from careline.api.keys import issue_api_key, revoke_api_key
 from careline.api.v1.http import unknown_endpoint
 from careline.api.v1.openapi import openapi_document
 from careline.broadcasts.sending import Audience, send_broadcast
+from careline.integrations.api_keys import issue_api_key, revoke_api_key
 from tests.api.conftest import Api, error, make_conversation
 
 # One request per documented operation, with ids filled in by the test.

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from careline.api.keys import issue_api_key
 from careline.conversations import replies
 from careline.conversations.models import (
     ChoiceKind,
@@ -30,6 +29,7 @@ from careline.conversations.models import (
     InboundMessage,
     NumberedChoice,
 )
+from careline.integrations.api_keys import issue_api_key
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage
 from careline.patients.models import PhoneConsent
 from careline.scheduling.models import Appointment, AppointmentStatus

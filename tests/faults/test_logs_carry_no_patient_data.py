@@ -25,9 +25,9 @@ from django.urls import reverse
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from careline.api.keys import issue_api_key
 from careline.clinics.models import StaffRole
 from careline.conversations.models import InboundMessage
+from careline.integrations.api_keys import issue_api_key
 from careline.integrations.hl7.mllp import MllpClient, start_background_listener
 from careline.integrations.models import Hl7Feed
 from careline.messaging.compliance import SendingHours

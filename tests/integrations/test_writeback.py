@@ -13,10 +13,11 @@ from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
 
-from careline.integrations.hl7 import writeback
+from careline.background import RETRY_MAX
 from careline.integrations.hl7.mllp import END_BLOCK, decode, frame
 from careline.integrations.hl7.parsing import parse_siu, to_datetime
 from careline.integrations.hl7.receiving import receive_message
+from careline.integrations.hl7.writeback import queue, send
 from careline.integrations.models import Hl7OutboundMessage, Hl7OutboundState
 from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource
@@ -104,7 +105,7 @@ def receipt_appointment(receipt) -> int:
 
 
 def run(at: datetime | None = None):
-    return writeback.run_once(now=at, timeout=5)
+    return send.run_once(now=at, timeout=5)
 
 
 def control_id_of(appointment: Appointment, status: str) -> str:
@@ -178,7 +179,7 @@ def test_order_per_appointment_under_a_failing_then_recovering_receiver(ehr, fee
     change_status(first, AppointmentStatus.CANCELLED, source=ChangeSource.PATIENT_TEXT)
     change_status(other, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_TEXT)
     t0 = timezone.now()
-    assert writeback.fill_outbox(now=t0) == 3
+    assert queue.fill_outbox(now=t0) == 3
     confirm, cancel = (
         control_id_of(first, AppointmentStatus.CONFIRMED),
         control_id_of(first, AppointmentStatus.CANCELLED),
@@ -222,7 +223,7 @@ def test_refused_connection_retries_without_giving_up(feeds):
     row = Hl7OutboundMessage.objects.get()
     assert row.state == Hl7OutboundState.PENDING and row.attempts == 12
     assert "Cannot connect" in row.last_error
-    assert row.next_attempt_at - (t0 + timedelta(hours=44)) == writeback.BACKOFF_MAX
+    assert row.next_attempt_at - (t0 + timedelta(hours=44)) == RETRY_MAX
 
 
 def test_ar_fails_at_once_and_the_next_message_goes(ehr, feeds):
@@ -241,7 +242,7 @@ def test_ar_fails_at_once_and_the_next_message_goes(ehr, feeds):
 
 
 def test_repeated_ae_fails_after_the_limit(ehr, feeds, monkeypatch):
-    monkeypatch.setattr(writeback, "MAX_ERROR_ACKS", 2)
+    monkeypatch.setattr(send, "MAX_ERROR_ACKS", 2)
     visit = arrive(siu("S12", appointment_id="W8"))
     change_status(visit, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_TEXT)
     ehr.script.extend(["AE", "AE"])
@@ -258,7 +259,7 @@ def test_running_twice_sends_nothing_new(ehr, feeds):
     assert run()["sent"] == 1
     assert run() == {}
     # The late-commit look-back reads recent events again without queueing them twice.
-    assert writeback.fill_outbox() == 0
+    assert queue.fill_outbox() == 0
     assert len(ehr.frames) == 1 and Hl7OutboundMessage.objects.count() == 1
 
 
@@ -370,17 +371,17 @@ def test_a_claimed_row_is_leased_and_comes_back_if_its_sender_dies(ehr, feeds):
     visit = arrive(siu("S12", appointment_id="W15"))
     change_status(visit, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_TEXT)
     t0 = timezone.now()
-    writeback.fill_outbox(now=t0)
-    assert len(writeback._claim(t0, 10)) == 1
-    assert writeback._claim(t0, 10) == []  # another worker does not take it meanwhile
-    assert len(writeback._claim(t0 + writeback.LEASE, 10)) == 1
+    queue.fill_outbox(now=t0)
+    assert len(send._claim(t0, 10)) == 1
+    assert send._claim(t0, 10) == []  # another worker does not take it meanwhile
+    assert len(send._claim(t0 + send.LEASE, 10)) == 1
 
 
 def test_read_ack_variants():
     ack = "MSH|^~\\&|E|F|C|C|2026||ACK|1|P|2.5.1\rMSA|CE|X1\rERR||||E||||Slot \\T\\ room busy\r"
-    assert writeback.read_ack(ack, "X1") == writeback.AckReading("AE", "Slot & room busy")
-    assert not writeback.read_ack(ack, "X2").in_step
-    assert writeback.read_ack("garbage", "X1").code == "AE"
+    assert send.read_ack(ack, "X1") == send.AckReading("AE", "Slot & room busy")
+    assert not send.read_ack(ack, "X2").in_step
+    assert send.read_ack("garbage", "X1").code == "AE"
 
 
 def test_command_once(ehr, feeds, capsys):
@@ -408,12 +409,12 @@ def test_two_senders_at_once_send_each_message_once_and_in_order(ehr, feeds):
         )
         change_status(visit, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_TEXT)
         change_status(visit, AppointmentStatus.CANCELLED, source=ChangeSource.PATIENT_LINK)
-    writeback.fill_outbox()
+    queue.fill_outbox()
     errors: list[BaseException] = []
 
     def sender() -> None:
         try:
-            writeback.send_due(batch_size=2, timeout=5)
+            send.send_due(batch_size=2, timeout=5)
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:

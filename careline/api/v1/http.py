@@ -23,9 +23,8 @@ from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from careline.api.auth import api_key_from_request
-from careline.api.keys import ApiKeyError
-from careline.api.models import ApiKey
+from careline.integrations.api_keys import ApiKeyError, api_key_from_request
+from careline.integrations.models import ApiKey
 
 logger = logging.getLogger(__name__)
 

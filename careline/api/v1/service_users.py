@@ -19,9 +19,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.utils.text import slugify
 
-from careline.api.models import ApiKey
 from careline.clinics.models import Practice
 from careline.clinics.scoping import grant_practice_scope
+from careline.integrations.models import ApiKey
 
 USERNAME_MAX = 150
 

@@ -9,7 +9,6 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
 from careline.analytics.metrics import DIMENSIONS, appointment_metrics, before_and_after
-from careline.api.models import ApiKey
 from careline.api.v1 import representations as render
 from careline.api.v1.http import (
     ApiError,
@@ -46,6 +45,7 @@ from careline.conversations.models import (
     InboundMessage,
     Queue,
 )
+from careline.integrations.models import ApiKey
 from careline.messaging.models import Channel
 from careline.patients.models import Language
 from careline.scheduling.models import Appointment

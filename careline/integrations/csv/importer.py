@@ -45,14 +45,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import phonenumbers
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
-from careline.patients.models import Language, Patient
-from careline.scheduling.external import NEUTRAL_PATIENT_FACING_NAME
+from careline.clinics.validators import normalize_phone
+from careline.integrations.appointments import (
+    NEUTRAL_PATIENT_FACING_NAME,
+    feed_change,
+    record_status,
+)
+from careline.messaging.planning import plan_all_reminders
+from careline.patients.languages import language_code
+from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.models import ChangeSource as Source
 
@@ -70,16 +77,6 @@ OPTIONAL = (
 DEFAULT_TYPE_CODE = "VISIT"
 _STATUSES = frozenset(AppointmentStatus.values)
 BATCH_SIZE = 2000
-_LANGUAGES = {
-    "": "",
-    "en": Language.ENGLISH,
-    "eng": Language.ENGLISH,
-    "english": Language.ENGLISH,
-    "es": Language.SPANISH,
-    "spa": Language.SPANISH,
-    "spanish": Language.SPANISH,
-    "español": Language.SPANISH,
-}
 
 
 class CsvLayoutError(ValueError):
@@ -169,7 +166,8 @@ class _Validator:
             raise ValueError(
                 f"status '{value['status']}' is not one of {', '.join(AppointmentStatus.values)}"
             )
-        language = _LANGUAGES.get(value["language"].lower())
+        # Blank: a new patient gets English, a known one keeps theirs.
+        language = language_code(value["language"]) if value["language"] else ""
         if language is None:
             raise ValueError(f"language '{value['language']}' is not en or es")
         npi = value["provider_npi"]
@@ -198,20 +196,17 @@ class _Validator:
         )
 
     def _phone(self, text: str) -> str:
-        return _e164(text, self.region) if text else ""
+        if not text:
+            return ""
+        try:
+            return _e164(text, self.region)
+        except ValidationError as exc:
+            raise ValueError(f"mobile_phone {' '.join(exc.messages)}") from None
 
 
-@functools.lru_cache(maxsize=50_000)
-def _e164(text: str, region: str) -> str:
-    # Cached: a file repeats numbers (families, many visits), and parsing one is the
-    # costliest check per row.
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError(f"mobile_phone '{text}' is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"mobile_phone '{text}' is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+# Cached: a file repeats numbers (families, many visits), and parsing one is the costliest
+# check per row. Refusals raise, so they are not cached.
+_e164 = functools.lru_cache(maxsize=50_000)(normalize_phone)
 
 
 def _read(
@@ -295,16 +290,8 @@ def import_csv(
             writer.write(batch)
     report.imported = True
     if plan_reminders:
-        _plan_reminders(organization.id)
+        plan_all_reminders(organization_id=organization.id)
     return report
-
-
-def _plan_reminders(organization_id: int) -> None:
-    try:
-        from careline.messaging.planning import plan_all_reminders
-    except ImportError:
-        return
-    plan_all_reminders(organization_id=organization_id)
 
 
 class _BatchWriter:
@@ -459,6 +446,7 @@ class _BatchWriter:
             "confirmed_at",
             "status_changed_at",
             "status_source",
+            "status_changed_by",
             "external_updated_at",
         ]
         new, changed, events = [], [], []
@@ -493,15 +481,12 @@ class _BatchWriter:
                     )
                 )
                 continue
-            moved = current.start != start
-            status = row.status
-            if (
-                status == AppointmentStatus.BOOKED
-                and current.status == AppointmentStatus.CONFIRMED
-                and not moved
-            ):
-                # The practice's system does not know the patient confirmed by text.
-                status = AppointmentStatus.CONFIRMED
+            change = feed_change(
+                current, start=start, provider_id=providers[row.line], status=row.status
+            )
+            moved = change.moved
+            # Set directly, not through the state machine: imports send no notices.
+            status = AppointmentStatus.CONFIRMED if change.confirms else change.status
             if status == current.status and all(
                 getattr(current, k) == v for k, v in values.items()
             ):
@@ -511,11 +496,7 @@ class _BatchWriter:
             for k, v in values.items():
                 setattr(current, k, v)
             if status != old_status:
-                current.status = status
-                current.status_changed_at, current.status_source = self.now, Source.CSV
-                current.confirmed_at = (
-                    self.now if status == AppointmentStatus.CONFIRMED else current.confirmed_at
-                )
+                record_status(current, status, source=Source.CSV, now=self.now)
             current.external_updated_at = self.now
             changed.append(current)
             if status != old_status or moved:

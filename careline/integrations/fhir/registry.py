@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from careline.integrations.fhir.communication import CommunicationHandler
-from careline.integrations.fhir.resources import (
-    AppointmentHandler,
-    Handler,
-    LocationHandler,
-    PatientHandler,
-    PractitionerHandler,
-    ScheduleHandler,
-    SlotHandler,
-)
+from careline.integrations.fhir.resources.appointment import AppointmentHandler
+from careline.integrations.fhir.resources.communication import CommunicationHandler
+from careline.integrations.fhir.resources.handler import Handler
+from careline.integrations.fhir.resources.location import LocationHandler
+from careline.integrations.fhir.resources.patient import PatientHandler
+from careline.integrations.fhir.resources.practitioner import PractitionerHandler
+from careline.integrations.fhir.resources.schedule import ScheduleHandler
+from careline.integrations.fhir.resources.slot import SlotHandler
 
 HANDLERS: dict[str, Handler] = {
     handler.resource_type: handler

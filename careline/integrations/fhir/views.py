@@ -14,12 +14,11 @@ from django.views.decorators.csrf import csrf_exempt
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError as PydanticValidationError
 
-from careline.api.auth import api_key_from_request
-from careline.api.keys import ApiKeyError
+from careline.integrations.api_keys import ApiKeyError, api_key_from_request
 from careline.integrations.fhir.capability import capability_statement
 from careline.integrations.fhir.errors import FhirError, from_validation_error, operation_outcome
 from careline.integrations.fhir.registry import HANDLERS
-from careline.integrations.fhir.resources import Context, Handler
+from careline.integrations.fhir.resources.handler import Context, Handler
 from careline.integrations.fhir.search import COMMON_PARAMETERS, page_offset, page_size
 
 logger = logging.getLogger(__name__)
@@ -249,20 +248,18 @@ def _create(request: HttpRequest, ctx: Context, handler: Handler) -> HttpRespons
     criteria = parse_qs(condition, keep_blank_values=True) if condition else _query(request)
     criteria = {k: v for k, v in criteria.items() if k not in COMMON_PARAMETERS}
     if criteria:
-        total, matches = handler.search(ctx, _search_params(handler, criteria), 0, 2)
-        if total > 1:
-            raise FhirError(
-                412,
+        match = _only_match(
+            ctx,
+            handler,
+            criteria,
+            lambda total: (
                 f"If-None-Exist matches {total} {handler.resource_type} resources; "
-                "make the criteria specific to one.",
-                code="multiple-matches",
-            )
-        if total == 1:
-            return fhir_response(_render(ctx, handler, matches[0]), 200)
-    obj = handler.create(ctx, resource)
-    rendered = _render(ctx, handler, obj)
-    location = f"{ctx.base_url}{handler.resource_type}/{rendered['id']}"
-    return fhir_response(rendered, 201, Location=location)
+                "make the criteria specific to one."
+            ),
+        )
+        if match is not None:
+            return fhir_response(_render(ctx, handler, match), 200)
+    return _created(ctx, handler, handler.create(ctx, resource))
 
 
 def _conditional_update(request: HttpRequest, ctx: Context, handler: Handler) -> HttpResponse:
@@ -275,24 +272,41 @@ def _conditional_update(request: HttpRequest, ctx: Context, handler: Handler) ->
             f"?identifier=system|value) or an id: PUT {handler.resource_type}/<id>.",
         )
     resource = _parse_resource(request, handler.resource_type)
-    total, matches = handler.search(ctx, _search_params(handler, criteria), 0, 2)
-    if total > 1:
-        raise FhirError(
-            412,
+    match = _only_match(
+        ctx,
+        handler,
+        criteria,
+        lambda total: (
             f"The criteria match {total} {handler.resource_type} resources; "
-            "a conditional update needs them to match at most one.",
-            code="multiple-matches",
-        )
-    if total == 1:
-        if resource.id is not None and resource.id != str(matches[0].pk):
+            "a conditional update needs them to match at most one."
+        ),
+    )
+    if match is not None:
+        if resource.id is not None and resource.id != str(match.pk):
             raise FhirError(
                 400,
                 f"The body's id '{resource.id}' is not the matching resource's id.",
                 expression=[f"{handler.resource_type}.id"],
             )
-        obj = handler.update(ctx, matches[0], resource)
+        obj = handler.update(ctx, match, resource)
         return fhir_response(_render(ctx, handler, obj), 200)
-    obj = handler.create(ctx, resource)
+    return _created(ctx, handler, handler.create(ctx, resource))
+
+
+def _only_match(
+    ctx: Context,
+    handler: Handler,
+    criteria: dict[str, list[str]],
+    too_many: Callable[[int], str],
+) -> Any:
+    """The one resource the criteria find, None when none; 412 when several."""
+    total, matches = handler.search(ctx, _search_params(handler, criteria), 0, 2)
+    if total > 1:
+        raise FhirError(412, too_many(total), code="multiple-matches")
+    return matches[0] if total == 1 else None
+
+
+def _created(ctx: Context, handler: Handler, obj: Any) -> HttpResponse:
     rendered = _render(ctx, handler, obj)
     location = f"{ctx.base_url}{handler.resource_type}/{rendered['id']}"
     return fhir_response(rendered, 201, Location=location)

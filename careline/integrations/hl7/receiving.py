@@ -9,7 +9,7 @@ The rules:
   replay after fixing the feed mapping; a patient without a usable mobile number still
   gets the appointment stored. AA: applied.
 - The appointment's status comes from the trigger event and SCH-25 (S15 + NOSHOW is a
-  no-show); an older message never rolls a newer state back (scheduling.external).
+  no-show); an older message never rolls a newer state back (integrations.appointments).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
+from careline.integrations.appointments import (
+    resolve_appointment_type,
+    upsert_external_appointment,
+)
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack
 from careline.integrations.hl7.parsing import (
     BadValue,
@@ -41,11 +45,8 @@ from careline.integrations.hl7.parsing import (
     to_duration,
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
-from careline.patients.models import Language, Patient
-from careline.scheduling.external import (
-    resolve_appointment_type,
-    upsert_external_appointment,
-)
+from careline.patients.languages import language_code
+from careline.patients.models import Patient
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
     Appointment,
@@ -54,18 +55,6 @@ from careline.scheduling.models import (
 )
 
 logger = logging.getLogger(__name__)
-
-_LANGUAGES = {
-    "es": Language.SPANISH,
-    "spa": Language.SPANISH,
-    "sp": Language.SPANISH,
-    "spanish": Language.SPANISH,
-    "espanol": Language.SPANISH,
-    "español": Language.SPANISH,
-    "en": Language.ENGLISH,
-    "eng": Language.ENGLISH,
-    "english": Language.ENGLISH,
-}
 
 
 class NotApplicable(Exception):
@@ -461,7 +450,7 @@ def _patient(
             changed["birth_date"] = to_date(data.birth_date, "PID-7 birth date")
         except BadValue as exc:
             result.problems.append(str(exc))
-    language = _LANGUAGES.get(data.language.strip().lower())
+    language = language_code(data.language)
     if language:
         changed["preferred_language"] = language
     mobile = _mobile(data, result)

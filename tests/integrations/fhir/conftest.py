@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from careline.api.keys import issue_api_key
+from careline.integrations.api_keys import issue_api_key
 
 FHIR_JSON = "application/fhir+json"
 

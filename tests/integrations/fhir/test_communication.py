@@ -8,8 +8,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from careline.conversations.models import InboundMessage
+from careline.integrations.appointments import resolve_appointment_type, upsert_external_appointment
 from careline.messaging.models import MessageState, OutboundMessage
-from careline.scheduling.external import resolve_appointment_type, upsert_external_appointment
 from careline.scheduling.models import ChangeSource
 from tests.integrations.fhir.conftest import outcome
 

@@ -12,7 +12,7 @@ from careline.clinics.models import Practice, Provider
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentStatus
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "fhir"
+DATA = Path(__file__).resolve().parent.parent.parent / "data" / "fhir"
 
 
 def example(name: str) -> dict:

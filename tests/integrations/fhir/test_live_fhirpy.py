@@ -9,7 +9,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import AuthorizationError, OperationOutcome, ResourceNotFound
 
-from careline.api.keys import issue_api_key
+from careline.integrations.api_keys import issue_api_key
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from careline.api.keys import issue_api_key, revoke_api_key
 from careline.clinics.models import Practice
+from careline.integrations.api_keys import issue_api_key, revoke_api_key
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from tests.integrations.fhir.conftest import Fhir, outcome
@@ -121,7 +121,7 @@ def test_patient_mapping_normalizes_the_mobile_and_reads_language_and_mrn(fhir, 
 
 @pytest.mark.django_db
 def test_an_opted_out_number_shows_on_the_patient(fhir, org):
-    from careline.integrations.fhir.resources import SMS_OPT_OUT_EXTENSION
+    from careline.integrations.fhir.resources.patient import SMS_OPT_OUT_EXTENSION
     from careline.patients.consent import record_consent
 
     created = fhir.post(

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
-
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, connection
 
-from careline.integrations.hl7.writeback import run_once, writeback_configured
-
-logger = logging.getLogger("careline.integrations.writeback")
+from careline.background import Pass, run_passes, summary
+from careline.integrations.hl7.writeback.queue import writeback_configured
+from careline.integrations.hl7.writeback.send import run_once
 
 
 class Command(BaseCommand):
@@ -34,7 +29,6 @@ class Command(BaseCommand):
             raise CommandError(
                 "--batch-size must be at least 1, --sleep not negative, --timeout positive."
             )
-        run = {"batch_size": opts["batch_size"], "timeout": opts["timeout"]}
         if not writeback_configured():
             self.stdout.write(
                 "No active HL7 feed has an outbound host and port; nothing is written back "
@@ -42,26 +36,11 @@ class Command(BaseCommand):
             )
             if opts["once"]:
                 return
+
+        def writeback() -> dict[str, int]:
+            return run_once(batch_size=opts["batch_size"], timeout=opts["timeout"])
+
         if opts["once"]:
-            self.stdout.write(_summary(run_once(**run)))
+            self.stdout.write(summary(writeback()))
             return
-
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: stop.set())
-        logger.info("HL7 write-back started")
-        while not stop.is_set():
-            try:
-                stats = run_once(**run)
-            except DatabaseError as exc:
-                # The database restarted or dropped us; the next pass reconnects.
-                logger.error("HL7 write-back pass failed: %s", type(exc).__name__)
-                connection.close()
-                stats = None
-            if not stats:
-                stop.wait(opts["sleep"])
-        logger.info("HL7 write-back stopped")
-
-
-def _summary(stats) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "nothing due"
+        run_passes([Pass("hl7-writeback", writeback)], sleep=opts["sleep"])

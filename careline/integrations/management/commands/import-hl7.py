@@ -8,7 +8,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from careline.integrations.hl7.files import iter_messages
-from careline.integrations.hl7.receiving import FeedSelector, receive_message
+from careline.integrations.hl7.receiving import receive_message
+from careline.integrations.management.feeds import feed_selector
 
 
 class Command(BaseCommand):
@@ -26,13 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--feed", default="", help="Feed name the messages come from.")
 
     def handle(self, *args, **options) -> None:
-        selector = FeedSelector(
-            organization_slug=options["organization"], feed_name=options["feed"]
-        )
-        try:
-            selector.check()
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        selector = feed_selector(options)
         paths = [Path(name) for name in options["files"]]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from careline.integrations.hl7.mllp import serve
 from careline.integrations.hl7.receiving import FeedSelector
+from careline.integrations.management.feeds import feed_selector
 
 
 class Command(BaseCommand):
@@ -28,13 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--feed", default="", help="Feed name to serve.")
 
     def handle(self, *args, **options) -> None:
-        selector = FeedSelector(
-            organization_slug=options["organization"], feed_name=options["feed"]
-        )
-        try:
-            selector.check()
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        selector = feed_selector(options)
         try:
             asyncio.run(self._run(selector, options["host"], options["port"]))
         except OSError as exc:

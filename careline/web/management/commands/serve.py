@@ -6,7 +6,7 @@ import sys
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from careline.integrations.hl7.writeback import writeback_configured
+from careline.integrations.hl7.writeback.queue import writeback_configured
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 
 from careline.conversations.models import InboundMessage
 from careline.integrations.fhir.errors import FhirError, not_found
-from careline.integrations.fhir.resources import Context, Handler, SearchParameter, _iso
+from careline.integrations.fhir.resources.handler import Context, Handler, SearchParameter, iso
 from careline.integrations.fhir.search import date_q, parse_pk, reference_pk
 from careline.messaging.models import Channel, MessageState, OutboundMessage
 
@@ -128,9 +128,9 @@ def _render_outbound(message: OutboundMessage) -> dict[str, Any]:
     if message.appointment_id:
         resource["about"] = [{"reference": f"Appointment/{message.appointment_id}"}]
     if message.sent_at:
-        resource["sent"] = _iso(message.sent_at)
+        resource["sent"] = iso(message.sent_at)
     if message.state == MessageState.DELIVERED and message.finished_at:
-        resource["received"] = _iso(message.finished_at)
+        resource["received"] = iso(message.finished_at)
     if message.practice_id:
         resource["sender"] = {"reference": f"Location/{message.practice_id}"}
     if message.body:
@@ -163,8 +163,8 @@ def _render_inbound(message: InboundMessage) -> dict[str, Any]:
         resource["sender"] = {"reference": f"Patient/{patients[0].pk}"}
     if message.appointment_id:
         resource["about"] = [{"reference": f"Appointment/{message.appointment_id}"}]
-    resource["sent"] = _iso(message.received_at)
-    resource["received"] = _iso(message.received_at)
+    resource["sent"] = iso(message.received_at)
+    resource["received"] = iso(message.received_at)
     if message.practice_id:
         resource["recipient"] = [{"reference": f"Location/{message.practice_id}"}]
     if message.body:

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from careline.api.keys import issue_api_key, revoke_api_key
-from careline.api.models import ApiKey
+from careline.integrations.api_keys import issue_api_key, revoke_api_key
+from careline.integrations.models import ApiKey
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from careline.scheduling.external import resolve_appointment_type, upsert_external_appointment
+from careline.integrations.appointments import resolve_appointment_type, upsert_external_appointment
 from careline.scheduling.models import AppointmentStatus, ChangeSource
 
 T0 = datetime(2031, 3, 4, 15, 0, tzinfo=UTC)

@@ -3,7 +3,12 @@
 The outside system is the source of truth for its calendar: its appointments may overlap,
 and its statuses are applied as sent. Two things stay Careline's: a patient's confirmation
 is not erased by a feed that does not know about it, and a message older than the newest one
-applied never rolls an appointment back.
+applied never rolls an appointment back. `feed_change` is the one place that decides what
+a feed's version of a known visit means (moved? confirmation kept?); FHIR and HL7 apply it
+row by row here, the CSV importer in bulk.
+
+It lives in integrations, not scheduling, because it plans reminders (messaging) in the
+same transaction, and only the feeds use it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
+from careline.messaging.planning import sync_reminders
 from careline.patients.models import Patient
 from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
@@ -110,7 +116,7 @@ def upsert_external_appointment(
                 return ExternalUpsert(current, created=False, applied=False)
             current = _update(current, visit, now)
         _link_practice(current, provider, practice, patient)
-        _plan_reminders(current.id)
+        sync_reminders([current.id])
     return ExternalUpsert(current, created=created, applied=True)
 
 
@@ -128,6 +134,55 @@ class _Visit:
     external_id: str
     updated_at: datetime
     note: str
+
+    def placement(self) -> dict:
+        """Who is seen by whom, where and when: what the outside system decides."""
+        return {
+            "practice": self.practice,
+            "provider": self.provider,
+            "patient": self.patient,
+            "appointment_type": self.appointment_type,
+            "start": self.start,
+            "end": self.end,
+        }
+
+
+@dataclass(frozen=True)
+class FeedChange:
+    """What a feed's version of a known visit means for it."""
+
+    status: str  # the status to store
+    # A new time or provider is a new visit for the patient: a confirmation lapses.
+    moved: bool
+    # The feed reports a confirmation of a booked visit: apply it as a confirmation.
+    confirms: bool
+
+
+def feed_change(
+    current: Appointment, *, start: datetime, provider_id: int, status: str
+) -> FeedChange:
+    """How a feed's `status`, `start` and provider change `current`. A feed that does not
+    know about the patient's confirmation keeps it, unless the visit moved."""
+    moved = start != current.start or provider_id != current.provider_id
+    confirms = (
+        status == AppointmentStatus.CONFIRMED
+        and current.status == AppointmentStatus.BOOKED
+        and not moved
+    )
+    if status == AppointmentStatus.BOOKED and current.status == AppointmentStatus.CONFIRMED:
+        status = AppointmentStatus.BOOKED if moved else AppointmentStatus.CONFIRMED
+    return FeedChange(status=status, moved=moved, confirms=confirms)
+
+
+def record_status(appointment: Appointment, status: str, *, source: str, now: datetime) -> None:
+    """Set the feed's status on the row (not saved); a booked visit is no longer confirmed."""
+    appointment.status = status
+    appointment.status_changed_at, appointment.status_source = now, source
+    appointment.status_changed_by = None
+    if status == AppointmentStatus.CONFIRMED:
+        appointment.confirmed_at = now
+    elif status == AppointmentStatus.BOOKED:
+        appointment.confirmed_at = None
 
 
 def _locked_match(
@@ -149,12 +204,7 @@ def _locked_match(
 def _create(organization: Organization, visit: _Visit, now: datetime) -> Appointment:
     appointment = Appointment.objects.create(
         organization=organization,
-        practice=visit.practice,
-        provider=visit.provider,
-        patient=visit.patient,
-        appointment_type=visit.appointment_type,
-        start=visit.start,
-        end=visit.end,
+        **visit.placement(),
         status=visit.status,
         confirmed_at=now if visit.status == AppointmentStatus.CONFIRMED else None,
         status_changed_at=now,
@@ -176,36 +226,21 @@ def _create(organization: Organization, visit: _Visit, now: datetime) -> Appoint
 
 
 def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
-    moved = visit.start != current.start or visit.provider.id != current.provider_id
-    old_status, old_start = current.status, current.start
-    status = visit.status
-    patient_confirms = (
-        status == AppointmentStatus.CONFIRMED
-        and old_status == AppointmentStatus.BOOKED
-        and not moved
+    change = feed_change(
+        current, start=visit.start, provider_id=visit.provider.id, status=visit.status
     )
-    if patient_confirms:
-        # Applied below through the state machine, like a confirmation by text.
-        status = old_status
-    elif status == AppointmentStatus.BOOKED and old_status == AppointmentStatus.CONFIRMED:
-        # A feed that does not know about the patient's confirmation keeps it, unless the
-        # visit moved: a new time needs a fresh confirmation.
-        status = AppointmentStatus.BOOKED if moved else AppointmentStatus.CONFIRMED
-    current.practice, current.provider = visit.practice, visit.provider
-    current.patient, current.appointment_type = visit.patient, visit.appointment_type
-    current.start, current.end = visit.start, visit.end
+    moved = change.moved
+    old_status, old_start = current.status, current.start
+    # A confirmation is applied below through the state machine, like one by text.
+    status = old_status if change.confirms else change.status
+    for field, value in visit.placement().items():
+        setattr(current, field, value)
     current.allow_overlap = True
     if visit.external_id:
         current.external_system, current.external_id = visit.external_system, visit.external_id
     current.external_updated_at = visit.updated_at
     if status != old_status:
-        current.status = status
-        current.status_changed_at, current.status_source = now, visit.source
-        current.status_changed_by = None
-        if status == AppointmentStatus.CONFIRMED:
-            current.confirmed_at = now
-        elif status == AppointmentStatus.BOOKED:
-            current.confirmed_at = None
+        record_status(current, status, source=visit.source, now=now)
     current.save()
     if status != old_status or moved:
         AppointmentEvent.objects.create(
@@ -218,7 +253,7 @@ def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
             note=visit.note or ("rescheduled" if moved else ""),
             occurred_at=now,
         )
-    if patient_confirms:
+    if change.confirms:
         current = change_status(
             current, AppointmentStatus.CONFIRMED, source=visit.source, note=visit.note, at=now
         )
@@ -235,10 +270,3 @@ def _link_practice(
             home_practice=practice
         )
         patient.home_practice = practice
-
-
-def _plan_reminders(appointment_id: int) -> None:
-    # Imported here: messaging builds on scheduling, not the other way round.
-    from careline.messaging.planning import sync_reminders
-
-    sync_reminders([appointment_id])

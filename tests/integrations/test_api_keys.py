@@ -3,9 +3,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from careline.api.keys import ApiKeyError, authenticate_key, issue_api_key
-from careline.api.models import ApiKey
 from careline.clinics.models import Organization
+from careline.integrations.api_keys import ApiKeyError, authenticate_key, issue_api_key
+from careline.integrations.models import ApiKey
 
 
 def run(*args: str) -> list[str]:

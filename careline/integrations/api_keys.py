@@ -1,4 +1,4 @@
-"""Issuing, revoking and checking API keys.
+"""Issuing, revoking and checking API keys, and reading one from a request.
 
 A key reads `cl_<prefix>_<secret>`: the prefix finds the row, the 32-byte random secret is
 checked against its SHA-256. A fast hash is enough because the secret is random and long;
@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import slugify
 
-from careline.api.models import ApiKey
 from careline.clinics.models import Organization
+from careline.integrations.models import ApiKey
 
 KEY_PATTERN = re.compile(r"^cl_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
 # Recording every use would turn each read into a write; minute precision is enough.
@@ -86,3 +87,18 @@ def authenticate_key(plaintext: str) -> ApiKey:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
     return api_key
+
+
+# Bearer authentication shared by the FHIR API and the JSON API.
+def api_key_from_request(request: HttpRequest) -> ApiKey:
+    """The key in `Authorization: Bearer …`, or ApiKeyError saying what is wrong."""
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise ApiKeyError(
+            "Authentication required: send 'Authorization: Bearer <API key>' "
+            "(create one with `careline apikey create NAME --organization ORG`)."
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiKeyError("The Authorization header must be 'Bearer <API key>'.")
+    return authenticate_key(token)

@@ -1,0 +1,215 @@
+"""Patient: a patient of the organization, found by MRN, texted on their mobile number."""
+
+from __future__ import annotations
+
+from datetime import UTC, date
+from typing import Any
+
+from django.db.models import Q
+
+from careline.integrations.fhir.errors import FhirError
+from careline.integrations.fhir.resources.handler import (
+    LOGICAL_ID,
+    Context,
+    EditableModelHandler,
+    PersonNameFilters,
+    SearchParameter,
+    check_fields,
+    phone,
+    pick_name,
+    refuse_duplicate,
+)
+from careline.integrations.fhir.search import date_q, parse_token
+from careline.patients.languages import language_code
+from careline.patients.models import Language, Patient
+
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+# Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).
+SMS_OPT_OUT_EXTENSION = "https://careline.dev/fhir/StructureDefinition/sms-opt-out"
+BCP47 = "urn:ietf:bcp:47"
+
+
+class PatientHandler(PersonNameFilters, EditableModelHandler):
+    resource_type = "Patient"
+    model = Patient
+    documentation = (
+        "The MRN is the identifier typed MR (v2-0203), or the only identifier. The mobile "
+        "number is telecom system=sms, or system=phone with use=mobile; it must be a real "
+        "number (digits without a country code are read in the patient's address country, "
+        "else the server's default region). communication.language picks English or Spanish "
+        "texts; other languages get English."
+    )
+    search_parameters = {
+        "_id": LOGICAL_ID,
+        "identifier": SearchParameter("token", "MRN; only the value is compared."),
+        "telecom": SearchParameter("token", "Mobile number in any format, or e-mail."),
+        "phone": SearchParameter("token", "Mobile number in any format."),
+        "email": SearchParameter("token", "E-mail address."),
+        "family": SearchParameter("string", "Family name, starts with (case-insensitive)."),
+        "given": SearchParameter("string", "Given name, starts with (case-insensitive)."),
+        "name": SearchParameter("string", "Family or given name, starts with."),
+        "birthdate": SearchParameter("date", "Birth date, with FHIR date prefixes."),
+    }
+
+    def filter_identifier(self, ctx, value, params) -> Q:
+        token = parse_token(value)
+        return Q(mrn=token.code) if token.code else ~Q(mrn="")
+
+    def filter_telecom(self, ctx, value, params) -> Q:
+        token = parse_token(value)
+        if token.system == "email" or "@" in (token.code or ""):
+            return self.filter_email(ctx, token.code or "", params)
+        return Q(mobile_phone=phone(token.code, "telecom search value"))
+
+    def filter_phone(self, ctx, value, params) -> Q:
+        return Q(mobile_phone=phone(parse_token(value).code, "phone search value"))
+
+    def filter_email(self, ctx, value, params) -> Q:
+        return Q(email__iexact=parse_token(value).code or "")
+
+    def filter_name(self, ctx, value, params) -> Q:
+        return Q(family_name__istartswith=value) | Q(given_name__istartswith=value)
+
+    def filter_birthdate(self, ctx, value, params) -> Q:
+        return date_q("birth_date", value, UTC, as_date=True)
+
+    def render(self, ctx: Context, patient: Patient) -> dict[str, Any]:
+        resource: dict[str, Any] = {"resourceType": "Patient", "id": str(patient.pk)}
+        if patient.mrn:
+            resource["identifier"] = [
+                {
+                    "use": "usual",
+                    "type": {"coding": [{"system": V2_0203, "code": "MR"}]},
+                    "value": patient.mrn,
+                }
+            ]
+        resource["active"] = True
+        name: dict[str, Any] = {"use": "official", "family": patient.family_name}
+        if patient.given_name.split():
+            name["given"] = patient.given_name.split()
+        resource["name"] = [name]
+        telecom = []
+        if patient.mobile_phone:
+            sms: dict[str, Any] = {"system": "sms", "value": patient.mobile_phone, "use": "mobile"}
+            consent = patient.sms_consent
+            if consent is not None and consent.opted_out:
+                # The number stays the patient's; it just may not be texted.
+                sms["extension"] = [
+                    {"url": SMS_OPT_OUT_EXTENSION, "valueDateTime": consent.changed_at.isoformat()}
+                ]
+            telecom.append(sms)
+        if patient.email:
+            telecom.append({"system": "email", "value": patient.email})
+        if telecom:
+            resource["telecom"] = telecom
+        if patient.birth_date:
+            resource["birthDate"] = patient.birth_date.isoformat()
+        resource["communication"] = [
+            {
+                "language": {
+                    "coding": [
+                        {
+                            "system": BCP47,
+                            "code": patient.preferred_language,
+                            "display": patient.get_preferred_language_display(),
+                        }
+                    ]
+                },
+                "preferred": True,
+            }
+        ]
+        return resource
+
+    def save(self, ctx: Context, patient: Patient, resource) -> Patient:
+        name = pick_name(resource.name)
+        if name is None:
+            raise FhirError(
+                422, "Patient.name is required (family and given).", expression=["Patient.name"]
+            )
+        patient.family_name = name.family or ""
+        patient.given_name = " ".join(name.given or [])
+        patient.mrn = _mrn(resource.identifier)
+        region = next(
+            (
+                a.country.upper()
+                for a in resource.address or []
+                if a.country and len(a.country) == 2 and a.country.isalpha()
+            ),
+            None,
+        )
+        patient.mobile_phone = _mobile(resource.telecom, region)
+        patient.email = next(
+            (t.value for t in resource.telecom or [] if t.system == "email" and t.value), ""
+        )
+        patient.birth_date = _birth_date(resource.birthDate)
+        patient.preferred_language = _language(resource.communication)
+        check_fields(
+            patient,
+            {
+                "family_name": "Patient.name.family",
+                "given_name": "Patient.name.given",
+                "mrn": "Patient.identifier",
+                "mobile_phone": "Patient.telecom",
+                "email": "Patient.telecom",
+            },
+        )
+        if patient.mrn:
+            refuse_duplicate(
+                Patient.objects.filter(organization=ctx.organization, mrn=patient.mrn),
+                patient,
+                "Patient.identifier",
+                f"already has MRN '{patient.mrn}'. Update that patient, "
+                "or create with If-None-Exist: identifier=<system>|<MRN>.",
+            )
+        patient.save()
+        return patient
+
+
+def _mrn(identifiers: list | None) -> str:
+    identifiers = [i for i in identifiers or [] if i.value]
+    for identifier in identifiers:
+        codes = [c.code for c in (identifier.type.coding or [])] if identifier.type else []
+        if "MR" in codes:
+            return identifier.value
+    if len(identifiers) == 1 and identifiers[0].type is None:
+        return identifiers[0].value
+    return ""
+
+
+def _mobile(telecoms: list | None, region: str | None) -> str:
+    candidates = [
+        (i, t)
+        for i, t in enumerate(telecoms or [])
+        if t.value and (t.system == "sms" or (t.system == "phone" and t.use == "mobile"))
+    ]
+    if not candidates:
+        return ""
+    # sms first (it is explicitly for texting), then by the sender's own rank.
+    i, telecom = min(candidates, key=lambda c: (c[1].system != "sms", c[1].rank or 0, c[0]))
+    return phone(telecom.value, f"Patient.telecom[{i}]", region)
+
+
+def _birth_date(value) -> date | None:
+    if value is None:
+        return None
+    if not isinstance(value, date):
+        raise FhirError(
+            422,
+            f"Patient.birthDate '{value}' is partial; Careline needs a full date (YYYY-MM-DD).",
+            code="value",
+            expression=["Patient.birthDate"],
+        )
+    return value
+
+
+def _language(communications: list | None) -> str:
+    """The preferred communication first; English when none is a language we text in."""
+    ordered = sorted(communications or [], key=lambda c: not c.preferred)
+    for communication in ordered:
+        concept = communication.language
+        codes = [c.code for c in concept.coding or [] if c.code] + [concept.text or ""]
+        for code in codes:
+            language = language_code(code)
+            if language:
+                return language
+    return Language.ENGLISH

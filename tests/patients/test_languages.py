@@ -1,0 +1,48 @@
+"""One reading of language names for every feed.
+
+CSV, HL7 and FHIR each had their own map and disagreed: CSV refused "sp", "espanol" and
+regional tags (es-MX), HL7 ignored regional tags, FHIR read "spa" and "Spanish" as
+English. Now all three read through patients.languages.language_code."""
+
+import pytest
+from fhir.resources.R4B.patient import PatientCommunication
+
+from careline.integrations.csv import importer
+from careline.integrations.fhir.resources import patient as fhir_patient
+from careline.integrations.hl7 import receiving
+from careline.patients.languages import language_code
+
+CASES = {
+    "en": "en",
+    "ENG": "en",
+    "English": "en",
+    "en-US": "en",
+    "es": "es",
+    "spa": "es",
+    "sp": "es",
+    "Spanish": "es",
+    "espanol": "es",
+    "Español": "es",
+    "es-MX": "es",
+    "es_US": "es",
+    " es ": "es",
+    "fr": None,
+    "": None,
+}
+
+
+@pytest.mark.parametrize("raw", CASES)
+def test_language_code(raw):
+    assert language_code(raw) == CASES[raw]
+
+
+def test_csv_and_hl7_read_languages_the_same_way():
+    assert importer.language_code is language_code
+    assert receiving.language_code is language_code
+
+
+# FHIR codes carry no surrounding spaces (the model refuses them).
+@pytest.mark.parametrize("raw", [raw for raw in CASES if raw == raw.strip()])
+def test_fhir_reads_languages_the_same_way_with_english_as_the_fallback(raw):
+    communication = PatientCommunication(language={"coding": [{"code": raw or "x"}]})
+    assert fhir_patient._language([communication]) == (CASES[raw] or "en")
