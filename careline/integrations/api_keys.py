@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import slugify
 
-from careline.clinics.models import Organization
+from careline.clinics.directory import organization_for_slug
 from careline.integrations.models import ApiKey
 
 KEY_PATTERN = re.compile(r"^cl_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
@@ -52,7 +52,7 @@ def issue_api_key(*, organization_slug: str, name: str) -> IssuedKey:
     if not name.strip():
         raise ValueError("An API key needs a name saying who uses it.")
     with transaction.atomic():
-        organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": slug})
+        organization = organization_for_slug(slug)
         prefix = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         api_key = ApiKey.objects.create(

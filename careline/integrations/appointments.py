@@ -25,9 +25,6 @@ from careline.patients.models import Patient
 from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 
-# Shown to patients for appointment types a feed introduces; staff can rename it later.
-NEUTRAL_PATIENT_FACING_NAME = "Appointment"
-
 
 @dataclass(frozen=True)
 class ExternalUpsert:
@@ -35,23 +32,6 @@ class ExternalUpsert:
     created: bool
     # False when the message was older than the newest one already applied.
     applied: bool
-
-
-def resolve_appointment_type(
-    organization: Organization, *, code: str, name: str = "", duration_minutes: int = 20
-) -> AppointmentType:
-    """The organization's appointment type with this code, created on first sight."""
-    code = code.strip()[:40] or "visit"
-    appointment_type, _ = AppointmentType.objects.get_or_create(
-        organization=organization,
-        code=code,
-        defaults={
-            "name": (name.strip() or code)[:120],
-            "patient_facing_name": NEUTRAL_PATIENT_FACING_NAME,
-            "duration_minutes": max(1, duration_minutes),
-        },
-    )
-    return appointment_type
 
 
 def upsert_external_appointment(

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from careline.integrations.appointments import resolve_appointment_type, upsert_external_appointment
+from careline.clinics.directory import appointment_type_for_code
+from careline.integrations.appointments import upsert_external_appointment
 from careline.scheduling.models import AppointmentStatus, ChangeSource
 
 T0 = datetime(2031, 3, 4, 15, 0, tzinfo=UTC)
@@ -17,7 +18,7 @@ def feed(build):
     org = build.organization()
     practice = build.practice(org)
     provider = build.provider(practice)
-    visit = resolve_appointment_type(org, code="FU", name="Follow-up", duration_minutes=20)
+    visit = appointment_type_for_code(org, code="FU", name="Follow-up", duration_minutes=20)
 
     def send(patient, start=T0, status=AppointmentStatus.BOOKED, at=None, ext="E1", **kw):
         return upsert_external_appointment(

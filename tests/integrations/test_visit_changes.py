@@ -35,10 +35,8 @@ def _via_csv(feeds, tmp_path):
 
 
 def _via_upsert(feeds, tmp_path):
-    from careline.integrations.appointments import (
-        resolve_appointment_type,
-        upsert_external_appointment,
-    )
+    from careline.clinics.directory import appointment_type_for_code
+    from careline.integrations.appointments import upsert_external_appointment
     from careline.patients.models import Patient
 
     org = feeds.organization
@@ -51,7 +49,7 @@ def _via_upsert(feeds, tmp_path):
             practice=feeds.troy,
             provider=who,
             patient=patient,
-            appointment_type=resolve_appointment_type(org, code="VISIT"),
+            appointment_type=appointment_type_for_code(org, code="VISIT"),
             start=start,
             end=start + timedelta(minutes=20),
             status=status,

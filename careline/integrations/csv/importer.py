@@ -50,13 +50,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from careline.clinics.directory import add_provider, appointment_type_for_code, link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import normalize_phone
-from careline.integrations.appointments import (
-    NEUTRAL_PATIENT_FACING_NAME,
-    feed_change,
-    record_status,
-)
+from careline.integrations.appointments import feed_change, record_status
 from careline.messaging.planning import plan_all_reminders
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
@@ -389,39 +386,25 @@ class _BatchWriter:
         for row in rows:
             if self._provider_id(row) is None:
                 key = row.provider_npi or row.provider.lower()
-                new.setdefault(
-                    key,
-                    Provider(
-                        organization=self.org,
-                        display_name=row.provider,
-                        npi=row.provider_npi,
-                    ),
-                )
-        for provider in new.values():
-            provider.save()
+                new.setdefault(key, {"display_name": row.provider, "npi": row.provider_npi})
+        for names in new.values():
+            provider = add_provider(self.org.pk, **names)
             self.providers_by_name.setdefault(provider.display_name.lower(), provider.id)
             if provider.npi:
                 self.providers_by_npi[provider.npi] = provider.id
         result = {row.line: self._provider_id(row) for row in rows}
         links = {(result[row.line], row.practice_id) for row in rows} - self.linked
-        Provider.practices.through.objects.bulk_create(
-            [Provider.practices.through(provider_id=p, practice_id=q) for p, q in links],
-            ignore_conflicts=True,
-        )
+        link_providers(links)
         self.linked |= links
         return result
 
     def _types(self, rows: list[Row]) -> None:
         for row in rows:
             if row.type_code not in self.types:
-                created, _ = AppointmentType.objects.get_or_create(
-                    organization=self.org,
+                created = appointment_type_for_code(
+                    self.org,
                     code=row.type_code,
-                    defaults={
-                        "name": row.type_code,
-                        "patient_facing_name": NEUTRAL_PATIENT_FACING_NAME,
-                        "duration_minutes": row.duration_minutes or 20,
-                    },
+                    duration_minutes=row.duration_minutes or 20,
                 )
                 self.types[row.type_code] = (created.id, created.duration_minutes)
 

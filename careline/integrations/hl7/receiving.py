@@ -24,12 +24,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from careline.clinics.directory import add_provider, appointment_type_for_code
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
-from careline.integrations.appointments import (
-    resolve_appointment_type,
-    upsert_external_appointment,
-)
+from careline.integrations.appointments import upsert_external_appointment
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack
 from careline.integrations.hl7.parsing import (
     BadValue,
@@ -511,10 +509,7 @@ def _provider(
             f"the feed '{feed.name}' settings.",
             code="103",
         )
-    provider = Provider.objects.create(
-        organization_id=feed.organization_id, **_provider_names(resource)
-    )
-    provider.practices.add(practice)
+    provider = add_provider(feed.organization_id, practices=[practice], **_provider_names(resource))
     Hl7ProviderLink.objects.create(feed=feed, code=resource.code[:80], provider=provider)
     return provider
 
@@ -584,7 +579,7 @@ def _appointment_type(
             code="103",
         )
     minutes = int((end - start).total_seconds() // 60) if end else 20
-    return resolve_appointment_type(
+    return appointment_type_for_code(
         feed.organization,
         code=code,
         name=service.name if service else "",

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from careline.clinics.directory import appointment_type_for_code
 from careline.conversations.models import InboundMessage
-from careline.integrations.appointments import resolve_appointment_type, upsert_external_appointment
+from careline.integrations.appointments import upsert_external_appointment
 from careline.messaging.models import MessageState, OutboundMessage
 from careline.scheduling.models import ChangeSource
 from tests.integrations.fhir.conftest import outcome
@@ -26,7 +27,7 @@ def texts(build, org):
         practice=practice,
         provider=provider,
         patient=patient,
-        appointment_type=resolve_appointment_type(org, code="V"),
+        appointment_type=appointment_type_for_code(org, code="V"),
         start=T0,
         end=T0 + timedelta(minutes=20),
         status="booked",

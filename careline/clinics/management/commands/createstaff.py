@@ -2,7 +2,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
+from careline.clinics.directory import set_staff_role
+from careline.clinics.models import Organization, Practice, StaffRole
 
 
 class Command(BaseCommand):
@@ -39,8 +40,5 @@ class Command(BaseCommand):
         user.is_staff = True
         user.set_password(opts["password"])
         user.save()
-        membership, _ = StaffMembership.objects.update_or_create(
-            user=user, organization=org, defaults={"role": opts["role"]}
-        )
-        membership.practices.set(practices)
+        membership = set_staff_role(user, org, opts["role"], practices)
         self.stdout.write(f"Staff login '{user.username}' ready ({membership.get_role_display()}).")

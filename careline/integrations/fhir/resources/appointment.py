@@ -10,8 +10,9 @@ from typing import Any
 from django.db import models, transaction
 from django.db.models import Q, QuerySet
 
+from careline.clinics.directory import appointment_type_for_code
 from careline.clinics.models import Practice, Provider
-from careline.integrations.appointments import resolve_appointment_type, upsert_external_appointment
+from careline.integrations.appointments import upsert_external_appointment
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
     LOGICAL_ID,
@@ -233,7 +234,7 @@ class AppointmentHandler(ModelHandler):
                 f"already has identifier '{data.external_system}|{data.external_id}'.{hint}",
             )
         with transaction.atomic():
-            appointment_type = resolve_appointment_type(
+            appointment_type = appointment_type_for_code(
                 ctx.organization,
                 code=data.type_code,
                 name=data.type_name,
