@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from careline.background import backoff
 from careline.messaging.compliance import DEFER, SEND, Decision, Facts, SendingHours, decide
 from careline.messaging.gateways.base import GatewayError, OutgoingSms, SendResult, SmsGateway
 from careline.messaging.models import (
@@ -37,13 +38,9 @@ from careline.messaging.outbox import (
     record_provider_opt_out,
 )
 from careline.messaging.ratelimit import SenderRateLimiter
-from careline.messaging.rendering import (
-    appointment_variables,
-    find_template,
-    render_body,
-    template_variables,
-)
+from careline.messaging.rendering import appointment_variables, find_template, render_body
 from careline.messaging.segments import count_segments
+from careline.messaging.template_syntax import template_variables
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment
 from careline.selfservice.links import new_manage_link, url_for
@@ -51,8 +48,6 @@ from careline.selfservice.models import PatientLink
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_BASE = timedelta(seconds=30)
-BACKOFF_MAX = timedelta(hours=1)
 FALLBACK_ZONE = zoneinfo.ZoneInfo("America/New_York")
 OUTBOX = OutboundMessage._meta.db_table
 SENT_STATES = (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED)
@@ -94,11 +89,6 @@ _APPOINTMENT_FIELDS = [
         for f in ("home_practice_id", "given_name", "preferred_language", "mobile_phone", "email")
     ),
 ]
-
-
-def backoff(attempts: int) -> timedelta:
-    """Wait before retry number `attempts`: 30 s, 1 min, 2 min, … at most an hour."""
-    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
 
 
 def status_callback_url() -> str:

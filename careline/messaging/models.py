@@ -7,6 +7,7 @@ from django.db import models
 
 from careline.clinics.models import AppointmentType, Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet, practice_or_organization_wide
+from careline.messaging.template_syntax import validate_template_body
 from careline.patients.models import Language, Patient
 from careline.scheduling.models import Appointment
 
@@ -87,8 +88,6 @@ class MessageTemplate(models.Model):
         return f"{self.get_kind_display()} ({self.language})"
 
     def clean(self) -> None:
-        from careline.messaging.rendering import validate_template_body
-
         validate_template_body(self.body)
         if self.practice_id and self.practice.organization_id != self.organization_id:
             raise ValidationError({"practice": "The practice belongs to another organization."})
