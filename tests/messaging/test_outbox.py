@@ -2,12 +2,13 @@
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
-from careline.conversations.offers import withdraw_planned_notice as withdraw_one_step
+from careline.messaging import outbox
 from careline.messaging.models import MessageState, OutboundMessage
+from careline.messaging.outbox import withdraw_planned_notice
 from careline.messaging.planning import sync_reminders
-from careline.selfservice.texts import withdraw_planned_notice as withdraw_booking_notices
 
 
 def _notices(clinic):
@@ -40,11 +41,11 @@ WITHDRAWN = (MessageState.CANCELLED, "answered_directly")
 LEFT = (MessageState.SCHEDULED, "")
 
 
-def test_the_two_withdrawals_differ_in_the_steps_they_cancel(clinic):
-    """Self-service withdrew both the booked and the rescheduled notice; conversations
-    withdrew the one step it was given."""
+def test_withdrawing_cancels_exactly_the_notice_steps_named(clinic):
+    """One withdrawal for both former twins: self-service names booked and rescheduled
+    (what it used to hard-code), conversations the one step it answered."""
     appointment = _notices(clinic)
-    withdraw_booking_notices(appointment.pk)
+    assert withdraw_planned_notice(appointment.pk, "booked", "rescheduled") == 2
     assert _states(appointment) == {
         "booked": WITHDRAWN,
         "rescheduled": WITHDRAWN,
@@ -52,5 +53,14 @@ def test_the_two_withdrawals_differ_in_the_steps_they_cancel(clinic):
     }
 
     other = _notices(clinic)
-    withdraw_one_step(other.pk, "cancelled")
+    assert withdraw_planned_notice(other.pk, "cancelled") == 1
     assert _states(other) == {"booked": LEFT, "rescheduled": LEFT, "cancelled": WITHDRAWN}
+    # Reminders are not notices, and a sent notice is never withdrawn.
+    assert withdraw_planned_notice(other.pk, "cancelled") == 0
+    with pytest.raises(ValueError):
+        withdraw_planned_notice(other.pk, "reminder:1440")
+
+
+def test_one_column_list_names_every_outbox_column():
+    columns = [f.column for f in OutboundMessage._meta.concrete_fields if not f.primary_key]
+    assert list(outbox.COLUMNS) == columns
