@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from careline.analytics import experiments
+from careline.messaging import experiments
 from careline.messaging.models import (
     DEFAULT_OFFSETS_MINUTES,
     MessageKind,
@@ -177,7 +177,7 @@ def _plan_chunk(
     )
     n = _dt(now)
     # Visits new to a running experiment get their arm first, so a withheld step is never
-    # planned (careline.analytics.experiments).
+    # planned (careline.messaging.experiments).
     experiments.assign(appointment_filter, filter_params, n)
     # Stale plans first, so the notices below see the appointment's history as it was.
     # SQLite, which has no statistics on fresh tables, would pick the appointments'
