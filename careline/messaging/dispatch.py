@@ -23,7 +23,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from careline.background import backoff
-from careline.messaging import outbox
+from careline.messaging import outbox, visit_links
 from careline.messaging.compliance import DEFER, SEND, Decision, Facts, SendingHours, decide
 from careline.messaging.gateways.base import GatewayError, OutgoingSms, SendResult, SmsGateway
 from careline.messaging.models import (
@@ -39,8 +39,6 @@ from careline.messaging.segments import count_segments
 from careline.messaging.template_syntax import template_variables
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment
-from careline.selfservice.links import new_manage_link, url_for
-from careline.selfservice.models import PatientLink
 
 logger = logging.getLogger(__name__)
 
@@ -223,9 +221,8 @@ class _Batch:
         template, needs_link = self._templates[key]
         url = ""
         if needs_link:
-            token, link = new_manage_link(appointment.pk)
+            url, link = visit_links.issuer().new(appointment.pk)
             self.new_links.append(link)
-            url = url_for(token)
         return render_body(template.body, appointment_variables(appointment, language, link=url))
 
     def sender(self, m: OutboundMessage) -> str:
@@ -319,7 +316,8 @@ class Dispatcher:
                     )
                     self.stats[f"suppressed:{decision.reason}"] += 1
                 changed.append(m)
-            PatientLink.objects.bulk_create(batch.new_links)
+            if batch.new_links:
+                visit_links.issuer().save(batch.new_links)
             outbox.save_claims(changed)
         return to_send, len(rows)
 

@@ -50,7 +50,7 @@ def local_time(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:
 def appointment_variables(appointment, language: str, *, link: str = "") -> dict[str, str]:
     """The variables for a message about `appointment` (practice and patient preloaded);
     `link` is the patient's self-service URL, issued by the caller only when the template
-    asks for it (careline.selfservice.links)."""
+    asks for it (careline.messaging.visit_links)."""
     practice = appointment.practice
     zone = practice.zone
     return {
