@@ -64,18 +64,20 @@ def _raw_insert_rate(connection, count: int) -> float:
     (rolled back): a yardstick for the database and the machine, not a target."""
     from django.db import transaction
 
-    from careline.messaging.planning import _INSERT_COLUMNS, OUTBOX
+    from careline.messaging.outbox import COLUMNS, OUTBOX
+
+    columns = ", ".join(COLUMNS)
 
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {_INSERT_COLUMNS} FROM {OUTBOX} ORDER BY id LIMIT %s",
+            f"SELECT {columns} FROM {OUTBOX} ORDER BY id LIMIT %s",
             [min(count, BASELINE_ROWS)],
         )
         # Another step key, so the copies do not collide with the originals' unique key.
-        step = _INSERT_COLUMNS.split(", ").index("step_key")
+        step = COLUMNS.index("step_key")
         rows = [r[:step] + ("baseline",) + r[step + 1 :] for r in cursor.fetchall()]
     placeholders = ", ".join(["%s"] * len(rows[0]))
-    sql = f"INSERT INTO {OUTBOX} ({_INSERT_COLUMNS}) VALUES ({placeholders})"
+    sql = f"INSERT INTO {OUTBOX} ({columns}) VALUES ({placeholders})"
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         for low in range(0, len(rows), BATCH):

@@ -24,19 +24,19 @@ def _raw_insert_rate(connection) -> float:
     does not grow with their number; only the inserts are timed."""
     from django.db import transaction
 
-    from careline.messaging.planning import _INSERT_COLUMNS, OUTBOX
+    from careline.messaging.outbox import COLUMNS, OUTBOX
+
+    columns = ", ".join(COLUMNS)
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE bench_planned AS SELECT {_INSERT_COLUMNS} FROM {OUTBOX}"
-        )
+        cursor.execute(f"CREATE TEMPORARY TABLE bench_planned AS SELECT {columns} FROM {OUTBOX}")
         cursor.execute(f"DELETE FROM {OUTBOX}")
-    placeholders = ", ".join(["%s"] * len(_INSERT_COLUMNS.split(", ")))
-    sql = f"INSERT INTO {OUTBOX} ({_INSERT_COLUMNS}) VALUES ({placeholders})"
+    placeholders = ", ".join(["%s"] * len(COLUMNS))
+    sql = f"INSERT INTO {OUTBOX} ({columns}) VALUES ({placeholders})"
     elapsed, count = 0.0, 0
     with transaction.atomic():
         with connection.chunked_cursor() as source, connection.cursor() as cursor:
-            source.execute(f"SELECT {_INSERT_COLUMNS} FROM bench_planned")
+            source.execute(f"SELECT {columns} FROM bench_planned")
             while rows := source.fetchmany(BATCH):
                 started = time.perf_counter()
                 cursor.executemany(sql, rows)

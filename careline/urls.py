@@ -1,13 +1,26 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from careline.conversations.webhooks import incoming_sms
+from careline.messaging.webhooks import status_callback
+
 admin.site.site_header = "Careline administration"
 admin.site.site_title = "Careline"
 
+# Twilio calls both under one prefix: delivery reports update the outbox (messaging),
+# texts patients send go to conversations.
+twilio_webhooks = (
+    [
+        path("status", status_callback, name="status"),
+        path("sms", incoming_sms, name="sms"),
+    ],
+    "twilio_webhooks",
+)
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("simulator/", include("careline.messaging.urls")),
-    path("webhooks/twilio/", include("careline.messaging.webhook_urls")),
+    path("simulator/", include("careline.web.simulator_urls")),
+    path("webhooks/twilio/", include(twilio_webhooks)),
     path("fhir/R4/", include("careline.integrations.fhir.urls")),
     path("api/v1/", include("careline.api.v1.urls")),
     path("", include("careline.selfservice.urls")),

@@ -13,8 +13,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from careline.analytics import experiments, metrics
-from careline.analytics.models import Experiment
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
+from careline.messaging.experiments import end_experiment, start_experiment
+from careline.messaging.models import Experiment
 from careline.scheduling.models import Appointment
 
 COLUMNS = [
@@ -229,13 +230,15 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Experiments are for practice managers and organization admins.")
     form = ExperimentForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        experiment = form.save(commit=False)
         practice = form.cleaned_data.get("practice")
-        experiment.organization_id = practice.organization_id if practice else org_ids[0]
-        experiment.share_basis_points = form.cleaned_data["share_percent"] * 100
-        experiment.started_at = timezone.now()
-        experiment.created_by = request.user
-        experiment.save()
+        experiment = start_experiment(
+            organization_id=practice.organization_id if practice else org_ids[0],
+            practice_id=practice.pk if practice else None,
+            name=form.cleaned_data["name"],
+            withheld_step=form.cleaned_data["withheld_step"],
+            share_basis_points=form.cleaned_data["share_percent"] * 100,
+            created_by=request.user,
+        )
         return redirect("analytics:experiment", experiment_id=experiment.id)
     return render(
         request,
@@ -250,6 +253,5 @@ def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
         raise PermissionDenied("Experiments are for practice managers and organization admins.")
     experiment = get_object_or_404(_visible_experiments(request.user), pk=experiment_id)
     if request.method == "POST" and request.POST.get("action") == "stop":
-        experiment.ended_at = experiment.ended_at or timezone.now()
-        experiment.save(update_fields=["ended_at"])
+        end_experiment(experiment)
     return render(request, "analytics/experiment.html", {"result": experiments.results(experiment)})

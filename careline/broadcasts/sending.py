@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from careline.broadcasts.models import Broadcast
 from careline.clinics.models import Practice
+from careline.messaging import outbox
 from careline.messaging.compliance import SendingHours
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage, Priority
 from careline.messaging.segments import SegmentCount, count_segments
@@ -221,20 +222,15 @@ def send_broadcast(
     broadcast.practices.set(audience.practice_ids)
     chosen_sql, chosen_params = recipients(organization_id, audience).query.sql_with_params()
     body_es = body_es or body_en
-    table = OutboundMessage._meta.db_table
-    sql = f"""
-        INSERT INTO {table} (
-            organization_id, practice_id, patient_id, appointment_id, broadcast_id, channel,
-            to_address, sender, body, kind, step_key, visit_start, stop_when_confirmed,
-            priority, due_at, expires_at, state, reason, attempts, provider_message_id,
-            error_code, error_message, segments, created_at
-        )
+    # A value per outbox column, in careline.messaging.outbox.COLUMNS order.
+    select_sql = f"""
         SELECT p.organization_id, COALESCE(p.home_practice_id, %s), p.id, NULL, %s, 'sms',
                p.mobile_phone, '',
                REPLACE(REPLACE(CASE WHEN p.preferred_language = %s THEN %s ELSE %s END,
                                '{{first_name}}', p.given_name),
                        '{{practice}}', COALESCE(pr.name, %s)),
-               %s, '', NULL, %s, %s, %s, %s, %s, '', 0, '', '', '', 0, %s
+               %s, '', NULL, %s, %s, %s, %s, %s, '', 0, NULL, NULL, '', '', '', 0, %s,
+               NULL, NULL
         FROM {Patient._meta.db_table} p
         LEFT JOIN {Practice._meta.db_table} pr ON pr.id = p.home_practice_id
         WHERE p.id IN ({chosen_sql})
@@ -256,8 +252,7 @@ def send_broadcast(
         now,
         *chosen_params,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    outbox.insert_broadcast(select_sql, params)
     return broadcast
 
 
@@ -275,11 +270,7 @@ def delivery_report(broadcast: Broadcast) -> dict[str, int]:
 def cancel_broadcast(broadcast: Broadcast) -> int:
     """Stop what has not gone out yet; what was sent stays sent."""
     with transaction.atomic():
-        stopped = OutboundMessage.objects.filter(
-            broadcast_id=broadcast.id, state=MessageState.SCHEDULED
-        ).update(
-            state=MessageState.CANCELLED, reason="broadcast_cancelled", finished_at=timezone.now()
-        )
+        stopped = outbox.cancel_broadcast_messages(broadcast.id)
         broadcast.state = Broadcast.State.CANCELLED
         broadcast.save(update_fields=["state"])
     return stopped

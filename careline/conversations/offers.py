@@ -24,8 +24,8 @@ from careline.conversations.models import (
     InboundMessage,
     NumberedChoice,
 )
-from careline.messaging.models import MessageState, OutboundMessage
-from careline.messaging.outbox import queue_reply
+from careline.messaging.models import OutboundMessage
+from careline.messaging.outbox import queue_reply, withdraw_planned_notice
 from careline.scheduling.appointments import (
     InvalidTransition,
     SlotUnavailable,
@@ -259,12 +259,3 @@ def _visit(choice: NumberedChoice) -> Appointment:
     return Appointment.objects.select_related("practice", "provider", "patient").get(
         pk=choice.appointment_id
     )
-
-
-def withdraw_planned_notice(appointment_id: int, step_key: str) -> None:
-    """The patient was just answered directly; the planned notice of the same change (which
-    may wait for sending hours) would only repeat it."""
-    now = timezone.now()
-    OutboundMessage.objects.filter(
-        appointment_id=appointment_id, step_key=step_key, state=MessageState.SCHEDULED
-    ).update(state=MessageState.CANCELLED, reason="answered_directly", finished_at=now)

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from careline.background import backoff
+from careline.messaging import outbox, visit_links
 from careline.messaging.compliance import DEFER, SEND, Decision, Facts, SendingHours, decide
 from careline.messaging.gateways.base import GatewayError, OutgoingSms, SendResult, SmsGateway
 from careline.messaging.models import (
@@ -29,32 +31,18 @@ from careline.messaging.models import (
     MessageKind,
     MessageState,
     OutboundMessage,
-    Priority,
 )
-from careline.messaging.outbox import (
-    OPTED_OUT_ERROR_CODES,
-    TERMINAL_STATES,
-    record_provider_opt_out,
-)
+from careline.messaging.outbox import OPTED_OUT_ERROR_CODES, record_provider_opt_out
 from careline.messaging.ratelimit import SenderRateLimiter
-from careline.messaging.rendering import (
-    appointment_variables,
-    find_template,
-    render_body,
-    template_variables,
-)
+from careline.messaging.rendering import appointment_variables, find_template, render_body
 from careline.messaging.segments import count_segments
+from careline.messaging.template_syntax import template_variables
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment
-from careline.selfservice.links import new_manage_link, url_for
-from careline.selfservice.models import PatientLink
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_BASE = timedelta(seconds=30)
-BACKOFF_MAX = timedelta(hours=1)
 FALLBACK_ZONE = zoneinfo.ZoneInfo("America/New_York")
-OUTBOX = OutboundMessage._meta.db_table
 SENT_STATES = (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED)
 # A provider's status report can only be matched once the message's provider id is
 # written, so results are held back no longer than this (slow gateways write almost at
@@ -62,26 +50,6 @@ SENT_STATES = (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED)
 FLUSH_AFTER_SECONDS = 0.25
 # With a rate limit, a batch is about this many seconds of sending (see Dispatcher).
 CLAIM_SECONDS = 0.25
-# Fields the worker writes when it claims a batch.
-CLAIM_FIELDS = [
-    "state",
-    "reason",
-    "due_at",
-    "finished_at",
-    "claimed_at",
-    "attempts",
-    "body",
-    "segments",
-    "to_address",
-    "sender",
-]
-SENT_FIELDS = ["state", "provider_message_id", "sent_at", "finished_at"]
-_DATETIMES = {
-    f
-    for f in {*CLAIM_FIELDS, *SENT_FIELDS}
-    if OutboundMessage._meta.get_field(f).get_internal_type() == "DateTimeField"
-}
-_quote = connection.ops.quote_name
 _APPOINTMENT_FIELDS = [
     "organization_id",
     "practice_id",
@@ -96,46 +64,8 @@ _APPOINTMENT_FIELDS = [
 ]
 
 
-def backoff(attempts: int) -> timedelta:
-    """Wait before retry number `attempts`: 30 s, 1 min, 2 min, … at most an hour."""
-    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
-
-
 def status_callback_url() -> str:
     return f"{settings.CARELINE_BASE_URL}/webhooks/twilio/status"
-
-
-def _db_time(value: datetime | None):
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _update(rows: list[list], fields: list[str], *, if_state: str | None = None) -> None:
-    """Write `fields` of many outbox rows: each row is its field values, then its id; with
-    `if_state`, only rows still in that state change. On PostgreSQL one UPDATE … FROM
-    unnest(arrays) — one short statement whatever the number of rows, parsed and planned
-    once; on SQLite, which runs in-process, one prepared statement executed per row."""
-    if not rows:
-        return
-    guard = f" AND {OUTBOX}.state = %s" if if_state else ""
-    extra = [if_state] if if_state else []
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            assignments = ", ".join(f"{_quote(f)} = %s" for f in fields)
-            sql = f"UPDATE {OUTBOX} SET {assignments} WHERE id = %s{guard}"
-            cursor.executemany(sql, [row + extra for row in rows])
-            return
-        columns = [*fields, "id"]
-        arrays = ", ".join(
-            f"CAST(%s AS {OutboundMessage._meta.get_field(f).db_type(connection)}[])"
-            for f in columns
-        )
-        assignments = ", ".join(f"{_quote(f)} = v.{_quote(f)}" for f in fields)
-        cursor.execute(
-            f"UPDATE {OUTBOX} SET {assignments} "
-            f"FROM unnest({arrays}) AS v({', '.join(_quote(f) for f in columns)}) "
-            f"WHERE {OUTBOX}.id = v.id{guard}",
-            [list(column) for column in zip(*rows, strict=True)] + extra,
-        )
 
 
 class _Batch:
@@ -291,9 +221,8 @@ class _Batch:
         template, needs_link = self._templates[key]
         url = ""
         if needs_link:
-            token, link = new_manage_link(appointment.pk)
+            url, link = visit_links.issuer().new(appointment.pk)
             self.new_links.append(link)
-            url = url_for(token)
         return render_body(template.body, appointment_variables(appointment, language, link=url))
 
     def sender(self, m: OutboundMessage) -> str:
@@ -340,7 +269,7 @@ class Dispatcher:
         self.stats: Counter[str] = Counter()
         # Set from a signal handler: finish the message in hand, then stop.
         self.stop_requested = False
-        self._sent: list[list] = []
+        self._sent: list[tuple[int, SendResult, datetime]] = []
         self._sent_since = 0.0
 
     # -- the loop -------------------------------------------------------------------
@@ -364,19 +293,7 @@ class Dispatcher:
         send as `sending`. Returns (rows to send, rows looked at)."""
         now = self.clock()
         with transaction.atomic():
-            rows: list[OutboundMessage] = []
-            # One priority at a time, each an ordered range of the (state, priority, due_at)
-            # index: ordering by priority and due_at in one query made SQLite sort every
-            # due row for every batch. Not by id as well: no index has it after due_at.
-            for priority in sorted(Priority.values):
-                if len(rows) >= self.batch_size:
-                    break
-                rows += (
-                    OutboundMessage.objects.select_for_update(skip_locked=True)
-                    .filter(state=MessageState.SCHEDULED, priority=priority, due_at__lte=now)
-                    .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-                    .order_by("due_at")[: self.batch_size - len(rows)]
-                )
+            rows = outbox.lock_due(now, self.batch_size)
             if not rows:
                 return [], 0
             batch = _Batch(rows, now)
@@ -399,18 +316,9 @@ class Dispatcher:
                     )
                     self.stats[f"suppressed:{decision.reason}"] += 1
                 changed.append(m)
-            PatientLink.objects.bulk_create(batch.new_links)
-            _update(
-                [
-                    [
-                        _db_time(getattr(m, f)) if f in _DATETIMES else getattr(m, f)
-                        for f in CLAIM_FIELDS
-                    ]
-                    + [m.pk]
-                    for m in changed
-                ],
-                CLAIM_FIELDS,
-            )
+            if batch.new_links:
+                visit_links.issuer().save(batch.new_links)
+            outbox.save_claims(changed)
         return to_send, len(rows)
 
     def _prepare(self, m: OutboundMessage, batch: _Batch, now: datetime) -> Decision:
@@ -474,18 +382,9 @@ class Dispatcher:
         # Written in groups (flush_sent): one statement for many messages instead of one
         # commit each. A crash before the write leaves the rows in `sending`, which
         # reconciliation settles by asking the provider.
-        now = _db_time(self.clock())
         if not self._sent:
             self._sent_since = time.monotonic()
-        self._sent.append(
-            [
-                result.state,
-                result.provider_message_id,
-                now,
-                now if result.state in TERMINAL_STATES else None,
-                m.pk,
-            ]
-        )
+        self._sent.append((m.pk, result, self.clock()))
         self.stats["sent"] += 1
         if time.monotonic() - self._sent_since >= FLUSH_AFTER_SECONDS:
             self.flush_sent()
@@ -493,18 +392,14 @@ class Dispatcher:
     def flush_sent(self) -> None:
         """Write the results held back so far; a row that is no longer `sending` (another
         worker reconciled it after our lease ran out) keeps what it has."""
-        _update(self._sent, SENT_FIELDS, if_state=MessageState.SENDING)
+        outbox.mark_sent(self._sent)
         self._sent = []
 
     def _record_failure(self, m: OutboundMessage, exc: GatewayError) -> None:
         now = self.clock()
-        fields = {"error_code": exc.code[:20], "error_message": str(exc)[:300]}
+        error = {"error_code": exc.code, "error_message": str(exc)}
         if exc.transient and m.attempts < self.max_attempts:
-            OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
-                state=MessageState.SCHEDULED,
-                next_attempt_at=now + backoff(m.attempts),
-                **fields,
-            )
+            outbox.retry_later(m.pk, at=now + backoff(m.attempts), **error)
             self.stats["retry"] += 1
             logger.info("Message %s: transient error %s, will retry", m.pk, exc.code or "-")
             return
@@ -514,19 +409,13 @@ class Dispatcher:
             try:
                 found = self.gateway.find_sent(self.outgoing(m))
             except Exception:  # noqa: BLE001 — the provider cannot answer now: ask later
-                OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
-                    state=MessageState.SCHEDULED,
-                    next_attempt_at=now + backoff(m.attempts),
-                    **fields,
-                )
+                outbox.retry_later(m.pk, at=now + backoff(m.attempts), **error)
                 self.stats["retry"] += 1
                 return
             if found is not None:
                 self._record_sent(m, found)
                 return
-        OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
-            state=MessageState.FAILED, finished_at=now, **fields
-        )
+        outbox.mark_failed(m.pk, at=now, **error)
         self.stats["failed"] += 1
         logger.info("Message %s: failed with %s", m.pk, exc.code or "-")
         if exc.code in OPTED_OUT_ERROR_CODES:
@@ -549,10 +438,7 @@ class Dispatcher:
             if not stuck:
                 return settled
             for m in stuck:
-                # Take the row over from the dead worker; only one reconciler wins.
-                if not OutboundMessage.objects.filter(
-                    pk=m.pk, state=MessageState.SENDING, claimed_at=m.claimed_at
-                ).update(claimed_at=now):
+                if not outbox.take_over_stuck(m, now):
                     continue
                 settled += 1
                 if m.channel == Channel.EMAIL:
@@ -571,7 +457,5 @@ class Dispatcher:
             self.flush_sent()
 
     def _requeue(self, m: OutboundMessage) -> None:
-        OutboundMessage.objects.filter(pk=m.pk, state=MessageState.SENDING).update(
-            state=MessageState.SCHEDULED, claimed_at=None
-        )
+        outbox.requeue(m.pk)
         self.stats["reconciled_requeued"] += 1

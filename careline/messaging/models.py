@@ -7,6 +7,7 @@ from django.db import models
 
 from careline.clinics.models import AppointmentType, Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet, practice_or_organization_wide
+from careline.messaging.template_syntax import validate_template_body
 from careline.patients.models import Language, Patient
 from careline.scheduling.models import Appointment
 
@@ -87,8 +88,6 @@ class MessageTemplate(models.Model):
         return f"{self.get_kind_display()} ({self.language})"
 
     def clean(self) -> None:
-        from careline.messaging.rendering import validate_template_body
-
         validate_template_body(self.body)
         if self.practice_id and self.practice.organization_id != self.organization_id:
             raise ValidationError({"practice": "The practice belongs to another organization."})
@@ -261,3 +260,79 @@ class SimulatedPhoneMessage(models.Model):
 
     class Meta:
         ordering = ["received_at", "id"]
+
+
+class Experiment(models.Model):
+    """A measured change to reminders: a random share of visits has a step withheld.
+
+    Withholding every reminder is a holdout (do reminders work here?); withholding one step
+    compares two cadences (does the 72-hour reminder add anything to the 24-hour one?).
+    """
+
+    ALL_STEPS = "all"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    practice = models.ForeignKey(
+        Practice,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Blank: every practice of the organization.",
+    )
+    name = models.CharField(max_length=120)
+    withheld_step = models.CharField(
+        max_length=40,
+        default=ALL_STEPS,
+        help_text="'all' for a holdout, or a reminder step such as 'reminder:4320'.",
+    )
+    share_basis_points = models.PositiveIntegerField(
+        help_text="Share of visits in the withheld arm, in 1/10000 (1000 = 10%)."
+    )
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        # The table kept its name when the model moved here from analytics.
+        db_table = "analytics_experiment"
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(share_basis_points__gt=0, share_basis_points__lt=10000),
+                name="experiment_share_between_0_and_1",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentArm(models.TextChoices):
+    CONTROL = "control", "Usual reminders"
+    WITHHELD = "withheld", "Step withheld"
+
+
+class ExperimentAssignment(models.Model):
+    """Which arm a visit fell in; written once, when the visit is first planned."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="assignments")
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="+")
+    arm = models.CharField(max_length=10, choices=ExperimentArm.choices)
+    # The step planning must skip for this visit ('' in the control arm).
+    withheld_step = models.CharField(max_length=40, blank=True)
+    assigned_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "analytics_experimentassignment"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "appointment"], name="one_arm_per_visit_and_experiment"
+            )
+        ]
+        indexes = [models.Index(fields=["appointment", "withheld_step"])]
+
+    def __str__(self) -> str:
+        return f"{self.appointment_id} in {self.arm}"

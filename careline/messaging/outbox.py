@@ -1,14 +1,24 @@
-"""Rules about sent messages: provider status reports, and replies to patients."""
+"""The one writer of the outbox (OutboundMessage): every row is created, moved from state
+to state and withdrawn here, and everyone else calls these functions.
+
+A message moves scheduled → sending → sent → delivered | undelivered | failed, or from
+scheduled to suppressed or cancelled; a sending row whose worker died goes back to
+scheduled. Bulk paths stay set-based: planning and broadcasts hand over the SELECT that
+chooses their rows (insert_planned, insert_broadcast, cancel_planned) and the worker writes
+a whole batch in one statement (save_claims, mark_sent).
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from careline.messaging.gateways.base import StatusUpdate
+from careline.messaging.gateways.base import SendResult, StatusUpdate
 from careline.messaging.models import (
     Channel,
     MessageKind,
@@ -21,6 +31,72 @@ from careline.patients.models import ConsentSource, PhoneConsent
 
 logger = logging.getLogger(__name__)
 
+OUTBOX = OutboundMessage._meta.db_table
+# Every column of the outbox, in the order set-based inserts give their values: the one
+# list planning and broadcasts write against (a test checks it names every column).
+COLUMNS = (
+    "organization_id",
+    "practice_id",
+    "patient_id",
+    "appointment_id",
+    "broadcast_id",
+    "channel",
+    "to_address",
+    "sender",
+    "body",
+    "kind",
+    "step_key",
+    "visit_start",
+    "stop_when_confirmed",
+    "priority",
+    "due_at",
+    "expires_at",
+    "state",
+    "reason",
+    "attempts",
+    "next_attempt_at",
+    "claimed_at",
+    "provider_message_id",
+    "error_code",
+    "error_message",
+    "segments",
+    "created_at",
+    "sent_at",
+    "finished_at",
+)
+_INSERT = f"INSERT INTO {OUTBOX} ({', '.join(COLUMNS)})"
+# A step that already has a live message for this visit time is left alone by the
+# unique constraint itself (one_message_per_appointment_step), not by a NOT EXISTS
+# probe: in a first plan the outbox is empty when the statement is planned, so
+# PostgreSQL picks a probe that only matches on step_key and then walks every row the
+# statement has itself inserted (quadratic). It also makes two concurrent syncs of the
+# same visit add one message, not fail. The condition is the index's own, word for
+# word, as SQLite matches a partial index by the form of its WHERE.
+_SKIP_LIVE = (
+    " ON CONFLICT (appointment_id, step_key, visit_start) "
+    "WHERE NOT (state = 'cancelled') AND appointment_id IS NOT NULL DO NOTHING"
+)
+# Fields the worker writes when it claims a batch (sending, deferred or suppressed).
+CLAIM_FIELDS = [
+    "state",
+    "reason",
+    "due_at",
+    "finished_at",
+    "claimed_at",
+    "attempts",
+    "body",
+    "segments",
+    "to_address",
+    "sender",
+]
+SENT_FIELDS = ["state", "provider_message_id", "sent_at", "finished_at"]
+_DATETIMES = {
+    f
+    for f in {*CLAIM_FIELDS, *SENT_FIELDS}
+    if OutboundMessage._meta.get_field(f).get_internal_type() == "DateTimeField"
+}
+_quote = connection.ops.quote_name
+
 # Provider reports only move a message forward; terminal states never change again.
 _PROGRESS = {
     MessageState.SCHEDULED: 0,
@@ -31,6 +107,8 @@ _PROGRESS = {
     MessageState.FAILED: 3,
 }
 TERMINAL_STATES = (MessageState.DELIVERED, MessageState.UNDELIVERED, MessageState.FAILED)
+# The planned notices of an appointment change, by step key.
+NOTICE_STEPS = ("booked", "rescheduled", "cancelled")
 # Twilio: "Attempt to send to unsubscribed recipient" — the carrier holds an opt-out.
 OPTED_OUT_ERROR_CODES = {"21610"}
 # An answer that could not go out within the hour is no longer an answer.
@@ -109,4 +187,191 @@ def queue_reply(
         due_at=now,
         expires_at=now + REPLY_EXPIRY,
         created_at=now,
+    )
+
+
+# -- planned messages (set-based) ---------------------------------------------------
+
+
+def _db_time(value: datetime | None):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def insert_planned(select_sql: str, params: Sequence, *, with_sql: str = "") -> None:
+    """Insert the planned messages `select_sql` chooses (a value per COLUMNS entry, in
+    that order; `with_sql` is a WITH clause it reads from). A step that already has a live
+    message for its visit time is skipped, so planning twice adds nothing. `params` are
+    those of `with_sql`, then those of `select_sql`."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"{with_sql} {_INSERT}{select_sql}{_SKIP_LIVE}", list(params))
+
+
+def cancel_planned(
+    *,
+    where: str,
+    where_params: Sequence,
+    reason: str,
+    reason_params: Sequence,
+    now: datetime,
+    join: str = "",
+    with_sql: str = "",
+    with_params: Sequence = (),
+) -> None:
+    """Cancel, in one UPDATE, the scheduled messages `where` picks (SQL naming the outbox
+    table itself, with tables from `join`, e.g. "FROM scheduling_appointment a"), for the
+    `reason` SQL expression gives."""
+    # SQLite, which has no statistics on fresh tables, would pick the state index and so
+    # read every scheduled message for each planning chunk (quadratic in a bulk plan). A
+    # unary plus on the column keeps it on the chunk's range of appointment ids.
+    plain = "+" if connection.vendor == "sqlite" else ""
+    sql = (
+        f"{with_sql} UPDATE {OUTBOX} SET state = '{MessageState.CANCELLED}', "
+        f"reason = {reason}, finished_at = %s {join} "
+        f"WHERE {plain}{OUTBOX}.state = '{MessageState.SCHEDULED}' AND {where}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*with_params, *reason_params, _db_time(now), *where_params])
+
+
+def withdraw_planned_notice(appointment_id: int, *step_keys: str) -> int:
+    """The patient was just answered directly (a booking confirmed on the page, a visit
+    moved or cancelled by text): the planned notice of the same change, which may wait
+    for sending hours, would only repeat it. Cancels the scheduled notices of the given
+    steps (of NOTICE_STEPS); returns how many."""
+    unknown = set(step_keys) - set(NOTICE_STEPS)
+    if unknown or not step_keys:
+        raise ValueError(f"Not a notice step: {sorted(unknown) or 'none given'}")
+    return OutboundMessage.objects.filter(
+        appointment_id=appointment_id, step_key__in=step_keys, state=MessageState.SCHEDULED
+    ).update(state=MessageState.CANCELLED, reason="answered_directly", finished_at=timezone.now())
+
+
+# -- broadcasts ---------------------------------------------------------------------
+
+
+def insert_broadcast(select_sql: str, params: Sequence) -> None:
+    """Queue a broadcast's messages, one per row `select_sql` gives (a value per COLUMNS
+    entry, in that order), in one INSERT … SELECT."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_INSERT}{select_sql}", list(params))
+
+
+def cancel_broadcast_messages(broadcast_id: int) -> int:
+    """Stop what of a broadcast has not gone out yet; what was sent stays sent."""
+    return OutboundMessage.objects.filter(
+        broadcast_id=broadcast_id, state=MessageState.SCHEDULED
+    ).update(state=MessageState.CANCELLED, reason="broadcast_cancelled", finished_at=timezone.now())
+
+
+# -- the worker ---------------------------------------------------------------------
+
+
+def _update(rows: list[list], fields: list[str], *, if_state: str | None = None) -> None:
+    """Write `fields` of many outbox rows: each row is its field values, then its id; with
+    `if_state`, only rows still in that state change. On PostgreSQL one UPDATE … FROM
+    unnest(arrays) — one short statement whatever the number of rows, parsed and planned
+    once; on SQLite, which runs in-process, one prepared statement executed per row."""
+    if not rows:
+        return
+    guard = f" AND {OUTBOX}.state = %s" if if_state else ""
+    extra = [if_state] if if_state else []
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            assignments = ", ".join(f"{_quote(f)} = %s" for f in fields)
+            sql = f"UPDATE {OUTBOX} SET {assignments} WHERE id = %s{guard}"
+            cursor.executemany(sql, [row + extra for row in rows])
+            return
+        columns = [*fields, "id"]
+        arrays = ", ".join(
+            f"CAST(%s AS {OutboundMessage._meta.get_field(f).db_type(connection)}[])"
+            for f in columns
+        )
+        assignments = ", ".join(f"{_quote(f)} = v.{_quote(f)}" for f in fields)
+        cursor.execute(
+            f"UPDATE {OUTBOX} SET {assignments} "
+            f"FROM unnest({arrays}) AS v({', '.join(_quote(f) for f in columns)}) "
+            f"WHERE {OUTBOX}.id = v.id{guard}",
+            [list(column) for column in zip(*rows, strict=True)] + extra,
+        )
+
+
+def lock_due(now: datetime, limit: int) -> list[OutboundMessage]:
+    """The next scheduled rows that are due, locked until the caller's transaction ends
+    (SKIP LOCKED on PostgreSQL, so workers share the load; SQLite has one writer at a
+    time). The caller decides each row's fate and writes it with save_claims."""
+    rows: list[OutboundMessage] = []
+    # One priority at a time, each an ordered range of the (state, priority, due_at)
+    # index: ordering by priority and due_at in one query made SQLite sort every due row
+    # for every batch. Not by id as well: no index has it after due_at.
+    for priority in sorted(Priority.values):
+        if len(rows) >= limit:
+            break
+        rows += (
+            OutboundMessage.objects.select_for_update(skip_locked=True)
+            .filter(state=MessageState.SCHEDULED, priority=priority, due_at__lte=now)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .order_by("due_at")[: limit - len(rows)]
+        )
+    return rows
+
+
+def save_claims(rows: list[OutboundMessage]) -> None:
+    """Write what the worker decided for rows it locked: `sending` with the rendered body
+    and its address, a later due time, or `suppressed` with the reason."""
+    _update(
+        [
+            [_db_time(getattr(m, f)) if f in _DATETIMES else getattr(m, f) for f in CLAIM_FIELDS]
+            + [m.pk]
+            for m in rows
+        ],
+        CLAIM_FIELDS,
+    )
+
+
+def mark_sent(sent: list[tuple[int, SendResult, datetime]]) -> None:
+    """Record what the provider accepted, (message id, result, when) each, in one
+    statement; a row that is no longer `sending` (another worker reconciled it after this
+    one's lease ran out) keeps what it has."""
+    rows = []
+    for message_id, result, at in sent:
+        at = _db_time(at)
+        finished = at if result.state in TERMINAL_STATES else None
+        rows.append([result.state, result.provider_message_id, at, finished, message_id])
+    _update(rows, SENT_FIELDS, if_state=MessageState.SENDING)
+
+
+def retry_later(message_id: int, *, at: datetime, error_code: str, error_message: str) -> None:
+    """A send that failed for now goes back to the queue, not before `at`."""
+    OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING).update(
+        state=MessageState.SCHEDULED,
+        next_attempt_at=at,
+        error_code=error_code[:20],
+        error_message=error_message[:300],
+    )
+
+
+def mark_failed(message_id: int, *, at: datetime, error_code: str, error_message: str) -> None:
+    """Failed means not sent: the provider refused it or never got it."""
+    OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING).update(
+        state=MessageState.FAILED,
+        finished_at=at,
+        error_code=error_code[:20],
+        error_message=error_message[:300],
+    )
+
+
+def take_over_stuck(message: OutboundMessage, now: datetime) -> bool:
+    """Take a row left in `sending` over from a dead worker (a new lease from `now`);
+    of several reconcilers, only one wins."""
+    return bool(
+        OutboundMessage.objects.filter(
+            pk=message.pk, state=MessageState.SENDING, claimed_at=message.claimed_at
+        ).update(claimed_at=now)
+    )
+
+
+def requeue(message_id: int) -> None:
+    """Nobody sent it: back to the queue, where it passes the gate again."""
+    OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING).update(
+        state=MessageState.SCHEDULED, claimed_at=None
     )

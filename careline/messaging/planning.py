@@ -15,17 +15,16 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from careline.analytics import experiments
+from careline.messaging import experiments
 from careline.messaging.models import (
     DEFAULT_OFFSETS_MINUTES,
     MessageKind,
-    MessageState,
     Priority,
     ReminderRule,
 )
+from careline.messaging.outbox import OUTBOX, cancel_planned, insert_planned
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, AppointmentStatus
 
-OUTBOX = "messaging_outboundmessage"
 APPOINTMENT = Appointment._meta.db_table
 
 # A booking or cancellation notice is news only shortly after it happened; older changes
@@ -138,23 +137,6 @@ def _minus_minutes(column: str, minutes: str) -> str:
     return f"({column} - {minutes} * INTERVAL '1 minute')"
 
 
-_INSERT_COLUMNS = (
-    "organization_id, practice_id, patient_id, appointment_id, broadcast_id, channel, "
-    "to_address, sender, body, kind, step_key, visit_start, stop_when_confirmed, priority, "
-    "due_at, expires_at, state, reason, attempts, next_attempt_at, claimed_at, "
-    "provider_message_id, error_code, error_message, segments, created_at, sent_at, finished_at"
-)
-# A step that already has a live message for this visit time is left alone by the
-# unique constraint itself (one_message_per_appointment_step), not by a NOT EXISTS
-# probe: in a first plan the outbox is empty when the statement is planned, so
-# PostgreSQL picks a probe that only matches on step_key and then walks every row the
-# statement has itself inserted (quadratic). It also makes two concurrent syncs of the
-# same visit add one message, not fail. The condition is the index's own, word for
-# word, as SQLite matches a partial index by the form of its WHERE.
-_SKIP_LIVE = (
-    " ON CONFLICT (appointment_id, step_key, visit_start) "
-    "WHERE NOT (state = 'cancelled') AND appointment_id IS NOT NULL DO NOTHING"
-)
 # Texts go to the mobile number; email when the rule says so or there is no mobile.
 _USE_EMAIL = "((a.channel = 'email' AND p.email <> '') OR p.mobile_phone = '')"
 # The appointment is read through eff, which carries its columns and the chunk's filter,
@@ -170,6 +152,7 @@ _JOINS = """
 
 
 def _select(kind: str, step_key: str, priority: int, due: str, expires: str) -> str:
+    """A SELECT of planned messages: a value per outbox column, in outbox.COLUMNS order."""
     return f"""
     SELECT a.organization_id, a.practice_id, a.patient_id, a.id, NULL,
       CASE WHEN {_USE_EMAIL} THEN 'email' ELSE 'sms' END,
@@ -194,17 +177,14 @@ def _plan_chunk(
     )
     n = _dt(now)
     # Visits new to a running experiment get their arm first, so a withheld step is never
-    # planned (careline.analytics.experiments).
+    # planned (careline.messaging.experiments).
     experiments.assign(appointment_filter, filter_params, n)
-    statements: list[tuple[str, list]] = []
-
     # Stale plans first, so the notices below see the appointment's history as it was.
-    # SQLite, which has no statistics on fresh tables, would pick the outbox's state index
-    # and the appointments' status index, and so read every scheduled message or upcoming
-    # visit for each chunk (quadratic in a bulk plan). A unary plus on those columns keeps
-    # it on the chunk's range of appointment ids.
+    # SQLite, which has no statistics on fresh tables, would pick the appointments'
+    # status index, and so read every upcoming visit for each chunk (quadratic in a bulk
+    # plan). A unary plus on the column keeps it on the chunk's range of appointment ids
+    # (careline.messaging.outbox.cancel_planned does the same for the outbox's state).
     plain = "+" if connection.vendor == "sqlite" else ""
-    state = f"{plain}{o}.state"
     # What became of the visit, checked in this order (the first that holds is the reason).
     # One UPDATE joined to the appointment, not one per reason with a correlated subquery
     # each: the outbox chunk is read once. The chunk's filter is given for both tables, as
@@ -232,84 +212,75 @@ def _plan_chunk(
             f"a.status = '{AppointmentStatus.CONFIRMED}'",
         ),
     ]
-    reason_case = " ".join(f"WHEN {cond} THEN %s" for _, cond in visit_changes)
-    statements.append(
-        (
-            f"UPDATE {o} SET state = '{MessageState.CANCELLED}', "
-            f"reason = CASE {reason_case} END, finished_at = %s FROM {APPOINTMENT} a "
-            f"WHERE a.id = {o}.appointment_id AND {state} = '{MessageState.SCHEDULED}' "
-            f"AND {outbox_filter} AND {appointment_filter} AND ("
-            + " OR ".join(f"({cond})" for _, cond in visit_changes)
-            + ")",
-            [*(reason for reason, _ in visit_changes), n, *filter_params, *filter_params],
-        )
+    cancel_planned(
+        join=f"FROM {APPOINTMENT} a",
+        where=f"a.id = {o}.appointment_id AND {outbox_filter} AND {appointment_filter} AND ("
+        + " OR ".join(f"({cond})" for _, cond in visit_changes)
+        + ")",
+        where_params=[*filter_params, *filter_params],
+        reason="CASE " + " ".join(f"WHEN {cond} THEN %s" for _, cond in visit_changes) + " END",
+        reason_params=[reason for reason, _ in visit_changes],
+        now=now,
     )
     # A reminder step the appointment's rule no longer has.
-    statements.append(
-        (
-            f"{cte} UPDATE {o} SET state = '{MessageState.CANCELLED}', reason = %s, "
-            f"finished_at = %s WHERE {state} = '{MessageState.SCHEDULED}' "
-            f"AND {o}.appointment_id IS NOT NULL AND {outbox_filter} "
-            f"AND {o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
-            "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
-            f"WHERE e.id = {o}.appointment_id AND s.step_key = {o}.step_key)",
-            [*cte_params, "rule_changed", n, *filter_params],
-        )
+    cancel_planned(
+        with_sql=cte,
+        with_params=cte_params,
+        where=f"{o}.appointment_id IS NOT NULL AND {outbox_filter} "
+        f"AND {o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
+        "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
+        f"WHERE e.id = {o}.appointment_id AND s.step_key = {o}.step_key)",
+        where_params=filter_params,
+        reason="%s",
+        reason_params=["rule_changed"],
+        now=now,
     )
 
-    insert = f"{cte} INSERT INTO {OUTBOX} ({_INSERT_COLUMNS})"
     if events:
         recent = _dt(now - EVENT_NEWS_WINDOW)
         expiry = _dt(now + EVENT_EXPIRY)
         soon = "CASE WHEN a.start < %s THEN a.start ELSE %s END"
         upcoming = f"a.events AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
-        statements += [
-            (
-                insert
-                + _select("booked", "'booked'", Priority.EVENT, "%s", soon)
-                + f" AND {upcoming} AND a.created_at >= %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)" + _SKIP_LIVE,
-                [*cte_params, n, expiry, expiry, n, n, recent],
-            ),
-            (
-                insert
-                + _select("rescheduled", "'rescheduled'", Priority.EVENT, "%s", soon)
-                + f" AND {upcoming} AND EXISTS (SELECT 1 FROM {OUTBOX} m "
-                "WHERE m.appointment_id = a.id AND m.visit_start <> a.start "
-                f"AND m.kind <> '{MessageKind.CANCELLED}')" + _SKIP_LIVE,
-                [*cte_params, n, expiry, expiry, n, n],
-            ),
-            (
-                insert
-                + _select("cancelled", "'cancelled'", Priority.EVENT, "%s", soon)
-                + f" AND a.events AND a.status = '{AppointmentStatus.CANCELLED}' "
-                "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
-                "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')" + _SKIP_LIVE,
-                [*cte_params, n, expiry, expiry, n, n, recent],
-            ),
-        ]
-    due = _minus_minutes("a.start", "s.offset_minutes")
-    statements.append(
-        (
-            insert
-            + _select(
-                "reminder",
-                "s.step_key",
-                Priority.REMINDER,
-                due,
-                _minus_minutes("a.start", "s.expiry_offset"),
-            ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
-            + f" AND {plain}a.status IN ({_UPCOMING_SQL}) "
-            f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
-            f"AND NOT {experiments.withheld_condition('s.step_key')} "
-            f"AND {due} > %s" + _SKIP_LIVE,
-            [*cte_params, n, n],
+        insert_planned(
+            _select("booked", "'booked'", Priority.EVENT, "%s", soon)
+            + f" AND {upcoming} AND a.created_at >= %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)",
+            [*cte_params, n, expiry, expiry, n, n, recent],
+            with_sql=cte,
         )
+        insert_planned(
+            _select("rescheduled", "'rescheduled'", Priority.EVENT, "%s", soon)
+            + f" AND {upcoming} AND EXISTS (SELECT 1 FROM {OUTBOX} m "
+            "WHERE m.appointment_id = a.id AND m.visit_start <> a.start "
+            f"AND m.kind <> '{MessageKind.CANCELLED}')",
+            [*cte_params, n, expiry, expiry, n, n],
+            with_sql=cte,
+        )
+        insert_planned(
+            _select("cancelled", "'cancelled'", Priority.EVENT, "%s", soon)
+            + f" AND a.events AND a.status = '{AppointmentStatus.CANCELLED}' "
+            "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
+            "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')",
+            [*cte_params, n, expiry, expiry, n, n, recent],
+            with_sql=cte,
+        )
+    due = _minus_minutes("a.start", "s.offset_minutes")
+    insert_planned(
+        _select(
+            "reminder",
+            "s.step_key",
+            Priority.REMINDER,
+            due,
+            _minus_minutes("a.start", "s.expiry_offset"),
+        ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
+        + f" AND {plain}a.status IN ({_UPCOMING_SQL}) "
+        f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+        f"AND NOT {experiments.withheld_condition('s.step_key')} "
+        f"AND {due} > %s",
+        [*cte_params, n, n],
+        with_sql=cte,
     )
-    with connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
 
 
 def sync_reminders(appointment_ids: Iterable[int]) -> None:

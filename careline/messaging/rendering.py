@@ -7,22 +7,11 @@ import zoneinfo
 from collections.abc import Mapping
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from careline.clinics.validators import display_phone
-
-VARIABLES = {
-    "first_name": "Patient's first name",
-    "practice": "Practice name",
-    "date": "Visit date in the practice's time zone",
-    "time": "Visit time in the practice's time zone",
-    "address": "Practice address",
-    "practice_phone": "Practice front-desk number",
-    "link": "Link to confirm, cancel or reschedule online",
-}
-
-_formatter = string.Formatter()
+from careline.messaging.models import MessageTemplate
+from careline.messaging.template_syntax import validate_template_body
 
 EN_WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 EN_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -32,41 +21,11 @@ ES_MONTHS = (
 ).split()
 
 
-def _fields(body: str) -> list[tuple[str, str, str | None]]:
-    try:
-        return [
-            (name, spec, conversion)
-            for _, name, spec, conversion in _formatter.parse(body)
-            if name is not None
-        ]
-    except ValueError as exc:
-        raise ValidationError(
-            f"The template has an unmatched brace ({exc}); write {{{{ or }}}} for a literal one.",
-            code="template_syntax",
-        ) from exc
-
-
-def validate_template_body(body: str) -> None:
-    """Raise ValidationError naming every variable that is not allowed."""
-    problems = []
-    for name, spec, conversion in _fields(body):
-        if name not in VARIABLES:
-            problems.append(f"{{{name}}}" if name else "{}")
-        elif spec or conversion:
-            problems.append(f"{{{name}}} with a format or conversion")
-    if problems:
-        raise ValidationError(
-            f"Unknown template variables: {', '.join(problems)}. "
-            f"Allowed: {', '.join('{' + v + '}' for v in VARIABLES)}.",
-            code="template_variable",
-        )
-
-
 def render_body(body: str, variables: Mapping[str, str]) -> str:
     """Substitute whitelisted variables only; no attribute access, indexing or formats."""
     validate_template_body(body)
     out = []
-    for literal, name, _, _ in _formatter.parse(body):
+    for literal, name, _, _ in string.Formatter().parse(body):
         out.append(literal)
         if name is not None:
             out.append(str(variables.get(name, "")))
@@ -88,15 +47,10 @@ def local_time(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:
     return f"{hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
 
 
-def template_variables(body: str) -> set[str]:
-    """The variable names a (valid) template uses."""
-    return {name for name, _, _ in _fields(body)}
-
-
 def appointment_variables(appointment, language: str, *, link: str = "") -> dict[str, str]:
     """The variables for a message about `appointment` (practice and patient preloaded);
     `link` is the patient's self-service URL, issued by the caller only when the template
-    asks for it (careline.selfservice.links)."""
+    asks for it (careline.messaging.visit_links)."""
     practice = appointment.practice
     zone = practice.zone
     return {
@@ -120,8 +74,6 @@ def find_template(
 ):
     """The most specific active template; Careline's default when the clinic has none,
     English when none exists in the patient's language."""
-    from careline.messaging.models import MessageTemplate
-
     candidates = list(
         MessageTemplate.objects.filter(
             Q(organization_id=organization_id) | Q(organization__isnull=True),

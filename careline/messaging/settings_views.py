@@ -14,8 +14,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.clinics.validators import normalize_phone
 from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
-from careline.messaging.rendering import VARIABLES, local_date, local_time, render_body
+from careline.messaging.rendering import local_date, local_time, render_body
 from careline.messaging.segments import count_segments
+from careline.messaging.template_syntax import VARIABLES
 from careline.patients.models import Language
 
 MANAGER_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}

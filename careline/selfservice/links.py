@@ -66,6 +66,17 @@ def new_manage_link(appointment_id: int) -> tuple[str, PatientLink]:
     )
 
 
+def new_manage_link_url(appointment_id: int) -> tuple[str, PatientLink]:
+    """The URL of a new manage link and its row, not yet saved (for messaging's worker,
+    through careline.messaging.visit_links)."""
+    token, link = new_manage_link(appointment_id)
+    return url_for(token), link
+
+
+def save_links(links: list[PatientLink]) -> None:
+    PatientLink.objects.bulk_create(links)
+
+
 def issue_manage_link(appointment_id: int) -> str:
     token, link = new_manage_link(appointment_id)
     link.save(force_insert=True)

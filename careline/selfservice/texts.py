@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 
-from careline.messaging.models import MessageState, OutboundMessage
-from careline.messaging.outbox import queue_reply
+from careline.messaging.outbox import queue_reply, withdraw_planned_notice
 from careline.messaging.rendering import local_date, local_time
 from careline.scheduling.models import Appointment
 from careline.selfservice import links
@@ -48,7 +46,7 @@ def confirm_booking(appointment: Appointment, link: str) -> None:
             "link": link,
             **when(appointment.start, practice, language),
         }
-    withdraw_planned_notice(appointment.pk)
+    withdraw_planned_notice(appointment.pk, "booked", "rescheduled")
     queue_reply(
         organization_id=practice.organization_id,
         to_phone=patient.mobile_phone,
@@ -57,15 +55,6 @@ def confirm_booking(appointment: Appointment, link: str) -> None:
         patient_id=patient.pk,
         practice_id=practice.pk,
     )
-
-
-def withdraw_planned_notice(appointment_id: int) -> None:
-    now = timezone.now()
-    OutboundMessage.objects.filter(
-        Q(step_key="booked") | Q(step_key="rescheduled"),
-        appointment_id=appointment_id,
-        state=MessageState.SCHEDULED,
-    ).update(state=MessageState.CANCELLED, reason="answered_directly", finished_at=now)
 
 
 def offer(offer, opening, link: str) -> None:

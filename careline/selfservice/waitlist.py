@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.messaging.compliance import SendingHours
 from careline.messaging.models import MessageKind, OutboundMessage
+from careline.messaging.outbox import withdraw_planned_notice
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.appointments import (
     InvalidTransition,
@@ -572,7 +573,7 @@ def handle_reply(organization_id: int, phone: str, interpretation) -> str | None
     if intent == "confirm":
         outcome = accept_offer(offer.pk, source=ChangeSource.PATIENT_TEXT)
         if outcome.won:
-            texts.withdraw_planned_notice(outcome.appointment.pk)
+            withdraw_planned_notice(outcome.appointment.pk, "booked", "rescheduled")
     else:
         outcome = decline_offer(offer.pk)
     logger.info("Waitlist offer %s answered by text: %s", offer.pk, outcome.result)

@@ -23,7 +23,7 @@ def main() -> None:
     from django.db import connections
 
     # Import what the worker needs before forking, so no child pays for it.
-    import careline.messaging.management.commands.worker  # noqa: F401
+    import careline.web.management.commands.worker  # noqa: F401
     from careline.messaging import dispatch  # noqa: F401
 
     connections.close_all()  # a child must never share the parent's database connection

@@ -4,6 +4,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from careline import background
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.base import (
     GatewayError,
@@ -204,6 +205,25 @@ def test_transient_failures_retry_with_backoff_then_succeed(clinic):
     reply.refresh_from_db()
     assert (reply.state, reply.attempts) == ("sent", 3)
     assert gateway.sent == {reply.pk: 1} and gateway.lookups == 2
+
+
+def test_retries_follow_the_one_background_retry_schedule(clinic):
+    """The dispatcher has no backoff of its own: it waits as careline.background.backoff
+    says, 30 s doubling per attempt and never more than an hour."""
+    patient = clinic.patient()
+    reply = queue_reply(organization_id=clinic.org.id, to_phone=patient.mobile_phone, body="Hi")
+    OutboundMessage.objects.filter(pk=reply.pk).update(attempts=8)
+    gateway = FlakyGateway([GatewayError("busy", code="20429", transient=True)] * 2)
+    t0 = timezone.now()
+    run_at(t0, gateway, max_attempts=20)
+    reply.refresh_from_db()
+    assert (reply.state, reply.attempts) == ("scheduled", 9)
+    assert reply.next_attempt_at == t0 + background.backoff(9) == t0 + timedelta(hours=1)
+    assert [background.backoff(n) for n in (1, 2, 3)] == [
+        timedelta(seconds=30),
+        timedelta(minutes=1),
+        timedelta(minutes=2),
+    ]
 
 
 def test_permanent_failure_records_the_code_and_21610_opts_the_number_out(clinic):

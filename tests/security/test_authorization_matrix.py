@@ -121,7 +121,7 @@ def _optional_objects(org, objs) -> dict:
     try:
         from django.utils import timezone
 
-        from careline.analytics.models import Experiment
+        from careline.messaging.models import Experiment
 
         extra["experiment"] = Experiment.objects.create(
             organization=org,

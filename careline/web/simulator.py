@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from careline.clinics.validators import normalize_phone
+from careline.conversations.inbound import receive_sms
 from careline.messaging.models import SimulatedPhoneMessage
 
 PHONES_SHOWN = 30
@@ -41,7 +42,7 @@ def phones(request: HttpRequest) -> HttpResponse:
         )
         texts.reverse()  # newest last, as a phone shows them
         phone_list.append({"number": number, "texts": texts, "reply_to": texts[-1].sender})
-    return render(request, "messaging/simulator.html", {"phones": phone_list})
+    return render(request, "web/simulator.html", {"phones": phone_list})
 
 
 @require_POST
@@ -59,8 +60,6 @@ def reply(request: HttpRequest) -> HttpResponse:
     if not body:
         messages.error(request, "Type a reply first.")
         return redirect("simulator")
-    from careline.conversations.inbound import receive_sms
-
     receive_sms(
         from_phone=from_phone,
         to_phone=to_phone,
