@@ -4,7 +4,7 @@ from django.http import HttpRequest
 from careline.clinics.admin_scoping import ScopedAdmin, _roles
 from careline.clinics.models import StaffRole
 from careline.integrations.hl7.receiving import replay_message
-from careline.integrations.hl7.writeback.send import send_again
+from careline.integrations.hl7.writeback.queue import send_again
 from careline.integrations.models import (
     ApiKey,
     Hl7Feed,

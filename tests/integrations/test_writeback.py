@@ -242,7 +242,7 @@ def test_ar_fails_at_once_and_the_next_message_goes(ehr, feeds):
 
 
 def test_repeated_ae_fails_after_the_limit(ehr, feeds, monkeypatch):
-    monkeypatch.setattr(send, "MAX_ERROR_ACKS", 2)
+    monkeypatch.setattr(queue, "MAX_ERROR_ACKS", 2)
     visit = arrive(siu("S12", appointment_id="W8"))
     change_status(visit, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_TEXT)
     ehr.script.extend(["AE", "AE"])
@@ -372,9 +372,9 @@ def test_a_claimed_row_is_leased_and_comes_back_if_its_sender_dies(ehr, feeds):
     change_status(visit, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_TEXT)
     t0 = timezone.now()
     queue.fill_outbox(now=t0)
-    assert len(send._claim(t0, 10)) == 1
-    assert send._claim(t0, 10) == []  # another worker does not take it meanwhile
-    assert len(send._claim(t0 + send.LEASE, 10)) == 1
+    assert len(queue.claim_due(t0, 10)) == 1
+    assert queue.claim_due(t0, 10) == []  # another worker does not take it meanwhile
+    assert len(queue.claim_due(t0 + queue.LEASE, 10)) == 1
 
 
 def test_read_ack_variants():

@@ -4,13 +4,15 @@ message and feed, read set-based from a cursor per feed."""
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from careline.background import backoff
 from careline.clinics.models import Practice
 from careline.integrations.hl7.writeback.build import Peer, build_a31, build_siu, peer_of
 from careline.integrations.models import (
@@ -18,6 +20,7 @@ from careline.integrations.models import (
     Hl7Message,
     Hl7MessageState,
     Hl7OutboundMessage,
+    Hl7OutboundState,
     Hl7OutboundType,
     Hl7ProviderLink,
     Hl7WritebackCursor,
@@ -361,3 +364,98 @@ class _Sequences:
     def next(self, stream: str) -> int:
         self._last[stream] = self._last.get(stream, 0) + 1
         return self._last[stream]
+
+
+# -- the queue's state: claimed, answered, retried, sent again ----------------------
+
+LEASE = timedelta(minutes=2)
+MAX_ERROR_ACKS = 5
+
+
+@dataclass(frozen=True)
+class AckReading:
+    code: str  # AA, AE or AR (enhanced-mode CA/CE/CR folded in)
+    reason: str
+    in_step: bool = True  # False when the ACK answers another message
+
+
+def claim_due(now: datetime, batch_size: int) -> list[Hl7OutboundMessage]:
+    """Take the next due rows, each stream in order; a lease keeps other workers off."""
+    earlier_pending = Hl7OutboundMessage.objects.filter(
+        feed_id=OuterRef("feed_id"),
+        stream=OuterRef("stream"),
+        sequence__lt=OuterRef("sequence"),
+        state=Hl7OutboundState.PENDING,
+    )
+    with transaction.atomic():
+        rows = list(
+            Hl7OutboundMessage.objects.select_for_update(skip_locked=True)
+            .filter(
+                state=Hl7OutboundState.PENDING,
+                next_attempt_at__lte=now,
+                feed_id__in=writeback_feeds().values("id"),
+            )
+            .exclude(Exists(earlier_pending))
+            .order_by("next_attempt_at", "id")[:batch_size]
+        )
+        if rows:
+            # A lease, not a state: a worker that dies mid-send leaves the row due again.
+            Hl7OutboundMessage.objects.filter(pk__in=[r.pk for r in rows]).update(
+                next_attempt_at=now + LEASE
+            )
+    return rows
+
+
+def record_ack(row: Hl7OutboundMessage, reading: AckReading, now: datetime, stats: Counter) -> None:
+    """Record the EHR's answer to one sent row: sent, failed, or due again later."""
+    row.attempts += 1
+    row.ack_code = reading.code
+    if reading.code == "AA":
+        row.state, row.sent_at, row.last_error = Hl7OutboundState.SENT, now, ""
+        stats["sent"] += 1
+    elif reading.code == "AR":
+        row.state = Hl7OutboundState.FAILED
+        row.last_error = f"Rejected by the EHR (AR): {reading.reason or 'no reason given'}"
+        stats["failed"] += 1
+    else:
+        row.error_acks += 1
+        row.last_error = f"Error from the EHR (AE): {reading.reason or 'no reason given'}"
+        if row.error_acks >= MAX_ERROR_ACKS:
+            row.state = Hl7OutboundState.FAILED
+            stats["failed"] += 1
+        else:
+            row.next_attempt_at = now + backoff(row.attempts)
+            stats["retry"] += 1
+    row.save(
+        update_fields=[
+            "attempts",
+            "error_acks",
+            "ack_code",
+            "state",
+            "sent_at",
+            "last_error",
+            "next_attempt_at",
+        ]
+    )
+    logger.info("HL7 write-back %s %s: %s (%s)", row.pk, row.message_type, row.state, reading.code)
+
+
+def retry_later(
+    row: Hl7OutboundMessage, now: datetime, error: str, stats: Counter, *, tried: bool = True
+) -> None:
+    """The row goes out again later; `tried`: it reached the wire this time."""
+    if tried:
+        row.attempts += 1
+        row.last_error = error
+    row.next_attempt_at = now + backoff(max(row.attempts, 1))
+    row.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+    stats["retry" if tried else "deferred"] += 1
+    if tried:
+        logger.warning("HL7 write-back %s: %s", row.pk, error)
+
+
+def send_again(messages: QuerySet[Hl7OutboundMessage]) -> int:
+    """Make the failed ones among `messages` due now, with a fresh count of AE answers."""
+    return messages.filter(state=Hl7OutboundState.FAILED).update(
+        state=Hl7OutboundState.PENDING, next_attempt_at=timezone.now(), error_acks=0
+    )
