@@ -15,6 +15,7 @@ from careline.clinics.models import Organization, Practice, StaffMembership, Sta
 from careline.clinics.validators import normalize_phone
 from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
 from careline.messaging.rendering import VARIABLES, local_date, local_time, render_body
+from careline.messaging.rules import default_rule, save_default_rule
 from careline.messaging.segments import count_segments
 from careline.patients.models import Language
 
@@ -192,9 +193,7 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
     organization = next((o for o in orgs if o.id == organization_id), None)
     if organization is None or not _is_org_admin(request.user, organization_id):
         raise PermissionDenied("Only organization admins change the organization's cadence.")
-    rule = ReminderRule.objects.filter(
-        organization=organization, practice__isnull=True, appointment_type__isnull=True
-    ).first() or ReminderRule(organization=organization, offsets_minutes=[4320, 1440])
+    rule = default_rule(organization)
     initial = {
         "hours_before": ", ".join(f"{m / 60:g}" for m in rule.offsets_minutes),
         "stop_when_confirmed": rule.stop_when_confirmed,
@@ -202,15 +201,16 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
     }
     form = CadenceForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        rule.offsets_minutes = form.cleaned_data["hours_before"]
-        rule.stop_when_confirmed = form.cleaned_data["stop_when_confirmed"]
-        rule.send_event_messages = form.cleaned_data["send_event_messages"]
         try:
-            rule.full_clean()
+            save_default_rule(
+                organization,
+                offsets_minutes=form.cleaned_data["hours_before"],
+                stop_when_confirmed=form.cleaned_data["stop_when_confirmed"],
+                send_event_messages=form.cleaned_data["send_event_messages"],
+            )
         except ValidationError as exc:
             form.add_error("hours_before", " ".join(exc.messages))
         else:
-            rule.save()
             messages.success(
                 request, "Reminder cadence saved; upcoming visits are re-planned as they change."
             )

@@ -12,10 +12,6 @@ from careline.clinics.models import StaffRole
 from careline.messaging.models import ReminderRule
 from tests.api.conftest import Api
 
-# The page sorts the offsets and keeps a switched-off rule off; the API stores the offsets
-# as given and switches the rule on.
-DISAGREE = pytest.mark.xfail(strict=True, reason="the page and the API disagree")
-
 RULE_FIELDS = ("offsets_minutes", "channel", "stop_when_confirmed", "send_event_messages", "active")
 
 
@@ -52,9 +48,9 @@ def _fields(rule: ReminderRule) -> dict:
     [
         ("72, 24", [4320, 1440], None),
         # The same three reminders written in another order.
-        pytest.param("2, 72, 24", [120, 4320, 1440], None, marks=DISAGREE),
+        ("2, 72, 24", [120, 4320, 1440], None),
         # An organization-wide rule switched off in the admin: saving a cadence turns it on.
-        pytest.param("48", [2880], {"offsets_minutes": [60], "active": False}, marks=DISAGREE),
+        ("48", [2880], {"offsets_minutes": [60], "active": False}),
     ],
 )
 def test_page_and_api_make_the_same_default_rule(
