@@ -110,7 +110,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "office_hours": getattr(settings, "CARELINE_OFFICE_HOURS", ""),
         "staff": StaffMembership.objects.filter(organization_id__in=org_ids).select_related("user"),
     }
-    return render(request, "messaging/settings/overview.html", context)
+    return render(request, "web/settings/overview.html", context)
 
 
 @login_required
@@ -163,8 +163,8 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
         "kinds": MessageKind.choices,
     }
     if request.htmx:
-        return render(request, "messaging/settings/_template_preview.html", context)
-    return render(request, "messaging/settings/template.html", context)
+        return render(request, "web/settings/_template_preview.html", context)
+    return render(request, "web/settings/template.html", context)
 
 
 class CadenceForm(forms.Form):
@@ -216,7 +216,7 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
             )
             return redirect("messaging_settings:overview")
     return render(
-        request, "messaging/settings/cadence.html", {"form": form, "organization": organization}
+        request, "web/settings/cadence.html", {"form": form, "organization": organization}
     )
 
 
@@ -249,4 +249,4 @@ def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
         form.save()
         messages.success(request, f"{practice.name} saved.")
         return redirect("messaging_settings:overview")
-    return render(request, "messaging/settings/practice.html", {"form": form, "practice": practice})
+    return render(request, "web/settings/practice.html", {"form": form, "practice": practice})
