@@ -37,13 +37,9 @@ from careline.messaging.outbox import (
     record_provider_opt_out,
 )
 from careline.messaging.ratelimit import SenderRateLimiter
-from careline.messaging.rendering import (
-    appointment_variables,
-    find_template,
-    render_body,
-    template_variables,
-)
+from careline.messaging.rendering import appointment_variables, render_body, template_variables
 from careline.messaging.segments import count_segments
+from careline.messaging.texts import find_template
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment
 from careline.selfservice.links import new_manage_link, url_for

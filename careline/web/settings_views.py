@@ -17,6 +17,7 @@ from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
 from careline.messaging.rendering import VARIABLES, local_date, local_time, render_body
 from careline.messaging.rules import default_rule, save_default_rule
 from careline.messaging.segments import count_segments
+from careline.messaging.texts import DEFAULTS, default_body, has_default
 from careline.patients.models import Language
 
 MANAGER_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
@@ -87,6 +88,16 @@ class TemplateForm(forms.ModelForm):
         self.instance.organization = organization
 
 
+def _catalog_defaults() -> list[MessageTemplate]:
+    """Careline's default texts (the gettext catalog), unsaved, for managers to read and
+    customize."""
+    return [
+        MessageTemplate(kind=kind, language=language, body=body)
+        for (kind, language), body in DEFAULTS.items()
+        if has_default(kind, language)
+    ]
+
+
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     orgs = _require_manager(request)
@@ -95,11 +106,10 @@ def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "organizations": [o for o in orgs if _is_org_admin(request.user, o.id)],
         "practices": practices,
-        "templates": MessageTemplate.objects.filter(
-            Q(organization_id__in=org_ids) | Q(organization__isnull=True)
-        )
+        "templates": MessageTemplate.objects.filter(organization_id__in=org_ids)
         .filter(Q(practice__isnull=True) | Q(practice__in=practices))
         .select_related("organization", "practice"),
+        "defaults": _catalog_defaults(),
         "rules": ReminderRule.objects.filter(organization_id__in=org_ids)
         .filter(Q(practice__isnull=True) | Q(practice__in=practices))
         .select_related("practice", "appointment_type"),
@@ -118,12 +128,19 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
     orgs = _require_manager(request)
     organization = orgs[0]
     instance = None
+    kind, language = request.GET.get("kind"), request.GET.get("language")
+    if template_id is None and (kind, language) in DEFAULTS:
+        # "Customize" on one of Careline's defaults: start from its wording.
+        instance = MessageTemplate(kind=kind, language=language, body=default_body(kind, language))
     if template_id is not None:
         template = get_object_or_404(MessageTemplate, pk=template_id)
         if template.organization_id is None:
-            # Careline's default: editing makes the organization's own copy.
+            # A row migration 0002 made for Careline's default: editing makes the
+            # organization's own copy of the default as the catalog now words it.
             instance = MessageTemplate(
-                kind=template.kind, language=template.language, body=template.body
+                kind=template.kind,
+                language=template.language,
+                body=default_body(template.kind, template.language) or template.body,
             )
         else:
             if template.organization_id not in {o.id for o in orgs}:
