@@ -21,6 +21,21 @@ from careline.scheduling.models import Appointment
 # Keys name the situation; each text is its English wording, which is also its msgid in
 # the gettext catalog (careline/locale), where the translations live.
 TEXTS = {
+    # Answers to the consent keywords (STOP, START, HELP and their Spanish words), which
+    # carriers require to name the sender and how to opt out or back in.
+    "opt_out": gettext_noop(
+        "{name}: You are unsubscribed and will receive no more texts from this number. "
+        "Reply START to resubscribe."
+    ),
+    "opt_in": gettext_noop(
+        "{name}: You are subscribed again to appointment texts. Msg & data rates may apply. "
+        "Reply HELP for help, STOP to opt out."
+    ),
+    "help": gettext_noop(
+        "{name}: appointment texts. {contact} Msg & data rates may apply. Reply STOP to opt out."
+    ),
+    "help_call": gettext_noop("For help call {phone}."),
+    "help_no_phone": gettext_noop("For help, call your clinic."),
     "confirmed": gettext_noop("{practice}: Thank you, your visit on {when} is confirmed."),
     "confirmed_many": gettext_noop("{practice}: Thank you, these visits are confirmed: {visits}."),
     "cancelled": gettext_noop("{practice}: Your visit on {when} is cancelled. {rebook}"),
