@@ -139,6 +139,10 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("es", "Español")]
 TIME_ZONE = "UTC"
 USE_I18N = True
+# Every text a patient reads (self-service pages and the texts Careline sends) is English in
+# the code and translated in this one catalog; organizations' own wording (MessageTemplate)
+# overrides the planned texts on top of it.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -30,5 +30,5 @@ urlpatterns = [
     path("", include("careline.analytics.urls")),
     path("", include("careline.broadcasts.urls")),
     path("", include("careline.conversations.urls")),
-    path("settings/", include("careline.messaging.settings_urls")),
+    path("settings/", include("careline.web.settings_urls")),
 ]

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from careline.clinics.models import Organization, Practice
 from careline.clinics.validators import display_phone
+from careline.conversations import texts
 from careline.conversations.keywords import ConsentMatch, consent_keyword
 from careline.conversations.models import InboundAction, InboundIntent, InboundMessage
 from careline.conversations.replies import act_on_reply
@@ -25,30 +26,6 @@ from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource, Language, Patient, PhoneConsent
 
 log = logging.getLogger(__name__)
-
-REPLIES = {
-    Language.ENGLISH: {
-        "opt_out": "{name}: You are unsubscribed and will receive no more texts from this "
-        "number. Reply START to resubscribe.",
-        "opt_in": "{name}: You are subscribed again to appointment texts. Msg & data rates "
-        "may apply. Reply HELP for help, STOP to opt out.",
-        "help": "{name}: appointment texts. {contact} Msg & data rates may apply. "
-        "Reply STOP to opt out.",
-        "call": "For help call {phone}.",
-        "no_phone": "For help, call your clinic.",
-    },
-    Language.SPANISH: {
-        "opt_out": "{name}: Se ha dado de baja y no recibirá más mensajes de este número. "
-        "Responda START para volver a suscribirse.",
-        "opt_in": "{name}: Se ha suscrito de nuevo a los mensajes de sus citas. Pueden "
-        "aplicarse tarifas de mensajes y datos. Responda AYUDA para ayuda, STOP para darse "
-        "de baja.",
-        "help": "{name}: mensajes de sus citas. {contact} Pueden aplicarse tarifas de "
-        "mensajes y datos. Responda STOP para darse de baja.",
-        "call": "Para ayuda llame al {phone}.",
-        "no_phone": "Para ayuda, llame a su clínica.",
-    },
-}
 
 
 @dataclass
@@ -197,7 +174,7 @@ def _act_on_consent(message: InboundMessage, route: Route, match: ConsentMatch) 
     if len(changed) > 1:
         message.note = f"Applied to {len(changed)} organizations texting from this number."
     name = route.practice.name if route.practice else route.organization.name
-    message.reply = _queue_reply(message, route, REPLIES[language][match.intent].format(name=name))
+    message.reply = _queue_reply(message, route, texts.text(language, match.intent, name=name))
 
 
 def _reply_language(match: ConsentMatch, route: Route) -> str:
@@ -209,7 +186,6 @@ def _reply_language(match: ConsentMatch, route: Route) -> str:
 
 
 def _help_text(route: Route, language: str) -> str:
-    texts = REPLIES[language]
     practice = route.practice
     if practice is None or not practice.phone:
         practice = (
@@ -218,11 +194,11 @@ def _help_text(route: Route, language: str) -> str:
         )
     name = practice.name if practice else route.organization.name
     contact = (
-        texts["call"].format(phone=display_phone(practice.phone))
+        texts.text(language, "help_call", phone=display_phone(practice.phone))
         if practice and practice.phone
-        else texts["no_phone"]
+        else texts.text(language, "help_no_phone")
     )
-    return texts["help"].format(name=name, contact=contact)
+    return texts.text(language, "help", name=name, contact=contact)
 
 
 def _queue_reply(message: InboundMessage, route: Route, text: str) -> OutboundMessage:

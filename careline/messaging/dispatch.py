@@ -34,9 +34,10 @@ from careline.messaging.models import (
 )
 from careline.messaging.outbox import OPTED_OUT_ERROR_CODES, record_provider_opt_out
 from careline.messaging.ratelimit import SenderRateLimiter
-from careline.messaging.rendering import appointment_variables, find_template, render_body
+from careline.messaging.rendering import appointment_variables, render_body
 from careline.messaging.segments import count_segments
 from careline.messaging.template_syntax import template_variables
+from careline.messaging.texts import find_template
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment
 

@@ -56,7 +56,10 @@ class MessageState(models.TextChoices):
 
 
 class MessageTemplate(models.Model):
-    """Text of one kind of message in one language. Blank organization: Careline's default."""
+    """An organization's own wording of one kind of planned text in one language, for the
+    whole organization, a practice and/or an appointment type. It overrides Careline's
+    default, which is in the gettext catalog (careline.messaging.texts). Rows without an
+    organization are the defaults migration 0002 stored; rendering no longer reads them."""
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="+"

@@ -7,18 +7,37 @@ import zoneinfo
 from collections.abc import Mapping
 from datetime import datetime
 
-from django.db.models import Q
+from django.utils import translation
+from django.utils.translation import gettext, pgettext_lazy
 
 from careline.clinics.validators import display_phone
-from careline.messaging.models import MessageTemplate
 from careline.messaging.template_syntax import validate_template_body
 
-EN_WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-EN_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-ES_WEEKDAYS = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"]
-ES_MONTHS = (
-    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
-).split()
+# Abbreviated in English ("Tue, Mar 3"); the Spanish catalog spells them out
+# ("martes 3 de marzo"), as a text reads better that way and has the room.
+WEEKDAYS = [
+    pgettext_lazy("weekday in a text", "Mon"),
+    pgettext_lazy("weekday in a text", "Tue"),
+    pgettext_lazy("weekday in a text", "Wed"),
+    pgettext_lazy("weekday in a text", "Thu"),
+    pgettext_lazy("weekday in a text", "Fri"),
+    pgettext_lazy("weekday in a text", "Sat"),
+    pgettext_lazy("weekday in a text", "Sun"),
+]
+MONTHS = [
+    pgettext_lazy("month in a text", "Jan"),
+    pgettext_lazy("month in a text", "Feb"),
+    pgettext_lazy("month in a text", "Mar"),
+    pgettext_lazy("month in a text", "Apr"),
+    pgettext_lazy("month in a text", "May"),
+    pgettext_lazy("month in a text", "Jun"),
+    pgettext_lazy("month in a text", "Jul"),
+    pgettext_lazy("month in a text", "Aug"),
+    pgettext_lazy("month in a text", "Sep"),
+    pgettext_lazy("month in a text", "Oct"),
+    pgettext_lazy("month in a text", "Nov"),
+    pgettext_lazy("month in a text", "Dec"),
+]
 
 
 def render_body(body: str, variables: Mapping[str, str]) -> str:
@@ -33,24 +52,28 @@ def render_body(body: str, variables: Mapping[str, str]) -> str:
 
 
 def local_date(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:
+    """The visit's local date in the patient's language: "Tue, Mar 3", "martes 3 de marzo"."""
     local = moment.astimezone(zone)
-    if language == "es":
-        return f"{ES_WEEKDAYS[local.weekday()]} {local.day} de {ES_MONTHS[local.month - 1]}"
-    return f"{EN_WEEKDAYS[local.weekday()]}, {EN_MONTHS[local.month - 1]} {local.day}"
+    with translation.override(language):
+        return gettext("{weekday}, {month} {day}").format(
+            weekday=WEEKDAYS[local.weekday()], month=MONTHS[local.month - 1], day=local.day
+        )
 
 
 def local_time(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:
+    """The visit's local time on a 12-hour clock: "2:40 PM", "2:40 p.m."."""
     local = moment.astimezone(zone)
-    hour = local.hour % 12 or 12
-    if language == "es":
-        return f"{hour}:{local.minute:02d} {'a.m.' if local.hour < 12 else 'p.m.'}"
-    return f"{hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+    values = {"hour": local.hour % 12 or 12, "minute": f"{local.minute:02d}"}
+    with translation.override(language):
+        if local.hour < 12:
+            return gettext("{hour}:{minute} AM").format(**values)
+        return gettext("{hour}:{minute} PM").format(**values)
 
 
 def appointment_variables(appointment, language: str, *, link: str = "") -> dict[str, str]:
     """The variables for a message about `appointment` (practice and patient preloaded);
     `link` is the patient's self-service URL, issued by the caller only when the template
-    asks for it (careline.messaging.visit_links)."""
+    asks for it (careline.selfservice.links)."""
     practice = appointment.practice
     zone = practice.zone
     return {
@@ -62,45 +85,3 @@ def appointment_variables(appointment, language: str, *, link: str = "") -> dict
         "practice_phone": display_phone(practice.phone),
         "link": link,
     }
-
-
-def find_template(
-    *,
-    organization_id: int,
-    practice_id: int | None,
-    appointment_type_id: int | None,
-    kind: str,
-    language: str,
-):
-    """The most specific active template; Careline's default when the clinic has none,
-    English when none exists in the patient's language."""
-    candidates = list(
-        MessageTemplate.objects.filter(
-            Q(organization_id=organization_id) | Q(organization__isnull=True),
-            Q(practice_id=practice_id) | Q(practice__isnull=True),
-            Q(appointment_type_id=appointment_type_id) | Q(appointment_type__isnull=True),
-            kind=kind,
-            language__in=[language, "en"],
-            active=True,
-        )
-    )
-
-    def specificity(t) -> tuple:
-        return (
-            t.language == language,
-            t.organization_id is not None,
-            t.appointment_type_id is not None,
-            t.practice_id is not None,
-            t.id,
-        )
-
-    best = max(candidates, key=specificity, default=None)
-    if best is None:
-        # The shipped defaults live in code too, so a database emptied of them (a test
-        # flush, a careless delete) still says something sensible.
-        from careline.messaging.default_texts import DEFAULTS
-
-        body = DEFAULTS.get((kind, language)) or DEFAULTS.get((kind, "en"))
-        if body:
-            best = MessageTemplate(kind=kind, language=language, body=body)
-    return best

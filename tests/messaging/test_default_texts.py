@@ -1,8 +1,7 @@
 import re
 
-from careline.messaging.default_texts import DEFAULTS
 from careline.messaging.models import MessageTemplate
-from careline.messaging.rendering import find_template
+from careline.messaging.texts import DEFAULTS, find_template
 
 
 def test_shipped_texts_are_used_even_when_the_table_lost_them(build):

@@ -7,12 +7,12 @@ from django.core.exceptions import ValidationError
 
 from careline.messaging.models import MessageTemplate
 from careline.messaging.rendering import (
-    find_template,
     local_date,
     local_time,
     render_body,
     validate_template_body,
 )
+from careline.messaging.texts import find_template
 
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")

@@ -26,17 +26,11 @@ from careline.api.v1.http import (
     query_params,
 )
 from careline.api.v1.openapi import openapi_document
-from careline.api.v1.reminder_rules import (
-    default_rule,
-    foreign_ids,
-    override_rules,
-    save_default_rule,
-)
 from careline.api.v1.representations import THREAD_LENGTH
 from careline.api.v1.service_users import acting_user
 from careline.broadcasts import sending as broadcasts
 from careline.broadcasts.models import Broadcast
-from careline.clinics.models import Practice
+from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.conversations import inbox
 from careline.conversations.models import (
     Conversation,
@@ -47,6 +41,7 @@ from careline.conversations.models import (
 )
 from careline.integrations.models import ApiKey
 from careline.messaging.models import Channel
+from careline.messaging.rules import default_rule, override_rules, save_default_rule
 from careline.patients.models import Language
 from careline.scheduling.models import Appointment
 
@@ -188,6 +183,26 @@ def _audience(body: Body) -> broadcasts.Audience:
     return audience
 
 
+def _foreign_ids(organization: Organization, audience: broadcasts.Audience) -> dict[str, list[int]]:
+    """Audience ids that are not the organization's, by audience field."""
+    checks = {
+        "practice_ids": (Practice, audience.practice_ids),
+        "provider_ids": (Provider, audience.provider_ids),
+        "appointment_type_ids": (AppointmentType, audience.appointment_type_ids),
+    }
+    problems = {}
+    for field, (model, ids) in checks.items():
+        if not ids:
+            continue
+        known = set(
+            model.objects.filter(organization=organization, id__in=ids).values_list("id", flat=True)
+        )
+        missing = [i for i in ids if i not in known]
+        if missing:
+            problems[field] = missing
+    return problems
+
+
 def create_broadcast(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
     """Preview (?dry_run=true) or queue a broadcast."""
     params = query_params(request, {"dry_run"})
@@ -199,7 +214,7 @@ def create_broadcast(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
     send_at = body.moment("send_at")
     audience = _audience(body)
     body.finish()
-    foreign = foreign_ids(api_key.organization, audience)
+    foreign = _foreign_ids(api_key.organization, audience)
     if foreign:
         raise ApiError(
             422,

@@ -97,3 +97,14 @@ def test_sender_number_is_normalized_or_refused(client, build):
     assert practice.sender_number == "+15125550142" and practice.phone == "+15125550199"
     response = client.post(url, {"phone": "", "sender_number": "12", "address": ""})
     assert "wrong number of digits" in response.content.decode()
+
+
+def test_careline_defaults_are_listed_from_the_catalog_and_customized_as_a_copy(client, build):
+    org, practice, _ = _manager(build, client, role=StaffRole.ORGANIZATION_ADMIN)
+    page = client.get(reverse("messaging_settings:overview")).content.decode()
+    assert page.count("Careline default") == 8
+    assert "le recordamos su cita" in page
+    url = reverse("messaging_settings:new_template")
+    form = client.get(url, {"kind": "reminder", "language": "es"}).context["form"]
+    assert form.instance.body.startswith("{first_name}: le recordamos su cita")
+    assert form.instance.pk is None

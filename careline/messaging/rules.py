@@ -1,5 +1,6 @@
-"""The few rules the API adds around the domain services: an organization's default
-reminder cadence as one resource, and audiences that stay inside the key's organization."""
+"""An organization's default reminder rule: the organization-wide cadence that practice and
+appointment-type rules override. The cadence settings page and PUT /api/v1/reminder-rules
+both read and save it here, so the two give the same rule for the same cadence."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
-from careline.broadcasts.sending import Audience
-from careline.clinics.models import AppointmentType, Organization, Practice, Provider
+from careline.clinics.models import Organization
 from careline.messaging.models import DEFAULT_OFFSETS_MINUTES, ReminderRule
 
 
@@ -32,34 +32,18 @@ def override_rules(organization: Organization) -> list[ReminderRule]:
 
 
 def save_default_rule(organization: Organization, **fields: Any) -> ReminderRule:
-    """Replace the organization-wide rule with `fields`; ValidationError if they are not
-    valid (ReminderRule.full_clean)."""
+    """Set `fields` on the organization-wide rule (creating it) and switch it on, unless
+    `active` is given; ValidationError if they are not valid (ReminderRule.full_clean).
+
+    Saving a cadence means "use this cadence", so a rule switched off in the admin comes
+    back on. The offsets are stored longest lead first, however they were written."""
     with transaction.atomic():
         # Two concurrent first saves would otherwise both create an organization-wide rule.
         Organization.objects.select_for_update().filter(pk=organization.pk).first()
         rule = default_rule(organization)
-        for name, value in fields.items():
+        for name, value in {"active": True, **fields}.items():
             setattr(rule, name, value)
         rule.full_clean()
+        rule.offsets_minutes = sorted(rule.offsets_minutes, reverse=True)
         rule.save()
     return rule
-
-
-def foreign_ids(organization: Organization, audience: Audience) -> dict[str, list[int]]:
-    """Audience ids that are not the organization's, by audience field."""
-    checks = {
-        "practice_ids": (Practice, audience.practice_ids),
-        "provider_ids": (Provider, audience.provider_ids),
-        "appointment_type_ids": (AppointmentType, audience.appointment_type_ids),
-    }
-    problems = {}
-    for field, (model, ids) in checks.items():
-        if not ids:
-            continue
-        known = set(
-            model.objects.filter(organization=organization, id__in=ids).values_list("id", flat=True)
-        )
-        missing = [i for i in ids if i not in known]
-        if missing:
-            problems[field] = missing
-    return problems

@@ -1,6 +1,9 @@
+"""Managers' settings pages under /settings/. The namespace keeps its first name,
+messaging_settings, because staff pages and bookmarks-by-name already reverse it."""
+
 from django.urls import path
 
-from careline.messaging import settings_views as views
+from careline.web import settings_views as views
 
 app_name = "messaging_settings"
 urlpatterns = [

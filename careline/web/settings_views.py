@@ -15,8 +15,10 @@ from careline.clinics.models import Organization, Practice, StaffMembership, Sta
 from careline.clinics.validators import normalize_phone
 from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
 from careline.messaging.rendering import local_date, local_time, render_body
+from careline.messaging.rules import default_rule, save_default_rule
 from careline.messaging.segments import count_segments
 from careline.messaging.template_syntax import VARIABLES
+from careline.messaging.texts import DEFAULTS, default_body, has_default
 from careline.patients.models import Language
 
 MANAGER_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
@@ -87,6 +89,16 @@ class TemplateForm(forms.ModelForm):
         self.instance.organization = organization
 
 
+def _catalog_defaults() -> list[MessageTemplate]:
+    """Careline's default texts (the gettext catalog), unsaved, for managers to read and
+    customize."""
+    return [
+        MessageTemplate(kind=kind, language=language, body=body)
+        for (kind, language), body in DEFAULTS.items()
+        if has_default(kind, language)
+    ]
+
+
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     orgs = _require_manager(request)
@@ -95,11 +107,10 @@ def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "organizations": [o for o in orgs if _is_org_admin(request.user, o.id)],
         "practices": practices,
-        "templates": MessageTemplate.objects.filter(
-            Q(organization_id__in=org_ids) | Q(organization__isnull=True)
-        )
+        "templates": MessageTemplate.objects.filter(organization_id__in=org_ids)
         .filter(Q(practice__isnull=True) | Q(practice__in=practices))
         .select_related("organization", "practice"),
+        "defaults": _catalog_defaults(),
         "rules": ReminderRule.objects.filter(organization_id__in=org_ids)
         .filter(Q(practice__isnull=True) | Q(practice__in=practices))
         .select_related("practice", "appointment_type"),
@@ -110,7 +121,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "office_hours": getattr(settings, "CARELINE_OFFICE_HOURS", ""),
         "staff": StaffMembership.objects.filter(organization_id__in=org_ids).select_related("user"),
     }
-    return render(request, "messaging/settings/overview.html", context)
+    return render(request, "web/settings/overview.html", context)
 
 
 @login_required
@@ -118,12 +129,19 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
     orgs = _require_manager(request)
     organization = orgs[0]
     instance = None
+    kind, language = request.GET.get("kind"), request.GET.get("language")
+    if template_id is None and (kind, language) in DEFAULTS:
+        # "Customize" on one of Careline's defaults: start from its wording.
+        instance = MessageTemplate(kind=kind, language=language, body=default_body(kind, language))
     if template_id is not None:
         template = get_object_or_404(MessageTemplate, pk=template_id)
         if template.organization_id is None:
-            # Careline's default: editing makes the organization's own copy.
+            # A row migration 0002 made for Careline's default: editing makes the
+            # organization's own copy of the default as the catalog now words it.
             instance = MessageTemplate(
-                kind=template.kind, language=template.language, body=template.body
+                kind=template.kind,
+                language=template.language,
+                body=default_body(template.kind, template.language) or template.body,
             )
         else:
             if template.organization_id not in {o.id for o in orgs}:
@@ -163,8 +181,8 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
         "kinds": MessageKind.choices,
     }
     if request.htmx:
-        return render(request, "messaging/settings/_template_preview.html", context)
-    return render(request, "messaging/settings/template.html", context)
+        return render(request, "web/settings/_template_preview.html", context)
+    return render(request, "web/settings/template.html", context)
 
 
 class CadenceForm(forms.Form):
@@ -193,9 +211,7 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
     organization = next((o for o in orgs if o.id == organization_id), None)
     if organization is None or not _is_org_admin(request.user, organization_id):
         raise PermissionDenied("Only organization admins change the organization's cadence.")
-    rule = ReminderRule.objects.filter(
-        organization=organization, practice__isnull=True, appointment_type__isnull=True
-    ).first() or ReminderRule(organization=organization, offsets_minutes=[4320, 1440])
+    rule = default_rule(organization)
     initial = {
         "hours_before": ", ".join(f"{m / 60:g}" for m in rule.offsets_minutes),
         "stop_when_confirmed": rule.stop_when_confirmed,
@@ -203,21 +219,22 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
     }
     form = CadenceForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        rule.offsets_minutes = form.cleaned_data["hours_before"]
-        rule.stop_when_confirmed = form.cleaned_data["stop_when_confirmed"]
-        rule.send_event_messages = form.cleaned_data["send_event_messages"]
         try:
-            rule.full_clean()
+            save_default_rule(
+                organization,
+                offsets_minutes=form.cleaned_data["hours_before"],
+                stop_when_confirmed=form.cleaned_data["stop_when_confirmed"],
+                send_event_messages=form.cleaned_data["send_event_messages"],
+            )
         except ValidationError as exc:
             form.add_error("hours_before", " ".join(exc.messages))
         else:
-            rule.save()
             messages.success(
                 request, "Reminder cadence saved; upcoming visits are re-planned as they change."
             )
             return redirect("messaging_settings:overview")
     return render(
-        request, "messaging/settings/cadence.html", {"form": form, "organization": organization}
+        request, "web/settings/cadence.html", {"form": form, "organization": organization}
     )
 
 
@@ -250,4 +267,4 @@ def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
         form.save()
         messages.success(request, f"{practice.name} saved.")
         return redirect("messaging_settings:overview")
-    return render(request, "messaging/settings/practice.html", {"form": form, "practice": practice})
+    return render(request, "web/settings/practice.html", {"form": form, "practice": practice})
