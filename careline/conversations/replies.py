@@ -80,7 +80,7 @@ from careline.scheduling.models import (
 )
 
 if TYPE_CHECKING:
-    from careline.conversations.inbound import Route
+    from careline.conversations.addressing import Route
 
 log = logging.getLogger(__name__)
 
