@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.patients.models import Patient
-from careline.scheduling.appointments import change_status
-from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
+from careline.scheduling import changes
+from careline.scheduling.appointments import change_status, record_change
+from careline.scheduling.models import Appointment, AppointmentStatus
 
 # Shown to patients for appointment types a feed introduces; staff can rename it later.
 NEUTRAL_PATIENT_FACING_NAME = "Appointment"
@@ -110,7 +111,6 @@ def upsert_external_appointment(
                 return ExternalUpsert(current, created=False, applied=False)
             current = _update(current, visit, now)
         _link_practice(current, provider, practice, patient)
-        _plan_reminders(current.id)
     return ExternalUpsert(current, created=created, applied=True)
 
 
@@ -147,7 +147,7 @@ def _locked_match(
 
 
 def _create(organization: Organization, visit: _Visit, now: datetime) -> Appointment:
-    appointment = Appointment.objects.create(
+    appointment = Appointment(
         organization=organization,
         practice=visit.practice,
         provider=visit.provider,
@@ -155,23 +155,12 @@ def _create(organization: Organization, visit: _Visit, now: datetime) -> Appoint
         appointment_type=visit.appointment_type,
         start=visit.start,
         end=visit.end,
-        status=visit.status,
-        confirmed_at=now if visit.status == AppointmentStatus.CONFIRMED else None,
-        status_changed_at=now,
-        status_source=visit.source,
         allow_overlap=True,
         external_system=visit.external_system,
         external_id=visit.external_id,
         external_updated_at=visit.updated_at,
     )
-    AppointmentEvent.objects.create(
-        appointment=appointment,
-        to_status=visit.status,
-        new_start=visit.start,
-        source=visit.source,
-        note=visit.note,
-        occurred_at=now,
-    )
+    record_change(appointment, visit.status, source=visit.source, note=visit.note, at=now)
     return appointment
 
 
@@ -198,26 +187,23 @@ def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
     if visit.external_id:
         current.external_system, current.external_id = visit.external_system, visit.external_id
     current.external_updated_at = visit.updated_at
-    if status != old_status:
-        current.status = status
-        current.status_changed_at, current.status_source = now, visit.source
-        current.status_changed_by = None
-        if status == AppointmentStatus.CONFIRMED:
-            current.confirmed_at = now
-        elif status == AppointmentStatus.BOOKED:
-            current.confirmed_at = None
-    current.save()
     if status != old_status or moved:
-        AppointmentEvent.objects.create(
-            appointment=current,
-            from_status=old_status,
-            to_status=status,
-            old_start=old_start if moved else None,
-            new_start=visit.start if moved else None,
+        if status == AppointmentStatus.BOOKED and status != old_status:
+            current.confirmed_at = None
+        record_change(
+            current,
+            status,
             source=visit.source,
             note=visit.note or ("rescheduled" if moved else ""),
-            occurred_at=now,
+            old_start=old_start if moved else None,
+            at=now,
         )
+    else:
+        current.save()
+        if not patient_confirms:
+            # Nothing the history records changed, but the visit's details (its type)
+            # may have: reminders are re-planned all the same.
+            changes.appointments_changed([current.pk])
     if patient_confirms:
         current = change_status(
             current, AppointmentStatus.CONFIRMED, source=visit.source, note=visit.note, at=now
@@ -235,10 +221,3 @@ def _link_practice(
             home_practice=practice
         )
         patient.home_practice = practice
-
-
-def _plan_reminders(appointment_id: int) -> None:
-    # Imported here: messaging builds on scheduling, not the other way round.
-    from careline.messaging.planning import sync_reminders
-
-    sync_reminders([appointment_id])

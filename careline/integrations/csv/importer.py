@@ -52,6 +52,7 @@ from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.patients.models import Language, Patient
+from careline.scheduling.appointments import record_imported_changes
 from careline.scheduling.external import NEUTRAL_PATIENT_FACING_NAME
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.models import ChangeSource as Source
@@ -552,6 +553,6 @@ class _BatchWriter:
                 )
                 for a in new
             )
-        AppointmentEvent.objects.bulk_create(events, batch_size=1000)
+        record_imported_changes(events)
         self.report.created += len(new)
         self.report.updated += len(changed)
