@@ -3,10 +3,18 @@ from django.apps import AppConfig
 
 class SelfServiceConfig(AppConfig):
     name = "careline.selfservice"
-    verbose_name = "Self-service and waitlist"
+    verbose_name = "Self-service"
 
     def ready(self) -> None:
-        from careline.scheduling import changes
-        from careline.selfservice.waitlist import process_freed_slots
+        from careline.selfservice.offer_contact import TextAndLink
+        from careline.waitlist import offers, patient_contact
 
-        changes.on_slot_freed(process_freed_slots)
+        patient_contact.provide(TextAndLink())
+        # Old rate-limit counters are forgotten on the waitlist's rounds, as they always were.
+        offers.also_run_when_due(_forget_old_rate_counters)
+
+
+def _forget_old_rate_counters(now) -> dict[str, int]:
+    from careline.selfservice import ratelimit
+
+    return {"rate_counters_deleted": ratelimit.forget_old(now=now)}

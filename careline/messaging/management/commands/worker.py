@@ -14,7 +14,7 @@ DATABASE_RETRY_SECONDS = 2.0
 
 
 def run_waitlist() -> None:
-    from careline.selfservice.waitlist import run_due
+    from careline.waitlist.offers import run_due
 
     try:
         run_due()
