@@ -7,7 +7,6 @@ from datetime import datetime
 
 from careline.scheduling.models import Appointment
 from careline.selfservice import links, texts
-from careline.selfservice.models import PatientLink
 from careline.waitlist.models import SlotOpening, WaitlistOffer
 
 
@@ -22,7 +21,7 @@ class TextAndLink:
         return texts.offer_answer(result, opening, language, appointment)
 
     def offer_answered(self, offer: WaitlistOffer, now: datetime) -> None:
-        PatientLink.objects.filter(offer=offer, used_at__isnull=True).update(used_at=now)
+        links.spend_offer_links(offer.pk, now)
 
     def booked_by_text(self, appointment_id: int) -> None:
         texts.withdraw_planned_notice(appointment_id)

@@ -3,8 +3,9 @@ first, a few at a time; the first to accept gets it, atomically.
 
 Freed times are found in the appointment history (AppointmentEvent), not in the code paths
 that free them, so a cancellation by text, link, staff, HL7 or FHIR all count. The history
-is read from a cursor; scheduling's change_status / move_appointment wake the reader right
-after their commit, and `run_due` (the periodic sweep) catches the rest and moves offers on.
+is read from a cursor; scheduling's "slot freed" announcement (careline.scheduling.changes,
+subscribed in WaitlistConfig.ready()) wakes the reader right after the change commits, and
+`run_due` (the periodic sweep) catches the rest (a file import) and moves offers on.
 
 The offer texts and links are self-service's (careline.waitlist.patient_contact).
 
