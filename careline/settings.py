@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "careline.analytics",
     "careline.broadcasts",
     "careline.api",
+    "careline.waitlist",
     "careline.selfservice",
 ]
 

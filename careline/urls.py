@@ -26,7 +26,7 @@ urlpatterns = [
     path("", include("careline.selfservice.urls")),
     path("", include("careline.web.urls")),
     path("", include("careline.scheduling.urls")),
-    path("", include("careline.patients.urls")),
+    path("", include("careline.web.patient_urls")),
     path("", include("careline.analytics.urls")),
     path("", include("careline.broadcasts.urls")),
     path("", include("careline.conversations.urls")),

@@ -321,7 +321,7 @@ def engagement_metrics(
     from careline.conversations.models import Conversation, InboundMessage
     from careline.messaging.models import MessageKind, MessageState, OutboundMessage
     from careline.patients.models import ConsentEvent
-    from careline.selfservice.models import SlotOpening
+    from careline.waitlist.models import SlotOpening
 
     rows = {p.id: EngagementRow(p.id, p.name) for p in practices}
     ids = list(rows)

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from careline.clinics.scoping import ScopedQuerySet
+from careline.clinics.scoping import ScopedQuerySet, StaffRole
 from careline.clinics.validators import normalize_phone, validate_time_zone
 
 
@@ -154,12 +154,6 @@ class AppointmentType(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class StaffRole(models.TextChoices):
-    ORGANIZATION_ADMIN = "org_admin", "Organization admin"
-    PRACTICE_MANAGER = "manager", "Practice manager"
-    FRONT_DESK = "front_desk", "Front desk"
 
 
 class StaffMembership(models.Model):

@@ -10,16 +10,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.apps import apps
 from django.db import models
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 
+class StaffRole(models.TextChoices):
+    # Here rather than in models.py: the roles decide what a staff member sees.
+    ORGANIZATION_ADMIN = "org_admin", "Organization admin"
+    PRACTICE_MANAGER = "manager", "Practice manager"
+    FRONT_DESK = "front_desk", "Front desk"
+
+
+def _clinic_model(name: str) -> type[models.Model]:
+    # Looked up in the app registry, not imported: models.py builds its managers on
+    # ScopedQuerySet below, so importing it here would make the two modules a cycle.
+    return apps.get_model("clinics", name)
+
+
 def visible_practice_ids(user: AbstractBaseUser | AnonymousUser) -> list[int] | None:
     """Practice ids the user may see; None means every practice (superusers)."""
-    from careline.clinics.models import Practice, StaffMembership, StaffRole
-
+    Practice, StaffMembership = _clinic_model("Practice"), _clinic_model("StaffMembership")
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return []
     if user.is_superuser:
@@ -49,11 +62,11 @@ def grant_practice_scope(user: AbstractBaseUser, practice_ids: list[int]) -> Non
 def practice_or_organization_wide(practice_ids: list[int]) -> models.Q:
     """Rows of the given practices, plus the organization-wide rows (practice blank) of
     their organizations: a default template, a text not tied to one practice."""
-    from careline.clinics.models import Practice
-
     return models.Q(practice_id__in=practice_ids) | models.Q(
         practice__isnull=True,
-        organization_id__in=Practice.objects.filter(id__in=practice_ids).values("organization_id"),
+        organization_id__in=_clinic_model("Practice")
+        .objects.filter(id__in=practice_ids)
+        .values("organization_id"),
     )
 
 

@@ -10,7 +10,8 @@ Careline last asked that number, and acts only when the reading is sure:
   cancels it and says how to book again, reschedule texts the next open times. When a
   family number has several visits in question and the reply does not say which, Careline
   asks;
-- a waitlist offer's YES / NO is answered by careline.selfservice.waitlist first.
+- a waitlist offer's YES / NO is answered by the waitlist first (careline.waitlist registers
+  its answer with `answer_waitlist_offers_with`).
 
 Everything else, and anything from a number that opted out, goes to the staff inbox with the
 reading stored on the message, so staff see why nothing was done.
@@ -80,7 +81,7 @@ from careline.scheduling.models import (
 )
 
 if TYPE_CHECKING:
-    from careline.conversations.inbound import Route
+    from careline.conversations.addressing import Route
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +193,20 @@ def _asked_since(choice: NumberedChoice) -> bool:
     ).exists()
 
 
-def _waitlist_handler() -> Callable[[int, str, Interpretation], str | None] | None:
-    try:
-        from careline.selfservice.waitlist import handle_reply
-    except ImportError:
-        return None
-    return handle_reply
+# Answers a YES / NO to a waitlist offer still open on the number, or returns None when the
+# reply is not about one. The waitlist is a layer above conversations: it registers this in
+# its AppConfig.ready(), and without it replies are read as usual.
+OfferAnswer = Callable[[int, str, Interpretation], str | None]
+_waitlist_answer: OfferAnswer | None = None
+
+
+def answer_waitlist_offers_with(answer: OfferAnswer) -> None:
+    global _waitlist_answer
+    _waitlist_answer = answer
+
+
+def _waitlist_handler() -> OfferAnswer | None:
+    return _waitlist_answer
 
 
 def _record(message: InboundMessage, reading: Interpretation) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -13,6 +15,18 @@ from careline.clinics.validators import normalize_phone
 class Language(models.TextChoices):
     ENGLISH = "en", "English"
     SPANISH = "es", "Spanish"
+
+
+# Where else staff see a patient besides their home practice: scheduling adds "the
+# practices they have visits at" from its AppConfig.ready(), since patients must not import
+# it. Each gives the ids of patients seen at the given practices, as a subquery.
+PatientsSeenAt = Callable[[list[int]], models.QuerySet]
+_seen_at: list[PatientsSeenAt] = []
+
+
+def also_seen_at(patient_ids_at_practices: PatientsSeenAt) -> None:
+    if patient_ids_at_practices not in _seen_at:
+        _seen_at.append(patient_ids_at_practices)
 
 
 class Patient(models.Model):
@@ -52,11 +66,10 @@ class Patient(models.Model):
 
     @classmethod
     def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        from careline.scheduling.models import Appointment
-
-        return models.Q(home_practice_id__in=practice_ids) | models.Q(
-            id__in=Appointment.objects.filter(practice_id__in=practice_ids).values("patient_id")
-        )
+        visible = models.Q(home_practice_id__in=practice_ids)
+        for patient_ids_at in _seen_at:
+            visible |= models.Q(id__in=patient_ids_at(practice_ids))
+        return visible
 
     def clean(self) -> None:
         if self.mobile_phone:

@@ -1,4 +1,11 @@
-"""Scheduling rules: open-slot search, atomic booking and moving, status changes."""
+"""Scheduling rules: open-slot search, atomic booking and moving, status changes.
+
+Every change to an appointment's status or time, whichever door it comes through (a
+patient's text or link, staff, FHIR, HL7), is recorded by `record_change`: it stamps the
+status, writes the AppointmentEvent (the history HL7 write-back, the waitlist and reports
+read) and announces the change (careline.scheduling.changes) so reminders are re-planned
+in the same transaction and freed time is offered after the commit.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Practice, Provider
-from careline.messaging.planning import sync_reminders
 from careline.patients.models import Patient
+from careline.scheduling import changes
 from careline.scheduling.models import (
     OCCUPYING_STATUSES,
     Appointment,
@@ -244,7 +251,7 @@ def book_appointment(
                 raise SlotUnavailable("That time is outside the provider's working hours.")
             if _overlapping(provider.id, start, end):
                 raise SlotUnavailable("That time has just been taken.")
-            appointment = Appointment.objects.create(
+            appointment = Appointment(
                 organization_id=practice.organization_id,
                 practice=practice,
                 provider=provider,
@@ -252,20 +259,8 @@ def book_appointment(
                 appointment_type=appointment_type,
                 start=start,
                 end=end,
-                status=AppointmentStatus.BOOKED,
-                status_changed_at=now,
-                status_source=source,
-                status_changed_by=user,
             )
-            AppointmentEvent.objects.create(
-                appointment=appointment,
-                to_status=AppointmentStatus.BOOKED,
-                new_start=start,
-                source=source,
-                changed_by=user,
-                occurred_at=now,
-            )
-            sync_reminders([appointment.pk])
+            record_change(appointment, AppointmentStatus.BOOKED, source=source, user=user, at=now)
     except IntegrityError as exc:
         # The database's own guarantee fired: someone else won the race.
         raise SlotUnavailable("That time has just been taken.") from exc
@@ -303,24 +298,17 @@ def move_appointment(
             old_start = current.start
             current.start, current.end, current.provider = new_start, new_end, provider
             # A moved visit needs a fresh confirmation.
-            current.status = AppointmentStatus.BOOKED
             current.confirmed_at = None
-            current.status_changed_at, current.status_source = now, source
-            current.status_changed_by = user
-            current.save()
-            AppointmentEvent.objects.create(
-                appointment=current,
-                from_status=appointment.status,
-                to_status=current.status,
-                old_start=old_start,
-                new_start=new_start,
+            record_change(
+                current,
+                AppointmentStatus.BOOKED,
                 source=source,
-                changed_by=user,
-                occurred_at=now,
+                user=user,
+                at=now,
                 note="rescheduled",
+                old_start=old_start,
+                restamp=True,
             )
-            sync_reminders([current.pk])
-            transaction.on_commit(_offer_freed_time, robust=True)
     except IntegrityError as exc:
         raise SlotUnavailable("That time has just been taken.") from exc
     return current
@@ -375,42 +363,70 @@ def change_status(
                 f"Cannot change a {current.get_status_display().lower()} appointment to "
                 f"{AppointmentStatus(new_status).label.lower()}."
             )
-        old = current.status
-        current.status = new_status
-        if new_status == AppointmentStatus.CONFIRMED:
-            current.confirmed_at = at
-        current.status_changed_at, current.status_source, current.status_changed_by = (
-            at,
-            source,
-            user,
-        )
-        current.save(
-            update_fields=[
-                "status",
-                "confirmed_at",
-                "status_changed_at",
-                "status_source",
-                "status_changed_by",
-            ]
-        )
-        AppointmentEvent.objects.create(
-            appointment=current,
-            from_status=old,
-            to_status=new_status,
-            source=source,
-            changed_by=user,
-            note=note[:200],
-            occurred_at=at,
-        )
-        sync_reminders([current.pk])
-        if old in OCCUPYING_STATUSES and new_status not in OCCUPYING_STATUSES:
-            transaction.on_commit(_offer_freed_time, robust=True)
+        record_change(current, new_status, source=source, user=user, note=note, at=at)
     return current
 
 
-def _offer_freed_time() -> None:
-    # After the commit, so the waitlist sees the freed time; a failure there is logged
-    # (robust=True) and never undoes the patient's cancellation.
-    from careline.selfservice.waitlist import process_freed_slots
+def stamp_status(
+    appointment: Appointment, status: str, *, source: str, at: datetime, user=None, was: str
+) -> None:
+    """Set `status` with who and when on the row (not saved). A confirmation is dated when
+    it happens; a visit back to booked is no longer confirmed."""
+    appointment.status = status
+    appointment.status_changed_at = at
+    appointment.status_source, appointment.status_changed_by = source, user
+    if status == AppointmentStatus.CONFIRMED and status != was:
+        appointment.confirmed_at = at
+    elif status == AppointmentStatus.BOOKED and status != was:
+        appointment.confirmed_at = None
 
-    process_freed_slots()
+
+def record_change(
+    appointment: Appointment,
+    status: str,
+    *,
+    source: str,
+    at: datetime,
+    user=None,
+    note: str = "",
+    old_start: datetime | None = None,
+    restamp: bool = False,
+) -> None:
+    """Record one change of a locked appointment (or a new, unsaved one) and announce it.
+
+    The caller has decided the change is allowed and set any new time or provider on
+    `appointment`; `old_start` is the time it moved from. The status is stamped with who
+    and when if it changed (or `restamp`: a move made in Careline is its mover's act),
+    the row saved, the AppointmentEvent written, reminders re-planned in this
+    transaction, and a freed time (a cancellation, a move) announced for after the
+    commit. Must run inside the caller's transaction.
+    """
+    new = appointment.pk is None
+    from_status = "" if new else appointment.status
+    if new or restamp or status != from_status:
+        stamp_status(appointment, status, source=source, at=at, user=user, was=from_status)
+    appointment.save(force_insert=new)
+    AppointmentEvent.objects.create(
+        appointment=appointment,
+        from_status=from_status,
+        to_status=status,
+        old_start=old_start,
+        new_start=appointment.start if new or old_start is not None else None,
+        source=source,
+        changed_by=user,
+        note=note[:200],
+        occurred_at=at,
+    )
+    changes.appointments_changed([appointment.pk])
+    freed = from_status in OCCUPYING_STATUSES and status not in OCCUPYING_STATUSES
+    if freed or old_start is not None:
+        changes.slot_freed()
+
+
+def record_imported_changes(events: list[AppointmentEvent]) -> None:
+    """The history of a file import, written in one statement per batch.
+
+    An import is the one door that does not go through `record_change`: it writes
+    thousands of rows at once, re-plans reminders afterwards in one set-based pass that
+    sends no notices, and its freed times are found by the waitlist's periodic sweep."""
+    AppointmentEvent.objects.bulk_create(events, batch_size=1000)

@@ -89,6 +89,11 @@ def issue_offer_link(offer_id: int, expires_at: datetime) -> str:
     return token
 
 
+def spend_offer_links(offer_id: int, now: datetime) -> None:
+    """An answered offer (by text or on its page) ends every link to it."""
+    PatientLink.objects.filter(offer_id=offer_id, used_at__isnull=True).update(used_at=now)
+
+
 def manage_link_url(appointment_id: int) -> str:
     return url_for(issue_manage_link(appointment_id))
 

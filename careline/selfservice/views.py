@@ -23,7 +23,7 @@ from careline.messaging.rendering import local_date, local_time
 from careline.patients.models import Patient
 from careline.scheduling.appointments import SlotUnavailable
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, ChangeSource
-from careline.selfservice import booking, links, ratelimit, visit_actions, waitlist
+from careline.selfservice import booking, links, ratelimit, visit_actions
 from careline.selfservice.forms import (
     BirthDateForm,
     CodeForm,
@@ -31,13 +31,9 @@ from careline.selfservice.forms import (
     SlotSearchForm,
     WaitlistForm,
 )
-from careline.selfservice.models import (
-    LinkPurpose,
-    PatientLink,
-    WaitlistEntry,
-    WaitlistOffer,
-    WaitlistSource,
-)
+from careline.selfservice.models import LinkPurpose, PatientLink
+from careline.waitlist import entries, offers
+from careline.waitlist.models import WaitlistEntry, WaitlistOffer, WaitlistSource
 
 SESSION_KEY = "selfservice"
 # A verified number may book again (e.g. after "that time was just taken") this long.
@@ -309,7 +305,7 @@ def _finish(request: HttpRequest, practice: Practice, patient: Patient) -> HttpR
         return _not_found(request, str(exc))
     if state.get("intent") == "waitlist":
         try:
-            entry = waitlist.join_waitlist(
+            entry = entries.join_waitlist(
                 patient=patient,
                 practice=practice,
                 appointment_type=visit_type,
@@ -318,7 +314,7 @@ def _finish(request: HttpRequest, practice: Practice, patient: Patient) -> HttpR
                 provider=booking.bookable_provider(practice, state.get("provider")),
                 source=WaitlistSource.ONLINE,
             )
-        except (waitlist.WaitlistError, booking.NotBookable) as exc:
+        except (entries.WaitlistError, booking.NotBookable) as exc:
             form = WaitlistForm(practice, initial={"visit_type": visit_type.pk})
             form.add_error(None, str(exc))
             return render(
@@ -587,9 +583,9 @@ def offer_page(request: HttpRequest, link: PatientLink, token: str) -> HttpRespo
 @patient_link(LinkPurpose.OFFER)
 def offer_answer(request: HttpRequest, link: PatientLink, token: str) -> HttpResponse:
     if request.POST.get("answer") == "take":
-        outcome = waitlist.accept_offer(link.offer_id, source=ChangeSource.PATIENT_LINK)
+        outcome = offers.accept_offer(link.offer_id, source=ChangeSource.PATIENT_LINK)
     else:
-        outcome = waitlist.decline_offer(link.offer_id)
+        outcome = offers.decline_offer(link.offer_id)
     context = {"outcome": outcome, "practice": link.offer.opening.practice}
     if outcome.appointment is not None:
         context["visit"] = _visit(outcome.appointment)

@@ -11,7 +11,7 @@ from careline.conversations.models import Conversation, InboundMessage
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage
 from careline.patients.consent import record_consent
 from careline.scheduling.models import Appointment
-from careline.selfservice.models import SlotOpening
+from careline.waitlist.models import SlotOpening
 
 
 @pytest.fixture

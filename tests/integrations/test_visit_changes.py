@@ -36,8 +36,8 @@ def _via_csv(feeds, tmp_path):
 
 def _via_upsert(feeds, tmp_path):
     from careline.clinics.directory import appointment_type_for_code
-    from careline.integrations.appointments import upsert_external_appointment
     from careline.patients.models import Patient
+    from careline.scheduling.external import upsert_external_appointment
 
     org = feeds.organization
     patient = Patient.objects.create(organization=org, mrn="M1", given_name="A", family_name="L")

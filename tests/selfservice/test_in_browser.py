@@ -14,7 +14,7 @@ from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from careline.selfservice.links import manage_link_url
-from careline.selfservice.models import SlotOpening, WaitlistEntry
+from careline.waitlist.models import SlotOpening, WaitlistEntry
 
 pytestmark = [
     pytest.mark.browser,

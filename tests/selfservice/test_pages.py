@@ -17,9 +17,10 @@ from careline.scheduling.models import (
     AppointmentStatus,
     ChangeSource,
 )
-from careline.selfservice import waitlist
 from careline.selfservice.links import issue_manage_link, manage_link_url
-from careline.selfservice.models import PatientLink, WaitlistEntry, WaitlistSource
+from careline.selfservice.models import PatientLink
+from careline.waitlist import entries, offers
+from careline.waitlist.models import WaitlistEntry, WaitlistSource
 
 PRIVATE = ("Maria", "Garcia", "1980-05-17", "5125550400", "+15125550400")
 
@@ -292,7 +293,7 @@ def test_birth_date_in_the_future_is_a_clear_error(client, clinic):
 def test_each_link_does_only_its_own_job(client, clinic, always_sending):
     appointment, manage_token = _visit_link(clinic)
     assert client.post(f"/a/{manage_token}/answer", {"answer": "take"}).status_code == 404
-    waitlist.join_waitlist(
+    entries.join_waitlist(
         patient=clinic.patient(),
         practice=clinic.practice,
         appointment_type=clinic.visit_type,
@@ -310,7 +311,7 @@ def test_each_link_does_only_its_own_job(client, clinic, always_sending):
         source=ChangeSource.STAFF,
         occurred_at=timezone.now(),
     )
-    waitlist.run_due()
+    offers.run_due()
     body = OutboundMessage.objects.filter(body__contains="Reply YES").get().body
     offer_token = re.search(r"/a/([\w-]{16})", body).group(1)
     assert client.post(f"/a/{offer_token}/confirm").status_code == 404

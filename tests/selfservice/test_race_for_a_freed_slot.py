@@ -13,8 +13,9 @@ from django.test import Client
 from careline.messaging.models import OutboundMessage
 from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.selfservice import waitlist
-from careline.selfservice.models import SlotOpening, WaitlistOffer, WaitlistSource
+from careline.waitlist.entries import join_waitlist
+from careline.waitlist.models import SlotOpening, WaitlistOffer, WaitlistSource
+from careline.waitlist.offers import handle_reply
 
 CLIENTS = 20
 
@@ -29,7 +30,7 @@ class Yes:
 def test_twenty_clients_race_for_one_freed_slot_exactly_one_wins(clinic, settings, always_sending):
     settings.CARELINE_WAITLIST_BATCH_SIZE = CLIENTS
     entries = [
-        waitlist.join_waitlist(
+        join_waitlist(
             patient=clinic.patient(),
             practice=clinic.practice,
             appointment_type=clinic.visit_type,
@@ -50,7 +51,7 @@ def test_twenty_clients_race_for_one_freed_slot_exactly_one_wins(clinic, setting
         return response.status_code == 200, response.content.decode()
 
     def by_text(entry):
-        message = waitlist.handle_reply(clinic.org.pk, entry.patient.mobile_phone, Yes())
+        message = handle_reply(clinic.org.pk, entry.patient.mobile_phone, Yes())
         return message.startswith("You are booked"), message
 
     barrier = threading.Barrier(CLIENTS)

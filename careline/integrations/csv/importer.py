@@ -53,10 +53,11 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code, link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import normalize_phone
-from careline.integrations.appointments import feed_change, record_status
 from careline.messaging.planning import plan_all_reminders
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
+from careline.scheduling.appointments import record_imported_changes, stamp_status
+from careline.scheduling.external import feed_change
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.models import ChangeSource as Source
 
@@ -479,7 +480,7 @@ class _BatchWriter:
             for k, v in values.items():
                 setattr(current, k, v)
             if status != old_status:
-                record_status(current, status, source=Source.CSV, now=self.now)
+                stamp_status(current, status, source=Source.CSV, at=self.now, was=old_status)
             current.external_updated_at = self.now
             changed.append(current)
             if status != old_status or moved:
@@ -516,6 +517,6 @@ class _BatchWriter:
                 )
                 for a in new
             )
-        AppointmentEvent.objects.bulk_create(events, batch_size=1000)
+        record_imported_changes(events)
         self.report.created += len(new)
         self.report.updated += len(changed)

@@ -27,7 +27,6 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
-from careline.integrations.appointments import upsert_external_appointment
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack
 from careline.integrations.hl7.parsing import (
     BadValue,
@@ -45,6 +44,7 @@ from careline.integrations.hl7.parsing import (
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
+from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
     Appointment,

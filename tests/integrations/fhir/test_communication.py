@@ -9,8 +9,8 @@ from fhir.resources.R4B.bundle import Bundle
 
 from careline.clinics.directory import appointment_type_for_code
 from careline.conversations.models import InboundMessage
-from careline.integrations.appointments import upsert_external_appointment
 from careline.messaging.models import MessageState, OutboundMessage
+from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import ChangeSource
 from tests.integrations.fhir.conftest import outcome
 

@@ -12,7 +12,6 @@ from django.db.models import Q, QuerySet
 
 from careline.clinics.directory import appointment_type_for_code
 from careline.clinics.models import Practice, Provider
-from careline.integrations.appointments import upsert_external_appointment
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
     LOGICAL_ID,
@@ -25,6 +24,7 @@ from careline.integrations.fhir.resources.handler import (
 )
 from careline.integrations.fhir.search import date_q, parse_token, reference_pk
 from careline.patients.models import Patient
+from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
 CANCELLATION_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from careline.background import Pass, run_passes, run_round, summary
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.base import get_gateway
-from careline.selfservice import waitlist
+from careline.waitlist import offers as waitlist
 
 logger = logging.getLogger("careline.worker")
 # The waitlist's periodic work (freed slots, expiring offers) rides along with the worker.

@@ -1,3 +1,8 @@
+"""The staff page of one patient: their visits, consent history and shared number.
+
+A composition page: it shows scheduling's visits beside the patient, which the patients
+app (below scheduling) cannot import."""
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render

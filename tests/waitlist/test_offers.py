@@ -20,8 +20,8 @@ from careline.scheduling.models import (
     AppointmentStatus,
     ChangeSource,
 )
-from careline.selfservice import waitlist
-from careline.selfservice.models import (
+from careline.waitlist import entries, offers
+from careline.waitlist.models import (
     SlotOpening,
     WaitlistEntry,
     WaitlistOffer,
@@ -42,7 +42,7 @@ YES, NO = Reply("confirm"), Reply("decline")
 
 def _wait(clinic, patient=None, *, days=(0, 4), provider=None, created_ago=0, **kw):
     patient = patient or clinic.patient()
-    entry = waitlist.join_waitlist(
+    entry = entries.join_waitlist(
         patient=patient,
         practice=clinic.practice,
         appointment_type=kw.pop("appointment_type", clinic.visit_type),
@@ -132,8 +132,8 @@ def test_first_yes_wins_and_later_ones_are_told_it_is_gone(
     first, second = _wait(clinic), _wait(clinic)
     _free(clinic, django_capture_on_commit_callbacks)
 
-    won = waitlist.handle_reply(clinic.org.pk, first.patient.mobile_phone, YES)
-    late = waitlist.handle_reply(clinic.org.pk, second.patient.mobile_phone, YES)
+    won = offers.handle_reply(clinic.org.pk, first.patient.mobile_phone, YES)
+    late = offers.handle_reply(clinic.org.pk, second.patient.mobile_phone, YES)
 
     assert won.startswith("You are booked for Mon") and "Dr. Lee" in won
     assert "just taken" in late
@@ -148,7 +148,7 @@ def test_first_yes_wins_and_later_ones_are_told_it_is_gone(
     second.refresh_from_db()
     assert second.active  # still waiting for the next time
     # Answered once; another YES is not about an offer any more.
-    assert waitlist.handle_reply(clinic.org.pk, second.patient.mobile_phone, YES) is None
+    assert offers.handle_reply(clinic.org.pk, second.patient.mobile_phone, YES) is None
 
 
 def test_a_waitlisted_visit_is_moved_earlier_and_its_old_time_offered_on(
@@ -161,7 +161,7 @@ def test_a_waitlisted_visit_is_moved_earlier_and_its_old_time_offered_on(
     _free(clinic, django_capture_on_commit_callbacks)
 
     with django_capture_on_commit_callbacks(execute=True):
-        waitlist.handle_reply(clinic.org.pk, mover.mobile_phone, YES)
+        offers.handle_reply(clinic.org.pk, mover.mobile_phone, YES)
 
     later.refresh_from_db()
     assert later.start == clinic.at(clinic.monday, 14, 40)
@@ -179,7 +179,7 @@ def test_no_passes_and_the_next_batch_is_offered(
     _free(clinic, django_capture_on_commit_callbacks)
     assert _offered_patients() == {first.patient_id}
 
-    answer = waitlist.handle_reply(clinic.org.pk, first.patient.mobile_phone, NO)
+    answer = offers.handle_reply(clinic.org.pk, first.patient.mobile_phone, NO)
 
     assert "keep you on the waitlist" in answer
     assert _offered_patients() == {second.patient_id}
@@ -194,18 +194,18 @@ def test_offers_expire_and_move_on_then_the_opening_closes(
     _free(clinic, django_capture_on_commit_callbacks)
     later = timezone.now() + timedelta(minutes=16)
 
-    assert waitlist.advance_offers(now=later) == 1
+    assert offers.advance_offers(now=later) == 1
     assert _offered_patients() == {second.patient_id}
-    assert "ended" in waitlist.handle_reply(clinic.org.pk, first.patient.mobile_phone, YES)
+    assert "ended" in offers.handle_reply(clinic.org.pk, first.patient.mobile_phone, YES)
 
-    waitlist.advance_offers(now=later + timedelta(minutes=16))
+    offers.advance_offers(now=later + timedelta(minutes=16))
     opening = SlotOpening.objects.get()
     assert opening.state == SlotOpening.State.UNFILLED and opening.batches_sent == 2
 
 
 def test_a_feed_cancellation_is_found_in_the_history_by_the_sweep(clinic):
     entry = _wait(clinic)
-    waitlist.process_freed_slots()  # cursor starts here
+    offers.process_freed_slots()  # cursor starts here
     appointment = clinic.appointment(clinic.at(clinic.monday, 10))
     # What an HL7 cancel does: save and record the event, without change_status.
     Appointment.objects.filter(pk=appointment.pk).update(status=AppointmentStatus.CANCELLED)
@@ -217,8 +217,8 @@ def test_a_feed_cancellation_is_found_in_the_history_by_the_sweep(clinic):
         occurred_at=timezone.now(),
     )
 
-    assert waitlist.run_due()["openings"] == 1
-    assert waitlist.run_due()["openings"] == 0  # read once only
+    assert offers.run_due()["openings"] == 1
+    assert offers.run_due()["openings"] == 0  # read once only
     assert _offered_patients() == {entry.patient_id}
 
 
@@ -241,21 +241,21 @@ def test_no_offers_at_night_they_wait_for_the_morning(
     appointment = clinic.appointment(clinic.at(clinic.monday, 15))
     change_status(appointment, AppointmentStatus.CANCELLED, source=ChangeSource.STAFF)
     night = clinic.at(clinic.monday - timedelta(days=3), 23).astimezone(UTC)
-    waitlist.process_freed_slots(now=night)
+    offers.process_freed_slots(now=night)
     opening = SlotOpening.objects.get()
     assert opening.state == SlotOpening.State.OPEN and not opening.offers.exists()
     morning = clinic.at(clinic.monday - timedelta(days=2), 8, 5)
-    assert waitlist.advance_offers(now=morning) == 1
+    assert offers.advance_offers(now=morning) == 1
 
 
 def test_handle_reply_leaves_other_texts_alone(clinic, django_capture_on_commit_callbacks):
     entry = _wait(clinic)
     phone = entry.patient.mobile_phone
-    assert waitlist.handle_reply(clinic.org.pk, phone, YES) is None  # no offer yet
+    assert offers.handle_reply(clinic.org.pk, phone, YES) is None  # no offer yet
     _free(clinic, django_capture_on_commit_callbacks)
-    assert waitlist.handle_reply(clinic.org.pk, phone, Reply("cancel")) is None
-    assert waitlist.handle_reply(clinic.org.pk, phone, Reply("confirm", should_act=False)) is None
-    assert waitlist.handle_reply(clinic.org.pk + 999, phone, YES) is None
+    assert offers.handle_reply(clinic.org.pk, phone, Reply("cancel")) is None
+    assert offers.handle_reply(clinic.org.pk, phone, Reply("confirm", should_act=False)) is None
+    assert offers.handle_reply(clinic.org.pk + 999, phone, YES) is None
     # A reminder went out after the offer: a YES now answers the reminder.
     OutboundMessage.objects.create(
         organization=clinic.org,
@@ -264,7 +264,7 @@ def test_handle_reply_leaves_other_texts_alone(clinic, django_capture_on_commit_
         due_at=timezone.now(),
         created_at=timezone.now() + timedelta(seconds=1),
     )
-    assert waitlist.handle_reply(clinic.org.pk, phone, YES) is None
+    assert offers.handle_reply(clinic.org.pk, phone, YES) is None
 
 
 def test_spanish_speakers_get_spanish_offers_and_answers(
@@ -274,7 +274,7 @@ def test_spanish_speakers_get_spanish_offers_and_answers(
     _free(clinic, django_capture_on_commit_callbacks)
     offer = OutboundMessage.objects.get(to_address=entry.patient.mobile_phone)
     assert "Responda SÍ" in offer.body and "lunes" in offer.body and "p.m." in offer.body
-    answer = waitlist.handle_reply(clinic.org.pk, entry.patient.mobile_phone, YES)
+    answer = offers.handle_reply(clinic.org.pk, entry.patient.mobile_phone, YES)
     assert answer.startswith("Tiene cita")
 
 
@@ -284,10 +284,10 @@ def test_joining_again_updates_the_entry_and_keeps_the_place(clinic):
     again = _wait(clinic, patient, days=(1, 2))
     assert again.pk == first.pk and again.earliest_date == clinic.monday + timedelta(days=1)
     assert WaitlistEntry.objects.filter(patient=patient, active=True).count() == 1
-    with pytest.raises(waitlist.WaitlistError, match="before the first"):
+    with pytest.raises(entries.WaitlistError, match="before the first"):
         _wait(clinic, patient, days=(3, 1))
-    with pytest.raises(waitlist.WaitlistError, match="passed"):
-        waitlist.join_waitlist(
+    with pytest.raises(entries.WaitlistError, match="passed"):
+        entries.join_waitlist(
             patient=patient,
             practice=clinic.practice,
             appointment_type=clinic.visit_type,
@@ -299,7 +299,7 @@ def test_joining_again_updates_the_entry_and_keeps_the_place(clinic):
 
 def test_the_periodic_command_reads_feed_cancellations(clinic):
     _wait(clinic)
-    waitlist.process_freed_slots()
+    offers.process_freed_slots()
     appointment = clinic.appointment(clinic.at(clinic.monday, 10))
     Appointment.objects.filter(pk=appointment.pk).update(status=AppointmentStatus.CANCELLED)
     AppointmentEvent.objects.create(

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from careline.clinics.admin_scoping import ScopedAdmin
-from careline.selfservice.models import SlotOpening, WaitlistEntry, WaitlistOffer, WaitlistSource
+from careline.waitlist.models import SlotOpening, WaitlistEntry, WaitlistOffer, WaitlistSource
 
 
 @admin.register(WaitlistEntry)

@@ -7,8 +7,8 @@ applied never rolls an appointment back. `feed_change` is the one place that dec
 a feed's version of a known visit means (moved? confirmation kept?); FHIR and HL7 apply it
 row by row here, the CSV importer in bulk.
 
-It lives in integrations, not scheduling, because it plans reminders (messaging) in the
-same transaction, and only the feeds use it.
+Reminders are re-planned through the scheduling.changes seam (messaging subscribes), in
+the same transaction.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
-from careline.messaging.planning import sync_reminders
 from careline.patients.models import Patient
-from careline.scheduling.appointments import change_status
-from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
+from careline.scheduling import changes
+from careline.scheduling.appointments import change_status, record_change
+from careline.scheduling.models import Appointment, AppointmentStatus
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,6 @@ def upsert_external_appointment(
                 return ExternalUpsert(current, created=False, applied=False)
             current = _update(current, visit, now)
         _link_practice(current, provider, practice, patient)
-        sync_reminders([current.id])
     return ExternalUpsert(current, created=created, applied=True)
 
 
@@ -154,17 +153,6 @@ def feed_change(
     return FeedChange(status=status, moved=moved, confirms=confirms)
 
 
-def record_status(appointment: Appointment, status: str, *, source: str, now: datetime) -> None:
-    """Set the feed's status on the row (not saved); a booked visit is no longer confirmed."""
-    appointment.status = status
-    appointment.status_changed_at, appointment.status_source = now, source
-    appointment.status_changed_by = None
-    if status == AppointmentStatus.CONFIRMED:
-        appointment.confirmed_at = now
-    elif status == AppointmentStatus.BOOKED:
-        appointment.confirmed_at = None
-
-
 def _locked_match(
     organization: Organization,
     external_system: str,
@@ -182,26 +170,15 @@ def _locked_match(
 
 
 def _create(organization: Organization, visit: _Visit, now: datetime) -> Appointment:
-    appointment = Appointment.objects.create(
+    appointment = Appointment(
         organization=organization,
         **visit.placement(),
-        status=visit.status,
-        confirmed_at=now if visit.status == AppointmentStatus.CONFIRMED else None,
-        status_changed_at=now,
-        status_source=visit.source,
         allow_overlap=True,
         external_system=visit.external_system,
         external_id=visit.external_id,
         external_updated_at=visit.updated_at,
     )
-    AppointmentEvent.objects.create(
-        appointment=appointment,
-        to_status=visit.status,
-        new_start=visit.start,
-        source=visit.source,
-        note=visit.note,
-        occurred_at=now,
-    )
+    record_change(appointment, visit.status, source=visit.source, note=visit.note, at=now)
     return appointment
 
 
@@ -219,20 +196,21 @@ def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
     if visit.external_id:
         current.external_system, current.external_id = visit.external_system, visit.external_id
     current.external_updated_at = visit.updated_at
-    if status != old_status:
-        record_status(current, status, source=visit.source, now=now)
-    current.save()
     if status != old_status or moved:
-        AppointmentEvent.objects.create(
-            appointment=current,
-            from_status=old_status,
-            to_status=status,
-            old_start=old_start if moved else None,
-            new_start=visit.start if moved else None,
+        record_change(
+            current,
+            status,
             source=visit.source,
             note=visit.note or ("rescheduled" if moved else ""),
-            occurred_at=now,
+            old_start=old_start if moved else None,
+            at=now,
         )
+    else:
+        current.save()
+        if not change.confirms:
+            # Nothing the history records changed, but the visit's details (its type)
+            # may have: reminders are re-planned all the same.
+            changes.appointments_changed([current.pk])
     if change.confirms:
         current = change_status(
             current, AppointmentStatus.CONFIRMED, source=visit.source, note=visit.note, at=now

@@ -3,8 +3,11 @@ first, a few at a time; the first to accept gets it, atomically.
 
 Freed times are found in the appointment history (AppointmentEvent), not in the code paths
 that free them, so a cancellation by text, link, staff, HL7 or FHIR all count. The history
-is read from a cursor; scheduling's change_status / move_appointment wake the reader right
-after their commit, and `run_due` (the periodic sweep) catches the rest and moves offers on.
+is read from a cursor; scheduling's "slot freed" announcement (careline.scheduling.changes,
+subscribed in WaitlistConfig.ready()) wakes the reader right after the change commits, and
+`run_due` (the periodic sweep) catches the rest (a file import) and moves offers on.
+
+The offer texts and links are self-service's (careline.waitlist.patient_contact).
 
 Race safety: every acceptance locks the opening row first, then books through
 scheduling's book_appointment / move_appointment (which lock the provider and re-check the
@@ -14,21 +17,20 @@ time), so two patients answering YES together cannot both get the slot.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
-from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.clinics.models import Practice
 from careline.messaging.compliance import SendingHours
 from careline.messaging.models import MessageKind, OutboundMessage
-from careline.messaging.outbox import withdraw_planned_notice
-from careline.patients.models import Patient, PhoneConsent
+from careline.patients.models import PhoneConsent
 from careline.scheduling.appointments import (
     InvalidTransition,
     SlotUnavailable,
@@ -43,14 +45,13 @@ from careline.scheduling.models import (
     AppointmentStatus,
     ChangeSource,
 )
-from careline.selfservice import links, ratelimit, texts
-from careline.selfservice.models import (
+from careline.waitlist.models import (
     FreedSlotCursor,
-    PatientLink,
     SlotOpening,
     WaitlistEntry,
     WaitlistOffer,
 )
+from careline.waitlist.patient_contact import contact
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +63,8 @@ LATE_COMMIT_WINDOW = timedelta(minutes=2)
 EVENTS_PER_PASS = 500
 # A YES or NO this long after an offer still refers to it (if no other text came since).
 ANSWER_WINDOW = timedelta(hours=12)
-MAX_RANGE_DAYS = 120
 FREEING_STATUSES = (AppointmentStatus.CANCELLED, AppointmentStatus.ENTERED_IN_ERROR)
 OPEN_STATES = (SlotOpening.State.OPEN, SlotOpening.State.OFFERING)
-
-
-class WaitlistError(Exception):
-    """A waitlist request that cannot be accepted; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -82,74 +78,6 @@ class Outcome:
     @property
     def won(self) -> bool:
         return self.result == "won"
-
-
-# --- joining -------------------------------------------------------------------------------
-
-
-def join_waitlist(
-    *,
-    patient: Patient,
-    practice: Practice,
-    appointment_type: AppointmentType,
-    earliest: date,
-    latest: date,
-    source: str,
-    provider: Provider | None = None,
-    appointment: Appointment | None = None,
-) -> WaitlistEntry:
-    """Put the patient on the practice's waitlist for local days earliest..latest.
-
-    A patient has one active entry per practice and visit type; asking again updates it
-    and keeps their place in line."""
-    today = timezone.now().astimezone(practice.zone).date()
-    if latest < earliest:
-        raise WaitlistError(_("The last day must not be before the first day."))
-    if latest < today:
-        raise WaitlistError(_("Those days have passed."))
-    earliest = max(earliest, today)
-    if (latest - earliest).days > MAX_RANGE_DAYS:
-        raise WaitlistError(
-            _("Choose a range of at most %(days)s days.") % {"days": MAX_RANGE_DAYS}
-        )
-    if patient.organization_id != practice.organization_id or (
-        appointment_type.organization_id != practice.organization_id
-    ):
-        raise WaitlistError(_("That visit type is not offered at this practice."))
-    if provider is not None and not provider.practices.filter(pk=practice.pk).exists():
-        raise WaitlistError(_("That provider does not work at this practice."))
-    if appointment is not None and appointment.patient_id != patient.pk:
-        raise WaitlistError(_("That visit belongs to someone else."))
-    values = {
-        "organization_id": practice.organization_id,
-        "provider": provider,
-        "appointment": appointment,
-        "earliest_date": earliest,
-        "latest_date": latest,
-        "source": source,
-    }
-    with transaction.atomic():
-        entry = (
-            WaitlistEntry.objects.select_for_update()
-            .filter(
-                patient=patient, practice=practice, appointment_type=appointment_type, active=True
-            )
-            .first()
-        )
-        if entry is None:
-            entry = WaitlistEntry.objects.create(
-                patient=patient,
-                practice=practice,
-                appointment_type=appointment_type,
-                created_at=timezone.now(),
-                **values,
-            )
-        else:
-            for field, value in values.items():
-                setattr(entry, field, value)
-            entry.save()
-    logger.info("Waitlist entry %s for practice %s", entry.pk, practice.pk)
-    return entry
 
 
 # --- finding freed times ---------------------------------------------------------------------
@@ -362,8 +290,7 @@ def offer_next_batch(opening_id: int, *, now: datetime | None = None) -> int:
                 sent_at=now,
                 expires_at=expires,
             )
-            token = links.issue_offer_link(offer.pk, expires)
-            texts.offer(offer, opening, links.url_for(token))
+            contact().send_offer(offer, opening)
         opening.state = SlotOpening.State.OFFERING
         opening.save(update_fields=["state", "batches_sent"])
     logger.info("Opening %s: batch %s, %s offers", opening.pk, opening.batches_sent, len(entries))
@@ -391,14 +318,27 @@ def advance_offers(*, now: datetime | None = None, limit: int = 200) -> int:
     return sum(offer_next_batch(opening_id, now=now) for opening_id in list(waiting))
 
 
+# Housekeeping higher apps want done on the waitlist's rounds (self-service forgets old
+# rate-limit counters), added from their AppConfig.ready().
+_also_due: list[Callable[[datetime], Mapping[str, int]]] = []
+
+
+def also_run_when_due(job: Callable[[datetime], Mapping[str, int]]) -> None:
+    if job not in _also_due:
+        _also_due.append(job)
+
+
 def run_due(*, now: datetime | None = None) -> dict[str, int]:
-    """The periodic waitlist work: read freed times, move offers on, forget old counters."""
+    """The periodic waitlist work: read freed times, move offers on, then the housekeeping
+    added by also_run_when_due."""
     now = now or timezone.now()
-    return {
+    done = {
         "openings": process_freed_slots(now=now),
         "offers": advance_offers(now=now),
-        "rate_counters_deleted": ratelimit.forget_old(now=now),
     }
+    for job in _also_due:
+        done.update(job(now))
+    return done
 
 
 # --- answering -----------------------------------------------------------------------------
@@ -419,7 +359,7 @@ def _patient_busy(offer: WaitlistOffer, opening: SlotOpening) -> bool:
 def _answered(offer: WaitlistOffer, state: str, now: datetime) -> None:
     offer.state, offer.answered_at = state, now
     offer.save(update_fields=["state", "answered_at"])
-    PatientLink.objects.filter(offer=offer, used_at__isnull=True).update(used_at=now)
+    contact().offer_answered(offer, now)
 
 
 def _book(offer: WaitlistOffer, opening: SlotOpening, source: str) -> Appointment:
@@ -529,7 +469,7 @@ def _outcome(
     language: str,
     appointment: Appointment | None = None,
 ) -> Outcome:
-    message = texts.offer_answer(result, opening, language, appointment)
+    message = contact().answer(result, opening, language, appointment)
     return Outcome(result, message, appointment)
 
 
@@ -573,7 +513,7 @@ def handle_reply(organization_id: int, phone: str, interpretation) -> str | None
     if intent == "confirm":
         outcome = accept_offer(offer.pk, source=ChangeSource.PATIENT_TEXT)
         if outcome.won:
-            withdraw_planned_notice(outcome.appointment.pk, "booked", "rescheduled")
+            contact().booked_by_text(outcome.appointment.pk)
     else:
         outcome = decline_offer(offer.pk)
     logger.info("Waitlist offer %s answered by text: %s", offer.pk, outcome.result)

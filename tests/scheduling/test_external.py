@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from careline.clinics.directory import appointment_type_for_code
-from careline.integrations.appointments import upsert_external_appointment
+from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import AppointmentStatus, ChangeSource
 
 T0 = datetime(2031, 3, 4, 15, 0, tzinfo=UTC)

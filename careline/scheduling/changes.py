@@ -1,0 +1,43 @@
+"""What scheduling announces when appointments change, for the layers built on it.
+
+Scheduling does not know who cares about a change: messaging re-plans reminders, the
+waitlist offers freed time. Each subscribes here in its AppConfig.ready(), so scheduling
+imports neither of them.
+
+- `appointments_changed(ids)` runs the subscribers at once, inside the caller's
+  transaction: an appointment never commits without its reminder plan, and a failed
+  re-plan rolls the change back.
+- `slot_freed()` runs the subscribers after the commit (they must see the freed time),
+  each on its own (`robust`): a failure there is logged and never undoes the patient's
+  cancellation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from django.db import transaction
+
+_changed_subscribers: list[Callable[[list[int]], None]] = []
+_freed_subscribers: list[Callable[[], None]] = []
+
+
+def on_appointments_changed(subscriber: Callable[[list[int]], None]) -> None:
+    if subscriber not in _changed_subscribers:
+        _changed_subscribers.append(subscriber)
+
+
+def on_slot_freed(subscriber: Callable[[], None]) -> None:
+    if subscriber not in _freed_subscribers:
+        _freed_subscribers.append(subscriber)
+
+
+def appointments_changed(appointment_ids: Iterable[int]) -> None:
+    ids = list(appointment_ids)
+    for subscriber in _changed_subscribers:
+        subscriber(ids)
+
+
+def slot_freed() -> None:
+    for subscriber in _freed_subscribers:
+        transaction.on_commit(subscriber, robust=True)

@@ -1,0 +1,88 @@
+"""Joining the waitlist: one active entry per patient, practice and visit type."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.patients.models import Patient
+from careline.scheduling.models import Appointment
+from careline.waitlist.models import WaitlistEntry
+
+logger = logging.getLogger(__name__)
+
+MAX_RANGE_DAYS = 120
+
+
+class WaitlistError(Exception):
+    """A waitlist request that cannot be accepted; the message says why."""
+
+
+def join_waitlist(
+    *,
+    patient: Patient,
+    practice: Practice,
+    appointment_type: AppointmentType,
+    earliest: date,
+    latest: date,
+    source: str,
+    provider: Provider | None = None,
+    appointment: Appointment | None = None,
+) -> WaitlistEntry:
+    """Put the patient on the practice's waitlist for local days earliest..latest.
+
+    A patient has one active entry per practice and visit type; asking again updates it
+    and keeps their place in line."""
+    today = timezone.now().astimezone(practice.zone).date()
+    if latest < earliest:
+        raise WaitlistError(_("The last day must not be before the first day."))
+    if latest < today:
+        raise WaitlistError(_("Those days have passed."))
+    earliest = max(earliest, today)
+    if (latest - earliest).days > MAX_RANGE_DAYS:
+        raise WaitlistError(
+            _("Choose a range of at most %(days)s days.") % {"days": MAX_RANGE_DAYS}
+        )
+    if patient.organization_id != practice.organization_id or (
+        appointment_type.organization_id != practice.organization_id
+    ):
+        raise WaitlistError(_("That visit type is not offered at this practice."))
+    if provider is not None and not provider.practices.filter(pk=practice.pk).exists():
+        raise WaitlistError(_("That provider does not work at this practice."))
+    if appointment is not None and appointment.patient_id != patient.pk:
+        raise WaitlistError(_("That visit belongs to someone else."))
+    values = {
+        "organization_id": practice.organization_id,
+        "provider": provider,
+        "appointment": appointment,
+        "earliest_date": earliest,
+        "latest_date": latest,
+        "source": source,
+    }
+    with transaction.atomic():
+        entry = (
+            WaitlistEntry.objects.select_for_update()
+            .filter(
+                patient=patient, practice=practice, appointment_type=appointment_type, active=True
+            )
+            .first()
+        )
+        if entry is None:
+            entry = WaitlistEntry.objects.create(
+                patient=patient,
+                practice=practice,
+                appointment_type=appointment_type,
+                created_at=timezone.now(),
+                **values,
+            )
+        else:
+            for field, value in values.items():
+                setattr(entry, field, value)
+            entry.save()
+    logger.info("Waitlist entry %s for practice %s", entry.pk, practice.pk)
+    return entry
