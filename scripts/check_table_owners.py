@@ -5,7 +5,7 @@ The owners' table in docs/architecture.md is the source: each row names a model 
 one module that creates, updates and deletes its rows. This check reads every module
 under careline/ (not migrations) and reports the writes it can see statically:
 `Model.objects.create/update/delete/…(…)` (also through filter/select_for_update chains),
-`Model(…)` instances, `.save()`/`.delete()` on a variable bound to one, and raw SQL
+`.save()`/`.delete()` on a variable bound to a new or fetched instance, and raw SQL
 `INSERT INTO`/`UPDATE`/`DELETE FROM` on a model's table. It also fails when a model has
 no owner or a row names a model or module that does not exist. Run by `make lint`.
 """
@@ -119,10 +119,9 @@ class Writes(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         base, attrs = _chain(node.func)
-        if base in self.models:
-            if not attrs:
-                self.found.append((node.lineno, base, f"{base}(…)"))
-            elif attrs[0] in MANAGERS and attrs[-1] in WRITES:
+        if base in self.models and attrs:
+            # An unsaved instance is not a write; its save() or bulk_create() is.
+            if attrs[0] in MANAGERS and attrs[-1] in WRITES:
                 self.found.append((node.lineno, base, f"{base}.{'.'.join(attrs)}(…)"))
         elif base in self.instances and attrs in (["save"], ["delete"]):
             model = self.instances[base]
@@ -145,8 +144,11 @@ class Writes(ast.NodeVisitor):
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str):
             for model, owner in self.models.items():
-                if re.search(rf"(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?{owner.table}\b",
-                             node.value, re.IGNORECASE):
+                if re.search(
+                    rf"(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?{owner.table}\b",
+                    node.value,
+                    re.IGNORECASE,
+                ):
                     self.found.append((node.lineno, model, "SQL write"))
 
 

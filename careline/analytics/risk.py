@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from careline.analytics.models import NoShowModel
 from careline.clinics.models import Practice
+from careline.scheduling.appointments import record_risk_scores
 from careline.scheduling.models import Appointment, AppointmentStatus
 
 AGE_BANDS = ((0, 18), (18, 30), (30, 45), (45, 65), (65, 200))
@@ -276,11 +277,7 @@ def score_upcoming(organization_id: int, *, now: datetime | None = None, batch: 
     def flush() -> None:
         features = np.array([row for _, row in pending]).reshape(-1, len(FEATURES))
         risks = predict(model, features)
-        objects = [
-            Appointment(id=a_id, noshow_risk=float(r))
-            for (a_id, _), r in zip(pending, risks, strict=True)
-        ]
-        Appointment.objects.bulk_update(objects, ["noshow_risk"], batch_size=1000)
+        record_risk_scores({a_id: float(r) for (a_id, _), r in zip(pending, risks, strict=True)})
 
     for appt in upcoming.iterator(chunk_size=batch):
         prior = priors.get(appt.patient_id, {"due": 0, "ns": 0, "cancel": 0})

@@ -430,3 +430,23 @@ def record_imported_changes(events: list[AppointmentEvent]) -> None:
     thousands of rows at once, re-plans reminders afterwards in one set-based pass that
     sends no notices, and its freed times are found by the waitlist's periodic sweep."""
     AppointmentEvent.objects.bulk_create(events, batch_size=1000)
+
+
+def import_appointments(
+    new: list[Appointment], changed: list[Appointment], fields: Iterable[str]
+) -> None:
+    """A file import's visits, written in batches: `new` inserted, `changed` updated. Their
+    history goes through `record_imported_changes`, their reminders through one
+    set-based re-plan afterwards."""
+    Appointment.objects.bulk_create(new, batch_size=1000)
+    if changed:
+        Appointment.objects.bulk_update(changed, list(fields), batch_size=500)
+
+
+def record_risk_scores(scores: dict[int, float]) -> None:
+    """Store the no-show model's risk for each appointment id."""
+    Appointment.objects.bulk_update(
+        [Appointment(id=pk, noshow_risk=risk) for pk, risk in scores.items()],
+        ["noshow_risk"],
+        batch_size=1000,
+    )

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.patients.models import Patient
+from careline.patients.records import set_home_practice_if_none
 from careline.scheduling import changes
 from careline.scheduling.appointments import change_status, record_change
 from careline.scheduling.models import Appointment, AppointmentStatus
@@ -223,8 +224,4 @@ def _link_practice(
 ) -> None:
     # The outside system's calendar says where people work and where patients are seen.
     provider.practices.add(practice)
-    if patient.home_practice_id is None:
-        Patient.objects.filter(pk=patient.pk, home_practice__isnull=True).update(
-            home_practice=practice
-        )
-        patient.home_practice = practice
+    set_home_practice_if_none(patient, practice.pk)

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.patients.models import Patient
+from careline.patients.records import create_patient
 from careline.scheduling.appointments import (
     Slot,
     SlotUnavailable,
@@ -206,7 +207,7 @@ def find_or_create_patient(practice: Practice, identity: Identity) -> Patient:
     )
     if match is not None:
         return match
-    patient = Patient.objects.create(
+    patient = create_patient(
         organization_id=practice.organization_id,
         home_practice=practice,
         given_name=identity.given_name.strip(),

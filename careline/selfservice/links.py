@@ -135,3 +135,14 @@ def spend(link: PatientLink, *, now: datetime | None = None) -> None:
         )
     if not spent:
         raise LinkRefused("used")
+
+
+def count_birth_date_failure(link: PatientLink, *, spend_after: int) -> None:
+    """One more wrong birth date on `link`; at `spend_after` the link is spent."""
+    with transaction.atomic():
+        row = PatientLink.objects.select_for_update().get(pk=link.pk)
+        row.birth_date_failures += 1
+        if row.birth_date_failures >= spend_after:
+            row.used_at = timezone.now()
+        row.save(update_fields=["birth_date_failures", "used_at"])
+    link.birth_date_failures, link.used_at = row.birth_date_failures, row.used_at

@@ -93,11 +93,5 @@ def check_birth_date(link: PatientLink, entered: date | None) -> bool:
     patient = link.appointment.patient
     if entered is not None and patient.birth_date == entered:
         return True
-    with transaction.atomic():
-        row = PatientLink.objects.select_for_update().get(pk=link.pk)
-        row.birth_date_failures += 1
-        if row.birth_date_failures >= BIRTH_DATE_MAX_FAILURES:
-            row.used_at = timezone.now()
-        row.save(update_fields=["birth_date_failures", "used_at"])
-    link.birth_date_failures, link.used_at = row.birth_date_failures, row.used_at
+    links.count_birth_date_failure(link, spend_after=BIRTH_DATE_MAX_FAILURES)
     return False

@@ -86,3 +86,10 @@ def join_waitlist(
             entry.save()
     logger.info("Waitlist entry %s for practice %s", entry.pk, practice.pk)
     return entry
+
+
+def close_entry(entry_id: int, reason: str, now) -> None:
+    """The patient's place on the waitlist ends (filled, withdrawn, expired)."""
+    WaitlistEntry.objects.filter(pk=entry_id).update(
+        active=False, closed_at=now, closed_reason=reason
+    )

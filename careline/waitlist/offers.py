@@ -45,6 +45,7 @@ from careline.scheduling.models import (
     AppointmentStatus,
     ChangeSource,
 )
+from careline.waitlist.entries import close_entry
 from careline.waitlist.models import (
     FreedSlotCursor,
     SlotOpening,
@@ -435,9 +436,7 @@ def accept_offer(offer_id: int, *, source: str) -> Outcome:
         opening.offers.filter(state=WaitlistOffer.State.PENDING).update(
             state=WaitlistOffer.State.GONE
         )
-        WaitlistEntry.objects.filter(pk=offer.entry_id).update(
-            active=False, closed_at=now, closed_reason=WaitlistEntry.Closed.FILLED
-        )
+        close_entry(offer.entry_id, WaitlistEntry.Closed.FILLED, now)
     logger.info("Opening %s filled by offer %s", opening.pk, offer.pk)
     return _outcome("won", offer, opening, language, appointment)
 

@@ -56,7 +56,12 @@ from careline.clinics.validators import normalize_phone
 from careline.messaging.planning import plan_all_reminders
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
-from careline.scheduling.appointments import record_imported_changes, stamp_status
+from careline.patients.records import import_patients
+from careline.scheduling.appointments import (
+    import_appointments,
+    record_imported_changes,
+    stamp_status,
+)
 from careline.scheduling.external import feed_change
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.models import ChangeSource as Source
@@ -367,9 +372,7 @@ class _BatchWriter:
                 for k, v in values.items():
                     setattr(patient, k, v)
                 changed.append(patient)
-        Patient.objects.bulk_create(new, batch_size=1000)
-        if changed:
-            Patient.objects.bulk_update(changed, fields, batch_size=500)
+        import_patients(new, changed, fields)
         return dict(
             Patient.objects.filter(organization=self.org, mrn__in=list(by_mrn)).values_list(
                 "mrn", "id"
@@ -496,9 +499,7 @@ class _BatchWriter:
                         occurred_at=self.now,
                     )
                 )
-        Appointment.objects.bulk_create(new, batch_size=1000)
-        if changed:
-            Appointment.objects.bulk_update(changed, fields, batch_size=500)
+        import_appointments(new, changed, fields)
         if new:
             new_ids = dict(
                 Appointment.objects.filter(

@@ -44,6 +44,7 @@ from careline.integrations.hl7.parsing import (
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
+from careline.patients.records import create_patient, update_patient
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
@@ -463,15 +464,10 @@ def _patient(
             raise NotApplicable("PID-5 has no patient name for a new patient.", code="101")
         changed.setdefault("family_name", "")
         changed.setdefault("given_name", "")
-        return Patient.objects.create(
+        return create_patient(
             organization_id=feed.organization_id, mrn=mrn[:64], home_practice=practice, **changed
         )
-    updates = {k: v for k, v in changed.items() if getattr(patient, k) != v}
-    if updates:
-        for key, value in updates.items():
-            setattr(patient, key, value)
-        patient.save(update_fields=list(updates))
-    return patient
+    return update_patient(patient, **changed)
 
 
 def _mobile(data: SiuPatient, result: Applied) -> str:
