@@ -122,7 +122,24 @@ class Provider(models.Model):
         return self.display_name
 
 
-class AppointmentType(models.Model):
+class _OrganizationWide(models.Model):
+    """A row that belongs to the whole organization: seen by staff of any of its practices."""
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(
+            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
+                "organization_id"
+            )
+        )
+
+
+class AppointmentType(_OrganizationWide):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="appointment_types"
     )
@@ -133,16 +150,6 @@ class AppointmentType(models.Model):
     )
     duration_minutes = models.PositiveIntegerField(default=20)
     bookable_online = models.BooleanField(default=False)
-
-    objects = ScopedQuerySet.as_manager()
-
-    @classmethod
-    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return models.Q(
-            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
-                "organization_id"
-            )
-        )
 
     class Meta:
         ordering = ["name"]
@@ -156,7 +163,7 @@ class AppointmentType(models.Model):
         return self.name
 
 
-class StaffMembership(models.Model):
+class StaffMembership(_OrganizationWide):
     """A staff user's role in an organization; practice-level roles list their practices."""
 
     user = models.ForeignKey(
@@ -165,16 +172,6 @@ class StaffMembership(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="staff")
     role = models.CharField(max_length=20, choices=StaffRole.choices)
     practices = models.ManyToManyField(Practice, blank=True, related_name="staff_memberships")
-
-    objects = ScopedQuerySet.as_manager()
-
-    @classmethod
-    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return models.Q(
-            organization_id__in=Practice.objects.filter(id__in=practice_ids).values(
-                "organization_id"
-            )
-        )
 
     class Meta:
         constraints = [

@@ -212,7 +212,25 @@ class Conversation(models.Model):
         return practice_or_organization_wide(practice_ids)
 
 
-class ConversationNote(models.Model):
+class _InConversation(models.Model):
+    """A row of a conversation's thread: staff see it when they see the conversation."""
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["created_at", "id"]
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return models.Q(
+            conversation__in=Conversation.objects.filter(
+                practice_or_organization_wide(practice_ids)
+            )
+        )
+
+
+class ConversationNote(_InConversation):
     """Staff's internal note on a conversation; never texted."""
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
@@ -222,21 +240,8 @@ class ConversationNote(models.Model):
     body = models.TextField()
     created_at = models.DateTimeField()
 
-    objects = ScopedQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    @classmethod
-    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return models.Q(
-            conversation__in=Conversation.objects.filter(
-                practice_or_organization_wide(practice_ids)
-            )
-        )
-
-
-class ConversationReply(models.Model):
+class ConversationReply(_InConversation):
     """A text Careline sent in a conversation: a staff answer, or an automatic one
     (after-hours, emergency) when `author` is blank. The text itself is in the outbox."""
 
@@ -246,19 +251,6 @@ class ConversationReply(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField()
-
-    objects = ScopedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    @classmethod
-    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
-        return models.Q(
-            conversation__in=Conversation.objects.filter(
-                practice_or_organization_wide(practice_ids)
-            )
-        )
 
 
 class ChoiceKind(models.TextChoices):
