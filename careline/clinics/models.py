@@ -180,3 +180,23 @@ class StaffMembership(_OrganizationWide):
 
     def __str__(self) -> str:
         return f"{self.user} — {self.get_role_display()} at {self.organization}"
+
+
+class SenderNumber(models.Model):
+    """A texting number and the one organization it belongs to.
+
+    Replies to a number reach the organization that claimed it, so the database holds each
+    number once: a second organization cannot claim it (careline.clinics.numbers).
+    """
+
+    phone = models.CharField(max_length=20, unique=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="sender_numbers"
+    )
+    claimed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["phone"]
+
+    def __str__(self) -> str:
+        return f"{self.phone} ({self.organization})"

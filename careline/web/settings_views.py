@@ -7,11 +7,18 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
+from careline.clinics.numbers import (
+    NumberTaken,
+    check_sender_number,
+    claim_sender_number,
+    release_unused,
+)
 from careline.clinics.validators import normalize_phone
 from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
 from careline.messaging.rendering import local_date, local_time, render_body
@@ -248,7 +255,9 @@ class PracticeNumbersForm(forms.ModelForm):
 
     def clean_sender_number(self) -> str:
         value = self.cleaned_data["sender_number"]
-        return normalize_phone(value) if value else ""
+        value = normalize_phone(value) if value else ""
+        check_sender_number(self.instance.organization_id, value)
+        return value
 
 
 @login_required
@@ -264,7 +273,14 @@ def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
         raise PermissionDenied
     form = PracticeNumbersForm(request.POST or None, instance=practice)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        messages.success(request, f"{practice.name} saved.")
-        return redirect("messaging_settings:overview")
+        try:
+            with transaction.atomic():
+                claim_sender_number(practice.organization_id, form.cleaned_data["sender_number"])
+                form.save()
+                release_unused(practice.organization_id)
+        except NumberTaken as exc:
+            form.add_error("sender_number", exc)
+        else:
+            messages.success(request, f"{practice.name} saved.")
+            return redirect("messaging_settings:overview")
     return render(request, "web/settings/practice.html", {"form": form, "practice": practice})

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from careline.clinics.models import Practice
+from careline.clinics.numbers import NumberTaken, claim_sender_number, release_unused
 from careline.clinics.validators import normalize_phone, validate_time_zone
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
@@ -127,5 +129,16 @@ class LocationHandler(EditableModelHandler):
             "Location.identifier",
             f"already has identifier '{practice.code}'.",
         )
-        practice.save()
+        try:
+            with transaction.atomic():
+                claim_sender_number(ctx.organization.pk, practice.sender_number)
+                practice.save()
+                release_unused(ctx.organization.pk)
+        except NumberTaken as exc:
+            raise FhirError(
+                409,
+                f"Location.telecom: {exc.message}",
+                code="conflict",
+                expression=["Location.telecom"],
+            ) from exc
         return practice
