@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/careline migrate --noinput
 	$(BIN)/careline demo --if-empty
-	$(BIN)/careline serve
+	CARELINE_SMS_GATEWAY=$${CARELINE_SMS_GATEWAY:-simulator} $(BIN)/careline serve
 
 ## Set up from nothing and run every test, on SQLite and on PostgreSQL.
 test: $(STAMP) browser-deps

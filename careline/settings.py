@@ -188,7 +188,11 @@ TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "").rstrip("/")
 TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
 
 # Messaging: which gateway sends texts, and the rules the worker checks at the last moment.
-CARELINE_SMS_GATEWAY = os.environ.get("CARELINE_SMS_GATEWAY", "simulator")
+# The simulator (texts land on /simulator/, never on a phone) is the default only with
+# DEBUG on; in production it must be chosen explicitly (`make run` does, for the demo),
+# and `careline check --deploy` warns while it is on. Unset with DEBUG off: no gateway,
+# and `careline serve` / `careline worker` refuse to start until one is chosen.
+CARELINE_SMS_GATEWAY = os.environ.get("CARELINE_SMS_GATEWAY", "") or ("simulator" if DEBUG else "")
 # Artificial latency of the simulator gateway, for crash and rate tests.
 CARELINE_SIMULATOR_DELAY_MS = float(os.environ.get("CARELINE_SIMULATOR_DELAY_MS", "0"))
 # Texts other than replies go out only between these local hours of the practice.

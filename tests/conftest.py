@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import time
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
 from careline.clinics.models import (
@@ -20,6 +22,11 @@ from careline.patients.models import Patient
 from careline.scheduling.models import WorkingHours
 
 _seq = itertools.count(1)
+
+# Tests run as `make run` does: with the simulator gateway unless the environment chooses
+# one (settings only default to it with DEBUG on).
+if not os.environ.get("CARELINE_SMS_GATEWAY"):
+    django_settings.CARELINE_SMS_GATEWAY = "simulator"
 
 
 class ClinicBuilder:

@@ -6,6 +6,7 @@ class MessagingConfig(AppConfig):
     verbose_name = "Messaging"
 
     def ready(self) -> None:
+        from careline.messaging import checks  # noqa: F401  (registers the system checks)
         from careline.messaging.planning import sync_reminders
         from careline.scheduling import changes
 

@@ -8,13 +8,18 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.test import Client
 
+from careline.clinics.models import Organization
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
+from careline.messaging.models import SimulatedPhoneMessage
 from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from careline.selfservice.links import manage_link_url
 from careline.waitlist.models import SlotOpening, WaitlistEntry
+from tests.conftest import ClinicBuilder
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,10 +36,21 @@ def links_to_live_server(live_server, settings):
 def _phone_inbox(page, live_server, pattern: str) -> str:
     """Send what is due through the simulator and read the newest match off /simulator/."""
     Dispatcher(SimulatorGateway()).run_once()
-    inbox = page.context.new_page()
+    # The simulator is for the organization's staff: read it signed in as one of them.
+    newest = SimulatedPhoneMessage.objects.select_related("outbound_message").last()
+    organization = Organization.objects.get(pk=newest.outbound_message.organization_id)
+    staff = ClinicBuilder().staff(organization)
+    client = Client()
+    client.force_login(staff)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context = page.context.browser.new_context()
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}]
+    )
+    inbox = context.new_page()
     inbox.goto(f"{live_server.url}/simulator/")
     found = re.findall(pattern, inbox.locator("body").inner_text())
-    inbox.close()
+    context.close()
     assert found, f"no text matching {pattern} on the simulator page"
     return found[-1]
 

@@ -63,7 +63,12 @@ GATEWAYS = {
 def get_gateway(name: str | None = None) -> SmsGateway:
     """The configured gateway (settings.CARELINE_SMS_GATEWAY), imported lazily so the
     twilio package is only loaded where it is used."""
-    name = name or getattr(settings, "CARELINE_SMS_GATEWAY", "simulator")
+    name = name or getattr(settings, "CARELINE_SMS_GATEWAY", "")
+    if not name:
+        raise ValueError(
+            "No SMS gateway chosen: set CARELINE_SMS_GATEWAY to twilio (or to simulator for a "
+            "demo; the simulator is the default only with DEBUG on)."
+        )
     try:
         dotted = GATEWAYS[name]
     except KeyError:

@@ -20,6 +20,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
+        from django.conf import settings
+        from django.core.management.base import CommandError
+
+        if not settings.CARELINE_SMS_GATEWAY:
+            raise CommandError(
+                "No SMS gateway chosen: set CARELINE_SMS_GATEWAY=twilio (or =simulator for a "
+                "demo, as `make run` does); the simulator is the default only with DEBUG on."
+            )
         call_command("collectstatic", interactive=False, verbosity=0)
         children = []
         if not opts["no_worker"] and "worker" in self._commands():
