@@ -159,7 +159,14 @@ def careline(*args: str) -> list[str]:
 def database_env(url: str) -> dict[str, str]:
     """Environment for a child process that works on `url` (and keeps its files in BENCH_DIR)."""
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    return {**os.environ, "DATABASE_URL": url, "CARELINE_DATA_DIR": str(BENCH_DIR)}
+    # Benchmarks send through the simulator unless told otherwise (production settings
+    # have no implicit gateway).
+    return {
+        "CARELINE_SMS_GATEWAY": "simulator",
+        **os.environ,
+        "DATABASE_URL": url,
+        "CARELINE_DATA_DIR": str(BENCH_DIR),
+    }
 
 
 def postgres_server_url() -> str:

@@ -43,6 +43,7 @@ def throwaway_database(kind: str):
     elif kind == "sqlite":
         os.environ.pop("DATABASE_URL", None)
     os.environ.setdefault("CARELINE_DATA_DIR", "/tmp/careline-bench")
+    os.environ.setdefault("CARELINE_SMS_GATEWAY", "simulator")
     Path(os.environ["CARELINE_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     import django
 
