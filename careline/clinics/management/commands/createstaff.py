@@ -1,4 +1,6 @@
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -35,9 +37,17 @@ class Command(BaseCommand):
             )
         if opts["role"] != StaffRole.ORGANIZATION_ADMIN and not practices:
             raise CommandError("Practice managers and front desk need at least one --practice.")
-        user, _ = get_user_model().objects.get_or_create(username=opts["username"])
+        User = get_user_model()
+        user = User.objects.filter(username=opts["username"]).first() or User(
+            username=opts["username"]
+        )
         user.email = opts["email"]
         user.is_staff = True
+        try:
+            validate_password(opts["password"], user)
+        except ValidationError as exc:
+            reasons = "\n".join(f"  - {m}" for m in exc.messages)
+            raise CommandError(f"Password rejected:\n{reasons}") from exc
         user.set_password(opts["password"])
         user.save()
         membership = set_staff_role(user, org, opts["role"], practices)
