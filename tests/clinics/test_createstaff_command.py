@@ -41,3 +41,30 @@ def test_a_strong_password_creates_the_login(build):
     )
     user = get_user_model().objects.get(username="desk")
     assert user.is_staff and user.check_password("plum-harbor-lantern-7")
+
+
+def test_the_username_is_stored_folded(build):
+    org = build.organization()
+    practice = build.practice(org)
+    call_command(
+        "createstaff",
+        "ＤＥＳＫ",
+        password="plum-harbor-lantern-7",
+        organization=org.slug,
+        practice=[practice.code],
+    )
+    assert get_user_model().objects.filter(username="desk").exists()
+
+
+def test_a_lookalike_of_an_existing_login_is_refused(build):
+    org = build.organization()
+    practice = build.practice(org)
+    get_user_model().objects.create_user("Desk", password="x")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command(
+            "createstaff",
+            "ｄｅｓｋ",
+            password="plum-harbor-lantern-7",
+            organization=org.slug,
+            practice=[practice.code],
+        )

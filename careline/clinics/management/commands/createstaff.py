@@ -6,6 +6,7 @@ from django.db import transaction
 
 from careline.clinics.directory import set_staff_role
 from careline.clinics.models import Organization, Practice, StaffRole
+from careline.clinics.usernames import normalize_username
 
 
 class Command(BaseCommand):
@@ -37,10 +38,20 @@ class Command(BaseCommand):
             )
         if opts["role"] != StaffRole.ORGANIZATION_ADMIN and not practices:
             raise CommandError("Practice managers and front desk need at least one --practice.")
+        username = normalize_username(opts["username"])
+        if not username:
+            raise CommandError("The username is empty.")
         User = get_user_model()
-        user = User.objects.filter(username=opts["username"]).first() or User(
-            username=opts["username"]
-        )
+        lookalikes = [
+            u.username
+            for u in User.objects.only("username")
+            if u.username != username and normalize_username(u.username) == username
+        ]
+        if lookalikes:
+            raise CommandError(
+                f"A login spelled '{lookalikes[0]}' already exists; use that exact username."
+            )
+        user = User.objects.filter(username=username).first() or User(username=username)
         user.email = opts["email"]
         user.is_staff = True
         try:
