@@ -175,6 +175,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # Default region for phone numbers typed without a country code.
+# How many reverse proxies of ours stand in front of the app: the client's address is then
+# the Nth from the right in X-Forwarded-For (careline.clientaddress). 0: use the socket's.
+CARELINE_TRUSTED_PROXY_COUNT = int(os.environ.get("CARELINE_TRUSTED_PROXY_COUNT", "0"))
 CARELINE_DEFAULT_REGION = os.environ.get("CARELINE_DEFAULT_REGION", "US")
 
 # Twilio (CARELINE_SMS_GATEWAY=twilio). Texts go from the practice's number, or through the
