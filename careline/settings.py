@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "careline.web.middleware.PracticeTimeZoneMiddleware",
+    "careline.web.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -159,6 +160,8 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 SESSION_COOKIE_HTTPONLY = True
+# A staff sign-in lasts one practice day, not Django's two weeks.
+SESSION_COOKIE_AGE = int(os.environ.get("CARELINE_SESSION_HOURS", "12")) * 3600
 SESSION_COOKIE_SECURE = CARELINE_BASE_URL.startswith("https://")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -175,6 +178,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # Default region for phone numbers typed without a country code.
+# How many reverse proxies of ours stand in front of the app: the client's address is then
+# the Nth from the right in X-Forwarded-For (careline.clientaddress). 0: use the socket's.
+CARELINE_TRUSTED_PROXY_COUNT = int(os.environ.get("CARELINE_TRUSTED_PROXY_COUNT", "0"))
 CARELINE_DEFAULT_REGION = os.environ.get("CARELINE_DEFAULT_REGION", "US")
 
 # Twilio (CARELINE_SMS_GATEWAY=twilio). Texts go from the practice's number, or through the

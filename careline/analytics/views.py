@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import csv
 import re
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -12,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
+from careline import spreadsheets
 from careline.analytics import experiments, metrics
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.messaging.experiments import end_experiment, start_experiment
@@ -60,7 +60,7 @@ def _date(text: str | None) -> date | None:
 def _csv(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
+    writer = spreadsheets.writer(response)
     writer.writerow(header)
     writer.writerows(rows)
     return response

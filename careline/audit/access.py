@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 
 from careline.audit.models import AuditEvent
+from careline.clientaddress import client_address
 
 
 def record_patient_access(
@@ -18,5 +19,5 @@ def record_patient_access(
         practice_id=practice_id,
         action=action,
         what=what[:120],
-        ip_address=request.META.get("REMOTE_ADDR") or None,
+        ip_address=client_address(request) or None,
     )

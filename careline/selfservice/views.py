@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from careline.clientaddress import client_address
 from careline.clinics.models import Practice
 from careline.messaging.email import calendar_invite
 from careline.messaging.rendering import local_date, local_time
@@ -41,7 +42,7 @@ VERIFIED_FOR = timedelta(minutes=30)
 
 
 def _address(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+    return client_address(request)
 
 
 def _language() -> str:

@@ -6,6 +6,7 @@ import zoneinfo
 
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 
 from careline.clinics.models import Practice
 
@@ -38,3 +39,29 @@ class PracticeTimeZoneMiddleware:
             zone = first.time_zone if first else ""
             request.session[SESSION_KEY] = zone
         return zone
+
+
+# Pages for patients themselves (signed links, online booking) show health information too.
+SELF_SERVICE_APP = "selfservice"
+
+
+class NoStoreMiddleware:
+    """Nothing a signed-in staff member or a patient's self-service page sees is cached.
+
+    Browsers, shared computers at the front desk and proxies must not keep copies of pages
+    with patient information: such responses get ``Cache-Control: no-store`` (with Django's
+    never-cache headers). Anonymous public pages (sign-in, health check) are left alone.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        match = getattr(request, "resolver_match", None)
+        staff = user is not None and user.is_authenticated
+        self_service = match is not None and match.app_name == SELF_SERVICE_APP
+        if staff or self_service:
+            add_never_cache_headers(response)
+        return response

@@ -5,6 +5,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from careline.clientaddress import client_address
 from careline.clinics.models import Practice
 from careline.web import signin
 
@@ -14,7 +15,7 @@ class ThrottledLoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")
-        address = request.META.get("REMOTE_ADDR")
+        address = client_address(request) or None
         if signin.sign_in_blocked(username, address):
             form = self.get_form()
             form.add_error(
@@ -30,7 +31,7 @@ class ThrottledLoginView(auth_views.LoginView):
 
     def form_invalid(self, form):
         signin.record_failed_sign_in(
-            self.request.POST.get("username", ""), self.request.META.get("REMOTE_ADDR")
+            self.request.POST.get("username", ""), client_address(self.request) or None
         )
         return super().form_invalid(form)
 

@@ -36,3 +36,16 @@ def test_many_usernames_from_one_address_are_blocked(client, build):
         client.post(url, {"username": f"guess{i}", "password": "x"}, REMOTE_ADDR="203.0.113.9")
     response = client.post(url, {"username": "someone", "password": "x"}, REMOTE_ADDR="203.0.113.9")
     assert response.status_code == 429
+
+
+def test_fullwidth_or_uppercase_spellings_count_against_the_same_username(client, build):
+    org = build.organization()
+    build.staff(org, username="desk5", password="right-password-5")
+    url = reverse("login")
+    for spelling in ["desk5", "ＤＥＳＫ５", "ｄｅｓｋ5", "DESK5", "Desk５"]:
+        client.post(url, {"username": spelling, "password": "wrong"})
+    assert FailedLogin.objects.filter(username="desk5").count() == 5
+    for spelling in ["desk5", "ｄｅｓｋ５"]:
+        blocked = client.post(url, {"username": spelling, "password": "right-password-5"})
+        assert blocked.status_code == 429
+    assert "_auth_user_id" not in client.session

@@ -1,9 +1,12 @@
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from careline.clinics.directory import set_staff_role
 from careline.clinics.models import Organization, Practice, StaffRole
+from careline.clinics.usernames import normalize_username
 
 
 class Command(BaseCommand):
@@ -35,9 +38,27 @@ class Command(BaseCommand):
             )
         if opts["role"] != StaffRole.ORGANIZATION_ADMIN and not practices:
             raise CommandError("Practice managers and front desk need at least one --practice.")
-        user, _ = get_user_model().objects.get_or_create(username=opts["username"])
+        username = normalize_username(opts["username"])
+        if not username:
+            raise CommandError("The username is empty.")
+        User = get_user_model()
+        lookalikes = [
+            u.username
+            for u in User.objects.only("username")
+            if u.username != username and normalize_username(u.username) == username
+        ]
+        if lookalikes:
+            raise CommandError(
+                f"A login spelled '{lookalikes[0]}' already exists; use that exact username."
+            )
+        user = User.objects.filter(username=username).first() or User(username=username)
         user.email = opts["email"]
         user.is_staff = True
+        try:
+            validate_password(opts["password"], user)
+        except ValidationError as exc:
+            reasons = "\n".join(f"  - {m}" for m in exc.messages)
+            raise CommandError(f"Password rejected:\n{reasons}") from exc
         user.set_password(opts["password"])
         user.save()
         membership = set_staff_role(user, org, opts["role"], practices)

@@ -8,6 +8,26 @@ from django.core.management.base import BaseCommand
 
 from careline.integrations.hl7.writeback.queue import writeback_configured
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_TIMEOUT_SECONDS = 30
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT reached `serve`."""
+
+
+def _stop_children(children: list[subprocess.Popen]) -> None:
+    """SIGTERM every child still running, wait for them, then SIGKILL the stragglers."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
 
 class Command(BaseCommand):
     help = "Serve the staff app, patient pages and APIs, with a background worker."
@@ -29,40 +49,49 @@ class Command(BaseCommand):
                 "demo, as `make run` does); the simulator is the default only with DEBUG on."
             )
         call_command("collectstatic", interactive=False, verbosity=0)
-        children = []
-        if not opts["no_worker"] and "worker" in self._commands():
-            children.append(subprocess.Popen([sys.executable, "-m", "careline", "worker"]))
-        if not opts["no_worker"] and writeback_configured():
-            children.append(subprocess.Popen([sys.executable, "-m", "careline", "hl7-writeback"]))
-        web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "careline.wsgi:application",
-                "--bind",
-                opts["bind"],
-                "--workers",
-                str(opts["workers"]),
-                "--access-logfile",
-                "-",
-                "--access-logformat",
-                '%(h)s "%(m)s %(U)s" %(s)s %(M)sms',
-            ],
-            env={**os.environ},
-        )
-        children.append(web)
-        self.stdout.write(f"Careline is serving at http://{opts['bind']}/ (Ctrl-C to stop)")
+        children: list[subprocess.Popen] = []
+
+        def stop(signum, frame):
+            # systemd, Docker and Ctrl-C stop `serve`; gunicorn and the workers go with it.
+            raise _Stop(signum)
+
+        previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
         try:
+            if not opts["no_worker"] and "worker" in self._commands():
+                children.append(subprocess.Popen([sys.executable, "-m", "careline", "worker"]))
+            if not opts["no_worker"] and writeback_configured():
+                children.append(
+                    subprocess.Popen([sys.executable, "-m", "careline", "hl7-writeback"])
+                )
+            web = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "careline.wsgi:application",
+                    "--bind",
+                    opts["bind"],
+                    "--workers",
+                    str(opts["workers"]),
+                    "--access-logfile",
+                    "-",
+                    "--access-logformat",
+                    '%(h)s "%(m)s %(U)s" %(s)s %(M)sms',
+                ],
+                env={**os.environ},
+            )
+            children.append(web)
+            self.stdout.write(f"Careline is serving at http://{opts['bind']}/ (Ctrl-C to stop)")
             web.wait()
-        except KeyboardInterrupt:
+        except (_Stop, KeyboardInterrupt):
             pass
         finally:
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            for child in children:
-                child.wait(timeout=10)
+            # A second signal while stopping must not leave the children behind.
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+            _stop_children(children)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     @staticmethod
     def _commands():
