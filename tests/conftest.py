@@ -25,9 +25,7 @@ _seq = itertools.count(1)
 
 # Tests run as `make run` does: with the simulator gateway unless the environment chooses
 # one (settings only default to it with DEBUG on).
-# The environment too, so the `careline` processes tests start inherit it.
 if not os.environ.get("CARELINE_SMS_GATEWAY"):
-    os.environ["CARELINE_SMS_GATEWAY"] = "simulator"
     django_settings.CARELINE_SMS_GATEWAY = "simulator"
 
 
