@@ -74,6 +74,7 @@ def test_sigterm_stops_serve_and_leaves_no_gunicorn(tmp_path, stop_signal):
         "CARELINE_DATA_DIR": str(tmp_path),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}",
         "SECRET_KEY": "test-only-serve-signal-key-" + "x" * 40,
+        "CARELINE_SMS_GATEWAY": "simulator",
     }
     serve = subprocess.Popen(
         [
