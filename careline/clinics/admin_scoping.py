@@ -123,6 +123,19 @@ class ScopedAdmin(ScopedFormFields, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest):
         return admin_scope(super().get_queryset(request), request)
 
+    def get_list_filter(self, request: HttpRequest):
+        # A plain relation filter lists every row of the related table; offer only those
+        # the user's own rows point at.
+        return [
+            (name, admin.RelatedOnlyFieldListFilter) if self._is_relation(name) else name
+            for name in super().get_list_filter(request)
+        ]
+
+    def _is_relation(self, name) -> bool:
+        if not isinstance(name, str) or "__" in name:
+            return False
+        return self.model._meta.get_field(name).is_relation
+
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser or bool(_roles(request))
 

@@ -11,6 +11,7 @@ from django.urls import NoReverseMatch, reverse
 
 from careline.audit.models import AuditEvent
 from careline.clinics.models import Organization, StaffMembership, StaffRole
+from careline.integrations.models import Hl7Feed
 from careline.scheduling.appointments import book_appointment
 
 A_PATIENT = "Quixotica"
@@ -29,6 +30,8 @@ def world(build):
     prov_b = build.provider(pb, display_name="Dr. Beta")
     pat_a = build.patient(a, home_practice=pa, family_name=A_PATIENT, given_name="Zelda")
     pat_b = build.patient(b, home_practice=pb, family_name="Betapatient", given_name="Bo")
+    for org, name in ((a, "AlphaFeedZeta"), (b, "BetaFeed")):
+        Hl7Feed.objects.create(organization=org, name=name, time_zone="America/Chicago")
     start = datetime.combine(date(2026, 12, 2), time(9), tzinfo=pa.zone)
     appt_a = book_appointment(
         patient=pat_a, provider=prov_a, practice=pa, appointment_type=kind_a, start=start
@@ -55,7 +58,15 @@ def world(build):
 def _assert_nothing_of_a(response, url):
     assert response.status_code != 500, url
     body = response.content.decode()
-    for secret in (A_PATIENT, A_ADMIN, "Alpha Org Zeta", "Alpha Clinic Zeta", A_NUMBER, "Alphonse"):
+    for secret in (
+        A_PATIENT,
+        A_ADMIN,
+        "Alpha Org Zeta",
+        "Alpha Clinic Zeta",
+        A_NUMBER,
+        "Alphonse",
+        "AlphaFeedZeta",
+    ):
         assert secret not in body, f"{secret} leaked at {url}"
 
 
@@ -111,6 +122,12 @@ def test_org_b_admin_cannot_open_org_a_rows(client, world):
         url = reverse(f"admin:{name}_change", args=[obj.pk])
         response = client.get(url, follow=True)
         _assert_nothing_of_a(response, url)
+
+
+def test_relation_list_filters_offer_only_own_rows(client, world):
+    client.force_login(world["admin_b"])
+    url = reverse("admin:integrations_hl7message_changelist")
+    _assert_nothing_of_a(client.get(url), url)
 
 
 def test_raw_id_label_hides_org_a_patient_and_audits_own(client, world):
