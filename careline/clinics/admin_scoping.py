@@ -1,9 +1,9 @@
-"""The Django admin: for organization admins (and superusers) only, each seeing only the
-organizations they administer — rows, form choices, actions, raw-id and autocomplete labels.
-
-Rows are scoped by the one mechanism (`ScopedQuerySet.administered_by`, staff logins by
-`scoping.users_visible_to`); a model admin that wants lookups of its rows audited (the
-patients' admin) defines `record_lookup(request, obj, what)`.
+"""The Django admin, scoped: rows, form choices (foreign keys, many-to-many, inlines),
+relation filters, raw-id and autocomplete labels all go through `admin_scope`, which uses
+the one mechanism (`ScopedQuerySet.visible_to`; staff logins: `scoping.users_visible_to`)
+and shows nothing of a model it does not know how to scope. Staff roles, organizations and
+interfaces are for organization admins (`OrganizationAdminOnly`). A model admin that wants
+lookups of its rows audited (the patients' admin) defines `record_lookup(request, obj, what)`.
 """
 
 from __future__ import annotations
