@@ -51,7 +51,7 @@ if _base_host and _base_host not in ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = [CARELINE_BASE_URL]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "careline.clinics.apps.CarelineAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,16 +1,19 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
-from careline.clinics.admin_scoping import ScopedAdmin
+from careline.clinics.admin_scoping import OrganizationAdminOnly, ScopedAdmin
 from careline.clinics.models import (
     AppointmentType,
     Organization,
     Practice,
     Provider,
     StaffMembership,
+    StaffRole,
 )
 from careline.clinics.numbers import check_sender_number, claim_sender_number, release_unused
+from careline.clinics.scoping import ROLE_RANK, administered_organization_ids
 from careline.clinics.validators import normalize_phone
 
 
@@ -62,10 +65,18 @@ class PracticeForm(forms.ModelForm):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(ScopedAdmin):
+class OrganizationAdmin(OrganizationAdminOnly):
+    """Organization-wide settings: its own admins edit it; only superusers add or remove one."""
+
     form = OrganizationForm
     list_display = ["name", "slug", "default_sender_number"]
     search_fields = ["name", "slug"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -98,12 +109,57 @@ class AppointmentTypeAdmin(ScopedAdmin):
     list_display = ["name", "patient_facing_name", "duration_minutes", "bookable_online"]
 
 
+def granting_rank(user, organization_id: int | None) -> int:
+    """The highest role `user` may grant in the organization (None: in any of theirs)."""
+    if user.is_superuser:
+        return max(ROLE_RANK.values())
+    roles = StaffMembership.objects.filter(user=user)
+    if organization_id is not None:
+        roles = roles.filter(organization_id=organization_id)
+    return max((ROLE_RANK[r] for r in roles.values_list("role", flat=True)), default=0)
+
+
+class StaffMembershipForm(forms.ModelForm):
+    """Nobody grants a role above their own, nor a membership outside their organizations."""
+
+    granted_by = None  # set per request by StaffMembershipAdmin.get_form
+
+    class Meta:
+        model = StaffMembership
+        fields = ["user", "organization", "role", "practices"]
+
+    def clean(self):
+        data = super().clean()
+        user, organization, role = self.granted_by, data.get("organization"), data.get("role")
+        allowed = administered_organization_ids(user)
+        if organization is not None and allowed is not None and organization.pk not in allowed:
+            self.add_error("organization", "You can only grant memberships in your organization.")
+        org_id = organization.pk if organization is not None else None
+        rank = granting_rank(user, org_id)
+        if role and ROLE_RANK.get(role, 99) > rank:
+            self.add_error("role", "You cannot grant a role above your own.")
+        if self.instance.pk and ROLE_RANK.get(self.instance.role, 99) > granting_rank(
+            user, self.instance.organization_id
+        ):
+            self.add_error(None, "You cannot change a membership above your own role.")
+        practices = data.get("practices") or []
+        if organization is not None and any(p.organization_id != org_id for p in practices):
+            self.add_error("practices", "Practices must belong to the membership's organization.")
+        return data
+
+
 @admin.register(StaffMembership)
-class StaffMembershipAdmin(ScopedAdmin):
+class StaffMembershipAdmin(OrganizationAdminOnly):
+    form = StaffMembershipForm
     list_display = ["user", "organization", "role"]
     filter_horizontal = ["practices"]
 
-    def has_view_permission(self, request, obj=None):
-        return self._may_edit(request)
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        return type(form.__name__, (form,), {"granted_by": request.user})
 
-    has_module_permission = has_view_permission
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "role" and not request.user.is_superuser:
+            own = granting_rank(request.user, None)
+            kwargs["choices"] = [(v, name) for v, name in StaffRole.choices if ROLE_RANK[v] <= own]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)

@@ -24,6 +24,14 @@ class StaffRole(models.TextChoices):
     FRONT_DESK = "front_desk", "Front desk"
 
 
+# Who outranks whom: nobody may grant a role above their own.
+ROLE_RANK = {
+    StaffRole.FRONT_DESK: 1,
+    StaffRole.PRACTICE_MANAGER: 2,
+    StaffRole.ORGANIZATION_ADMIN: 3,
+}
+
+
 def _clinic_model(name: str) -> type[models.Model]:
     # Looked up in the app registry, not imported: models.py builds its managers on
     # ScopedQuerySet below, so importing it here would make the two modules a cycle.
@@ -51,6 +59,43 @@ def visible_practice_ids(user: AbstractBaseUser | AnonymousUser) -> list[int] | 
     result = sorted(ids)
     user._careline_practice_ids = result
     return result
+
+
+def administered_organization_ids(user: AbstractBaseUser | AnonymousUser) -> list[int] | None:
+    """Organizations the user is an organization admin of; None means every one (superusers)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return []
+    if user.is_superuser:
+        return None
+    cached = getattr(user, "_careline_admin_org_ids", None)
+    if cached is None:
+        cached = sorted(
+            _clinic_model("StaffMembership")
+            .objects.filter(user=user, role=StaffRole.ORGANIZATION_ADMIN)
+            .values_list("organization_id", flat=True)
+        )
+        user._careline_admin_org_ids = cached
+    return cached
+
+
+def administered_practice_ids(user: AbstractBaseUser | AnonymousUser) -> list[int] | None:
+    """Every practice of the organizations the user administers; None means every practice."""
+    org_ids = administered_organization_ids(user)
+    if org_ids is None:
+        return None
+    return sorted(
+        _clinic_model("Practice")
+        .objects.filter(organization_id__in=org_ids)
+        .values_list("id", flat=True)
+    )
+
+
+def users_visible_to(queryset: models.QuerySet, user: AbstractBaseUser | AnonymousUser):
+    """Staff logins the user may see: members of the organizations they administer."""
+    org_ids = administered_organization_ids(user)
+    if org_ids is None:
+        return queryset
+    return queryset.filter(memberships__organization_id__in=org_ids).distinct()
 
 
 def grant_practice_scope(user: AbstractBaseUser, practice_ids: list[int]) -> None:
@@ -82,7 +127,13 @@ def scope_q(model: type[models.Model], practice_ids: list[int]) -> models.Q:
 
 class ScopedQuerySet(models.QuerySet):
     def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> ScopedQuerySet:
-        practice_ids = visible_practice_ids(user)
+        return self.within_practices(visible_practice_ids(user))
+
+    def administered_by(self, user: AbstractBaseUser | AnonymousUser) -> ScopedQuerySet:
+        """Rows of the organizations the user is organization admin of (the Django admin)."""
+        return self.within_practices(administered_practice_ids(user))
+
+    def within_practices(self, practice_ids: list[int] | None) -> ScopedQuerySet:
         if practice_ids is None:
             return self
         if not practice_ids:

@@ -1,8 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from careline.clinics.admin_scoping import ScopedAdmin, _roles
-from careline.clinics.models import StaffRole
+from careline.clinics.admin_scoping import OrganizationAdminOnly, ScopedInline
 from careline.integrations.hl7.receiving import replay_message
 from careline.integrations.hl7.writeback.queue import send_again
 from careline.integrations.models import (
@@ -15,26 +14,11 @@ from careline.integrations.models import (
 )
 
 
-class InterfaceAdmin(ScopedAdmin):
+class InterfaceAdmin(OrganizationAdminOnly):
     """Feeds and raw messages span every practice of an organization: admins only."""
 
-    def _is_org_admin(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser or StaffRole.ORGANIZATION_ADMIN in _roles(request)
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._is_org_admin(request)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._is_org_admin(request)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._is_org_admin(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._is_org_admin(request)
-
-
-class ProviderLinkInline(admin.TabularInline):
+class ProviderLinkInline(ScopedInline):
     model = Hl7ProviderLink
     extra = 0
     raw_id_fields = ["provider"]

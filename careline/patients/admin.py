@@ -13,6 +13,10 @@ class PatientAdmin(ScopedAdmin):
     list_select_related = ["home_practice"]
     show_full_result_count = False
 
+    def record_lookup(self, request, obj, what: str) -> None:
+        """A patient named by a raw-id label or an autocomplete answer is audited like a page."""
+        record_patient_access(request, obj.pk, what)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if object_id and str(object_id).isdigit():
             if self.get_queryset(request).filter(pk=int(object_id)).exists():

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from careline.clinics.admin_scoping import ScopedAdmin
+from careline.clinics.admin_scoping import ScopedAdmin, ScopedInline
 from careline.scheduling.models import (
     Appointment,
     AppointmentEvent,
@@ -11,7 +11,7 @@ from careline.scheduling.models import (
 )
 
 
-class AppointmentEventInline(admin.TabularInline):
+class AppointmentEventInline(ScopedInline):
     model = AppointmentEvent
     extra = 0
     can_delete = False

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils import timezone
 
-from careline.clinics.admin_scoping import ScopedAdmin
+from careline.clinics.admin_scoping import ScopedAdmin, ScopedInline
 from careline.waitlist.models import SlotOpening, WaitlistEntry, WaitlistOffer, WaitlistSource
 
 
@@ -34,7 +34,7 @@ class WaitlistEntryAdmin(ScopedAdmin):
         super().save_model(request, obj, form, change)
 
 
-class WaitlistOfferInline(admin.TabularInline):
+class WaitlistOfferInline(ScopedInline):
     model = WaitlistOffer
     extra = 0
     can_delete = False
