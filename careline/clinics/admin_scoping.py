@@ -23,6 +23,8 @@ EDITOR_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
 
 
 def _roles(request: HttpRequest) -> set[str]:
+    if not request.user.is_authenticated:
+        return set()  # the login page asks before anyone has signed in
     cached = getattr(request, "_careline_roles", None)
     if cached is None:
         cached = set(

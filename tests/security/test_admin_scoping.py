@@ -235,3 +235,9 @@ def test_org_b_admin_edits_own_membership_within_rank(client, world):
     assert response.status_code == 302
     own.refresh_from_db()
     assert own.role == StaffRole.PRACTICE_MANAGER
+
+
+def test_anonymous_admin_login_page_answers_200_not_500(client):
+    response = client.get("/admin/login/")
+    assert response.status_code == 200
+    assert b"password" in response.content.lower()
