@@ -4,8 +4,12 @@ The rules:
 - Every message is stored exactly as received before anything else happens, so nothing
   received is ever lost; a duplicate control id (MSH-10) gets the stored ACK again and
   changes nothing.
-- AR: not a parseable SIU message, or no feed to take it. AE: understood, but (part of)
-  it cannot be applied — an unknown location or provider leaves the message for staff to
+- AR: not a parseable SIU message (including MSH fields we cannot store), or no feed to
+  take it. AE: understood, but (part of) it cannot be applied. A field whose value
+  cannot be used (a timestamp that is not an ASCII-digit DTM or outside 1900–2199, an
+  out-of-range month/day/hour, a duration that is negative, shorter than a minute or
+  longer than a week, an id longer than its column) is AE with ERR code 102 and an ERR-2
+  location such as SCH^1^11^1^4, and nothing of the message is applied — an unknown location or provider leaves the message for staff to
   replay after fixing the feed mapping; a patient without a usable mobile number still
   gets the appointment stored. AA: applied.
 - The appointment's status comes from the trigger event and SCH-25 (S15 + NOSHOW is a
@@ -29,14 +33,18 @@ from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack
 from careline.integrations.hl7.parsing import (
+    MAX_CONTROL_ID,
+    MAX_MRN,
     BadValue,
     Header,
+    InvalidField,
     MessageRejected,
     Resource,
     SiuMessage,
     SiuPatient,
     parse_siu,
     read_header,
+    check_visit_length,
     to_date,
     to_datetime,
     to_duration,
@@ -59,10 +67,11 @@ logger = logging.getLogger(__name__)
 class NotApplicable(Exception):
     """Understood, but cannot be applied: AE, nothing stored, replayable after a fix."""
 
-    def __init__(self, reason: str, *, code: str = "207"):
+    def __init__(self, reason: str, *, code: str = "207", location: str = ""):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.location = location  # ERR-2, e.g. SCH^1^11^1^4
 
 
 @dataclass(frozen=True)
@@ -139,8 +148,11 @@ def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
         return _store_rejected(raw, header, None, reason, "207", now)
     if not header.control_id:
         return _store_rejected(
-            raw, header, feed, "MSH-10 (message control id) is empty.", "101", now
+            raw, header, feed, "MSH-10 (message control id) is empty.", "101", now, "MSH^1^10"
         )
+    if len(header.control_id) > MAX_CONTROL_ID:
+        reason = f"MSH-10 (message control id) is longer than {MAX_CONTROL_ID} characters."
+        return _store_rejected(raw, header, feed, reason, "102", now, "MSH^1^10")
 
     existing = _stored(feed, header.control_id)
     if existing is not None:
@@ -180,12 +192,21 @@ def _store_rejected(
     reason: str,
     code: str,
     now: datetime,
+    location: str = "",
 ) -> Receipt:
-    ack = build_ack(REJECT, header, reason=reason, error_code=code, ack_control_id=_ack_id())
+    ack = build_ack(
+        REJECT,
+        header,
+        reason=reason,
+        error_code=code,
+        error_location=location,
+        ack_control_id=_ack_id(),
+    )
+    keep_id = header and feed and len(header.control_id) <= MAX_CONTROL_ID
     message = Hl7Message.objects.create(
         feed=feed,
         # Rejected without a feed: no idempotency to keep, and the id may repeat.
-        control_id=header.control_id if header and feed else "",
+        control_id=header.control_id if keep_id else "",
         message_type=header.message_type[:3] if header else "",
         trigger_event=header.trigger[:3] if header else "",
         raw=raw,
@@ -202,7 +223,7 @@ def _store_rejected(
 
 def process_message(message: Hl7Message) -> Receipt:
     """Apply a stored message in one transaction and record the outcome and its ACK."""
-    header = None
+    header, location = None, ""
     try:
         siu = parse_siu(message.raw)
         header = siu.header
@@ -217,8 +238,9 @@ def process_message(message: Hl7Message) -> Receipt:
                     raise
     except MessageRejected as exc:
         state, code, reason, error_code = Hl7MessageState.REJECTED, REJECT, exc.reason, exc.code
-    except NotApplicable as exc:
+    except (NotApplicable, InvalidField) as exc:
         state, code, reason, error_code = Hl7MessageState.ERROR, ERROR, exc.reason, exc.code
+        location = exc.location
     except Exception as exc:  # noqa: BLE001 — the sender must get an answer, and we a record
         # Exception text may quote patient data; the log gets the type, the row the text.
         logger.error("HL7 message %s failed: %s", message.id, type(exc).__name__)
@@ -226,7 +248,7 @@ def process_message(message: Hl7Message) -> Receipt:
         reason = f"Internal error while applying the message ({type(exc).__name__}: {exc})."
     if header is None:
         header = _header_or_none(message.raw)
-    _finish(message, header, state, code, reason, error_code, None)
+    _finish(message, header, state, code, reason, error_code, None, location)
     return Receipt(message.ack, code, message.id, reason=reason)
 
 
@@ -243,7 +265,16 @@ def _apply_and_finish(message: Hl7Message, siu: SiuMessage) -> Receipt:
     if outcome.problems:
         state, code, error_code = Hl7MessageState.ERROR, ERROR, outcome.problem_code
         reason = " ".join(outcome.problems)
-    _finish(message, siu.header, state, code, reason, error_code, outcome.appointment_id)
+    _finish(
+        message,
+        siu.header,
+        state,
+        code,
+        reason,
+        error_code,
+        outcome.appointment_id,
+        outcome.problem_location,
+    )
     return Receipt(message.ack, code, message.id, reason=reason)
 
 
@@ -255,10 +286,16 @@ def _finish(
     reason: str,
     error_code: str,
     appointment_id: int | None,
+    location: str = "",
 ) -> None:
     message.state, message.ack_code, message.error = state, code, reason
     message.ack = build_ack(
-        code, header, reason=reason, error_code=error_code, ack_control_id=_ack_id()
+        code,
+        header,
+        reason=reason,
+        error_code=error_code,
+        error_location=location,
+        ack_control_id=_ack_id(),
     )
     message.processed_at = timezone.now()
     if appointment_id is not None:
@@ -284,6 +321,7 @@ class Applied:
     appointment_id: int | None = None
     problems: list[str] = field(default_factory=list)
     problem_code: str = "207"
+    problem_location: str = ""  # ERR-2 of the first problem that belongs to one field
 
 
 def status_for(feed: Hl7Feed, trigger: str, filler_status: str) -> str:
@@ -307,8 +345,9 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
     if siu.header.sent_at:
         try:
             updated_at = to_datetime(siu.header.sent_at, zone, "MSH-7 message time")
-        except BadValue:
-            result.problems.append("MSH-7 message time is unreadable; the arrival time was used.")
+        except BadValue as exc:
+            result.problems.append(f"{exc} The arrival time was used as the message time.")
+            result.problem_location = result.problem_location or "MSH^1^7"
     status = status_for(feed, siu.header.trigger, siu.filler_status)
     current = (
         Appointment.objects.select_related("practice", "provider", "patient", "appointment_type")
@@ -330,7 +369,17 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
     if end is None:
         end = start + timedelta(minutes=appointment_type.duration_minutes)
     if end <= start:
-        raise NotApplicable("The appointment would end before it starts.", code="102")
+        raise NotApplicable(
+            "The appointment would end before it starts.",
+            code="102",
+            location=siu.end_location or siu.duration_location,
+        )
+    try:
+        check_visit_length(end - start, "The appointment")
+    except BadValue as exc:
+        raise NotApplicable(
+            str(exc), code="102", location=siu.end_location or siu.duration_location
+        ) from exc
 
     upsert = upsert_external_appointment(
         organization=organization,
@@ -358,6 +407,7 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
             "repetition with equipment type CP), so no reminders will be sent."
         )
         result.problem_code = "101"
+        result.problem_location = result.problem_location or "PID^1^13"
     return result
 
 
@@ -434,9 +484,14 @@ def _patient(
             + ").",
             code="101",
         )
+    if len(mrn) > MAX_MRN:
+        # Cutting it could merge two patients whose MRNs share a prefix.
+        raise NotApplicable(
+            f"The MRN in PID-3 is longer than {MAX_MRN} characters.", code="102", location="PID^1^3"
+        )
     patient = (
         Patient.objects.select_for_update()
-        .filter(organization_id=feed.organization_id, mrn=mrn[:64])
+        .filter(organization_id=feed.organization_id, mrn=mrn)
         .first()
     )
     changed: dict[str, object] = {}
@@ -449,6 +504,7 @@ def _patient(
             changed["birth_date"] = to_date(data.birth_date, "PID-7 birth date")
         except BadValue as exc:
             result.problems.append(str(exc))
+            result.problem_location = result.problem_location or "PID^1^7"
     language = language_code(data.language)
     if language:
         changed["preferred_language"] = language
@@ -465,7 +521,7 @@ def _patient(
         changed.setdefault("family_name", "")
         changed.setdefault("given_name", "")
         return create_patient(
-            organization_id=feed.organization_id, mrn=mrn[:64], home_practice=practice, **changed
+            organization_id=feed.organization_id, mrn=mrn, home_practice=practice, **changed
         )
     return update_patient(patient, **changed)
 
@@ -479,6 +535,7 @@ def _mobile(data: SiuPatient, result: Applied) -> str:
             continue
     if mobiles:
         result.problems.append("The mobile number in PID-13 (CP) is not a valid phone number.")
+        result.problem_location = result.problem_location or "PID^1^13"
     return ""
 
 
@@ -539,14 +596,18 @@ def _times(siu: SiuMessage, zone, current: Appointment | None) -> tuple[datetime
             "No start time: none of SCH-11.4, TQ1-7, AIS-4, AIL-6, AIP-6, AIG-8 is filled.",
             code="101",
         )
+    # parse_siu already refused unusable values; this only names the field if one slips by.
+    location = siu.start_location
     try:
         start = to_datetime(siu.start, zone, "Start time")
         if siu.end:
+            location = siu.end_location
             return start, to_datetime(siu.end, zone, "End time")
         if siu.duration:
+            location = siu.duration_location
             return start, start + to_duration(*siu.duration, "Duration")
     except BadValue as exc:
-        raise NotApplicable(str(exc), code="102") from exc
+        raise NotApplicable(str(exc), code="102", location=location) from exc
     if current is not None:
         return start, start + (current.end - current.start)
     return start, None
