@@ -1,17 +1,24 @@
 """Applying SIU messages: store raw, process in one transaction, answer with an ACK.
 
 The rules:
-- Every message is stored exactly as received before anything else happens, so nothing
-  received is ever lost; a duplicate control id (MSH-10) gets the stored ACK again and
-  changes nothing.
-- AR: not a parseable SIU message (including MSH fields we cannot store), or no feed to
-  take it. AE: understood, but (part of) it cannot be applied. A field whose value
-  cannot be used (a timestamp that is not an ASCII-digit DTM or outside 1900–2199, an
-  out-of-range month/day/hour, a duration that is negative, shorter than a minute or
-  longer than a week, an id longer than its column) is AE with ERR code 102 and an ERR-2
-  location such as SCH^1^11^1^4, and nothing of the message is applied — an unknown location or provider leaves the message for staff to
-  replay after fixing the feed mapping; a patient without a usable mobile number still
-  gets the appointment stored. AA: applied.
+- Every message is stored as received before anything else happens, so nothing received
+  is ever lost (of a refused one, an excerpt: see below); a duplicate control id
+  (MSH-10) gets the stored ACK again and changes nothing.
+- AR: not a parseable SIU message (or an MSH we cannot store), or no feed to take it.
+  AE: understood, but (part of) it cannot be applied. An unknown location or provider
+  leaves the message for staff to replay after fixing the feed mapping; a patient
+  without a usable mobile number still gets the appointment stored. AA: applied.
+- A field whose value cannot be used is AE (HL7: an application error in the data, not
+  a message the interface cannot take) with ERR code 102, an ERR-2 location such as
+  SCH^1^11^1^4 and an ERR-8 text naming it, and nothing of the message is applied: a
+  timestamp that is not an ASCII-digit DTM, has an out-of-range month/day/hour or is
+  outside 1900–2199; a duration that is negative, not ASCII digits, shorter than a
+  minute or longer than a week; an id longer than its column. "Internal error" is for
+  our own faults only.
+- Refused messages are evidence, not data: REJECTED rows keep an excerpt of at most
+  REJECTED_EXCERPT_CHARS, and REJECTED rows and AE rows that applied nothing are kept
+  at most `RejectedRetention.keep` per feed and `days` days, trimmed here each time one
+  is written (a flood of garbage cannot fill the disk).
 - The appointment's status comes from the trigger event and SCH-25 (S15 + NOSHOW is a
   no-show); an older message never rolls a newer state back (integrations.appointments).
 """
@@ -23,9 +30,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from careline.clinics.directory import add_provider, appointment_type_for_code
@@ -42,9 +50,9 @@ from careline.integrations.hl7.parsing import (
     Resource,
     SiuMessage,
     SiuPatient,
+    check_visit_length,
     parse_siu,
     read_header,
-    check_visit_length,
     to_date,
     to_datetime,
     to_duration,
@@ -125,34 +133,87 @@ class FeedSelector:
         return matches[0] if len(matches) == 1 else None
 
 
+# Enough to see what a sender sent (MSH and the first segments); the rest is dropped.
+REJECTED_EXCERPT_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class RejectedRetention:
+    """How many refused messages to keep per feed, and for how long (0: no bound)."""
+
+    keep: int = 10_000
+    days: int = 30
+
+    @classmethod
+    def from_settings(cls) -> RejectedRetention:
+        return cls(
+            keep=settings.CARELINE_HL7_REJECTED_KEEP, days=settings.CARELINE_HL7_REJECTED_DAYS
+        )
+
+
+def _excerpt(raw: str) -> str:
+    if len(raw) <= REJECTED_EXCERPT_CHARS:
+        return raw
+    return raw[:REJECTED_EXCERPT_CHARS] + f"\r[… {len(raw):,} characters received, cut]"
+
+
+def _refused(feed_id: int | None) -> Q:
+    # AE rows linked to an appointment are that visit's history (write-back reads them).
+    return Q(feed_id=feed_id) & (
+        Q(state=Hl7MessageState.REJECTED) | Q(state=Hl7MessageState.ERROR, appointment__isnull=True)
+    )
+
+
+def trim_refused(feed_id: int | None, retention: RejectedRetention, now: datetime) -> int:
+    """Delete this feed's oldest refused messages beyond the retention bound."""
+    refused = Hl7Message.objects.filter(_refused(feed_id))
+    deleted = 0
+    if retention.days > 0:
+        deleted += refused.filter(received_at__lt=now - timedelta(days=retention.days)).delete()[0]
+    if retention.keep > 0:
+        oldest_kept = refused.order_by("-id").values_list("id", flat=True)[
+            retention.keep - 1 : retention.keep
+        ]
+        cutoff = next(iter(oldest_kept), None)
+        if cutoff is not None:
+            deleted += refused.filter(id__lt=cutoff).delete()[0]
+    if deleted:
+        logger.info("HL7 retention: %s refused message(s) of feed %s deleted", deleted, feed_id)
+    return deleted
+
+
 def _ack_id() -> str:
     return uuid.uuid4().hex[:20].upper()
 
 
-def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
+def receive_message(
+    raw: str,
+    selector: FeedSelector | None = None,
+    retention: RejectedRetention | None = None,
+) -> Receipt:
     """Store, process and acknowledge one message (the text between MLLP frame bytes)."""
     selector = selector or FeedSelector()
+    retention = retention or RejectedRetention.from_settings()
     # PostgreSQL text cannot hold NUL; it never belongs in HL7, so keep a visible marker.
     raw = raw.replace("\x00", "\ufffd")
     now = timezone.now()
     try:
         header = read_header(raw)
     except MessageRejected as exc:
-        return _store_rejected(raw, None, None, exc.reason, exc.code, now)
+        return _store_rejected(raw, None, None, exc.reason, exc.code, now, retention)
     feed = selector.resolve(header)
     if feed is None:
         reason = (
             f"No HL7 feed is configured for sending application "
             f"'{header.sending_application or '(empty MSH-3)'}'."
         )
-        return _store_rejected(raw, header, None, reason, "207", now)
+        return _store_rejected(raw, header, None, reason, "207", now, retention, "MSH^1^3")
     if not header.control_id:
-        return _store_rejected(
-            raw, header, feed, "MSH-10 (message control id) is empty.", "101", now, "MSH^1^10"
-        )
+        reason = "MSH-10 (message control id) is empty."
+        return _store_rejected(raw, header, feed, reason, "101", now, retention, "MSH^1^10")
     if len(header.control_id) > MAX_CONTROL_ID:
         reason = f"MSH-10 (message control id) is longer than {MAX_CONTROL_ID} characters."
-        return _store_rejected(raw, header, feed, reason, "102", now, "MSH^1^10")
+        return _store_rejected(raw, header, feed, reason, "102", now, retention, "MSH^1^10")
 
     existing = _stored(feed, header.control_id)
     if existing is not None:
@@ -169,7 +230,40 @@ def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
     except IntegrityError:
         # The same message arrived on another connection at the same moment.
         return _duplicate(_stored(feed, header.control_id), header)
-    return process_message(message)
+    receipt = process_message(message)
+    if receipt.ack_code != ACCEPT and message.appointment_id is None:
+        trim_refused(feed.id, retention, now)
+    return receipt
+
+
+def receive_oversize(
+    head: str,
+    size: int,
+    limit: int,
+    selector: FeedSelector | None = None,
+    retention: RejectedRetention | None = None,
+) -> Receipt | None:
+    """AR for a frame over the listener's size limit, of which only `head` was kept.
+
+    None when the head has no readable MSH: there is no one to address an answer to.
+    """
+    try:
+        header = read_header(head.split("\r", 1)[0].split("\n", 1)[0])
+    except MessageRejected:
+        return None
+    selector = selector or FeedSelector()
+    feed = selector.resolve(header)
+    reason = f"The message is {size:,} bytes; this listener accepts at most {limit:,}."
+    return _store_rejected(
+        head,
+        header,
+        feed,
+        reason,
+        "102",
+        timezone.now(),
+        retention or RejectedRetention.from_settings(),
+        keep_control_id=False,  # the sender may send it again, smaller, with the same id
+    )
 
 
 def _stored(feed: Hl7Feed, control_id: str) -> Hl7Message | None:
@@ -192,7 +286,10 @@ def _store_rejected(
     reason: str,
     code: str,
     now: datetime,
+    retention: RejectedRetention,
     location: str = "",
+    *,
+    keep_control_id: bool = True,
 ) -> Receipt:
     ack = build_ack(
         REJECT,
@@ -202,14 +299,14 @@ def _store_rejected(
         error_location=location,
         ack_control_id=_ack_id(),
     )
-    keep_id = header and feed and len(header.control_id) <= MAX_CONTROL_ID
+    keep_id = keep_control_id and header and feed and len(header.control_id) <= MAX_CONTROL_ID
     message = Hl7Message.objects.create(
         feed=feed,
         # Rejected without a feed: no idempotency to keep, and the id may repeat.
         control_id=header.control_id if keep_id else "",
         message_type=header.message_type[:3] if header else "",
         trigger_event=header.trigger[:3] if header else "",
-        raw=raw,
+        raw=_excerpt(raw),
         state=Hl7MessageState.REJECTED,
         error=reason,
         ack_code=REJECT,
@@ -218,6 +315,7 @@ def _store_rejected(
         processed_at=now,
     )
     logger.info("HL7 message %s rejected (AR)", message.id)
+    trim_refused(feed.id if feed else None, retention, now)
     return Receipt(ack, REJECT, message.id, reason=reason)
 
 
@@ -248,6 +346,10 @@ def process_message(message: Hl7Message) -> Receipt:
         reason = f"Internal error while applying the message ({type(exc).__name__}: {exc})."
     if header is None:
         header = _header_or_none(message.raw)
+    if state == Hl7MessageState.REJECTED and len(message.raw) > REJECTED_EXCERPT_CHARS:
+        # Not replayable as it stands: keep what shows what it was, not all of it.
+        message.raw = _excerpt(message.raw)
+        message.save(update_fields=["raw"])
     _finish(message, header, state, code, reason, error_code, None, location)
     return Receipt(message.ack, code, message.id, reason=reason)
 
