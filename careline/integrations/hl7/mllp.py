@@ -181,6 +181,7 @@ class MllpListener:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hl7-db")
         self._server: asyncio.Server | None = None
         self._open = 0
+        self._connections: set[asyncio.Task] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
@@ -198,6 +199,11 @@ class MllpListener:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Open connections end now (each closes its socket), not when the loop is torn down.
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
         # Each pool thread holds its own database connection; the barrier makes every
         # thread run exactly one close, so none is left open (PostgreSQL would keep it).
@@ -231,10 +237,14 @@ class MllpListener:
             writer.close()
             return
         self._open += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
         try:
             await self._serve_connection(reader, writer, peer)
         finally:
             self._open -= 1
+            self._connections.discard(task)
 
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer
