@@ -422,8 +422,14 @@ def replay_message(message: Hl7Message) -> Receipt:
 class Applied:
     appointment_id: int | None = None
     problems: list[str] = field(default_factory=list)
-    problem_code: str = "207"
-    problem_location: str = ""  # ERR-2 of the first problem that belongs to one field
+    # ERR-3 and ERR-2 of the first problem: the ACK has one ERR segment.
+    problem_code: str = ""
+    problem_location: str = ""
+
+    def problem(self, text: str, code: str, location: str = "") -> None:
+        if not self.problems:
+            self.problem_code, self.problem_location = code, location
+        self.problems.append(text)
 
 
 def status_for(feed: Hl7Feed, trigger: str, filler_status: str) -> str:
@@ -448,8 +454,9 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
         try:
             updated_at = to_datetime(siu.header.sent_at, zone, "MSH-7 message time")
         except BadValue as exc:
-            result.problems.append(f"{exc} The arrival time was used as the message time.")
-            result.problem_location = result.problem_location or "MSH^1^7"
+            result.problem(
+                f"{exc} The arrival time was used as the message time.", "102", "MSH^1^7"
+            )
     status = status_for(feed, siu.header.trigger, siu.filler_status)
     current = (
         Appointment.objects.select_related("practice", "provider", "patient", "appointment_type")
@@ -504,12 +511,12 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
             "HL7 %s older than the appointment's last update: not applied", siu.header.trigger
         )
     elif upsert.appointment.status in UPCOMING_STATUSES and not patient.mobile_phone:
-        result.problems.append(
+        result.problem(
             "Stored, but the patient has no usable mobile number (a valid PID-13 "
-            "repetition with equipment type CP), so no reminders will be sent."
+            "repetition with equipment type CP), so no reminders will be sent.",
+            "101",
+            "PID^1^13",
         )
-        result.problem_code = "101"
-        result.problem_location = result.problem_location or "PID^1^13"
     return result
 
 
@@ -538,7 +545,7 @@ def _practice(
     )
     if current is None:
         raise NotApplicable(reason, code="103")
-    result.problems.append(reason + " The visit stays at its current practice.")
+    result.problem(reason + " The visit stays at its current practice.", "103", "AIL^1^3")
     return current.practice
 
 
@@ -605,8 +612,7 @@ def _patient(
         try:
             changed["birth_date"] = to_date(data.birth_date, "PID-7 birth date")
         except BadValue as exc:
-            result.problems.append(str(exc))
-            result.problem_location = result.problem_location or "PID^1^7"
+            result.problem(str(exc), "102", "PID^1^7")
     language = language_code(data.language)
     if language:
         changed["preferred_language"] = language
@@ -636,8 +642,9 @@ def _mobile(data: SiuPatient, result: Applied) -> str:
         except ValidationError:
             continue
     if mobiles:
-        result.problems.append("The mobile number in PID-13 (CP) is not a valid phone number.")
-        result.problem_location = result.problem_location or "PID^1^13"
+        result.problem(
+            "The mobile number in PID-13 (CP) is not a valid phone number.", "102", "PID^1^13"
+        )
     return ""
 
 
