@@ -7,10 +7,15 @@ tests commit for real (transaction=True).
 
 from __future__ import annotations
 
+import select
+import signal
 import socket
+import subprocess
+import sys
 import time
 import tracemalloc
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -26,6 +31,7 @@ from careline.integrations.hl7.mllp import (
 from careline.integrations.hl7.receiving import RejectedRetention
 from careline.integrations.models import Hl7Message, Hl7MessageState
 from careline.scheduling.models import Appointment
+from tests.faults.support import careline_env, database_url
 from tests.integrations.messages import siu
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -219,3 +225,33 @@ def test_refused_messages_are_trimmed_to_the_bound_and_kept_short(serve, feeds):
 def test_mllp_command_refuses_nonsense_limits(db, option, value):
     with pytest.raises(CommandError, match=option):
         call_command("mllp", "--port", "0", option, value)
+
+
+def test_the_command_takes_its_limits_from_its_options_and_the_environment(feeds):
+    env = careline_env(
+        DATABASE_URL=database_url(),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        CARELINE_MLLP_MAX_CONNECTIONS="1",
+    )
+    command = [sys.executable, "-m", "careline", "mllp", "--port", "0", "--idle-timeout", "1.5"]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "careline mllp did not start"
+        address = process.stdout.readline().strip().rsplit(" ", 1)[-1]
+        host, port = address.rsplit(":", 1)
+        with MllpClient(host, int(port), timeout=5) as client:
+            assert _msa(client.send(siu(appointment_id="CLI")))[1] == "AA"
+            extra = socket.create_connection((host, int(port)))
+            assert _closed_within(extra, 5)  # CARELINE_MLLP_MAX_CONNECTIONS=1
+            extra.close()
+            started = time.monotonic()
+            with pytest.raises(ConnectionError):
+                client.read_ack()  # --idle-timeout 1.5 closes the silent connection
+            assert 1 < time.monotonic() - started < 5
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    assert Appointment.objects.filter(external_id="CLI").exists()
