@@ -182,6 +182,14 @@ X_FRAME_OPTIONS = "DENY"
 # the Nth from the right in X-Forwarded-For (careline.clientaddress). 0: use the socket's.
 CARELINE_TRUSTED_PROXY_COUNT = int(os.environ.get("CARELINE_TRUSTED_PROXY_COUNT", "0"))
 CARELINE_DEFAULT_REGION = os.environ.get("CARELINE_DEFAULT_REGION", "US")
+# The MLLP listener (`careline mllp`; each has a command option too) and refused messages.
+CARELINE_MLLP_IDLE_TIMEOUT_SECONDS = float(
+    os.environ.get("CARELINE_MLLP_IDLE_TIMEOUT_SECONDS", "300")
+)
+CARELINE_MLLP_MAX_CONNECTIONS = int(os.environ.get("CARELINE_MLLP_MAX_CONNECTIONS", "50"))
+CARELINE_MLLP_MAX_FRAME_BYTES = int(os.environ.get("CARELINE_MLLP_MAX_FRAME_BYTES", "1048576"))
+CARELINE_HL7_REJECTED_KEEP = int(os.environ.get("CARELINE_HL7_REJECTED_KEEP", "10000"))
+CARELINE_HL7_REJECTED_DAYS = int(os.environ.get("CARELINE_HL7_REJECTED_DAYS", "30"))
 
 # Twilio (CARELINE_SMS_GATEWAY=twilio). Texts go from the practice's number, or through the
 # Messaging Service when one is set; TWILIO_API_BASE_URL points the client elsewhere

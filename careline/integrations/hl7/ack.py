@@ -46,6 +46,10 @@ def _hd(components: tuple[str, ...]) -> str:
     return "^".join(escape(c) for c in components).rstrip("^")
 
 
+def _location(location: str) -> str:
+    return "^".join(escape(part) for part in location.split("^"))
+
+
 def _version_at_least_25(version: str) -> bool:
     parts = []
     for piece in version.split(".")[:2]:
@@ -59,13 +63,16 @@ def build_ack(
     *,
     reason: str = "",
     error_code: str = "207",
+    error_location: str = "",
     ack_control_id: str,
     at: datetime | None = None,
 ) -> str:
     """The ACK for a message: MSH, MSA (MSA-3 text), and ERR when it is not AA.
 
     ERR follows the message's version: ERR-1 (segment^seq^field^code) up to 2.4,
-    ERR-3 code / ERR-4 severity / ERR-8 user message from 2.5 on.
+    ERR-2 location / ERR-3 code / ERR-4 severity / ERR-8 user message from 2.5 on.
+    `error_location` is an ERL (segment^sequence^field[^repetition^component]), e.g.
+    SCH^1^11^1^4, naming the field at fault.
     """
     header = header or _UNKNOWN_HEADER
     at = (at or datetime.now(UTC)).astimezone(UTC)
@@ -96,7 +103,7 @@ def build_ack(
                     [
                         "ERR",
                         "",
-                        "",
+                        _location(error_location),
                         f"{error_code}^{label}^HL70357",
                         "E",
                         "",
@@ -107,5 +114,7 @@ def build_ack(
                 )
             )
         else:
-            segments.append(f"ERR|^^^{error_code}&{label}&HL70357")
+            # ELD has room for segment^sequence^field only.
+            where = "^".join((error_location.split("^") + ["", "", ""])[:3])
+            segments.append(f"ERR|{_location(where)}^{error_code}&{label}&HL70357")
     return "\r".join(segments) + "\r"

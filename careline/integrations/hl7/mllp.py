@@ -1,14 +1,20 @@
 """MLLP transport: an asyncio listener for EHR feeds and a small blocking client.
 
-Framing is <VT> message <FS><CR> (0x0b … 0x1c 0x0d). The listener is built on python-hl7's
-`hl7.mllp.start_hl7_server`; each connection is read frame by frame and answered in
-order. Database work runs in a thread pool so the event loop keeps serving every other
-connection while one message is being applied.
+Framing is <VT> message <FS><CR> (0x0b … 0x1c 0x0d). Each connection is read frame by
+frame and answered in order. Database work runs in a thread pool so the event loop keeps
+serving every other connection while one message is being applied.
 
 Bad input never stops the listener: bytes outside a frame are skipped without an answer
-(there is no message to answer), a frame that is not an SIU message gets AR, a
-connection that drops mid-frame is closed without processing the partial message, and a
-frame larger than the limit closes that connection only.
+(there is no message to answer), a frame that is not an SIU message gets AR, and a
+connection that drops mid-frame is closed without processing the partial message.
+
+The listener is exposed to whatever can reach its port, so what one peer can hold is
+bounded (`MllpLimits`): at most `max_connections` at once (one more is closed at
+once; those open keep working), `idle_timeout` seconds to deliver each frame (a silent
+or trickling connection is closed), and `max_frame_bytes` per frame. Of an oversize
+frame only its first MSH is kept; the rest is read and dropped, then the frame is
+answered AR naming the limit (or, with no readable MSH, the connection is closed).
+Memory per connection is thus at most max_frame_bytes plus one read.
 """
 
 from __future__ import annotations
@@ -21,18 +27,44 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, connections
 from django.db.utils import InterfaceError, OperationalError
-from hl7.mllp import start_hl7_server
 
-from careline.integrations.hl7.receiving import FeedSelector, Receipt, receive_message
+from careline.integrations.hl7.receiving import (
+    FeedSelector,
+    Receipt,
+    RejectedRetention,
+    receive_message,
+    receive_oversize,
+)
 
 logger = logging.getLogger(__name__)
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
-# A large SIU message is a few kilobytes; anything near this is not one.
-MAX_FRAME_BYTES = 1024 * 1024
+_READ_BYTES = 64 * 1024
+# Of an oversize frame, what is kept to read its MSH and answer it.
+_OVERSIZE_HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class MllpLimits:
+    """What one listener lets its peers hold (see the module docstring)."""
+
+    idle_timeout: float = 300.0  # seconds to deliver each frame; 0: no limit
+    max_connections: int = 50
+    max_frame_bytes: int = 1024 * 1024
+    retention: RejectedRetention = RejectedRetention()
+
+    @classmethod
+    def from_settings(cls) -> MllpLimits:
+        return cls(
+            idle_timeout=settings.CARELINE_MLLP_IDLE_TIMEOUT_SECONDS,
+            max_connections=settings.CARELINE_MLLP_MAX_CONNECTIONS,
+            max_frame_bytes=settings.CARELINE_MLLP_MAX_FRAME_BYTES,
+            retention=RejectedRetention.from_settings(),
+        )
 
 
 def frame(message: str | bytes) -> bytes:
@@ -48,35 +80,130 @@ def decode(data: bytes) -> str:
         return data.decode("latin-1")
 
 
-def _receive_in_thread(text: str, selector: FeedSelector) -> Receipt:
+def _with_reconnect(work: Callable[[], Receipt | None]) -> Receipt | None:
     try:
-        return receive_message(text, selector)
+        return work()
     except (OperationalError, InterfaceError):
         # The database went away (restart, idle timeout): reconnect once.
         connection.close()
-        return receive_message(text, selector)
+        return work()
+
+
+@dataclass(frozen=True)
+class _Oversize:
+    head: bytes
+    size: int
+
+
+class _NotAFrame:
+    pass
+
+
+_NOT_A_FRAME = _NotAFrame()
+
+
+class _FrameReader:
+    """Frames from one connection, never buffering more than the frame limit plus a read."""
+
+    def __init__(self, reader: asyncio.StreamReader, peer, max_frame_bytes: int):
+        self._reader = reader
+        self._peer = peer
+        self._max = max_frame_bytes
+        self._buffer = bytearray()
+
+    async def next(self) -> bytes | _Oversize | _NotAFrame | None:
+        """The next frame's content, an oversize frame's head, bytes to skip, or None at EOF."""
+        while True:
+            end = self._buffer.find(END_BLOCK)
+            if end != -1:
+                data = bytes(self._buffer[:end])
+                del self._buffer[: end + len(END_BLOCK)]
+                return self._content(data)
+            if len(self._buffer) > self._max + len(START_BLOCK):
+                return await self._skip_oversize()
+            chunk = await self._reader.read(_READ_BYTES)
+            if not chunk:
+                if bytes(self._buffer).strip():
+                    logger.warning(
+                        "MLLP %s closed mid-message; partial frame discarded", self._peer
+                    )
+                return None
+            self._buffer += chunk
+
+    def _content(self, data: bytes) -> bytes | _NotAFrame:
+        start = data.rfind(START_BLOCK)
+        if start == -1:
+            logger.warning(
+                "MLLP %s sent %s bytes outside any frame; skipped", self._peer, len(data)
+            )
+            return _NOT_A_FRAME
+        if start > 0:
+            logger.warning("MLLP %s sent %s bytes before a frame; skipped", self._peer, start)
+        return data[start + 1 :]
+
+    async def _skip_oversize(self) -> _Oversize | None:
+        start = self._buffer.find(START_BLOCK)
+        head = (
+            bytes(self._buffer[start + 1 : start + 1 + _OVERSIZE_HEAD_BYTES])
+            if start != -1
+            else b""
+        )
+        size = len(self._buffer) - max(start + 1, 0)
+        # Keep one byte: the end block may be split across two reads.
+        del self._buffer[:-1]
+        while True:
+            chunk = await self._reader.read(_READ_BYTES)
+            if not chunk:
+                logger.warning("MLLP %s closed during an oversize frame", self._peer)
+                return None
+            self._buffer += chunk
+            end = self._buffer.find(END_BLOCK)
+            if end != -1:
+                size += end - 1
+                del self._buffer[: end + len(END_BLOCK)]
+                logger.warning(
+                    "MLLP %s sent a %s-byte frame (limit %s)", self._peer, size, self._max
+                )
+                return _Oversize(head, size)
+            size += len(self._buffer) - 1
+            del self._buffer[:-1]
 
 
 class MllpListener:
     """Accepts MLLP connections and answers every SIU frame with an ACK."""
 
-    def __init__(self, selector: FeedSelector, *, workers: int = 8):
+    def __init__(
+        self, selector: FeedSelector, *, workers: int = 8, limits: MllpLimits | None = None
+    ):
         self.selector = selector
+        self.limits = limits or MllpLimits.from_settings()
         self._workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hl7-db")
         self._server: asyncio.Server | None = None
+        self._open = 0
+        self._connections: set[asyncio.Task] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await start_hl7_server(
-            self._handle, host, port, limit=MAX_FRAME_BYTES, reuse_address=True
-        )
+        self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
         bound = self._server.sockets[0].getsockname()
-        logger.info("MLLP listener on %s:%s", bound[0], bound[1])
+        logger.info(
+            "MLLP listener on %s:%s (max %s connections, %ss idle timeout, %s-byte frames)",
+            bound[0],
+            bound[1],
+            self.limits.max_connections,
+            self.limits.idle_timeout,
+            self.limits.max_frame_bytes,
+        )
         return bound[0], bound[1]
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Open connections end now (each closes its socket), not when the loop is torn down.
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
         # Each pool thread holds its own database connection; the barrier makes every
         # thread run exactly one close, so none is left open (PostgreSQL would keep it).
@@ -98,22 +225,57 @@ class MllpListener:
         )
         self._executor.shutdown(wait=True)
 
+    def _timeout(self) -> float | None:
+        return self.limits.idle_timeout if self.limits.idle_timeout > 0 else None
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if self._open >= self.limits.max_connections:
+            # Closed at once, so a crowd of idle peers cannot starve the feeds; the ones
+            # already open are untouched.
+            logger.warning("MLLP %s refused: %s connections open (the limit)", peer, self._open)
+            writer.close()
+            return
+        self._open += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await self._serve_connection(reader, writer, peer)
+        finally:
+            self._open -= 1
+            self._connections.discard(task)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer
+    ) -> None:
+        frames = _FrameReader(reader, peer, self.limits.max_frame_bytes)
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                data = await self._read_frame(reader, peer)
+                try:
+                    data = await asyncio.wait_for(frames.next(), self._timeout())
+                except TimeoutError:
+                    logger.info(
+                        "MLLP %s sent no complete message for %ss; closing",
+                        peer,
+                        self.limits.idle_timeout,
+                    )
+                    break
                 if data is None:
                     break
                 if data is _NOT_A_FRAME:
                     continue
-                loop = asyncio.get_running_loop()
-                receipt = await loop.run_in_executor(
-                    self._executor, _receive_in_thread, decode(data), self.selector
-                )
+                if isinstance(data, _Oversize):
+                    work = _oversize_work(data, self.limits, self.selector)
+                else:
+                    work = _message_work(data, self.limits, self.selector)
+                receipt = await loop.run_in_executor(self._executor, _with_reconnect, work)
+                if receipt is None:
+                    break  # an oversize frame with no MSH: no one to answer
                 writer.write(frame(receipt.ack))
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
+                await asyncio.wait_for(writer.drain(), self._timeout())
+        except (ConnectionError, asyncio.CancelledError, TimeoutError):
             pass
         except Exception as exc:  # noqa: BLE001 — one connection's failure must not stop others
             logger.error("MLLP connection from %s failed: %s", peer, type(exc).__name__)
@@ -124,27 +286,15 @@ class MllpListener:
             except (ConnectionError, OSError):
                 pass
 
-    async def _read_frame(self, reader: asyncio.StreamReader, peer) -> bytes | object | None:
-        """The next frame's content, _NOT_A_FRAME for bytes to skip, None at end of stream."""
-        try:
-            data = await reader.readuntil(END_BLOCK)
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                logger.warning("MLLP %s closed mid-message; partial frame discarded", peer)
-            return None
-        except asyncio.LimitOverrunError:
-            logger.warning("MLLP %s sent a frame over %s bytes; closing", peer, MAX_FRAME_BYTES)
-            return None
-        start = data.rfind(START_BLOCK)
-        if start == -1:
-            logger.warning("MLLP %s sent %s bytes outside any frame; skipped", peer, len(data))
-            return _NOT_A_FRAME
-        if start > 0:
-            logger.warning("MLLP %s sent %s bytes before a frame; skipped", peer, start)
-        return data[start + 1 : -len(END_BLOCK)]
+
+def _message_work(data: bytes, limits: MllpLimits, selector: FeedSelector):
+    return lambda: receive_message(decode(data), selector, limits.retention)
 
 
-_NOT_A_FRAME = object()
+def _oversize_work(data: _Oversize, limits: MllpLimits, selector: FeedSelector):
+    return lambda: receive_oversize(
+        decode(data.head), data.size, limits.max_frame_bytes, selector, limits.retention
+    )
 
 
 async def serve(
@@ -154,9 +304,10 @@ async def serve(
     *,
     stop: asyncio.Event,
     on_ready: Callable[[str, int], None] | None = None,
+    limits: MllpLimits | None = None,
 ) -> None:
     """Run a listener until `stop` is set."""
-    listener = MllpListener(selector)
+    listener = MllpListener(selector, limits=limits)
     bound = await listener.start(host, port)
     if on_ready is not None:
         on_ready(*bound)
@@ -182,7 +333,11 @@ class BackgroundListener:
 
 
 def start_background_listener(
-    selector: FeedSelector | None = None, host: str = "127.0.0.1", port: int = 0
+    selector: FeedSelector | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    limits: MllpLimits | None = None,
 ) -> BackgroundListener:
     selector = selector or FeedSelector()
     ready = threading.Event()
@@ -198,7 +353,9 @@ def start_background_listener(
             ready.set()
 
         try:
-            loop.run_until_complete(serve(selector, host, port, stop=stop, on_ready=on_ready))
+            loop.run_until_complete(
+                serve(selector, host, port, stop=stop, on_ready=on_ready, limits=limits)
+            )
         except Exception as exc:  # noqa: BLE001 — reported to the starting thread
             state["error"] = exc
             ready.set()

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
 import hl7
-from hl7.datatypes import parse_datetime
 
 SIU_TRIGGERS = ("S12", "S13", "S14", "S15", "S17", "S26")
 
@@ -29,6 +28,16 @@ SIU_TRIGGERS = ("S12", "S13", "S14", "S15", "S17", "S26")
 _ACTION_DELETE = "D"
 # AIG-4 resource types that are not a person (rooms and equipment are booked via AIG too).
 _NON_PERSON_RESOURCES = {"E", "EQ", "EQUIPMENT", "R", "ROOM", "L", "LOC", "LOCATION"}
+
+
+class InvalidField(Exception):
+    """A field's value cannot be used: AE whose ERR-2 names the field, nothing applied."""
+
+    def __init__(self, location: str, reason: str, *, code: str = "102"):
+        super().__init__(reason)
+        self.location = location  # ERL: segment^sequence^field[^repetition^component]
+        self.reason = reason
+        self.code = code
 
 
 class MessageRejected(Exception):
@@ -183,6 +192,10 @@ class SiuMessage:
     start: str = ""  # DTM as sent
     end: str = ""
     duration: tuple[str, str] | None = None  # (quantity, units) as sent
+    # Where each came from (ERR-2 location), since feeds fill different fields.
+    start_location: str = ""
+    end_location: str = ""
+    duration_location: str = ""
     service: Resource | None = None
     patient: SiuPatient | None = None
     providers: list[Resource] = field(default_factory=list)
@@ -230,11 +243,19 @@ def parse_siu(text: str) -> SiuMessage:
         raise MessageRejected(
             "SCH-1 and SCH-2 are both empty: the appointment has no id.", code="101"
         )
+
+    if len(siu.appointment_id) > MAX_APPOINTMENT_ID:
+        raise InvalidField(
+            "SCH^1^2" if siu.filler_id else "SCH^1^1",
+            f"The appointment id (SCH-2, else SCH-1) is longer than {MAX_APPOINTMENT_ID} "
+            "characters.",
+        )
     by_id: dict[str, list[_Segment]] = {}
     for seg in segments:
         by_id.setdefault(seg.id, []).append(seg)
 
     _read_timing(siu, sch, by_id)
+    _check_timing(siu)
     siu.service = _service(sch, by_id.get("AIS", []))
     pids = by_id.get("PID")
     if pids:
@@ -277,8 +298,9 @@ def _header(message: hl7.Message) -> Header:
     )
 
 
-def _first(*values: str) -> str:
-    return next((v for v in values if v), "")
+def _first(*candidates: tuple[str, str]) -> tuple[str, str]:
+    """The first filled (value, location) pair, else two empty strings."""
+    return next((c for c in candidates if c[0]), ("", ""))
 
 
 def _read_timing(siu: SiuMessage, sch: _Segment, by_id: dict[str, list[_Segment]]) -> None:
@@ -287,25 +309,51 @@ def _read_timing(siu: SiuMessage, sch: _Segment, by_id: dict[str, list[_Segment]
     ail = (by_id.get("AIL") or [None])[0]
     aip = (by_id.get("AIP") or [None])[0]
     aig = (by_id.get("AIG") or [None])[0]
-    siu.start = _first(
-        sch.get(11, 4),
-        tq1.get(7) if tq1 else "",
-        ais.get(4) if ais else "",
-        ail.get(6) if ail else "",
-        aip.get(6) if aip else "",
-        aig.get(8) if aig else "",
+    siu.start, siu.start_location = _first(
+        (sch.get(11, 4), "SCH^1^11^1^4"),
+        (tq1.get(7) if tq1 else "", "TQ1^1^7"),
+        (ais.get(4) if ais else "", "AIS^1^4"),
+        (ail.get(6) if ail else "", "AIL^1^6"),
+        (aip.get(6) if aip else "", "AIP^1^6"),
+        (aig.get(8) if aig else "", "AIG^1^8"),
     )
-    siu.end = _first(sch.get(11, 5), tq1.get(8) if tq1 else "")
+    siu.end, siu.end_location = _first(
+        (sch.get(11, 5), "SCH^1^11^1^5"), (tq1.get(8) if tq1 else "", "TQ1^1^8")
+    )
     candidates = [
-        (tq1.get(6, 1), tq1.get(6, 2)) if tq1 else ("", ""),
-        (sch.get(9), sch.get(10)),
-        (ais.get(7), ais.get(8)) if ais else ("", ""),
-        (ail.get(9), ail.get(10)) if ail else ("", ""),
-        (aip.get(9), aip.get(10)) if aip else ("", ""),
-        (aig.get(11), aig.get(12)) if aig else ("", ""),
-        (sch.get(11, 3), ""),
+        ((tq1.get(6, 1), tq1.get(6, 2)) if tq1 else ("", ""), "TQ1^1^6"),
+        ((sch.get(9), sch.get(10)), "SCH^1^9"),
+        ((ais.get(7), ais.get(8)) if ais else ("", ""), "AIS^1^7"),
+        ((ail.get(9), ail.get(10)) if ail else ("", ""), "AIL^1^9"),
+        ((aip.get(9), aip.get(10)) if aip else ("", ""), "AIP^1^9"),
+        ((aig.get(11), aig.get(12)) if aig else ("", ""), "AIG^1^11"),
+        ((sch.get(11, 3), ""), "SCH^1^11^1^3"),
     ]
-    siu.duration = next((c for c in candidates if c[0]), None)
+    found = next((c for c in candidates if c[0][0]), None)
+    if found is not None:
+        siu.duration, siu.duration_location = found
+
+
+def _check_timing(siu: SiuMessage) -> None:
+    """Refuse, naming the field, times the scheduler and reminder planner could not use.
+
+    Only syntax and ranges are checked here; the feed's time zone is applied later, and
+    the year window leaves room for any offset, so that conversion cannot fail.
+    """
+    for value, location, what in (
+        (siu.start, siu.start_location, "Start time"),
+        (siu.end, siu.end_location, "End time"),
+    ):
+        if value:
+            try:
+                _visit_year_in_range(read_dtm(value, what), what)
+            except BadValue as exc:
+                raise InvalidField(location, str(exc)) from exc
+    if siu.duration:
+        try:
+            to_duration(*siu.duration, "Duration")
+        except BadValue as exc:
+            raise InvalidField(siu.duration_location, str(exc)) from exc
 
 
 def _service(sch: _Segment, aiss: list[_Segment]) -> Resource | None:
@@ -353,6 +401,7 @@ def _providers(aips: list[_Segment], aigs: list[_Segment]) -> list[Resource]:
     found = []
     for aip in _preferred(aips):
         code = aip.get(3, 1)
+        _check_code_length(code, "AIP", aips.index(aip) + 1)
         if code:
             found.append(
                 Resource(
@@ -364,9 +413,19 @@ def _providers(aips: list[_Segment], aigs: list[_Segment]) -> list[Resource]:
             )
     for aig in _preferred(aigs):
         code = aig.get(3, 1)
+        _check_code_length(code, "AIG", aigs.index(aig) + 1)
         if code and aig.get(4, 1).upper() not in _NON_PERSON_RESOURCES:
             found.append(Resource(code=code, name=aig.get(3, 2)))
     return found
+
+
+def _check_code_length(code: str, segment: str, sequence: int) -> None:
+    # Provider links key on the whole code; a longer one could never be matched again.
+    if len(code) > MAX_RESOURCE_CODE:
+        raise InvalidField(
+            f"{segment}^{sequence}^3",
+            f"The provider code in {segment}-3 is longer than {MAX_RESOURCE_CODE} characters.",
+        )
 
 
 def _locations(ails: list[_Segment]) -> list[Resource]:
@@ -388,38 +447,127 @@ class BadValue(ValueError):
     """A field is present but cannot be read; the message says which and why."""
 
 
-def to_datetime(value: str, zone: tzinfo, what: str) -> datetime:
-    """An HL7 DTM as an aware UTC datetime; one without an offset is in `zone`."""
-    try:
-        parsed = parse_datetime(value.strip())
-    except (ValueError, TypeError) as exc:
-        raise BadValue(
-            f"{what} '{value}' is not an HL7 date/time (YYYYMMDDHHMM[SS][±ZZZZ])."
-        ) from exc
-    if parsed is None:
+# A visit outside these years is a typo or a probe, and reminder arithmetic near the
+# calendar's ends (year 1 or 9999) overflows; wide enough for any real schedule.
+EARLIEST_VISIT_YEAR, LATEST_VISIT_YEAR = 1900, 2199
+SHORTEST_VISIT = timedelta(minutes=1)
+LONGEST_VISIT = timedelta(days=7)
+# Column sizes of what these ids are stored in; a longer id is refused, never cut.
+MAX_CONTROL_ID = 199
+MAX_APPOINTMENT_ID = 120
+MAX_MRN = 64
+MAX_RESOURCE_CODE = 80
+
+# DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ], ASCII digits only: without
+# re.ASCII, \d and int() would accept Arabic-Indic and other Unicode digits.
+_DTM = re.compile(
+    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?)?)?"
+    r"([+-]\d{4})?",
+    re.ASCII,
+)
+
+
+def read_dtm(value: str, what: str) -> datetime:
+    """An HL7 DTM as a datetime (aware only if it carries an offset); BadValue says why."""
+    text = value.strip()
+    if not text:
         raise BadValue(f"{what} is empty.")
+    match = _DTM.fullmatch(text)
+    if not match:
+        raise BadValue(
+            f"{what} '{value[:40]}' is not an HL7 date/time (YYYYMMDDHHMM[SS][±ZZZZ], "
+            "ASCII digits)."
+        )
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    parts = {
+        "month": (int(month or 1), 1, 12),
+        "day": (int(day or 1), 1, 31),
+        "hour": (int(hour or 0), 0, 23),
+        "minute": (int(minute or 0), 0, 59),
+        "second": (int(second or 0), 0, 59),
+    }
+    for name, (number, low, high) in parts.items():
+        if not low <= number <= high:
+            raise BadValue(f"{what} '{text}': {name} {number} is out of range ({low}–{high}).")
+    if int(year) < 1:
+        raise BadValue(f"{what} '{text}': year 0000 does not exist.")
+    tz = None
+    if offset:
+        hours, minutes = int(offset[1:3]), int(offset[3:5])
+        if hours > 14 or minutes > 59:
+            raise BadValue(f"{what} '{text}': time zone offset {offset} is out of range.")
+        delta = timedelta(hours=hours, minutes=minutes)
+        tz = timezone(-delta if offset[0] == "-" else delta)
+    micro = int((fraction or "0").ljust(6, "0"))
+    try:
+        return datetime(
+            int(year),
+            parts["month"][0],
+            parts["day"][0],
+            parts["hour"][0],
+            parts["minute"][0],
+            parts["second"][0],
+            micro,
+            tzinfo=tz,
+        )
+    except ValueError as exc:  # e.g. 30 February
+        raise BadValue(f"{what} '{text}': day {parts['day'][0]} is not in that month.") from exc
+
+
+def _visit_year_in_range(moment: datetime, what: str) -> datetime:
+    if not EARLIEST_VISIT_YEAR <= moment.year <= LATEST_VISIT_YEAR:
+        raise BadValue(
+            f"{what}: year {moment.year} is outside {EARLIEST_VISIT_YEAR}–{LATEST_VISIT_YEAR}."
+        )
+    return moment
+
+
+def to_datetime(value: str, zone: tzinfo, what: str) -> datetime:
+    """An HL7 DTM as an aware UTC datetime; one without an offset is in `zone`.
+
+    Only years EARLIEST_VISIT_YEAR–LATEST_VISIT_YEAR are accepted: these are visit and
+    message times, and everything downstream adds and subtracts days from them.
+    """
+    parsed = _visit_year_in_range(read_dtm(value, what), what)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
     # In UTC, so adding a duration means elapsed time, not wall-clock time across DST.
     return parsed.astimezone(UTC)
 
 
+_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})", re.ASCII)
+
+
 def to_date(value: str, what: str) -> date:
-    digits = value.strip()[:8]
+    match = _DATE.match(value.strip())
     try:
-        return datetime.strptime(digits, "%Y%m%d").date()
+        if not match:
+            raise ValueError(value)
+        found = date(*(int(g) for g in match.groups()))
     except ValueError as exc:
-        raise BadValue(f"{what} '{value}' is not a date (YYYYMMDD).") from exc
+        raise BadValue(f"{what} '{value[:40]}' is not a date (YYYYMMDD).") from exc
+    if not 1850 <= found.year <= date.today().year:
+        raise BadValue(f"{what} '{value[:40]}' is not a plausible date.")
+    return found
 
 
-_TQ_DURATION = re.compile(r"^([SMHDW]?)(\d+(?:\.\d+)?)$", re.IGNORECASE)
+# TQ1-6 style (M15) or a plain number; at most 9 digits, so no float or timedelta overflow.
+_TQ_DURATION = re.compile(r"([SMHDW]?)(\d+(?:\.\d{1,6})?)", re.IGNORECASE | re.ASCII)
 
 
 def to_duration(quantity: str, units: str, what: str) -> timedelta:
-    """A duration like (15, min), (20, minutes), (1, h), (M15, '') as a timedelta."""
-    match = _TQ_DURATION.match(quantity.strip())
+    """A duration like (15, min), (20, minutes), (1, h), (M15, '') as a timedelta.
+
+    A visit is at least SHORTEST_VISIT and at most LONGEST_VISIT long.
+    """
+    text = quantity.strip()
+    if text.startswith("-"):
+        raise BadValue(f"{what} '{text[:40]}' is negative; it must be positive.")
+    match = _TQ_DURATION.fullmatch(text)
     if not match:
-        raise BadValue(f"{what} '{quantity}' is not a number.")
+        raise BadValue(f"{what} '{text[:40]}' is not a number (ASCII digits).")
+    if len(match.group(2).split(".")[0]) > 9:
+        raise BadValue(f"{what} '{text[:40]}' is too large.")
     prefix, number = match.group(1).upper(), float(match.group(2))
     unit = (units or prefix or "min").strip().lower()
     if unit in {"s", "sec", "secs", "second", "seconds"}:
@@ -431,7 +579,15 @@ def to_duration(quantity: str, units: str, what: str) -> timedelta:
     elif unit in {"m", "min", "mins", "minute", "minutes"}:
         result = timedelta(minutes=number)
     else:
-        raise BadValue(f"{what} unit '{units}' is not understood (use min, h or s).")
+        raise BadValue(f"{what} unit '{units[:20]}' is not understood (use min, h or s).")
     if result <= timedelta(0):
         raise BadValue(f"{what} must be positive.")
+    check_visit_length(result, what)
     return result
+
+
+def check_visit_length(length: timedelta, what: str) -> None:
+    if length < SHORTEST_VISIT:
+        raise BadValue(f"{what} is shorter than a minute; a visit lasts at least one minute.")
+    if length > LONGEST_VISIT:
+        raise BadValue(f"{what} is longer than {LONGEST_VISIT.days} days.")

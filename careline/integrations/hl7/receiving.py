@@ -1,13 +1,24 @@
 """Applying SIU messages: store raw, process in one transaction, answer with an ACK.
 
 The rules:
-- Every message is stored exactly as received before anything else happens, so nothing
-  received is ever lost; a duplicate control id (MSH-10) gets the stored ACK again and
-  changes nothing.
-- AR: not a parseable SIU message, or no feed to take it. AE: understood, but (part of)
-  it cannot be applied — an unknown location or provider leaves the message for staff to
-  replay after fixing the feed mapping; a patient without a usable mobile number still
-  gets the appointment stored. AA: applied.
+- Every message is stored as received before anything else happens, so nothing received
+  is ever lost (of a refused one, an excerpt: see below); a duplicate control id
+  (MSH-10) gets the stored ACK again and changes nothing.
+- AR: not a parseable SIU message (or an MSH we cannot store), or no feed to take it.
+  AE: understood, but (part of) it cannot be applied. An unknown location or provider
+  leaves the message for staff to replay after fixing the feed mapping; a patient
+  without a usable mobile number still gets the appointment stored. AA: applied.
+- A field whose value cannot be used is AE (HL7: an application error in the data, not
+  a message the interface cannot take) with ERR code 102, an ERR-2 location such as
+  SCH^1^11^1^4 and an ERR-8 text naming it, and nothing of the message is applied: a
+  timestamp that is not an ASCII-digit DTM, has an out-of-range month/day/hour or is
+  outside 1900–2199; a duration that is negative, not ASCII digits, shorter than a
+  minute or longer than a week; an id longer than its column. "Internal error" is for
+  our own faults only.
+- Refused messages are evidence, not data: REJECTED rows keep an excerpt of at most
+  REJECTED_EXCERPT_CHARS, and REJECTED rows and AE rows that applied nothing are kept
+  at most `RejectedRetention.keep` per feed and `days` days, trimmed here each time one
+  is written (a flood of garbage cannot fill the disk).
 - The appointment's status comes from the trigger event and SCH-25 (S15 + NOSHOW is a
   no-show); an older message never rolls a newer state back (integrations.appointments).
 """
@@ -19,9 +30,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from careline.clinics.directory import add_provider, appointment_type_for_code
@@ -29,12 +41,16 @@ from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack
 from careline.integrations.hl7.parsing import (
+    MAX_CONTROL_ID,
+    MAX_MRN,
     BadValue,
     Header,
+    InvalidField,
     MessageRejected,
     Resource,
     SiuMessage,
     SiuPatient,
+    check_visit_length,
     parse_siu,
     read_header,
     to_date,
@@ -59,10 +75,11 @@ logger = logging.getLogger(__name__)
 class NotApplicable(Exception):
     """Understood, but cannot be applied: AE, nothing stored, replayable after a fix."""
 
-    def __init__(self, reason: str, *, code: str = "207"):
+    def __init__(self, reason: str, *, code: str = "207", location: str = ""):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.location = location  # ERR-2, e.g. SCH^1^11^1^4
 
 
 @dataclass(frozen=True)
@@ -116,31 +133,87 @@ class FeedSelector:
         return matches[0] if len(matches) == 1 else None
 
 
+# Enough to see what a sender sent (MSH and the first segments); the rest is dropped.
+REJECTED_EXCERPT_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class RejectedRetention:
+    """How many refused messages to keep per feed, and for how long (0: no bound)."""
+
+    keep: int = 10_000
+    days: int = 30
+
+    @classmethod
+    def from_settings(cls) -> RejectedRetention:
+        return cls(
+            keep=settings.CARELINE_HL7_REJECTED_KEEP, days=settings.CARELINE_HL7_REJECTED_DAYS
+        )
+
+
+def _excerpt(raw: str) -> str:
+    if len(raw) <= REJECTED_EXCERPT_CHARS:
+        return raw
+    return raw[:REJECTED_EXCERPT_CHARS] + f"\r[… {len(raw):,} characters received, cut]"
+
+
+def _refused(feed_id: int | None) -> Q:
+    # AE rows linked to an appointment are that visit's history (write-back reads them).
+    return Q(feed_id=feed_id) & (
+        Q(state=Hl7MessageState.REJECTED) | Q(state=Hl7MessageState.ERROR, appointment__isnull=True)
+    )
+
+
+def trim_refused(feed_id: int | None, retention: RejectedRetention, now: datetime) -> int:
+    """Delete this feed's oldest refused messages beyond the retention bound."""
+    refused = Hl7Message.objects.filter(_refused(feed_id))
+    deleted = 0
+    if retention.days > 0:
+        deleted += refused.filter(received_at__lt=now - timedelta(days=retention.days)).delete()[0]
+    if retention.keep > 0:
+        oldest_kept = refused.order_by("-id").values_list("id", flat=True)[
+            retention.keep - 1 : retention.keep
+        ]
+        cutoff = next(iter(oldest_kept), None)
+        if cutoff is not None:
+            deleted += refused.filter(id__lt=cutoff).delete()[0]
+    if deleted:
+        logger.info("HL7 retention: %s refused message(s) of feed %s deleted", deleted, feed_id)
+    return deleted
+
+
 def _ack_id() -> str:
     return uuid.uuid4().hex[:20].upper()
 
 
-def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
+def receive_message(
+    raw: str,
+    selector: FeedSelector | None = None,
+    retention: RejectedRetention | None = None,
+) -> Receipt:
     """Store, process and acknowledge one message (the text between MLLP frame bytes)."""
     selector = selector or FeedSelector()
+    retention = retention or RejectedRetention.from_settings()
     # PostgreSQL text cannot hold NUL; it never belongs in HL7, so keep a visible marker.
     raw = raw.replace("\x00", "\ufffd")
     now = timezone.now()
     try:
         header = read_header(raw)
     except MessageRejected as exc:
-        return _store_rejected(raw, None, None, exc.reason, exc.code, now)
+        return _store_rejected(raw, None, None, exc.reason, exc.code, now, retention)
     feed = selector.resolve(header)
     if feed is None:
         reason = (
             f"No HL7 feed is configured for sending application "
             f"'{header.sending_application or '(empty MSH-3)'}'."
         )
-        return _store_rejected(raw, header, None, reason, "207", now)
+        return _store_rejected(raw, header, None, reason, "207", now, retention, "MSH^1^3")
     if not header.control_id:
-        return _store_rejected(
-            raw, header, feed, "MSH-10 (message control id) is empty.", "101", now
-        )
+        reason = "MSH-10 (message control id) is empty."
+        return _store_rejected(raw, header, feed, reason, "101", now, retention, "MSH^1^10")
+    if len(header.control_id) > MAX_CONTROL_ID:
+        reason = f"MSH-10 (message control id) is longer than {MAX_CONTROL_ID} characters."
+        return _store_rejected(raw, header, feed, reason, "102", now, retention, "MSH^1^10")
 
     existing = _stored(feed, header.control_id)
     if existing is not None:
@@ -157,7 +230,40 @@ def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
     except IntegrityError:
         # The same message arrived on another connection at the same moment.
         return _duplicate(_stored(feed, header.control_id), header)
-    return process_message(message)
+    receipt = process_message(message)
+    if receipt.ack_code != ACCEPT and message.appointment_id is None:
+        trim_refused(feed.id, retention, now)
+    return receipt
+
+
+def receive_oversize(
+    head: str,
+    size: int,
+    limit: int,
+    selector: FeedSelector | None = None,
+    retention: RejectedRetention | None = None,
+) -> Receipt | None:
+    """AR for a frame over the listener's size limit, of which only `head` was kept.
+
+    None when the head has no readable MSH: there is no one to address an answer to.
+    """
+    try:
+        header = read_header(head.split("\r", 1)[0].split("\n", 1)[0])
+    except MessageRejected:
+        return None
+    selector = selector or FeedSelector()
+    feed = selector.resolve(header)
+    reason = f"The message is {size:,} bytes; this listener accepts at most {limit:,}."
+    return _store_rejected(
+        head,
+        header,
+        feed,
+        reason,
+        "102",
+        timezone.now(),
+        retention or RejectedRetention.from_settings(),
+        keep_control_id=False,  # the sender may send it again, smaller, with the same id
+    )
 
 
 def _stored(feed: Hl7Feed, control_id: str) -> Hl7Message | None:
@@ -180,15 +286,27 @@ def _store_rejected(
     reason: str,
     code: str,
     now: datetime,
+    retention: RejectedRetention,
+    location: str = "",
+    *,
+    keep_control_id: bool = True,
 ) -> Receipt:
-    ack = build_ack(REJECT, header, reason=reason, error_code=code, ack_control_id=_ack_id())
+    ack = build_ack(
+        REJECT,
+        header,
+        reason=reason,
+        error_code=code,
+        error_location=location,
+        ack_control_id=_ack_id(),
+    )
+    keep_id = keep_control_id and header and feed and len(header.control_id) <= MAX_CONTROL_ID
     message = Hl7Message.objects.create(
         feed=feed,
         # Rejected without a feed: no idempotency to keep, and the id may repeat.
-        control_id=header.control_id if header and feed else "",
+        control_id=header.control_id if keep_id else "",
         message_type=header.message_type[:3] if header else "",
         trigger_event=header.trigger[:3] if header else "",
-        raw=raw,
+        raw=_excerpt(raw),
         state=Hl7MessageState.REJECTED,
         error=reason,
         ack_code=REJECT,
@@ -197,12 +315,13 @@ def _store_rejected(
         processed_at=now,
     )
     logger.info("HL7 message %s rejected (AR)", message.id)
+    trim_refused(feed.id if feed else None, retention, now)
     return Receipt(ack, REJECT, message.id, reason=reason)
 
 
 def process_message(message: Hl7Message) -> Receipt:
     """Apply a stored message in one transaction and record the outcome and its ACK."""
-    header = None
+    header, location = None, ""
     try:
         siu = parse_siu(message.raw)
         header = siu.header
@@ -217,8 +336,9 @@ def process_message(message: Hl7Message) -> Receipt:
                     raise
     except MessageRejected as exc:
         state, code, reason, error_code = Hl7MessageState.REJECTED, REJECT, exc.reason, exc.code
-    except NotApplicable as exc:
+    except (NotApplicable, InvalidField) as exc:
         state, code, reason, error_code = Hl7MessageState.ERROR, ERROR, exc.reason, exc.code
+        location = exc.location
     except Exception as exc:  # noqa: BLE001 — the sender must get an answer, and we a record
         # Exception text may quote patient data; the log gets the type, the row the text.
         logger.error("HL7 message %s failed: %s", message.id, type(exc).__name__)
@@ -226,7 +346,11 @@ def process_message(message: Hl7Message) -> Receipt:
         reason = f"Internal error while applying the message ({type(exc).__name__}: {exc})."
     if header is None:
         header = _header_or_none(message.raw)
-    _finish(message, header, state, code, reason, error_code, None)
+    if state == Hl7MessageState.REJECTED and len(message.raw) > REJECTED_EXCERPT_CHARS:
+        # Not replayable as it stands: keep what shows what it was, not all of it.
+        message.raw = _excerpt(message.raw)
+        message.save(update_fields=["raw"])
+    _finish(message, header, state, code, reason, error_code, None, location)
     return Receipt(message.ack, code, message.id, reason=reason)
 
 
@@ -243,7 +367,16 @@ def _apply_and_finish(message: Hl7Message, siu: SiuMessage) -> Receipt:
     if outcome.problems:
         state, code, error_code = Hl7MessageState.ERROR, ERROR, outcome.problem_code
         reason = " ".join(outcome.problems)
-    _finish(message, siu.header, state, code, reason, error_code, outcome.appointment_id)
+    _finish(
+        message,
+        siu.header,
+        state,
+        code,
+        reason,
+        error_code,
+        outcome.appointment_id,
+        outcome.problem_location,
+    )
     return Receipt(message.ack, code, message.id, reason=reason)
 
 
@@ -255,10 +388,16 @@ def _finish(
     reason: str,
     error_code: str,
     appointment_id: int | None,
+    location: str = "",
 ) -> None:
     message.state, message.ack_code, message.error = state, code, reason
     message.ack = build_ack(
-        code, header, reason=reason, error_code=error_code, ack_control_id=_ack_id()
+        code,
+        header,
+        reason=reason,
+        error_code=error_code,
+        error_location=location,
+        ack_control_id=_ack_id(),
     )
     message.processed_at = timezone.now()
     if appointment_id is not None:
@@ -283,7 +422,14 @@ def replay_message(message: Hl7Message) -> Receipt:
 class Applied:
     appointment_id: int | None = None
     problems: list[str] = field(default_factory=list)
-    problem_code: str = "207"
+    # ERR-3 and ERR-2 of the first problem: the ACK has one ERR segment.
+    problem_code: str = ""
+    problem_location: str = ""
+
+    def problem(self, text: str, code: str, location: str = "") -> None:
+        if not self.problems:
+            self.problem_code, self.problem_location = code, location
+        self.problems.append(text)
 
 
 def status_for(feed: Hl7Feed, trigger: str, filler_status: str) -> str:
@@ -307,8 +453,10 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
     if siu.header.sent_at:
         try:
             updated_at = to_datetime(siu.header.sent_at, zone, "MSH-7 message time")
-        except BadValue:
-            result.problems.append("MSH-7 message time is unreadable; the arrival time was used.")
+        except BadValue as exc:
+            result.problem(
+                f"{exc} The arrival time was used as the message time.", "102", "MSH^1^7"
+            )
     status = status_for(feed, siu.header.trigger, siu.filler_status)
     current = (
         Appointment.objects.select_related("practice", "provider", "patient", "appointment_type")
@@ -330,7 +478,17 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
     if end is None:
         end = start + timedelta(minutes=appointment_type.duration_minutes)
     if end <= start:
-        raise NotApplicable("The appointment would end before it starts.", code="102")
+        raise NotApplicable(
+            "The appointment would end before it starts.",
+            code="102",
+            location=siu.end_location or siu.duration_location,
+        )
+    try:
+        check_visit_length(end - start, "The appointment")
+    except BadValue as exc:
+        raise NotApplicable(
+            str(exc), code="102", location=siu.end_location or siu.duration_location
+        ) from exc
 
     upsert = upsert_external_appointment(
         organization=organization,
@@ -353,11 +511,12 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
             "HL7 %s older than the appointment's last update: not applied", siu.header.trigger
         )
     elif upsert.appointment.status in UPCOMING_STATUSES and not patient.mobile_phone:
-        result.problems.append(
+        result.problem(
             "Stored, but the patient has no usable mobile number (a valid PID-13 "
-            "repetition with equipment type CP), so no reminders will be sent."
+            "repetition with equipment type CP), so no reminders will be sent.",
+            "101",
+            "PID^1^13",
         )
-        result.problem_code = "101"
     return result
 
 
@@ -386,7 +545,7 @@ def _practice(
     )
     if current is None:
         raise NotApplicable(reason, code="103")
-    result.problems.append(reason + " The visit stays at its current practice.")
+    result.problem(reason + " The visit stays at its current practice.", "103", "AIL^1^3")
     return current.practice
 
 
@@ -434,9 +593,14 @@ def _patient(
             + ").",
             code="101",
         )
+    if len(mrn) > MAX_MRN:
+        # Cutting it could merge two patients whose MRNs share a prefix.
+        raise NotApplicable(
+            f"The MRN in PID-3 is longer than {MAX_MRN} characters.", code="102", location="PID^1^3"
+        )
     patient = (
         Patient.objects.select_for_update()
-        .filter(organization_id=feed.organization_id, mrn=mrn[:64])
+        .filter(organization_id=feed.organization_id, mrn=mrn)
         .first()
     )
     changed: dict[str, object] = {}
@@ -448,7 +612,7 @@ def _patient(
         try:
             changed["birth_date"] = to_date(data.birth_date, "PID-7 birth date")
         except BadValue as exc:
-            result.problems.append(str(exc))
+            result.problem(str(exc), "102", "PID^1^7")
     language = language_code(data.language)
     if language:
         changed["preferred_language"] = language
@@ -465,7 +629,7 @@ def _patient(
         changed.setdefault("family_name", "")
         changed.setdefault("given_name", "")
         return create_patient(
-            organization_id=feed.organization_id, mrn=mrn[:64], home_practice=practice, **changed
+            organization_id=feed.organization_id, mrn=mrn, home_practice=practice, **changed
         )
     return update_patient(patient, **changed)
 
@@ -478,7 +642,9 @@ def _mobile(data: SiuPatient, result: Applied) -> str:
         except ValidationError:
             continue
     if mobiles:
-        result.problems.append("The mobile number in PID-13 (CP) is not a valid phone number.")
+        result.problem(
+            "The mobile number in PID-13 (CP) is not a valid phone number.", "102", "PID^1^13"
+        )
     return ""
 
 
@@ -539,14 +705,18 @@ def _times(siu: SiuMessage, zone, current: Appointment | None) -> tuple[datetime
             "No start time: none of SCH-11.4, TQ1-7, AIS-4, AIL-6, AIP-6, AIG-8 is filled.",
             code="101",
         )
+    # parse_siu already refused unusable values; this only names the field if one slips by.
+    location = siu.start_location
     try:
         start = to_datetime(siu.start, zone, "Start time")
         if siu.end:
+            location = siu.end_location
             return start, to_datetime(siu.end, zone, "End time")
         if siu.duration:
+            location = siu.duration_location
             return start, start + to_duration(*siu.duration, "Duration")
     except BadValue as exc:
-        raise NotApplicable(str(exc), code="102") from exc
+        raise NotApplicable(str(exc), code="102", location=location) from exc
     if current is not None:
         return start, start + (current.end - current.start)
     return start, None
