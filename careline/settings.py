@@ -170,7 +170,10 @@ if SESSION_COOKIE_SECURE:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    # Preload is asked for by default (Django's deployment check wants it); turn it off
+    # while the domain's subdomains are not all HTTPS-only yet: leaving the preload list
+    # takes months.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # Webhooks and health checks arrive over plain HTTP only from the proxy itself.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
