@@ -238,12 +238,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Request paths in log lines (Django's "Not Found: ...", runserver's request lines) can
+    # be patients' link tokens: every line goes through the redaction.
+    "filters": {"link_tokens": {"()": "careline.web.access_log.RedactLinkTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["link_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # Their DEBUG lines carry request URLs and template contexts, which can hold patients'
     # numbers and texts: never below INFO, whatever LOG_LEVEL says.
     "loggers": {
         "urllib3": {"level": "INFO"},
         "django.template": {"level": "INFO"},
+        # runserver's own handler would print request lines unredacted.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
