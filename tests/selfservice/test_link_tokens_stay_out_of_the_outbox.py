@@ -10,6 +10,9 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from careline.clinics.scoping import StaffRole
+from careline.conversations.inbound import receive_sms
+from careline.conversations.models import Conversation
 from careline.integrations.api_keys import issue_api_key
 from careline.messaging.compliance import SendingHours
 from careline.messaging.dispatch import Dispatcher
@@ -18,7 +21,7 @@ from careline.messaging.gateways.twilio import TwilioGateway
 from careline.messaging.models import MessageState, OutboundMessage, SimulatedPhoneMessage
 from careline.messaging.planning import plan_all_reminders
 from careline.selfservice import booking
-from careline.selfservice.links import LinkRefused, resolve
+from careline.selfservice.links import LinkRefused, issue_manage_link, resolve, url_for
 from careline.selfservice.models import PatientLink
 from tests.integrations.fhir.conftest import Fhir
 from tests.messaging.fake_twilio import SERVER_ERROR, running_fake_twilio
@@ -184,3 +187,42 @@ def test_a_send_that_reached_twilio_before_timing_out_is_not_sent_again(clinic, 
     # The link the patient already has keeps working.
     (token,) = working_tokens(received["body"])
     assert resolve(token).appointment_id == appointment.pk
+
+
+def test_a_link_pasted_into_a_staff_reply_is_redacted_in_the_thread_and_the_api(
+    clinic, client, settings, always_sending
+):
+    settings.CARELINE_OFFICE_HOURS = "Mon-Sun 00:00-24:00"
+    clinic.org.default_sender_number = "+15125550100"
+    clinic.org.save()
+    patient = clinic.patient(mobile_phone="+15125550405")
+    visit = clinic.appointment(clinic.at(clinic.monday, 15), patient=patient)
+    patients_link = issue_manage_link(visit.pk)
+    receive_sms(
+        from_phone=patient.mobile_phone,
+        to_phone="+15125550100",
+        body="Is there parking near the office?",
+        provider_message_id="SMLINK" + "0" * 28,
+        received_at=timezone.now(),
+    )
+    conversation = Conversation.objects.get(organization=clinic.org)
+    desk = clinic.build.staff(clinic.org, StaffRole.FRONT_DESK, [clinic.practice])
+    client.force_login(desk)
+    answer = f"Yes: open {url_for(patients_link)} and pick Move."
+    assert client.post(f"/inbox/{conversation.pk}/reply/", {"body": answer}).status_code < 400
+
+    queued = OutboundMessage.objects.get(to_address=patient.mobile_phone, kind="reply")
+    assert_redacted(queued.body)
+    html = client.get(f"/inbox/{conversation.pk}/").content.decode()
+    assert "Yes: open" in html and "/a/[redacted] and pick Move" in html
+    key = issue_api_key(organization_slug=clinic.org.slug, name="tests").plaintext
+    api = client.get(
+        f"/api/v1/conversations/{conversation.pk}", headers={"Authorization": f"Bearer {key}"}
+    ).content.decode()
+    assert "/a/[redacted] and pick Move" in api
+
+    Dispatcher(SimulatorGateway(), hours=SendingHours(0, 24)).run_once()
+    (token,) = working_tokens(SimulatedPhoneMessage.objects.get(outbound_message=queued).body)
+    assert resolve(token).appointment_id == visit.pk
+    # The link the patient already had keeps working too.
+    assert resolve(patients_link).appointment_id == visit.pk
