@@ -103,8 +103,9 @@ class FeedSelector:
                 if part
             )
             raise ValueError(
-                f"No active HL7 feed {scope or 'is configured'}. Add one in the admin "
-                "(Integrations › HL7 feeds)."
+                f"No active HL7 feed {scope or 'is configured'}. Add one with `careline "
+                "hl7-feed add NAME --organization SLUG` or in the admin (Integrations › HL7 "
+                "feeds)."
             )
 
     def resolve(self, header: Header) -> Hl7Feed | None:
@@ -141,6 +142,8 @@ def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
         return _store_rejected(
             raw, header, feed, "MSH-10 (message control id) is empty.", "101", now
         )
+    if header.processing_id != feed.processing_id:
+        return _refuse_processing_id(raw, header, feed, now)
 
     existing = _stored(feed, header.control_id)
     if existing is not None:
@@ -158,6 +161,17 @@ def receive_message(raw: str, selector: FeedSelector | None = None) -> Receipt:
         # The same message arrived on another connection at the same moment.
         return _duplicate(_stored(feed, header.control_id), header)
     return process_message(message)
+
+
+def _refuse_processing_id(raw: str, header: Header, feed: Hl7Feed, now: datetime) -> Receipt:
+    """A test (T) or debugging (D) message on a production feed, or the reverse: AR, and
+    nothing applied. The control id is not kept, so a later message that reuses it is
+    not answered with this refusal (test systems often restart their numbering)."""
+    reason = (
+        f"MSH-11 processing ID '{header.processing_id or '(empty)'}' does not match the "
+        f"feed '{feed.name}', which takes '{feed.processing_id}' messages only."
+    )
+    return _store_rejected(raw, header, feed, reason, "202", now, keep_control_id=False)
 
 
 def _stored(feed: Hl7Feed, control_id: str) -> Hl7Message | None:
@@ -180,12 +194,14 @@ def _store_rejected(
     reason: str,
     code: str,
     now: datetime,
+    *,
+    keep_control_id: bool = True,
 ) -> Receipt:
     ack = build_ack(REJECT, header, reason=reason, error_code=code, ack_control_id=_ack_id())
     message = Hl7Message.objects.create(
         feed=feed,
         # Rejected without a feed: no idempotency to keep, and the id may repeat.
-        control_id=header.control_id if header and feed else "",
+        control_id=header.control_id if header and feed and keep_control_id else "",
         message_type=header.message_type[:3] if header else "",
         trigger_event=header.trigger[:3] if header else "",
         raw=raw,
