@@ -371,7 +371,7 @@ SCHEMAS: dict[str, Any] = {
             "location_map": {
                 "type": "object",
                 "additionalProperties": STRING,
-                "description": "AIL/PV1 location code → practice code.",
+                "description": "AIL-3 location code → practice code.",
             },
             "sending_application": STRING
             | {"description": "MSH-3 that routes messages to this feed."},

@@ -80,7 +80,7 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="CODE=PRACTICE",
-            help="An AIL/PV1 location code and the practice code it means (repeatable). A "
+            help="An AIL-3 location code and the practice code it means (repeatable). A "
             "location code that is itself a practice code needs no mapping.",
         )
         add.add_argument(
