@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from urllib.parse import quote
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -55,7 +56,7 @@ def validate_identifier_system(value: str) -> None:
 
 def default_identifier_system(organization_slug: str, feed_name: str) -> str:
     """The MRN namespace of a feed not told one: its own, so two systems' MRNs never meet."""
-    return f"urn:careline:{organization_slug}:{feed_name}"
+    return f"urn:careline:{organization_slug}:{quote(feed_name, safe='')}"
 
 
 class Hl7Feed(models.Model):

@@ -240,3 +240,10 @@ def test_from_the_console_mistakes_exit_non_zero_and_a_go_live_script_works(cons
     scripted = run("apikey", "create", "X", "--organization", "new-org", "--create-organization")
     assert scripted.returncode == 0, scripted.stderr
     assert "new-org" in run("organization", "list").stdout
+
+
+@pytest.mark.django_db
+def test_a_name_with_spaces_gets_a_namespace_that_is_a_uri(valley):
+    careline("hl7-feed", "add", "EPIC TEST", "--organization", "valley-health")
+    feed = Hl7Feed.objects.get(name="EPIC TEST")
+    assert feed.identifier_system == "urn:careline:valley-health:EPIC%20TEST"
