@@ -101,6 +101,7 @@ _URGENT = [
     r"\bcant catch my breath\b|\bno (?:puedo|puede|podemos) (?:respirar|resperar)\b",
     r"\bme (?:falta|cuesta) (?:el aire|respirar)\b",
     r"\bme duele (?:mucho )?el pecho\b|\bpain in (?:my|his|her) chest\b",
+    r"\bchest (?:is |feels |keeps )?(?:hurting|tight|heavy|crushing)\b|\bsuisid|\bsucid",
     r"\b(?:sala de )?(?:emergencias?|urgencias)\b",
     r"\b(?:voy|vamos|va|van|estoy|estamos|esta|estan) (?:al|en el) hospital\b",
     r"\b(?:quitarme|quitarse) la vida\b|\bmatarme\b|\bme quiero morir\b",
