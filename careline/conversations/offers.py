@@ -148,13 +148,19 @@ def ask_which_visit(
     return Outcome(InboundAction.ASKED_WHICH, reply)
 
 
-def ask_cancel_or_move(message: InboundMessage, appointment: Appointment, language: str) -> Outcome:
+def ask_cancel_or_move(
+    message: InboundMessage,
+    appointment: Appointment,
+    language: str,
+    *,
+    wording: str = "cancel_or_move",
+) -> Outcome:
     """ "Can't make it": offer another time (R) or cancelling (X), and wait for the answer;
     the visit stays booked until the patient says which."""
     practice = appointment.practice
     body = texts.text(
         language,
-        "cancel_or_move",
+        wording,
         practice=practice.name,
         when=texts.when(appointment.start, practice, language),
     )

@@ -377,7 +377,7 @@ def _answer_about_visits(
 ) -> Outcome:
     visits = visits_in_question(message.organization_id, message.from_phone, now)
     action = reading.action
-    if action == CANCEL and reading.tentative:
+    if reading.tentative and action in (CANCEL, UNCLEAR):
         action = CANCEL_OR_MOVE
     if action not in (CONFIRM, CANCEL, RESCHEDULE, CANCEL_OR_MOVE):
         return Outcome(
@@ -419,7 +419,12 @@ def _do(
     if intent == CANCEL:
         return _cancel(message, visits, language)
     if intent == CANCEL_OR_MOVE:
-        return ask_cancel_or_move(message, visits[0], language)
+        if reading.intent != UNCLEAR:
+            return ask_cancel_or_move(message, visits[0], language)
+        # A question about cancelling: answered with the choice, and a person sees it.
+        outcome = ask_cancel_or_move(message, visits[0], language, wording="cancel_or_move_asked")
+        outcome.to_staff = True
+        return outcome
     return offer_times(message, visits[0], language)
 
 

@@ -75,6 +75,10 @@ TEXTS = {
         "{practice}: Sorry you can't make it on {when}. Reply R for other times, or X to "
         "cancel the visit."
     ),
+    "cancel_or_move_asked": gettext_noop(
+        "{practice}: Your visit on {when} is still booked. Reply X to cancel it, or R for "
+        "other times. Someone from our office will also answer your message."
+    ),
     # The one confirmation a bare CANCEL gets (it opts out): the visits it did not cancel.
     "opt_out_visit_kept": gettext_noop(
         "{name}: You are unsubscribed and will receive no more texts from this number. Your "

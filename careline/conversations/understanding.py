@@ -79,8 +79,9 @@ class Interpretation:
     reason: str
     # The chosen option (1-based) for `choose_option`, else None.
     option: int | None = None
-    # A `cancel` read from "can't make it" alone, without asking to cancel: the patient is
-    # offered the choice of another time or cancelling, never cancelled outright.
+    # A `cancel` read from "can't make it" alone, without asking to cancel, or an `unclear`
+    # question about cancelling ("can I cancel my appointment?"): the patient is offered the
+    # choice of another time or cancelling, never cancelled outright.
     tentative: bool = False
 
     @property
@@ -619,6 +620,12 @@ def _reminder(t: _Text, s: _Signals, result: _Result) -> Interpretation:
         return result(CANCEL, _AMBIGUOUS_CANCEL, "bare 'cancel': visit cancel or stop texts? ask")
     if s.cancel:
         if t.question:
+            # "Could I cancel my appointment?" stays unclear (a person answers), but marked
+            # tentative so the patient is offered another time or cancelling meanwhile.
+            if s.cancel_explicit and not s.cancel_sure:
+                return result(
+                    UNCLEAR, 0.0, "asks about cancelling: a person should answer", tentative=True
+                )
             return result(UNCLEAR, 0.0, "asks about cancelling: a person should answer")
         # "can't make it on time", "can't come until 3": late, not cancelling.
         timing = _TIMING.search(t.joined) and "ties it to a time ('until', 'on time')"
