@@ -17,7 +17,7 @@ from careline.clinics.models import Practice
 from careline.clinics.validators import display_phone
 from careline.conversations import texts
 from careline.conversations.addressing import Route, route_inbound
-from careline.conversations.inbox import Handoff, flag_for_staff
+from careline.conversations.inbox import Handoff, continue_thread, flag_for_staff
 from careline.conversations.keywords import ConsentMatch, consent_keyword
 from careline.conversations.models import InboundAction, InboundIntent, InboundMessage
 from careline.conversations.replies import act_on_reply, visits_in_question
@@ -91,6 +91,22 @@ def _interpret(message_id: int) -> None:
 
 
 def _act_on_consent(message: InboundMessage, route: Route, match: ConsentMatch) -> None:
+    _answer_consent(message, route, match)
+    if message.conversation_id is None:
+        # A STOP or HELP in the middle of a thread with staff is for them to see too.
+        single = route.patients[0] if len(route.patients) == 1 else None
+        continue_thread(
+            message,
+            Handoff(
+                practice=route.practice,
+                patient=single,
+                language=_reply_language(match, route),
+                answered=True,
+            ),
+        )
+
+
+def _answer_consent(message: InboundMessage, route: Route, match: ConsentMatch) -> None:
     message.confidence = 1.0 if match.exact else 0.9
     language = _reply_language(match, route)
     if match.intent == "help":

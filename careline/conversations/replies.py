@@ -54,7 +54,7 @@ from careline.conversations.offers import (
     open_choice,
     withdraw_planned_notice,
 )
-from careline.conversations.routing import fold_text, words_of
+from careline.conversations.routing import fold_text, mentions_emergency, words_of
 from careline.conversations.understanding import (
     CANCEL,
     CHOOSE_OPTION,
@@ -525,7 +525,9 @@ def _answer_choice(
 
     upcoming = {v.pk: v for v in _upcoming(now).filter(pk__in=choice.options)}
     visits = [upcoming.get(pk) for pk in choice.options]
-    described = _described(visits, message.body) if action == UNCLEAR else None
+    # "Going to the ER Friday" names a day, but it is no answer to the question.
+    unclear = action == UNCLEAR and not mentions_emergency(message.body)
+    described = _described(visits, message.body) if unclear else None
     if described is not None:
         close_choice(choice, ChoiceState.ANSWERED, now)
         return _do(choice.intent, message, [described], reading)

@@ -428,3 +428,24 @@ def test_urgent_words_in_spanish_are_answered_in_spanish(twoway):
     answer = twoway.replies_to(patient.mobile_phone)[-1]
     assert "911" in answer and "988" in answer and "emergencia" in answer
     assert Conversation.objects.get(phone=patient.mobile_phone).urgent
+
+
+def test_stop_on_a_closed_thread_reopens_it_for_staff(build, twoway):
+    patient, visit, conversation, desk = _closed_thread(build, twoway)
+
+    twoway.text(patient.mobile_phone, "STOP")
+
+    assert _opted_out(twoway, patient.mobile_phone)
+    conversation.refresh_from_db()
+    assert conversation.state != ConversationState.CLOSED and conversation.unread_count == 1
+
+
+def test_an_urgent_day_name_is_no_answer_to_which_visit(twoway):
+    patient, lee_visit, ruiz_visit = _two_visits(twoway)
+    twoway.text(patient.mobile_phone, "C")
+    local = lee_visit.start.astimezone(twoway.practice.zone)
+
+    twoway.text(patient.mobile_phone, f"going to the ER {_WEEKDAY[local.weekday()]}")
+
+    assert _status(lee_visit, ruiz_visit) == [AppointmentStatus.BOOKED] * 2
+    assert "988" in twoway.replies_to(patient.mobile_phone)[-1]
