@@ -5,11 +5,13 @@ Careline last asked that number, and acts only when the reading is sure:
 
 - an open numbered question ("Reply 1 for Ana ..., 2 for Ben ..." or "1) Tue 9:00 ...")
   takes the number; "MORE" offers later times; "no thanks" keeps the visit;
-- otherwise the reply is about the visit the last reminder or notice to that number asked
-  about (still upcoming). Confirm confirms it, cancel (only at or above ACT_THRESHOLD)
-  cancels it and says how to book again, reschedule texts the next open times. When a
-  family number has several visits in question and the reply does not say which, Careline
-  asks;
+- otherwise the reply is about the visits awaiting an answer (`visits_in_question`).
+  Confirm confirms, cancel (only at or above ACT_THRESHOLD) cancels and says how to book
+  again, reschedule texts the next open times. "Can't make it" without asking to cancel is
+  answered "Reply R for other times, or X to cancel", never cancelled outright. When
+  several visits await an answer and the reply does not say which, Careline asks "Which
+  visit? 1) ... 2) ..." and takes a number, a day, a date or a name; "yes to both"
+  confirms them all; a cancel never guesses;
 - a waitlist offer's YES / NO is answered by the waitlist first (careline.waitlist registers
   its answer with `answer_waitlist_offers_with`).
 
