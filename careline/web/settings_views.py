@@ -47,6 +47,12 @@ def _require_manager(request: HttpRequest) -> list[Organization]:
     return orgs
 
 
+ORGANIZATION_WIDE_ONLY = (
+    "Settings that apply to the whole organization are for organization admins; "
+    "practice managers change their own practices' settings."
+)
+
+
 def _is_org_admin(user, organization_id: int) -> bool:
     return (
         user.is_superuser
@@ -153,6 +159,10 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
         else:
             if template.organization_id not in {o.id for o in orgs}:
                 raise PermissionDenied
+            if template.practice_id is None and not _is_org_admin(
+                request.user, template.organization_id
+            ):
+                raise PermissionDenied(ORGANIZATION_WIDE_ONLY)
             if (
                 template.practice_id
                 and not Practice.objects.visible_to(request.user)
@@ -161,6 +171,13 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
             ):
                 raise PermissionDenied
             instance, organization = template, template.organization
+    if (
+        request.method == "POST"
+        and request.POST.get("action") != "preview"
+        and not request.POST.get("practice")
+        and not _is_org_admin(request.user, organization.id)
+    ):
+        raise PermissionDenied(ORGANIZATION_WIDE_ONLY)
     form = TemplateForm(
         request.POST or None, instance=instance, user=request.user, organization=organization
     )
