@@ -4,8 +4,9 @@ organization's objects (issue 18): nothing of organization B reaches organizatio
 The matrix walks `admin.site._registry`, so a model registered tomorrow is covered the day
 it is registered — and fails loudly until BUILDERS below says how to make one of it for an
 organization. For each model it tries the changelist, add, change, delete and history
-pages, a forged delete, add pages pre-filled with B's rows (the raw-id and select labels),
-changelist filters on B's rows, and every autocomplete a field of the model offers.
+pages, a forged delete and every admin action on B's row, add pages pre-filled with B's
+rows (the raw-id and select labels), changelist filters on B's rows, and every
+autocomplete a field of the model offers; B's row must come out unchanged.
 
 Roles: front desk, practice manager, organization admin (all of organization A) and an
 anonymous visitor. Only organization admins (and superusers) may use the admin at all; the
@@ -318,6 +319,11 @@ def _requests(model, rows_a, rows_b):
     if change:
         yield "post", change, {}, f"POST {change} (B's {label})"
     add, changelist = _url(model, "add"), _url(model, "changelist")
+    model_admin = admin.site._registry[model]
+    for action in ["delete_selected", *(model_admin.actions or [])]:
+        name = action if isinstance(action, str) else action.__name__
+        data = {"action": name, "_selected_action": [theirs.pk], "post": "yes"}
+        yield "post", changelist, data, f"action {name} on B's {label}"
     for field in _relations(model):
         target = rows_b[_label(field.related_model)]
         if add:
@@ -337,6 +343,9 @@ def _requests(model, rows_a, rows_b):
 @pytest.mark.parametrize("model", list(admin.site._registry), ids=_label)
 def test_nothing_of_organization_b_through_the_admin(client, world, model, role):
     _login(client, world, role)
+    theirs = world["rows_b"][_label(model)]
+    rows = type(theirs)._default_manager.filter(pk=theirs.pk)
+    before = rows.values().get()
     checked = 0
     for method, url, data, what in _requests(model, world["rows_a"], world["rows_b"]):
         response = getattr(client, method)(url, data or {})
@@ -351,9 +360,8 @@ def test_nothing_of_organization_b_through_the_admin(client, world, model, role)
             _assert_refused(response, what)
         checked += 1
     assert checked >= 6
-    # Forged deletes and empty posts changed nothing of B.
-    theirs = world["rows_b"][_label(model)]
-    assert type(theirs)._default_manager.filter(pk=theirs.pk).exists(), _label(model)
+    # Forged deletes, actions and posts changed nothing of B's row.
+    assert rows.values().get() == before, _label(model)
 
 
 @pytest.mark.parametrize("model", list(admin.site._registry), ids=_label)
