@@ -174,3 +174,25 @@ def test_organization_admin_starts_and_stops_organization_wide_experiments(clien
     client.post(reverse("analytics:experiment", args=[experiment.pk]), {"action": "stop"})
     experiment.refresh_from_db()
     assert experiment.ended_at is not None
+
+
+def test_manager_sets_own_practices_cadence_not_a_sister_practices(client, org):
+    client.force_login(org["manager"])
+    own = reverse("messaging_settings:practice_cadence", args=[org["own"].pk])
+    assert client.get(own).status_code == 200
+    response = client.post(own, {"hours_before": "48, 2", "stop_when_confirmed": "on"})
+    assert response.status_code == 302
+    rule = ReminderRule.objects.get(practice=org["own"])
+    assert rule.offsets_minutes == [2880, 120] and rule.appointment_type_id is None
+    # The organization's own cadence is untouched: no organization-wide rule appeared.
+    assert not ReminderRule.objects.filter(practice__isnull=True).exists()
+    sister = reverse("messaging_settings:practice_cadence", args=[org["other"].pk])
+    assert client.post(sister, {"hours_before": "1"}).status_code == 404
+    assert not ReminderRule.objects.filter(practice=org["other"]).exists()
+
+
+def test_front_desk_sets_no_practice_cadence(client, build, org):
+    client.force_login(build.staff(org["org"], StaffRole.FRONT_DESK, practices=[org["own"]]))
+    url = reverse("messaging_settings:practice_cadence", args=[org["own"].pk])
+    assert client.post(url, {"hours_before": "1"}).status_code == 403
+    assert not ReminderRule.objects.exists()
