@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from careline.clinics.admin_scoping import OrganizationAdminOnly, ScopedInline
+from careline.clinics.admin_scoping import ScopedAdmin, ScopedInline
 from careline.integrations.feeds import save_feed
 from careline.integrations.hl7.receiving import replay_message
 from careline.integrations.hl7.writeback.queue import send_again
@@ -15,7 +15,7 @@ from careline.integrations.models import (
 )
 
 
-class InterfaceAdmin(OrganizationAdminOnly):
+class InterfaceAdmin(ScopedAdmin):
     """Feeds and raw messages span every practice of an organization: admins only."""
 
 
