@@ -32,3 +32,21 @@ def test_front_desk_does_not_see_other_organizations_practices_in_admin(client, 
     client.force_login(build.staff(mine, StaffRole.ORGANIZATION_ADMIN))
     body = client.get(url).content.decode()
     assert "Mine Clinic" in body and "Theirs Clinic" not in body
+
+
+@pytest.mark.parametrize(
+    "role, offered",
+    [
+        (StaffRole.FRONT_DESK, False),
+        (StaffRole.PRACTICE_MANAGER, False),
+        (StaffRole.ORGANIZATION_ADMIN, True),
+    ],
+)
+def test_the_top_bar_offers_the_admin_only_to_those_it_lets_in(client, build, role, offered):
+    org = build.organization()
+    practice = build.practice(org)
+    client.force_login(build.staff(org, role, practices=[practice]))
+    response = client.get(reverse("conversations:inbox"), follow=True)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert (f'href="{reverse("admin:index")}"' in body) is offered
