@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from careline.audit.access import record_patient_access
 from careline.clinics.models import Practice, Provider
 from careline.scheduling import dayview
+from careline.scheduling.desk_views import with_undo
 from careline.scheduling.appointments import InvalidTransition, change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
@@ -44,7 +45,7 @@ def day_view(request: HttpRequest, practice_id: int | None = None, day: str | No
     the_day = _parse_day(day, practice)
     provider_id = request.GET.get("provider")
     provider_id = int(provider_id) if provider_id and provider_id.isdigit() else None
-    rows = dayview.day_rows(practice, the_day, provider_id)
+    rows = with_undo(dayview.day_rows(practice, the_day, provider_id))
     record_patient_access(request, None, f"day view {the_day.isoformat()}", practice_id=practice.id)
     context = {
         "practice": practice,
@@ -55,6 +56,7 @@ def day_view(request: HttpRequest, practice_id: int | None = None, day: str | No
         "providers": Provider.objects.visible_to(request.user).filter(practices=practice),
         "provider_id": provider_id,
         "rows": rows,
+        "calls": dayview.calls_to_make(rows, timezone.now()),
     }
     return render(request, "scheduling/day.html", context)
 

@@ -6,8 +6,9 @@ writes the HL7 messages, `send` delivers them over MLLP with retries.
 What goes back, per feed that has an outbound host and port:
 
 - SIU for appointment changes made by patients (a text reply, a signed link, online
-  booking; never what staff, the feed itself, FHIR or an import did, so nothing is
-  echoed): S14 with SCH-25 `Confirmed` for a confirmation, S15 with `Cancelled` for a
+  booking) or by the front desk in Careline's own pages and REST API (source
+  `front_desk`); never what other staff edits, the feed itself, FHIR or an import did,
+  so nothing is echoed): S14 with SCH-25 `Confirmed` for a confirmation, S15 with `Cancelled` for a
   cancellation, S13 with the new start in SCH-11, TQ1 (2.5+) and AIS/AIL/AIP for a
   reschedule, S12 `Booked` for a visit the patient booked in Careline. The feed's own
   appointments carry the placer/filler ids (SCH-1/SCH-2) of the last message the feed

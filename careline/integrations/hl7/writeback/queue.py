@@ -39,6 +39,8 @@ PATIENT_SOURCES = (
     ChangeSource.PATIENT_TEXT,
     ChangeSource.PATIENT_LINK,
     ChangeSource.ONLINE_BOOKING,
+    # The front desk working in Careline's day view, patient page or REST API.
+    ChangeSource.FRONT_DESK,
 )
 ROWS_PER_BATCH = 500
 # Ids are handed out before commit: a late-committing event can sit just below the
