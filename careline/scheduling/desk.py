@@ -215,7 +215,9 @@ def undoable(appointment_ids: list[int], now: datetime | None = None) -> dict[in
     return found
 
 
-def open_times(appointment: Appointment, on_or_after: date | None = None, count: int = 8) -> list:
+def open_times(
+    appointment: Appointment, on_or_after: date | None = None, count: int = 12
+) -> list[Slot]:
     """Open times the visit could move to (any provider of its practice), from the given
     local day or from now, soonest first: the slot picker."""
     practice = appointment.practice
