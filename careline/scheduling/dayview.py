@@ -158,7 +158,8 @@ def day_rows(practice: Practice, day: date, provider_id: int | None = None) -> l
 
 def call_list(practice: Practice, today: date) -> list[DayRow]:
     """Tomorrow's visits to phone: texting has not settled them (`needs_call`), or the
-    no-show model rates them high-risk (the extra touch that a risk-targeting experiment measures)."""
+    no-show model rates them high-risk (the extra touch that a risk-targeting experiment
+    measures)."""
     tomorrow = today + timedelta(days=1)
     threshold = settings.CARELINE_NOSHOW_CALL_THRESHOLD
     now = timezone.now()

@@ -81,7 +81,9 @@ def _answer(
         context |= {"row": row, "gone_from_calls": not dayview.needs_call(row, timezone.now())}
         return render(request, "scheduling/_row.html", context)
     return render(
-        request, "scheduling/_actions_block.html", context | {"appointment": appointment, "undo": undo}
+        request,
+        "scheduling/_actions_block.html",
+        context | {"appointment": appointment, "undo": undo},
     )
 
 

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_POST
 from careline.audit.access import record_patient_access
 from careline.clinics.models import Practice, Provider
 from careline.scheduling import dayview
-from careline.scheduling.desk_views import with_undo
 from careline.scheduling.appointments import InvalidTransition, change_status
+from careline.scheduling.desk_views import with_undo
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
 # What the day view's buttons may do; anything else is refused.

@@ -23,7 +23,7 @@ from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage
 from careline.patients.consent import record_consent
 from careline.scheduling.appointments import book_appointment
-from careline.scheduling.models import AppointmentEvent, AppointmentStatus, ChangeSource
+from careline.scheduling.models import AppointmentStatus, ChangeSource
 
 ORG_NUMBER = "+15125550100"
 _sids = itertools.count(1)
@@ -75,7 +75,10 @@ def post(client, name: str, appointment, htmx_target: str | None = None, **data)
 
 def notices(appointment, kind: str) -> dict[str, int]:
     rows = OutboundMessage.objects.filter(appointment=appointment, kind=kind)
-    return {state: rows.filter(state=state).count() for state in set(rows.values_list("state", flat=True))}
+    return {
+        state: rows.filter(state=state).count()
+        for state in set(rows.values_list("state", flat=True))
+    }
 
 
 def send_due_texts() -> None:
@@ -168,7 +171,12 @@ def test_move_with_the_slot_picker_then_undo_puts_it_back_untold(client, desk):
     assert visit.start == desk.at(10)
 
     moved = post(
-        client, "scheduling:desk_action", visit, f"appt-{visit.id}", action="reschedule", slot=ruiz_slot
+        client,
+        "scheduling:desk_action",
+        visit,
+        f"appt-{visit.id}",
+        action="reschedule",
+        slot=ruiz_slot,
     )
     assert moved.status_code == 200
     visit.refresh_from_db()
@@ -259,7 +267,12 @@ def test_patient_page_offers_the_same_acts(client, desk):
     page = client.get(reverse("patients:detail", args=[visit.patient_id])).content.decode()
     assert f'id="actions-{visit.id}"' in page and "Cancel visit" in page and "Move…" in page
     response = post(
-        client, "scheduling:desk_action", visit, f"actions-{visit.id}", action="cancel", reason="Sick"
+        client,
+        "scheduling:desk_action",
+        visit,
+        f"actions-{visit.id}",
+        action="cancel",
+        reason="Sick",
     )
     body = response.content.decode()
     assert body.startswith('<div class="desk-actions"') and "Cancelled." in body
@@ -273,17 +286,30 @@ def test_patient_page_offers_the_same_acts(client, desk):
     assert visit.status == AppointmentStatus.BOOKED
 
 
-def test_staff_changes_are_written_back_to_the_ehr(client, desk):
-    visit = desk.visit(10)
-    client.force_login(desk.front_desk)
-    post(client, "scheduling:desk_action", visit, action="cancel", reason="Called in")
-    from careline.integrations.hl7.writeback.queue import PATIENT_SOURCES
+def test_front_desk_changes_are_written_back_to_the_ehr(client, desk):
+    from careline.integrations.hl7.writeback import queue
+    from careline.integrations.models import Hl7Feed, Hl7OutboundMessage
 
-    # The write-back reads the front desk's changes like a patient's (its source filter).
-    assert ChangeSource.FRONT_DESK in PATIENT_SOURCES
-    assert AppointmentEvent.objects.filter(
-        appointment=visit, source__in=PATIENT_SOURCES, to_status="cancelled"
-    ).exists()
+    Hl7Feed.objects.create(
+        organization=desk.org,
+        name="PMSYS",
+        time_zone="America/Chicago",
+        outbound_host="127.0.0.1",
+        outbound_port=2575,
+    )
+    cancelled, moved, confirmed = desk.visit(10), desk.visit(11), desk.visit(12)
+    client.force_login(desk.front_desk)
+    post(client, "scheduling:desk_action", cancelled, action="cancel", reason="Called in")
+    post(client, "scheduling:desk_action", confirmed, action="confirm")
+    slot = f"{desk.at(15).isoformat()}|{desk.lee.id}"
+    post(client, "scheduling:desk_action", moved, action="reschedule", slot=slot)
+    queue.fill_outbox()
+    sent = dict(
+        Hl7OutboundMessage.objects.filter(event__source=ChangeSource.FRONT_DESK).values_list(
+            "appointment_id", "message_type"
+        )
+    )
+    assert sent == {cancelled.id: "S15", confirmed.id: "S14", moved.id: "S13"}
 
 
 def texts_in(patient, body: str) -> None:

@@ -598,7 +598,7 @@ PATHS: dict[str, Any] = {
     "/appointments/{appointment_id}/actions": {
         "post": {
             "operationId": "actOnAppointment",
-            "summary": "Confirm, cancel, reschedule, check in or mark a no-show, as the front desk.",
+            "summary": "Confirm, cancel, reschedule, check in or mark a no-show (front desk).",
             "description": (
                 "The same change a patient's reply makes: recorded in the visit's history "
                 "(by the key's service user), reminders re-planned, the patient texted a "

@@ -475,9 +475,7 @@ def get_appointment(request: HttpRequest, api_key: ApiKey, appointment_id: int) 
     )
 
 
-def act_on_appointment(
-    request: HttpRequest, api_key: ApiKey, appointment_id: int
-) -> HttpResponse:
+def act_on_appointment(request: HttpRequest, api_key: ApiKey, appointment_id: int) -> HttpResponse:
     query_params(request, ())
     appointment = get_or_404(_appointments(api_key), appointment_id, "appointment")
     body = Body(json_body(request), ACTION_FIELDS)
