@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from careline.messaging import visit_links
@@ -270,10 +270,12 @@ def withdraw_untold_move_notice(appointment_id: int, untold_start: datetime) -> 
 
 
 def texted_visits(appointment_ids: list[int]) -> set[int]:
-    """The visits a text about them reached or is leaving for (the day view's "texted")."""
+    """The visits a text about their current time reached or is leaving for (the day
+    view's "texted"): a visit moved since its last text is not texted yet."""
     return set(
         OutboundMessage.objects.filter(
             appointment_id__in=appointment_ids,
+            visit_start=F("appointment__start"),
             state__in=(MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED),
         )
         .values_list("appointment_id", flat=True)

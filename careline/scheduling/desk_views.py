@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from careline.audit.access import record_patient_access
 from careline.audit.models import AuditEvent
-from careline.clinics.models import Provider
+from careline.clinics.models import Practice, Provider
 from careline.scheduling import dayview, desk
 from careline.scheduling.models import Appointment
 
@@ -78,8 +78,11 @@ def _answer(
             dayview.reply_states([appointment])[appointment.pk],
             undo,
         )
-        context |= {"row": row, "gone_from_calls": not dayview.needs_call(row, timezone.now())}
-        return render(request, "scheduling/_row.html", context)
+        response = render(request, "scheduling/_row.html", context | {"row": row})
+        if done:
+            # The day's call list (scheduling/_calls.html) reloads itself on this event.
+            response["HX-Trigger"] = "deskChanged"
+        return response
     return render(
         request,
         "scheduling/_actions_block.html",
@@ -178,3 +181,27 @@ def with_undo(rows: list[dayview.DayRow]) -> list[dayview.DayRow]:
     """The day's rows, each with the change the front desk may still undo (one query)."""
     undos = desk.undoable([row.appointment.id for row in rows])
     return [replace(row, undo=undos.get(row.appointment.id)) for row in rows]
+
+
+@login_required
+@require_GET
+def day_calls(request: HttpRequest, practice_id: int, day: str) -> HttpResponse:
+    """The day view's call list alone, reloaded after each act on a row."""
+    practice = get_object_or_404(Practice.objects.visible_to(request.user), pk=practice_id)
+    try:
+        the_day = date.fromisoformat(day)
+    except ValueError as exc:
+        raise Http404("Not a date") from exc
+    provider = request.GET.get("provider", "")
+    provider_id = int(provider) if provider.isdigit() else None
+    rows = dayview.day_rows(practice, the_day, provider_id)
+    record_patient_access(
+        request, None, f"call list {the_day.isoformat()}", practice_id=practice.id
+    )
+    context = {
+        "practice": practice,
+        "day": the_day,
+        "provider_id": provider_id,
+        "calls": dayview.calls_to_make(rows, timezone.now()),
+    }
+    return render(request, "scheduling/_calls.html", context)

@@ -249,6 +249,8 @@ def test_other_practices_visits_are_not_found_and_a_manager_may_act(client, desk
     ):
         assert post(client, name, foreign, **data).status_code == 404
     assert client.get(reverse("scheduling:slot_picker", args=[foreign.id])).status_code == 404
+    calls = reverse("scheduling:day_calls", args=[desk.other.id, desk.day.isoformat()])
+    assert client.get(calls).status_code == 404
     foreign.refresh_from_db()
     assert foreign.status == AppointmentStatus.BOOKED
 
@@ -355,11 +357,17 @@ def test_day_view_shows_each_visits_real_state_and_a_call_list(client, desk):
     assert calls == ["Tex", "Ash", "Nom", "Opt"]
     html = response.content.decode()
     assert f'id="call-{nomobile.id}"' in html and f'id="call-{untexted.id}"' not in html
-    # Calling Tex and confirming takes him off the list (the row answer deletes his entry).
+    # Calling Tex and confirming takes him off the list (which reloads on the row's answer).
     answer = post(client, "scheduling:desk_action", texted, f"appt-{texted.id}", action="confirm")
-    assert f'<li id="call-{texted.id}" hx-swap-oob="delete">' in answer.content.decode()
-    calls = [r.appointment.patient.given_name for r in client.get(url).context["calls"]]
-    assert calls == ["Ash", "Nom", "Opt"]
+    assert answer["HX-Trigger"] == "deskChanged"
+    calls_url = reverse("scheduling:day_calls", args=[desk.practice.id, desk.day.isoformat()])
+    calls = client.get(calls_url, headers={"HX-Request": "true"})
+    assert [r.appointment.patient.given_name for r in calls.context["calls"]] == [
+        "Ash",
+        "Nom",
+        "Opt",
+    ]
+    assert f'id="call-{texted.id}"' not in calls.content.decode()
     assert optedout and untexted
 
 
