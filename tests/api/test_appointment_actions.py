@@ -7,8 +7,11 @@ from datetime import datetime, time, timedelta
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from careline.messaging.models import MessageKind, MessageState, OutboundMessage
+from careline.scheduling import desk
 from careline.scheduling.appointments import book_appointment
 from careline.scheduling.models import AppointmentStatus, ChangeSource
 from tests.api.conftest import error
@@ -142,3 +145,41 @@ def test_another_organizations_visit_is_not_found(api, clinic, build):
     assert api.get(f"appointments/{foreign.id}/open-times").status_code == 404
     foreign.refresh_from_db()
     assert foreign.status == AppointmentStatus.BOOKED
+
+
+ACTION_BODIES = st.dictionaries(
+    st.sampled_from(["action", "reason", "start", "provider_id", "change_id"])
+    | st.text(max_size=6),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([*desk.ACTIONS, "", "\x00", "2026-10-05T09:00:00+00:00", "2030-01-01"])
+    | st.text(max_size=20),
+    max_size=4,
+)
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@FUZZ
+@given(body=ACTION_BODIES, undo=st.booleans())
+def test_random_bodies_never_break_an_action_or_undo(api, clinic, body, undo):
+    if "fuzzed" not in clinic:  # one visit for every example (the fixture is shared)
+        clinic["fuzzed"] = clinic["visit"](12)
+    path = f"appointments/{clinic['fuzzed'].id}/{'undo' if undo else 'actions'}"
+    response = api.post(path, body)
+    assert response.status_code in (200, 400, 422), response.json()
+
+
+@FUZZ
+@given(query=st.text(max_size=20), day=st.text(max_size=12) | st.just("2026-12-01"))
+def test_random_queries_never_break_open_times(api, clinic, query, day):
+    if "fuzzed" not in clinic:
+        clinic["fuzzed"] = clinic["visit"](13)
+    response = api.get(
+        f"appointments/{clinic['fuzzed'].id}/open-times", **{"from": day, query or "x": "1"}
+    )
+    assert response.status_code in (200, 400)
