@@ -51,6 +51,13 @@ def _slot(text: str) -> tuple[datetime, int]:
     return start, provider_id
 
 
+def _target(text: str, appointment: Appointment) -> str:
+    """What the picker's answer replaces: the visit's day-view row or its action block."""
+    if text == f"#appt-{appointment.pk}":
+        return text
+    return f"#actions-{appointment.pk}"
+
+
 def _back(request: HttpRequest, appointment: Appointment) -> HttpResponse:
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
@@ -170,7 +177,7 @@ def slot_picker(request: HttpRequest, appointment_id: int) -> HttpResponse:
         ],
         "from_day": from_day or timezone.now().astimezone(zone).date(),
         "zone": appointment.practice.time_zone,
-        "target": request.GET.get("target") or f"#actions-{appointment.pk}",
+        "target": _target(request.GET.get("target", ""), appointment),
         "next": request.GET.get("next", ""),
     }
     template = "scheduling/_slot_picker.html" if request.htmx else "scheduling/move.html"
