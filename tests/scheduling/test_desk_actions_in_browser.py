@@ -1,10 +1,12 @@
 """A front-desk morning in real Chromium: the day view shows where each visit stands and
 who to phone; the desk moves a visit with the slot picker, marks a no-show and takes it
-back, and works the call list. Screenshots go to docs/screenshots/."""
+back, and works the call list. Screenshots: docs/screenshots/dayview-*.png (refreshed with
+CARELINE_DOCS_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.patients.consent import record_consent
 from careline.scheduling.appointments import book_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
+from tests.browser import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -73,8 +76,13 @@ def morning(build, settings) -> Morning:
 
 
 def shot(page, name: str) -> None:
-    DOCS_SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS_SCREENSHOTS / name), full_page=True)
+    """Into tests/screenshots/; with CARELINE_DOCS_SCREENSHOTS=1 also refresh the copy in
+    docs/screenshots/ (committed, shown in the docs), so a plain test run leaves the
+    tree clean."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    if os.environ.get("CARELINE_DOCS_SCREENSHOTS") == "1":
+        page.screenshot(path=str(DOCS_SCREENSHOTS / name), full_page=True)
 
 
 def test_front_desk_morning_moves_a_visit_undoes_a_no_show_and_works_the_call_list(
