@@ -185,6 +185,8 @@ def undo(appointment: Appointment, *, user, event_id: int | None = None) -> Done
     if event is None or (event_id is not None and event.pk != event_id):
         raise DeskError("The visit has changed since; there is nothing to undo.", "event")
     deadline = undo_deadline(event)
+    if event.note.startswith(UNDO_NOTE):
+        raise DeskError("That change was already undone; there is nothing to undo.", "event")
     if deadline is None:
         raise DeskError("Only a front-desk change can be undone here.", "event")
     if timezone.now() > deadline:

@@ -66,6 +66,8 @@ def test_cancel_with_reason_then_undo(api, clinic):
     assert notice.state == MessageState.CANCELLED
     again = api.post(f"appointments/{visit.id}/undo", {"change_id": change["id"]})
     assert again.status_code == 422 and "change_id" in error(again)["fields"]
+    twice = api.post(f"appointments/{visit.id}/undo")
+    assert twice.status_code == 422 and "already undone" in error(twice)["message"]
 
 
 def test_reschedule_to_an_open_time_and_back(api, clinic):
