@@ -22,7 +22,7 @@ from careline.integrations.api_keys import ApiKeyError, api_key_from_request
 from careline.integrations.fhir.capability import capability_statement
 from careline.integrations.fhir.errors import FhirError, from_validation_error, operation_outcome
 from careline.integrations.fhir.registry import HANDLERS
-from careline.integrations.fhir.resources.handler import Context, Handler, Version, iso
+from careline.integrations.fhir.resources.handler import Context, Handler, Version
 from careline.integrations.fhir.search import (
     COMMON_PARAMETERS,
     page_cursor,
@@ -291,9 +291,7 @@ def _if_match_version(request: HttpRequest, handler: Handler) -> int | None:
     value = header.strip().removeprefix("W/").strip('"')
     version = parse_pk(value)
     if version is None:
-        raise FhirError(
-            400, f'If-Match must name a version, e.g. W/"3"; got \'{header[:40]}\'.'
-        )
+        raise FhirError(400, f"If-Match must name a version, e.g. W/\"3\"; got '{header[:40]}'.")
     return version
 
 

@@ -168,8 +168,7 @@ def test_concurrent_changes_are_each_seen_once_while_polling(client, twoway, liv
     poll read past its time would be lost for good. None is."""
     patient = twoway.patient()
     made = [
-        fhir_visit(client, twoway, patient, START + timedelta(hours=i), f"P-{i}")
-        for i in range(12)
+        fhir_visit(client, twoway, patient, START + timedelta(hours=i), f"P-{i}") for i in range(12)
     ]
     feed = Poller(client)
     feed.poll()

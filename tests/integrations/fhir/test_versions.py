@@ -37,7 +37,8 @@ def put(fhir, path: str, body: dict, **headers: str):
 
 def booked(fhir, world, start=START, **extra) -> dict:
     practice, provider, patient = world
-    response = fhir.post("Appointment", appointment_body(patient, provider, practice, start, **extra))
+    body = appointment_body(patient, provider, practice, start, **extra)
+    response = fhir.post("Appointment", body)
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -260,7 +261,5 @@ def test_a_datetime_without_offset_is_refused_naming_the_element(fhir, world, fi
     assert refused.status_code == 422
     assert refused.json()["issue"][0]["expression"] == ["Appointment.meta.lastUpdated"]
     # With an offset, and a date without a time, all is well.
-    body[field] = {"start": "2031-06-02T10:00:00-05:00", "end": "2031-06-02T10:20:00-05:00"}[
-        field
-    ]
+    body[field] = {"start": "2031-06-02T10:00:00-05:00", "end": "2031-06-02T10:20:00-05:00"}[field]
     assert fhir.post("Appointment", body).status_code == 201
