@@ -2,12 +2,15 @@
 Appointment): the clock that stamps a change's `last_updated`, and a row's snapshot.
 
 A client polls `_lastUpdated=gt<the newest time it has seen>`. That only sees every change
-once if a change that commits later never carries an earlier (or equal) time than one a
-client may already have read. So `change_stamp` takes, per organization and table, a lock
-held until the transaction commits (PostgreSQL: a transaction-level advisory lock; SQLite
-runs one write transaction at a time already) and stamps strictly after the newest time
-stored. Changes in one transaction may share a time; clients page ties with the Bundle's
-next link (sorted by last_updated, then id).
+once if no change that commits later carries a time the client has already read past.
+SQLite runs one write transaction at a time, and a change is stamped inside it, so times
+follow commit order there. On PostgreSQL writers run side by side: each holds a *shared*
+advisory lock per organization and table from its stamp until it commits (writers never
+wait for each other), and the stamp is the database's clock. A change-feed read first
+takes the same lock *exclusively* for an instant — waiting out the writers in flight —
+and notes the database's time: every change stamped before that time has committed, so
+the read returns only those (`settled_before`). Changes in one transaction share a time;
+clients page ties with the Bundle's next link (sorted by last_updated, then id).
 """
 
 from __future__ import annotations
@@ -27,24 +30,47 @@ M = TypeVar("M", bound=models.Model)
 
 
 def change_stamp(model: type[models.Model], organization_id: int) -> datetime:
-    """The time to stamp a change of `model` rows in this organization with: now, but
-    strictly after every time already stored. Must run inside the change's transaction."""
+    """The time to stamp a change of `model` rows in this organization with: now, after
+    every time already stored. Must run inside the change's transaction."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("change_stamp must run inside the change's transaction")
+    now = timezone.now()
     if connection.vendor == "postgresql":
-        table_key = zlib.crc32(model._meta.db_table.encode()) & 0x7FFF
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                [_LOCK_SPACE, (table_key << 16) ^ (organization_id & 0xFFFF)],
+                "SELECT pg_advisory_xact_lock_shared(%s, %s)", _lock_key(model, organization_id)
             )
+            # One clock for every web and worker process: the database's.
+            cursor.execute("SELECT clock_timestamp()")
+            now = cursor.fetchone()[0]
     newest = model._default_manager.filter(organization_id=organization_id).aggregate(
         newest=Max("last_updated")
     )["newest"]
-    now = timezone.now()
     if newest is not None and now <= newest:
+        # The clock stepped back (or two changes landed in one microsecond): stay ahead.
         now = newest + timedelta(microseconds=1)
     return now
+
+
+def settled_before(model: type[models.Model], organization_id: int) -> datetime | None:
+    """A time before which every change of `model` rows in this organization has committed
+    (None on SQLite, where all stored changes are settled). A change-feed read returns only
+    changes stamped before it; the rest come with the next poll."""
+    if connection.vendor != "postgresql":
+        return None
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A writer in flight holds the shared lock until it commits: waiting for it here is
+        # what makes the time below safe. Bounded, so a long import cannot stall readers
+        # (nor the writers queued behind them) for long.
+        cursor.execute("SET LOCAL lock_timeout = '10s'")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", _lock_key(model, organization_id))
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def _lock_key(model: type[models.Model], organization_id: int) -> list[int]:
+    table_key = zlib.crc32(model._meta.db_table.encode()) & 0x7FFF
+    return [_LOCK_SPACE, (table_key << 16) ^ (organization_id & 0xFFFF)]
 
 
 def snapshot(obj: models.Model) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import OperationalError, models
 from django.db.models import Q, QuerySet
 
 from careline.clinics.models import Organization
 from careline.clinics.validators import normalize_phone
 from careline.integrations.fhir.errors import FhirError, not_found, unknown_reference
 from careline.integrations.fhir.search import any_of, date_q, parse_pk, reference_pk
-from careline.versions import restore
+from careline.versions import restore, settled_before
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,8 @@ class ModelHandler(Handler):
         for name, values in params.items():
             for value in values:
                 qs = qs.filter(self.filter(ctx, name, value, params))
+        if changed_after is not None or "_lastUpdated" in params:
+            qs = qs.filter(self.settled(ctx, qs.model))
         if changed_after is None:
             qs = qs.order_by(*self.ordering)
             total = qs.count()
@@ -116,6 +118,20 @@ class ModelHandler(Handler):
         at, pk = changed_after
         qs = qs.filter(Q(last_updated__gt=at) | Q(last_updated=at, id__gt=pk))
         return total, list(qs[:count]) if count else []
+
+    def settled(self, ctx: Context, model: type[models.Model]) -> Q:
+        """Only changes that have committed along with every earlier one, so a client that
+        polls `gt` the newest time it saw never skips a change committed late."""
+        try:
+            horizon = settled_before(model, ctx.organization.pk)
+        except OperationalError as exc:
+            raise FhirError(
+                503,
+                "Changes are being written (a large import?); try again shortly.",
+                code="transient",
+                headers={"Retry-After": "10"},
+            ) from exc
+        return Q() if horizon is None else Q(last_updated__lt=horizon)
 
     def filter_lastUpdated(self, ctx: Context, value: str, params) -> Q:  # noqa: N802
         return date_q("last_updated", value, UTC)
