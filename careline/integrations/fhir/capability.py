@@ -57,8 +57,9 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                     "ETag and Last-Modified on reads, If-Match on update (412 when stale), "
                     "vread and [type]/[id]/_history. Change feed: GET [type]?_lastUpdated="
                     "gt<T>&_sort=_lastUpdated, follow every next link, then poll again with T "
-                    "= the newest meta.lastUpdated seen; every change is returned once (later "
-                    "commits always carry later times). JSON only: a request for XML is 406. "
+                    "= the newest meta.lastUpdated seen, exactly as written; every change is "
+                    "returned once (a search waits for changes being written to commit). "
+                    "JSON only: a request for XML is 406. "
                     "dateTimes with a time must carry an offset."
                 ),
                 "security": {
