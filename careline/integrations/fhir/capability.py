@@ -25,7 +25,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             "updateCreate": False,
             "conditionalCreate": handler.writable,
             "conditionalUpdate": handler.writable,
-            "conditionalRead": "not-supported",
+            "conditionalRead": "not-match" if handler.versioned else "not-supported",
             "conditionalDelete": "not-supported",
             "searchParam": [
                 {"name": name, "type": param.type, "documentation": param.documentation}

@@ -169,7 +169,14 @@ def instance_endpoint(
         return _search(request, ctx, handler, _form_query(request))
     if request.method in ("GET", "HEAD"):
         obj = handler.get(ctx, resource_id)
-        return fhir_response(_render(ctx, handler, obj), **_version_headers(obj))
+        headers = _version_headers(obj)
+        if headers and request.headers.get("If-None-Match", "").strip() == headers["ETag"]:
+            # Conditional read: the client's copy is current.
+            response = HttpResponse(status=304)
+            for name, value in headers.items():
+                response[name] = value
+            return response
+        return fhir_response(_render(ctx, handler, obj), **headers)
     if request.method == "PUT":
         _require_writable(handler)
         resource = _parse_resource(request, handler.resource_type)

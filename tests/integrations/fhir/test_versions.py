@@ -61,6 +61,17 @@ def test_every_read_carries_its_version_etag_and_last_modified(fhir, world):
     assert changed.json()["meta"]["versionId"] == "2"
     assert changed.json()["meta"]["lastUpdated"] > created["meta"]["lastUpdated"]
 
+    unchanged = fhir.client.get(
+        f"/fhir/R4/Appointment/{created['id']}",
+        headers=fhir._headers({"If-None-Match": 'W/"2"'}),
+    )
+    assert unchanged.status_code == 304 and unchanged["ETag"] == 'W/"2"'
+    outdated = fhir.client.get(
+        f"/fhir/R4/Appointment/{created['id']}",
+        headers=fhir._headers({"If-None-Match": 'W/"1"'}),
+    )
+    assert outdated.status_code == 200 and outdated.json()["meta"]["versionId"] == "2"
+
     _, _, patient = world
     read = fhir.get(f"Patient/{patient.pk}")
     assert read["ETag"] == f'W/"{read.json()["meta"]["versionId"]}"'
