@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
 
 from careline.clinics.models import Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet
@@ -47,6 +48,10 @@ class Patient(models.Model):
     mobile_phone = models.CharField(max_length=20, blank=True, db_index=True)
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # FHIR's meta.versionId and meta.lastUpdated, stamped by patients.records on every
+    # change; each version is kept in PatientVersion.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    last_updated = models.DateTimeField(db_default=Now())
 
     objects = ScopedQuerySet.as_manager()
 
@@ -59,7 +64,11 @@ class Patient(models.Model):
                 name="patient_mrn_unique_in_org",
             )
         ]
-        indexes = [models.Index(fields=["organization", "mobile_phone"])]
+        indexes = [
+            models.Index(fields=["organization", "mobile_phone"]),
+            # The change feed: _lastUpdated searches sorted by (last_updated, id).
+            models.Index(fields=["organization", "last_updated", "id"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.given_name} {self.family_name}"
@@ -86,6 +95,22 @@ class Patient(models.Model):
         return PhoneConsent.objects.filter(
             organization_id=self.organization_id, phone=self.mobile_phone
         ).first()
+
+
+class PatientVersion(models.Model):
+    """One version of a patient as stored (FHIR vread and _history), written with the change."""
+
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
+    version = models.PositiveIntegerField()
+    last_updated = models.DateTimeField()
+    fields = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "version"], name="patient_version_unique")
+        ]
 
 
 class ConsentSource(models.TextChoices):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Practice, Provider
@@ -26,12 +26,14 @@ from careline.scheduling.models import (
     Appointment,
     AppointmentEvent,
     AppointmentStatus,
+    AppointmentVersion,
     BlockedPeriod,
     ChangeSource,
     Holiday,
     RecurringBreak,
     WorkingHours,
 )
+from careline.versions import change_stamp, snapshot, stamp
 
 # How far ahead a slot search looks before giving up.
 SEARCH_HORIZON_DAYS = 90
@@ -405,7 +407,7 @@ def record_change(
     from_status = "" if new else appointment.status
     if new or restamp or status != from_status:
         stamp_status(appointment, status, source=source, at=at, user=user, was=from_status)
-    appointment.save(force_insert=new)
+    save_version(appointment)
     AppointmentEvent.objects.create(
         appointment=appointment,
         from_status=from_status,
@@ -423,6 +425,22 @@ def record_change(
         changes.slot_freed()
 
 
+def save_version(appointment: Appointment) -> None:
+    """Save a locked appointment (or a new one) as its next version: FHIR's versionId and
+    lastUpdated, kept in AppointmentVersion for vread and _history. `record_change` saves
+    through here; so does a feed's change the history does not record (a new visit type).
+    Must run inside the caller's transaction."""
+    new = appointment.pk is None
+    stamp(appointment)
+    appointment.save(force_insert=new)
+    AppointmentVersion.objects.create(
+        appointment=appointment,
+        version=appointment.version,
+        last_updated=appointment.last_updated,
+        fields=snapshot(appointment),
+    )
+
+
 def record_imported_changes(events: list[AppointmentEvent]) -> None:
     """The history of a file import, written in one statement per batch.
 
@@ -437,10 +455,33 @@ def import_appointments(
 ) -> None:
     """A file import's visits, written in batches: `new` inserted, `changed` updated. Their
     history goes through `record_imported_changes`, their reminders through one
-    set-based re-plan afterwards."""
+    set-based re-plan afterwards. Each is stored as its next version with one change time
+    (one UPDATE per batch bumps the versions). Must run inside the import's transaction."""
+    rows = [*new, *changed]
+    if not rows:
+        return
+    at = change_stamp(Appointment, rows[0].organization_id)
+    for appointment in new:
+        appointment.version, appointment.last_updated = 1, at
     Appointment.objects.bulk_create(new, batch_size=1000)
     if changed:
         Appointment.objects.bulk_update(changed, list(fields), batch_size=500)
+        for start in range(0, len(changed), 1000):
+            batch = changed[start : start + 1000]
+            ids = [a.pk for a in batch]
+            Appointment.objects.filter(pk__in=ids).update(version=F("version") + 1, last_updated=at)
+            versions = dict(Appointment.objects.filter(pk__in=ids).values_list("pk", "version"))
+            for appointment in batch:
+                appointment.version, appointment.last_updated = versions[appointment.pk], at
+    AppointmentVersion.objects.bulk_create(
+        [
+            AppointmentVersion(
+                appointment_id=a.pk, version=a.version, last_updated=at, fields=snapshot(a)
+            )
+            for a in rows
+        ],
+        batch_size=1000,
+    )
 
 
 def record_risk_scores(scores: dict[int, float]) -> None:

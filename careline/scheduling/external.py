@@ -23,7 +23,7 @@ from careline.clinics.models import AppointmentType, Organization, Practice, Pro
 from careline.patients.models import Patient
 from careline.patients.records import set_home_practice_if_none
 from careline.scheduling import changes
-from careline.scheduling.appointments import change_status, record_change
+from careline.scheduling.appointments import change_status, record_change, save_version
 from careline.scheduling.models import Appointment, AppointmentStatus
 
 
@@ -207,7 +207,7 @@ def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
             at=now,
         )
     else:
-        current.save()
+        save_version(current)
         if not change.confirms:
             # Nothing the history records changed, but the visit's details (its type)
             # may have: reminders are re-planned all the same.

@@ -26,6 +26,10 @@ COMMON_PARAMETERS = {
     "_summary",
     "_total",
     "_totalMethod",
+    # The change feed: _sort=_lastUpdated pages by (meta.lastUpdated, id); _cursor is the
+    # key a Bundle's next link carries.
+    "_sort",
+    "_cursor",
 }
 
 DATE_PATTERN = re.compile(
@@ -181,3 +185,46 @@ def page_offset(raw: str | None) -> int:
     if not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_OFFSET:
         raise FhirError(400, f"_offset must be a whole number up to {MAX_OFFSET}, got '{raw}'.")
     return int(raw)
+
+
+# The first key of a change feed (before any stored time).
+FEED_START = (datetime(1, 1, 2, tzinfo=UTC), 0)
+
+
+def sort_by_last_updated(values: list[str], versioned: bool, resource_type: str) -> bool:
+    """Whether `_sort` asks for the change-feed order; 400 for any other order."""
+    wanted = [key.strip() for value in values for key in value.split(",") if key.strip()]
+    if not wanted:
+        return False
+    if wanted == ["_lastUpdated"] and versioned:
+        return True
+    raise FhirError(
+        400,
+        f"_sort={','.join(wanted)} is not supported for {resource_type}: "
+        + (
+            "only _sort=_lastUpdated (oldest change first)."
+            if versioned
+            else "results come in a fixed order."
+        ),
+        code="not-supported",
+        expression=["_sort"],
+    )
+
+
+def page_cursor(raw: str | None) -> tuple[datetime, int]:
+    """The (last_updated, id) after which a change-feed page starts: `_cursor` from a next
+    link, or the feed's start."""
+    if not raw:
+        return FEED_START
+    stamp, _, pk = raw.partition("|")
+    try:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or parse_pk(pk) is None:
+        raise FhirError(
+            400,
+            f"_cursor '{raw[:80]}' is not one this server wrote; follow the Bundle's next link.",
+            expression=["_cursor"],
+        )
+    return at, int(pk)

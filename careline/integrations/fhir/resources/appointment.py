@@ -14,6 +14,7 @@ from careline.clinics.directory import appointment_type_for_code
 from careline.clinics.models import Practice, Provider
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
     LOGICAL_ID,
     Context,
     ModelHandler,
@@ -84,6 +85,7 @@ class AppointmentHandler(ModelHandler):
     )
     search_parameters = {
         "_id": LOGICAL_ID,
+        "_lastUpdated": LAST_UPDATED,
         "date": SearchParameter(
             "date",
             "Start time, with FHIR prefixes and partial dates. Values without a time zone "
@@ -154,14 +156,6 @@ class AppointmentHandler(ModelHandler):
         resource: dict[str, Any] = {
             "resourceType": "Appointment",
             "id": str(appointment.pk),
-            "meta": {
-                "lastUpdated": iso(
-                    max(
-                        appointment.status_changed_at,
-                        appointment.external_updated_at or appointment.status_changed_at,
-                    )
-                )
-            },
         }
         if appointment.external_id:
             identifier = {"value": appointment.external_id}

@@ -9,6 +9,7 @@ from django.db.models import Q
 
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
     LOGICAL_ID,
     Context,
     EditableModelHandler,
@@ -22,6 +23,7 @@ from careline.integrations.fhir.resources.handler import (
 from careline.integrations.fhir.search import date_q, parse_token
 from careline.patients.languages import language_code
 from careline.patients.models import Language, Patient
+from careline.patients.records import save_patient
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).
@@ -41,6 +43,7 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
     )
     search_parameters = {
         "_id": LOGICAL_ID,
+        "_lastUpdated": LAST_UPDATED,
         "identifier": SearchParameter("token", "MRN; only the value is compared."),
         "telecom": SearchParameter("token", "Mobile number in any format, or e-mail."),
         "phone": SearchParameter("token", "Mobile number in any format."),
@@ -161,8 +164,7 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 f"already has MRN '{patient.mrn}'. Update that patient, "
                 "or create with If-None-Exist: identifier=<system>|<MRN>.",
             )
-        patient.save()
-        return patient
+        return save_patient(patient)
 
 
 def _mrn(identifiers: list | None) -> str:
