@@ -74,7 +74,9 @@ def _texts(appointment_id: str) -> list[OutboundMessage]:
     """Send every reminder of the visit that is due by an hour before it; what went out."""
     visit = Appointment.objects.get(external_id=appointment_id)
     Dispatcher(
-        SimulatorGateway(), clock=lambda: visit.start - timedelta(hours=1), hours=SendingHours(0, 24)
+        SimulatorGateway(),
+        clock=lambda: visit.start - timedelta(hours=1),
+        hours=SendingHours(0, 24),
     ).run_once()
     return list(
         OutboundMessage.objects.filter(appointment=visit, kind="reminder")
@@ -264,3 +266,25 @@ def test_a_bare_bhs_batch_from_a_file(feeds, tmp_path, capsys):
     path.write_bytes(b"\x0b" + batch.encode() + b"\x1c\r")
     call_command("import-hl7", str(path))
     assert sorted(Appointment.objects.values_list("external_id", flat=True)) == ["FB1", "FB2"]
+
+
+# ---- character sets ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("msh18", "escaped"),
+    [
+        ("UNICODE UTF-8", r"Mu\XC3B1\oz"),
+        ("8859/1", r"Mu\XF1\oz"),
+        ("8859/15", r"Mu\XF1\oz"),
+        ("", r"Mu\XF1\oz"),  # no MSH-18: Latin-1, as before
+    ],
+)
+def test_hex_escapes_decode_in_the_messages_charset(listener, feeds, fhir, msh18, escaped):
+    message = siu(msg_id=f"CS-{msh18 or 'none'}", name=f"{escaped}^Ana")
+    if msh18:
+        msh, rest = message.split("\r", 1)
+        message = f"{msh}||||||{msh18}\r{rest}"
+    with MllpClient(listener.host, listener.port) as client:
+        assert _msa(client.send(message))[1] == "AA"
+    assert _patient(fhir, "M500")["name"][0]["family"] == "Muñoz"

@@ -42,7 +42,9 @@ _ids = itertools.count(1000)
 def _expected_time(local: datetime) -> str:
     """The English reminder's "{date} at {time}", computed from the wall clock alone."""
     hour = local.hour % 12 or 12
-    return f"{local:%b} {local.day} at {hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+    return (
+        f"{local:%b} {local.day} at {hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+    )
 
 
 def _exists(local: datetime, zone: zoneinfo.ZoneInfo) -> bool:

@@ -91,9 +91,7 @@ def escape_charset(msh18: str) -> str:
     return _CHARSETS.get(" ".join(msh18.upper().split()), DEFAULT_ESCAPE_CHARSET)
 
 
-def unescape(
-    value: str, esc: str, separators: str, charset: str = DEFAULT_ESCAPE_CHARSET
-) -> str:
+def unescape(value: str, esc: str, separators: str, charset: str = DEFAULT_ESCAPE_CHARSET) -> str:
     """Undo HL7 escape sequences (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh\\ \\.br\\).
 
     Done here rather than with python-hl7's unescape, which logs the field's text when it

@@ -52,8 +52,8 @@ from careline.clinics.validators import normalize_phone
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack, escape
 from careline.integrations.hl7.parsing import (
     MAX_CONTROL_ID,
-    MOBILE_EQUIPMENT,
     MAX_MRN,
+    MOBILE_EQUIPMENT,
     BadValue,
     Header,
     InvalidField,
