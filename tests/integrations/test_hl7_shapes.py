@@ -265,6 +265,7 @@ def test_a_bare_bhs_batch_from_a_file(feeds, tmp_path, capsys):
     path = tmp_path / "batch.hl7"
     path.write_bytes(b"\x0b" + batch.encode() + b"\x1c\r")
     call_command("import-hl7", str(path))
+    assert "2 message(s): 2 AA, 0 AE, 0 AR" in capsys.readouterr().out
     assert sorted(Appointment.objects.values_list("external_id", flat=True)) == ["FB1", "FB2"]
 
 

@@ -283,6 +283,13 @@ def _split_batch(text: str) -> tuple[dict[str, list[str]], list[str]]:
     return envelope, ["\r".join(m) + "\r" for m in messages]
 
 
+def batch_messages(raw: str) -> list[str]:
+    """The messages of a frame: those of a batch, or the frame itself."""
+    if not is_batch(raw):
+        return [raw]
+    return _split_batch(normalize_segment_breaks(raw))[1]
+
+
 def _envelope_field(segment: str, n: int) -> str:
     # FHS/BHS count the field separator as field 1, like MSH.
     fields = segment.split(segment[3:4] or "|") if len(segment) > 3 else [segment]
