@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 from careline.sqlite import SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES
 
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "csp",
     "careline.web",
     "careline.clinics",
     "careline.patients",
@@ -87,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "careline.urls"
@@ -102,6 +105,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "careline.web.navigation.navigation",
             ],
         },
     },
@@ -170,12 +174,34 @@ if SESSION_COOKIE_SECURE:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    # Preload is asked for by default (Django's deployment check wants it); turn it off
+    # while the domain's subdomains are not all HTTPS-only yet: leaving the preload list
+    # takes months.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # Webhooks and health checks arrive over plain HTTP only from the proxy itself.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles and everything else from Careline's
+# own origin only. No inline script, handler or style attribute on any page (staff pages,
+# patient pages, login, the admin); htmx is told not to inject its indicator <style>
+# (meta htmx-config) and needs no eval. An injected <script> or a page framed by another
+# site does not run.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # Default region for phone numbers typed without a country code.
 # How many reverse proxies of ours stand in front of the app: the client's address is then
@@ -243,12 +269,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Request paths in log lines (Django's "Not Found: ...", runserver's request lines) can
+    # be patients' link tokens: every line goes through the redaction.
+    "filters": {"link_tokens": {"()": "careline.web.access_log.RedactLinkTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["link_tokens"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # Their DEBUG lines carry request URLs and template contexts, which can hold patients'
     # numbers and texts: never below INFO, whatever LOG_LEVEL says.
     "loggers": {
         "urllib3": {"level": "INFO"},
         "django.template": {"level": "INFO"},
+        # runserver's own handler would print request lines unredacted.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

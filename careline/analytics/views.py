@@ -14,6 +14,7 @@ from django.utils import timezone
 from careline import spreadsheets
 from careline.analytics import experiments, metrics
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
+from careline.clinics.scoping import administered_organization_ids
 from careline.messaging.experiments import end_experiment, start_experiment
 from careline.messaging.models import Experiment
 from careline.scheduling.models import Appointment
@@ -197,7 +198,10 @@ class ExperimentForm(forms.ModelForm):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["practice"].queryset = Practice.objects.visible_to(user)
+        # Practices the user manages: not those they only work the front desk of.
+        self.fields["practice"].queryset = Practice.objects.visible_to(user).filter(
+            organization_id__in=_experiment_orgs(user)
+        )
 
     def clean_withheld_step(self) -> str:
         value = self.cleaned_data["withheld_step"].strip()
@@ -216,6 +220,17 @@ def _experiment_orgs(user) -> list[int]:
     )
 
 
+ORGANIZATION_WIDE_EXPERIMENTS = (
+    "Experiments across every practice of the organization are for organization admins; "
+    "practice managers run experiments at their own practices."
+)
+
+
+def _administers(user, organization_id: int) -> bool:
+    administered = administered_organization_ids(user)
+    return administered is None or organization_id in administered
+
+
 def _visible_experiments(user):
     practices = Practice.objects.visible_to(user)
     return Experiment.objects.filter(organization_id__in=_experiment_orgs(user)).filter(
@@ -231,8 +246,14 @@ def experiment_list(request: HttpRequest) -> HttpResponse:
     form = ExperimentForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         practice = form.cleaned_data.get("practice")
+        if practice is None:
+            administered = administered_organization_ids(request.user)
+            if administered is None:
+                administered = org_ids
+            if not administered:
+                raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
         experiment = start_experiment(
-            organization_id=practice.organization_id if practice else org_ids[0],
+            organization_id=practice.organization_id if practice else administered[0],
             practice_id=practice.pk if practice else None,
             name=form.cleaned_data["name"],
             withheld_step=form.cleaned_data["withheld_step"],
@@ -253,5 +274,9 @@ def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
         raise PermissionDenied("Experiments are for practice managers and organization admins.")
     experiment = get_object_or_404(_visible_experiments(request.user), pk=experiment_id)
     if request.method == "POST" and request.POST.get("action") == "stop":
+        if experiment.practice_id is None and not _administers(
+            request.user, experiment.organization_id
+        ):
+            raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
         end_experiment(experiment)
     return render(request, "analytics/experiment.html", {"result": experiments.results(experiment)})

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from careline.clinics.admin_scoping import OrganizationAdminOnly, ScopedAdmin
+from careline.clinics.admin_scoping import ScopedAdmin
 from careline.clinics.models import (
     AppointmentType,
     Organization,
@@ -65,7 +65,7 @@ class PracticeForm(forms.ModelForm):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(OrganizationAdminOnly):
+class OrganizationAdmin(ScopedAdmin):
     """Organization-wide settings: its own admins edit it; only superusers add or remove one."""
 
     form = OrganizationForm
@@ -149,7 +149,7 @@ class StaffMembershipForm(forms.ModelForm):
 
 
 @admin.register(StaffMembership)
-class StaffMembershipAdmin(OrganizationAdminOnly):
+class StaffMembershipAdmin(ScopedAdmin):
     form = StaffMembershipForm
     list_display = ["user", "organization", "role"]
     filter_horizontal = ["practices"]

@@ -1,9 +1,10 @@
-"""The Django admin, scoped: rows, form choices (foreign keys, many-to-many, inlines),
+"""The Django admin: for organization admins (and superusers) only, each seeing only the
+organizations they administer. Rows, form choices (foreign keys, many-to-many, inlines),
 relation filters, raw-id and autocomplete labels all go through `admin_scope`, which uses
-the one mechanism (`ScopedQuerySet.visible_to`; staff logins: `scoping.users_visible_to`)
-and shows nothing of a model it does not know how to scope. Staff roles, organizations and
-interfaces are for organization admins (`OrganizationAdminOnly`). A model admin that wants
-lookups of its rows audited (the patients' admin) defines `record_lookup(request, obj, what)`.
+the one mechanism (`ScopedQuerySet.administered_by`; staff logins:
+`scoping.users_visible_to`) and shows nothing of a model it does not know how to scope.
+A model admin that wants lookups of its rows audited (the patients' admin) defines
+`record_lookup(request, obj, what)`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from django.http import HttpRequest
 
 from careline.clinics.models import StaffMembership, StaffRole
 from careline.clinics.scoping import ScopedQuerySet, users_visible_to
-
-EDITOR_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
 
 
 def _roles(request: HttpRequest) -> set[str]:
@@ -45,7 +44,7 @@ def is_organization_admin(request: HttpRequest) -> bool:
 def admin_scope(queryset: models.QuerySet, request: HttpRequest) -> models.QuerySet:
     """The rows of `queryset` the admin may show this user: deny by default."""
     if isinstance(queryset, ScopedQuerySet):
-        return queryset.visible_to(request.user)
+        return queryset.administered_by(request.user)
     if queryset.model is get_user_model():
         return users_visible_to(queryset, request.user)
     return queryset if request.user.is_superuser else queryset.none()
@@ -61,6 +60,9 @@ def record_lookup(admin_site: admin.AdminSite, request: HttpRequest, obj, what: 
 class CarelineAdminSite(admin.AdminSite):
     site_header = "Careline administration"
     site_title = "Careline"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        return super().has_permission(request) and is_organization_admin(request)
 
     def autocomplete_view(self, request: HttpRequest):
         return ScopedAutocompleteJsonView.as_view(admin_site=self)(request)
@@ -117,10 +119,7 @@ class ScopedInline(ScopedFormFields, admin.TabularInline):
 
 
 class ScopedAdmin(ScopedFormFields, admin.ModelAdmin):
-    """Rows, choices, actions and permissions all follow the user's memberships."""
-
-    # Front desk may edit these (e.g. fix a patient's number); everything else is managers'.
-    front_desk_may_edit = False
+    """Rows, choices, actions and permissions follow the organizations the user administers."""
 
     def get_queryset(self, request: HttpRequest):
         return admin_scope(super().get_queryset(request), request)
@@ -139,38 +138,16 @@ class ScopedAdmin(ScopedFormFields, admin.ModelAdmin):
         return self.model._meta.get_field(name).is_relation
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser or bool(_roles(request))
+        return is_organization_admin(request)
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.is_superuser or bool(_roles(request))
-
-    def _may_edit(self, request: HttpRequest) -> bool:
-        if request.user.is_superuser:
-            return True
-        roles = _roles(request)
-        return bool(roles & EDITOR_ROLES) or (self.front_desk_may_edit and bool(roles))
+        return is_organization_admin(request)
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._may_edit(request)
+        return is_organization_admin(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._may_edit(request)
+        return is_organization_admin(request)
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_organization_admin(request)
-
-
-class OrganizationAdminOnly(ScopedAdmin):
-    """Organization-wide settings, staff roles, interfaces: organization admins only."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_organization_admin(request)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_organization_admin(request)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_organization_admin(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
         return is_organization_admin(request)

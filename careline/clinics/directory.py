@@ -1,14 +1,22 @@
 """Writes the clinic directory: organizations, visit types, providers and staff roles.
 
 Every door that adds to the directory (a feed meeting a new provider or visit type, the
-`careline apikey` and `careline createstaff` commands) comes through here, so a new
-row gets the same defaults whichever system introduced it. Staff edit the directory in
-the Django admin.
+`careline organization`, `careline apikey` and `careline createstaff` commands) comes
+through here, so a new row gets the same defaults whichever system introduced it. Staff
+edit the directory in the Django admin.
+
+Organizations are only ever created on purpose (`add_organization`): a door that is given
+an organization slug looks it up with `organization_named`, so a typo is an error naming
+the organizations there are, never a new empty organization.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.utils.text import slugify
 
 from careline.clinics.models import (
     AppointmentType,
@@ -22,9 +30,59 @@ from careline.clinics.models import (
 NEUTRAL_PATIENT_FACING_NAME = "Appointment"
 
 
-def organization_for_slug(slug: str) -> Organization:
-    """The organization with this slug, created (named after the slug) on first use."""
-    organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": slug})
+# How many organization slugs an error message lists before pointing at the full list.
+KNOWN_SLUGS_SHOWN = 20
+
+
+class UnknownOrganization(ValueError):
+    """No organization has the slug; the message names the known ones."""
+
+
+def known_organizations_hint(slug: str) -> str:
+    """'Known organizations: a, b.' (closest matches first), or how to add the first one."""
+    slugs = list(Organization.objects.order_by("slug").values_list("slug", flat=True))
+    if not slugs:
+        return "There are no organizations yet; add one with `careline organization add SLUG`."
+    close = difflib.get_close_matches(slug, slugs, n=3, cutoff=0.6)
+    shown = close + [s for s in slugs if s not in close]
+    listed = ", ".join(shown[:KNOWN_SLUGS_SHOWN])
+    if len(shown) > KNOWN_SLUGS_SHOWN:
+        listed += f" and {len(shown) - KNOWN_SLUGS_SHOWN} more (`careline organization list`)"
+    hint = f"Known organizations: {listed}."
+    if close:
+        hint = f"Did you mean '{close[0]}'? " + hint
+    return hint
+
+
+def organization_named(slug: str) -> Organization:
+    """The organization with this slug; UnknownOrganization naming the known ones if none."""
+    organization = Organization.objects.filter(slug=slug.strip()).first()
+    if organization is None:
+        raise UnknownOrganization(
+            f"No organization has the slug '{slug}'. {known_organizations_hint(slug.strip())}"
+        )
+    return organization
+
+
+def add_organization(slug: str, *, name: str) -> Organization:
+    """A new organization; ValueError saying what is wrong with the slug or name."""
+    slug = slug.strip()
+    if not slug or slugify(slug) != slug:
+        raise ValueError(
+            f"'{slug}' is not a valid organization slug "
+            "(lowercase letters, digits and hyphens, e.g. 'valley-health')."
+        )
+    if Organization.objects.filter(slug=slug).exists():
+        raise ValueError(f"An organization with the slug '{slug}' already exists.")
+    organization = Organization(slug=slug, name=name.strip())
+    try:
+        organization.full_clean()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
+        )
+        raise ValueError(f"The organization is not valid: {problems}") from exc
+    organization.save()
     return organization
 
 

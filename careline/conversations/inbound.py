@@ -17,13 +17,15 @@ from careline.clinics.models import Practice
 from careline.clinics.validators import display_phone
 from careline.conversations import texts
 from careline.conversations.addressing import Route, route_inbound
+from careline.conversations.inbox import Handoff, continue_thread, flag_for_staff
 from careline.conversations.keywords import ConsentMatch, consent_keyword
 from careline.conversations.models import InboundAction, InboundIntent, InboundMessage
-from careline.conversations.replies import act_on_reply
+from careline.conversations.replies import act_on_reply, visits_in_question
 from careline.messaging.models import OutboundMessage
 from careline.messaging.outbox import queue_reply
 from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource, Language, PhoneConsent
+from careline.scheduling.models import Appointment
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,22 @@ def _interpret(message_id: int) -> None:
 
 
 def _act_on_consent(message: InboundMessage, route: Route, match: ConsentMatch) -> None:
+    _answer_consent(message, route, match)
+    if message.conversation_id is None:
+        # A STOP or HELP in the middle of a thread with staff is for them to see too.
+        single = route.patients[0] if len(route.patients) == 1 else None
+        continue_thread(
+            message,
+            Handoff(
+                practice=route.practice,
+                patient=single,
+                language=_reply_language(match, route),
+                answered=True,
+            ),
+        )
+
+
+def _answer_consent(message: InboundMessage, route: Route, match: ConsentMatch) -> None:
     message.confidence = 1.0 if match.exact else 0.9
     language = _reply_language(match, route)
     if match.intent == "help":
@@ -126,7 +144,40 @@ def _act_on_consent(message: InboundMessage, route: Route, match: ConsentMatch) 
     if len(changed) > 1:
         message.note = f"Applied to {len(changed)} organizations texting from this number."
     name = route.practice.name if route.practice else route.organization.name
+    if opting_out and match.matched == "CANCEL":
+        # CANCEL is an opt-out word (FCC revocation), but the patient most likely meant the
+        # visit: the one confirmation says it is still booked and how to cancel it, and staff
+        # get the text to follow up.
+        visits = visits_in_question(message.organization_id, message.from_phone, timezone.now())
+        if visits:
+            message.reply = _queue_reply(message, route, _still_booked(visits, language, name))
+            first = visits[0]
+            single = route.patients[0] if len(route.patients) == 1 else None
+            flag_for_staff(
+                message,
+                Handoff(
+                    practice=first.practice,
+                    patient=single or (first.patient if not route.patients else None),
+                    appointment=first,
+                    language=language,
+                    answered=True,
+                    opted_out=True,
+                ),
+                "Replied CANCEL to a reminder — visit still booked. Texts are now off: "
+                "call the patient to ask whether to cancel the visit.",
+            )
+            return
     message.reply = _queue_reply(message, route, texts.text(language, match.intent, name=name))
+
+
+def _still_booked(visits: list[Appointment], language: str, name: str) -> str:
+    first = visits[0]
+    how = texts.how_to_cancel(first.practice, language)
+    if len(visits) == 1:
+        when = texts.when(first.start, first.practice, language)
+        return texts.text(language, "opt_out_visit_kept", name=name, when=when, how=how)
+    listed = texts.visit_list(visits, language)
+    return texts.text(language, "opt_out_visits_kept", name=name, visits=listed, how=how)
 
 
 def _reply_language(match: ConsentMatch, route: Route) -> str:

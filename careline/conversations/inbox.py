@@ -39,6 +39,7 @@ from careline.conversations.models import (
     Queue,
 )
 from careline.conversations.routing import GENERAL, SCHEDULING, route_message
+from careline.messaging.models import MessageKind, OutboundMessage
 from careline.messaging.outbox import queue_reply
 from careline.messaging.rendering import local_date, local_time
 from careline.patients.models import Patient, PhoneConsent
@@ -196,6 +197,31 @@ def pass_to_staff(
         queue = SCHEDULING
     else:
         queue = GENERAL
+    conversation = _thread_for(message, handoff, queue, urgent=urgent)
+    now = message.received_at
+    message.conversation = conversation
+    message.action_taken = InboundAction.TO_INBOX
+    if urgent:
+        # Safety first: also to a number that opted out, as the answer to its own text.
+        _auto_answer(message, conversation, handoff, "urgent")
+    elif not handoff.answered and not handoff.opted_out:
+        hours = office_hours()
+        if not hours.is_open(now, handoff.practice):
+            closed_since = hours.last_closing(now, handoff.practice)
+            already = conversation.after_hours_reply_at is not None and (
+                closed_since is None or conversation.after_hours_reply_at >= closed_since
+            )
+            if not already:
+                _auto_answer(message, conversation, handoff, "after_hours")
+    log.info("Inbound message %s passed to conversation %s", message.pk, conversation.pk)
+    return conversation
+
+
+def _thread_for(
+    message: InboundMessage, handoff: Handoff, queue: str, *, urgent: bool = False
+) -> Conversation:
+    """The number's conversation with this text added: created, or reopened (unread, back in
+    its queue) when it was closed. Every text from a patient that staff must see comes here."""
     now = message.received_at
     conversation = (
         Conversation.objects.select_for_update()
@@ -230,23 +256,56 @@ def pass_to_staff(
     conversation.unread_count += 1
     conversation.last_patient_message_at = max(now, conversation.last_patient_message_at or now)
     conversation.save()
-
     message.conversation = conversation
-    message.action_taken = InboundAction.TO_INBOX
-    if urgent:
-        # Safety first: also to a number that opted out, as the answer to its own text.
-        _auto_answer(message, conversation, handoff, "urgent")
-    elif not handoff.answered and not handoff.opted_out:
-        hours = office_hours()
-        if not hours.is_open(now, handoff.practice):
-            closed_since = hours.last_closing(now, handoff.practice)
-            already = conversation.after_hours_reply_at is not None and (
-                closed_since is None or conversation.after_hours_reply_at >= closed_since
-            )
-            if not already:
-                _auto_answer(message, conversation, handoff, "after_hours")
-    log.info("Inbound message %s passed to conversation %s", message.pk, conversation.pk)
     return conversation
+
+
+def flag_for_staff(message: InboundMessage, handoff: Handoff, note: str) -> Conversation:
+    """Put a text Careline did act on in front of staff anyway, with a note saying what a
+    person should follow up ("replied CANCEL to a reminder - visit still booked")."""
+    conversation = _thread_for(message, handoff, SCHEDULING)
+    ConversationNote.objects.create(
+        conversation=conversation, author=None, body=note, created_at=message.received_at
+    )
+    log.info("Inbound message %s flagged in conversation %s", message.pk, conversation.pk)
+    return conversation
+
+
+def continue_thread(message: InboundMessage, handoff: Handoff) -> Conversation | None:
+    """Add a text Careline answered by itself to the number's conversation, reopening it,
+    when the text more likely continues that conversation than answers a reminder: staff
+    or the patient wrote there after the last text that asked about a visit."""
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(organization_id=message.organization_id, phone=message.from_phone)
+        .order_by("-last_patient_message_at", "-id")
+        .first()
+    )
+    if conversation is None:
+        return None
+    activity = [
+        t
+        for t in (
+            conversation.last_patient_message_at,
+            conversation.last_staff_reply_at,
+            conversation.closed_at,
+        )
+        if t is not None
+    ]
+    asked_at = (
+        OutboundMessage.objects.filter(
+            organization_id=message.organization_id,
+            to_address=message.from_phone,
+            kind__in=(MessageKind.REMINDER, MessageKind.BOOKED, MessageKind.RESCHEDULED),
+            sent_at__isnull=False,
+        )
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+    if asked_at is not None and max(activity) < asked_at:
+        return None
+    return _thread_for(message, handoff, conversation.queue)
 
 
 def _auto_answer(

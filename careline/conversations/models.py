@@ -40,6 +40,7 @@ class InboundAction(models.TextChoices):
     RESCHEDULED = "rescheduled", "Moved the visit"
     KEPT = "kept", "Kept the visit as it was"
     ASKED_WHICH = "asked_which", "Asked which visit was meant"
+    ASKED_CANCEL_OR_MOVE = "asked_cancel_or_move", "Asked: another time or cancel?"
     WAITLIST = "waitlist", "Answered a waitlist offer"
     TO_INBOX = "to_inbox", "Passed to the staff inbox"
 
@@ -256,6 +257,7 @@ class ConversationReply(_InConversation):
 class ChoiceKind(models.TextChoices):
     VISIT = "visit", "Which visit"
     SLOT = "slot", "Which new time"
+    CANCEL_OR_MOVE = "cancel_or_move", "Another time or cancel"
 
 
 class ChoiceState(models.TextChoices):
@@ -274,10 +276,10 @@ class NumberedChoice(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     phone = models.CharField(max_length=64)
-    kind = models.CharField(max_length=10, choices=ChoiceKind.choices)
+    kind = models.CharField(max_length=20, choices=ChoiceKind.choices)
     # Which visit: what the patient asked to do with the visit they pick.
     intent = models.CharField(max_length=20, blank=True)
-    # Which new time: the visit to move.
+    # Which new time, another time or cancel: the visit in question.
     appointment = models.ForeignKey(
         Appointment, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )

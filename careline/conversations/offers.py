@@ -1,8 +1,9 @@
 """Numbered questions Careline texts, and booking the time a patient picks by number.
 
-Two kinds of question wait for a number: "which visit do you mean?" (a family number with
-several visits; answered in careline.conversations.replies) and "which new time?" (the
-next open times with the same provider, offered when a patient asks to reschedule). The
+Three kinds of question wait for an answer: "which visit?" (several visits awaiting an
+answer; answered in careline.conversations.replies by number, day, date or name), "which new
+time?" (the next open times with the same provider, offered when a patient asks to
+reschedule) and "another time or cancel?" (after "can't make it"). The
 options are frozen when texted so "2" means what the patient saw; a question expires
 (CARELINE_REPLY_CHOICE_HOURS) and a newer one replaces it.
 """
@@ -119,23 +120,53 @@ def _new_choice(
 def ask_which_visit(
     message: InboundMessage, visits: list[Appointment], intent: str, language: str
 ) -> Outcome:
-    """Text "Which visit do you mean? Reply 1 for Ana Tue, Mar 3 9:00 AM, 2 for Ben ..."."""
+    """Text "Which visit? 1) Tue, Dec 8 9:00 AM Dr. Lee 2) Fri, Dec 11 2:30 PM Dr. Ruiz -
+    reply 1 or 2" (with first names on a family number; never the visit's reason)."""
     visits = sorted(visits, key=lambda v: (v.start, v.pk))
     practice = visits[0].practice
-    options = ", ".join(
+    family = len({v.patient_id for v in visits}) > 1
+    options = " ".join(
         texts.text(
             language,
-            "which_option",
+            "which_option_named" if family else "which_option",
             number=str(n),
             first_name=v.patient.given_name,
             when=texts.short_when(v.start, v.practice, language),
+            provider=v.provider.display_name,
         )
         for n, v in enumerate(visits, start=1)
     )
-    body = texts.text(language, "which", practice=practice.name, options=options)
+    body = texts.text(
+        language,
+        "which",
+        practice=practice.name,
+        options=options,
+        numbers=texts.number_list(len(visits), language),
+    )
     reply = answer(message, body, practice_id=practice.pk, patient_id=None)
     _new_choice(message, ChoiceKind.VISIT, [v.pk for v in visits], reply, intent=intent)
     return Outcome(InboundAction.ASKED_WHICH, reply)
+
+
+def ask_cancel_or_move(
+    message: InboundMessage,
+    appointment: Appointment,
+    language: str,
+    *,
+    wording: str = "cancel_or_move",
+) -> Outcome:
+    """ "Can't make it": offer another time (R) or cancelling (X), and wait for the answer;
+    the visit stays booked until the patient says which."""
+    practice = appointment.practice
+    body = texts.text(
+        language,
+        wording,
+        practice=practice.name,
+        when=texts.when(appointment.start, practice, language),
+    )
+    reply = answer(message, body, practice_id=practice.pk, patient_id=appointment.patient_id)
+    _new_choice(message, ChoiceKind.CANCEL_OR_MOVE, [], reply, appointment=appointment)
+    return Outcome(InboundAction.ASKED_CANCEL_OR_MOVE, reply, appointment)
 
 
 def offer_times(

@@ -5,11 +5,13 @@ Careline last asked that number, and acts only when the reading is sure:
 
 - an open numbered question ("Reply 1 for Ana ..., 2 for Ben ..." or "1) Tue 9:00 ...")
   takes the number; "MORE" offers later times; "no thanks" keeps the visit;
-- otherwise the reply is about the visit the last reminder or notice to that number asked
-  about (still upcoming). Confirm confirms it, cancel (only at or above ACT_THRESHOLD)
-  cancels it and says how to book again, reschedule texts the next open times. When a
-  family number has several visits in question and the reply does not say which, Careline
-  asks;
+- otherwise the reply is about the visits awaiting an answer (`visits_in_question`).
+  Confirm confirms, cancel (only at or above ACT_THRESHOLD) cancels and says how to book
+  again, reschedule texts the next open times. "Can't make it" without asking to cancel is
+  answered "Reply R for other times, or X to cancel", never cancelled outright. When
+  several visits await an answer and the reply does not say which, Careline asks "Which
+  visit? 1) ... 2) ..." and takes a number, a day, a date or a name; "yes to both"
+  confirms them all; a cancel never guesses;
 - a waitlist offer's YES / NO is answered by the waitlist first (careline.waitlist registers
   its answer with `answer_waitlist_offers_with`).
 
@@ -27,10 +29,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from careline.conversations import texts
-from careline.conversations.inbox import Handoff, pass_to_staff
+from careline.conversations.inbox import Handoff, continue_thread, pass_to_staff
 from careline.conversations.keywords import ConsentMatch
 from careline.conversations.models import (
     ChoiceKind,
@@ -43,6 +46,7 @@ from careline.conversations.models import (
 from careline.conversations.offers import (
     Outcome,
     answer,
+    ask_cancel_or_move,
     ask_which_visit,
     book_time,
     close_choice,
@@ -52,7 +56,7 @@ from careline.conversations.offers import (
     open_choice,
     withdraw_planned_notice,
 )
-from careline.conversations.routing import fold_text, words_of
+from careline.conversations.routing import fold_text, mentions_emergency, words_of
 from careline.conversations.understanding import (
     CANCEL,
     CHOOSE_OPTION,
@@ -99,6 +103,38 @@ _EVERYONE_ONLY = frozenset(
     """both all of them us the visits appointments please pls thanks thank you ok
     ambos ambas todos todas los las dos citas por favor gracias""".split()
 )
+# ... and, when the question was about confirming, "yes to both", "confirm all", "si a las dos".
+_YES_TO_EVERYONE = _EVERYONE_ONLY | frozenset(
+    "yes yeah yep y c to for confirm confirmed si a para confirmo confirmamos".split()
+)
+# "I can't make it": the patient is asked whether to move or cancel, never cancelled outright.
+CANCEL_OR_MOVE = "cancel_or_move"
+_WEEKDAYS = (
+    ("mon", "monday", "lunes"),
+    ("tue", "tues", "tuesday", "martes"),
+    ("wed", "weds", "wednesday", "miercoles"),
+    ("thu", "thur", "thurs", "thursday", "jueves"),
+    ("fri", "friday", "viernes"),
+    ("sat", "saturday", "sabado"),
+    ("sun", "sunday", "domingo"),
+)
+_MONTHS = (
+    ("jan", "january", "enero"),
+    ("feb", "february", "febrero"),
+    ("mar", "march", "marzo"),
+    ("apr", "april", "abril"),
+    ("may", "mayo"),
+    ("jun", "june", "junio"),
+    ("jul", "july", "julio"),
+    ("aug", "august", "agosto"),
+    ("sep", "sept", "september", "septiembre"),
+    ("oct", "october", "octubre"),
+    ("nov", "november", "noviembre"),
+    ("dec", "december", "diciembre"),
+)
+# Titles in a provider's display name that say nothing about which provider it is.
+_TITLES = frozenset("dr dra doctor doctora md do np pa rn dds".split())
+_NOT = frozenset("not no dont nor neither isnt".split())
 
 
 def act_on_reply(message: InboundMessage, route: Route) -> ConsentMatch | None:
@@ -128,11 +164,13 @@ def _act(message: InboundMessage, route: Route) -> ConsentMatch | None:
         # A reminder that reached the number after the question is what a reply answers.
         close_choice(choice, ChoiceState.REPLACED, now)
         choice = None
+    # "Reply R for other times, or X to cancel" asks in the reminder's own words.
+    numbered = choice is not None and choice.kind != ChoiceKind.CANCEL_OR_MOVE
     reading = interpret_reply(
         message.body,
         language=hint,
-        expecting=EXPECT_SLOT_CHOICE if choice else EXPECT_REMINDER,
-        option_count=len(choice.options) if choice else 3,
+        expecting=EXPECT_SLOT_CHOICE if numbered else EXPECT_REMINDER,
+        option_count=len(choice.options) if numbered else 3,
     )
     _record(message, reading)
     if reading.intent in CONSENT_INTENTS and reading.should_act:
@@ -226,6 +264,10 @@ def _finish(
     if outcome.to_staff:
         handoff.answered = outcome.reply is not None
         pass_to_staff(message, reading, handoff)
+    else:
+        # Answered by Careline, but a text in an ongoing (or closed) thread is still for
+        # staff to see: nothing the patient writes there is swallowed.
+        continue_thread(message, handoff)
 
 
 def _language_hint(patients: list[Patient]) -> str | None:
@@ -291,7 +333,31 @@ def visits_in_question(organization_id: int, phone: str, now: datetime) -> list[
         for v in on_number.filter(practice_id=asked.practice_id)[: MAX_VISITS_TO_ASK + 1]
         if v.pk != asked.pk and v.start.astimezone(v.practice.zone).date() == day
     ]
-    return [asked, *same_day]
+    # Another visit, on another day, whose own reminder reached the number, still unconfirmed
+    # and not answered since, is just as much awaiting this answer: the patient is asked which.
+    last_asked = (
+        OutboundMessage.objects.filter(
+            appointment_id=OuterRef("pk"),
+            to_address=phone,
+            kind__in=ASKING_KINDS,
+            state__in=REACHED_STATES,
+        )
+        .order_by("-sent_at")
+        .values("sent_at")[:1]
+    )
+    answered = InboundMessage.objects.filter(
+        appointment_id=OuterRef("pk"), received_at__gt=OuterRef("last_asked")
+    )
+    seen = {asked.pk, *(v.pk for v in same_day)}
+    awaiting = [
+        v
+        for v in on_number.filter(status=AppointmentStatus.BOOKED)
+        .annotate(last_asked=Subquery(last_asked))
+        .filter(last_asked__isnull=False)
+        .exclude(Exists(answered))[: MAX_VISITS_TO_ASK + 1]
+        if v.pk not in seen
+    ]
+    return [asked, *same_day, *awaiting]
 
 
 def _named(visits: list[Appointment], body: str) -> list[Appointment]:
@@ -313,7 +379,9 @@ def _answer_about_visits(
 ) -> Outcome:
     visits = visits_in_question(message.organization_id, message.from_phone, now)
     action = reading.action
-    if action not in (CONFIRM, CANCEL, RESCHEDULE):
+    if reading.tentative and action in (CANCEL, UNCLEAR):
+        action = CANCEL_OR_MOVE
+    if action not in (CONFIRM, CANCEL, RESCHEDULE, CANCEL_OR_MOVE):
         return Outcome(
             InboundAction.TO_INBOX, appointment=visits[0] if visits else None, to_staff=True
         )
@@ -322,7 +390,7 @@ def _answer_about_visits(
     if len(visits) > 1:
         # A name can be an ordinary word ("Will"): good enough to confirm or offer times,
         # never to pick whose visit to cancel.
-        named = _named(visits, message.body) if action != CANCEL else []
+        named = _named(visits, message.body) if action not in (CANCEL, CANCEL_OR_MOVE) else []
         if named:
             visits = named
         elif not (action in (CONFIRM, CANCEL) and _mentions_everyone(message.body)):
@@ -334,7 +402,7 @@ def _answer_about_visits(
                     note="Too many visits on this number to ask which.",
                 )
             return ask_which_visit(message, visits, action, _language(visits, reading))
-    if action == RESCHEDULE and len(visits) > 1:
+    if action in (RESCHEDULE, CANCEL_OR_MOVE) and len(visits) > 1:
         return ask_which_visit(message, visits, action, _language(visits, reading))
     return _do(action, message, visits, reading)
 
@@ -352,6 +420,13 @@ def _do(
         return _confirm(message, visits, language)
     if intent == CANCEL:
         return _cancel(message, visits, language)
+    if intent == CANCEL_OR_MOVE:
+        if reading.intent != UNCLEAR:
+            return ask_cancel_or_move(message, visits[0], language)
+        # A question about cancelling: answered with the choice, and a person sees it.
+        outcome = ask_cancel_or_move(message, visits[0], language, wording="cancel_or_move_asked")
+        outcome.to_staff = True
+        return outcome
     return offer_times(message, visits[0], language)
 
 
@@ -447,9 +522,17 @@ def _answer_choice(
             close_choice(choice, ChoiceState.ANSWERED, now)
             return _cancel(message, [visit], language)
         return Outcome(InboundAction.TO_INBOX, appointment=visit, to_staff=True)
+    if choice.kind == ChoiceKind.CANCEL_OR_MOVE:
+        return _answer_cancel_or_move(message, choice, reading, now)
 
     upcoming = {v.pk: v for v in _upcoming(now).filter(pk__in=choice.options)}
     visits = [upcoming.get(pk) for pk in choice.options]
+    # "Going to the ER Friday" names a day, but it is no answer to the question.
+    unclear = action == UNCLEAR and not mentions_emergency(message.body)
+    described = _described(visits, message.body) if unclear else None
+    if described is not None:
+        close_choice(choice, ChoiceState.ANSWERED, now)
+        return _do(choice.intent, message, [described], reading)
     if action == CHOOSE_OPTION:
         visit = visits[reading.option - 1]
         if visit is None:
@@ -473,12 +556,81 @@ def _answer_choice(
             InboundAction.KEPT, answer(message, body, practice_id=practice.pk, patient_id=None)
         )
     words = set(words_of(fold_text(message.body)).split())
+    allowed = _YES_TO_EVERYONE if choice.intent == CONFIRM else _EVERYONE_ONLY
     if (
         choice.intent in (CONFIRM, CANCEL)
         and still
         and _mentions_everyone(message.body)
-        and words <= _EVERYONE_ONLY
+        and words <= allowed
     ):
         close_choice(choice, ChoiceState.ANSWERED, now)
         return _do(choice.intent, message, still, reading)
     return Outcome(InboundAction.TO_INBOX, appointment=still[0] if still else None, to_staff=True)
+
+
+def _described(visits: list[Appointment | None], body: str) -> Appointment | None:
+    """The one visit a reply to "which visit?" describes by its day ("Friday"), date
+    ("Dec 11", "12/11", "11 de diciembre"), provider ("Dr Ruiz") or first name, or None.
+    A negation ("not Tuesday") or a tie describes none: it goes to a person."""
+    words = words_of(fold_text(body)).split()
+    if not words or _NOT & set(words):
+        return None
+    text = f" {' '.join(words)} "
+    scores: dict[int, int] = {}
+    for visit in visits:
+        if visit is None:
+            continue
+        local = visit.start.astimezone(visit.practice.zone)
+        months = _MONTHS[local.month - 1]
+        day = str(local.day)
+        phrases = [
+            *(f" {name} " for name in _WEEKDAYS[local.weekday()]),
+            *(f" {month} {day} " for month in months),
+            *(f" {month} {day}th " for month in months),
+            *(f" {day} de {month} " for month in months),
+            *(f" {day} {month} " for month in months),
+            f" {local.month} {day} ",
+        ]
+        names = [
+            w
+            for w in words_of(fold_text(visit.provider.display_name)).split()
+            if w not in _TITLES and len(w) > 2
+        ]
+        given = fold_text(visit.patient.given_name)
+        if len(given) > 2:
+            names.append(given)
+        score = sum(p in text for p in phrases) + sum(f" {n} " in text for n in names)
+        if score:
+            scores[visit.pk] = score
+    if not scores:
+        return None
+    best = max(scores.values())
+    top = [pk for pk, score in scores.items() if score == best]
+    if len(top) != 1:
+        return None
+    return next(v for v in visits if v is not None and v.pk == top[0])
+
+
+def _answer_cancel_or_move(
+    message: InboundMessage, choice: NumberedChoice, reading: Interpretation, now: datetime
+) -> Outcome | None:
+    """The answer to "Reply R for other times, or X to cancel"."""
+    visit = _upcoming(now).filter(pk=choice.appointment_id).first()
+    if visit is None:
+        close_choice(choice, ChoiceState.REPLACED, now)
+        return None
+    language = visit.patient.preferred_language
+    action = reading.action
+    if action == CANCEL and not reading.tentative:
+        close_choice(choice, ChoiceState.ANSWERED, now)
+        return _cancel(message, [visit], language)
+    if action == RESCHEDULE:
+        close_choice(choice, ChoiceState.ANSWERED, now)
+        return offer_times(message, visit, language)
+    # "yes" (to which?), "can't make it" again, anything else: a person sorts it out.
+    return Outcome(
+        InboundAction.TO_INBOX,
+        appointment=visit,
+        to_staff=True,
+        note="Asked to pick another time or cancel; the answer was neither.",
+    )

@@ -90,6 +90,24 @@ _URGENT = [
     r"\bpassed out\b|\bfaint(?:ed|ing)?\b",
     r"\b(?:wont|will not|cant|doesnt|does not|isnt) wak(?:e|ing) up\b|\bnot breathing\b",
     r"\bse desmayo\b",
+    # On the way to, or at, emergency care: never a "yes" to a reminder.
+    r"\b(?:to|at|in) (?:the )?(?:er|e r)\b(?! (?:bill|billing|statement|records?|paperwork))",
+    r"\b(?:going|headed|heading|rushing|driving|on (?:my|our|the) way|taking (?:him|her|me|my \w+)"
+    r"|took (?:him|her|me|my \w+)) to (?:the )?(?:hospital|urgent care|emergency)\b",
+    r"\bemergency (?:room|rm)\b|\bambulance\b|\b911\b|\bkill(?:ing)? (?:my|him|her) ?self\b",
+    r"\bme (?:quiero|voy a) matar\b",
+    r"\bheart attack\b|\bataque (?:al corazon|cardiaco)\b|\binfarto\b",
+    r"\b(?:cant|cannot|can not|hard to|trouble|difficulty|struggling to) breath\b",
+    r"\bcant catch my breath\b|\bno (?:puedo|puede|podemos) (?:respirar|resperar)\b",
+    r"\bme (?:falta|cuesta) (?:el aire|respirar)\b",
+    r"\bme duele (?:mucho )?el pecho\b|\bpain in (?:my|his|her) chest\b",
+    r"\bchest (?:is |feels |keeps )?(?:hurting|tight|heavy|crushing)\b|\bsuisid|\bsucid",
+    r"\b(?:sala de )?(?:emergencias?|urgencias)\b",
+    r"\b(?:voy|vamos|va|van|estoy|estamos|esta|estan) (?:al|en el) hospital\b",
+    r"\b(?:quitarme|quitarse) la vida\b|\bmatarme\b|\bme quiero morir\b",
+    r"\bno quiero vivir\b|\bdont want to (?:live|be alive)\b",
+    r"\bover ?dos|\bod(?:d|ed)? on\b|\btook (?:too many|a bunch of|all (?:my|the|of my)) pills\b",
+    r"\b(?:tome|tomo|se tomo) (?:muchas|demasiadas|todas (?:mis|las)) pastillas\b",
 ]
 _URGENT_RE = re.compile("|".join(f"(?:{p})" for p in _URGENT))
 

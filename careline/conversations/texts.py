@@ -67,8 +67,29 @@ TEXTS = {
     "moved": gettext_noop("{practice}: Done. Your visit is now on {when} with {provider}."),
     "kept": gettext_noop("{practice}: OK, your visit stays on {when}."),
     "nothing_changed": gettext_noop("{practice}: OK, nothing was changed."),
-    "which": gettext_noop("{practice}: Which visit do you mean? {options}."),
-    "which_option": gettext_noop("Reply {number} for {first_name} {when}"),
+    "which": gettext_noop("{practice}: Which visit? {options} - reply {numbers}."),
+    "which_option": gettext_noop("{number}) {when} {provider}"),
+    "which_option_named": gettext_noop("{number}) {first_name} {when} {provider}"),
+    # "Can't make it": a choice, never a cancellation by itself.
+    "cancel_or_move": gettext_noop(
+        "{practice}: Sorry you can't make it on {when}. Reply R for other times, or X to "
+        "cancel the visit."
+    ),
+    "cancel_or_move_asked": gettext_noop(
+        "{practice}: Your visit on {when} is still booked. Reply X to cancel it, or R for "
+        "other times. Someone from our office will also answer your message."
+    ),
+    # The one confirmation a bare CANCEL gets (it opts out): the visits it did not cancel.
+    "opt_out_visit_kept": gettext_noop(
+        "{name}: You are unsubscribed and will receive no more texts from this number. Your "
+        "visit on {when} is still booked. {how} Reply START to resubscribe."
+    ),
+    "opt_out_visits_kept": gettext_noop(
+        "{name}: You are unsubscribed and will receive no more texts from this number. Your "
+        "visits are still booked: {visits}. {how} Reply START to resubscribe."
+    ),
+    "to_cancel_call": gettext_noop("To cancel a visit call {phone}."),
+    "to_cancel_none": gettext_noop("To cancel a visit, call your clinic."),
     "after_hours": gettext_noop(
         "{practice}: Thanks for your message. Our office is closed; we will answer {opening}. If "
         "this is an emergency, call 911."
@@ -79,7 +100,8 @@ TEXTS = {
     ),
     "opening": gettext_noop("on {date} after {time}"),
     "urgent": gettext_noop(
-        "{practice}: If this is an emergency, call 911 now. Your message was passed to our staff."
+        "{practice}: If this is an emergency, call 911 now. If you are thinking about suicide "
+        "or harming yourself, call or text 988. Your message was passed to our staff."
     ),
 }
 
@@ -133,6 +155,13 @@ def rebook(practice: Practice, language: str) -> str:
     if link:
         return text(language, "rebook_visit", link=link)
     return text(language, "rebook_none")
+
+
+def how_to_cancel(practice: Practice, language: str) -> str:
+    """How to cancel a visit now that texts are off: the front desk's number."""
+    if practice.phone:
+        return text(language, "to_cancel_call", phone=display_phone(practice.phone))
+    return text(language, "to_cancel_none")
 
 
 def booking_page(practice: Practice) -> str:

@@ -79,6 +79,10 @@ class Interpretation:
     reason: str
     # The chosen option (1-based) for `choose_option`, else None.
     option: int | None = None
+    # A `cancel` read from "can't make it" alone, without asking to cancel, or an `unclear`
+    # question about cancelling ("can I cancel my appointment?"): the patient is offered the
+    # choice of another time or cancelling, never cancelled outright.
+    tentative: bool = False
 
     @property
     def should_act(self) -> bool:
@@ -343,13 +347,34 @@ _MORE_OPT_OUT = re.compile(
     r"|\b(?:cancel|cancelar|cancelen|cancela) (?:\w+ ){0,3}?(?:texts?|text messages|messages"
     r"|reminders|notifications|alerts|sms|subscription|mensajes|recordatorios|notificaciones)\b"
 )
+# "cancel everything", "cancel it all", "cancela todo": cancel plus a word for everything and
+# no visit named is a revocation (FCC: "any reasonable means"), not a visit cancellation.
+_CANCEL_VERB_ANY = re.compile(r"^(?:cancel|cancell?ing|cancelar|cancela|cancelen|cancele|anular)$")
+_EVERYTHING = frozenset("all everything todo todos toda todas everythin evrything".split())
+_VISIT_WORDS = re.compile(
+    r"\b(?:appointments?|visits?|citas?|consultas?|both|ambos|ambas|dos|kids|children|ninos"
+    r"|hijos|son|daughter|tomorrow|today|manana|hoy|monday|tuesday|wednesday|thursday|friday"
+    r"|saturday|sunday|lunes|martes|miercoles|jueves|viernes|sabado|domingo)\b"
+)
+_CANCEL_ALL_FILLER = _FILLER | {"it", "of", "this", "that", "me", "now", "just", "the", "lo", "eso"}
 _OPT_OUT_WORDS = frozenset("stop stopall unsubscribe quit revoke optout parar alto baja".split())
 _OPT_OUT_FILLER = _FILLER | {"it", "me", "now", "all", "already", "ya"}
+
+
+def _cancels_everything(t: _Text) -> bool:
+    if _CANCEL_NEGATED.search(t.joined) or _VISIT_WORDS.search(t.joined):
+        return False
+    content = [w for w in t.words if w not in _CANCEL_ALL_FILLER]
+    verbs = [w for w in content if _CANCEL_VERB_ANY.match(w)]
+    rest = [w for w in content if not _CANCEL_VERB_ANY.match(w)]
+    return bool(verbs) and bool(rest) and all(w in _EVERYTHING for w in rest)
 
 
 def _more_opt_out(t: _Text) -> bool:
     if not t.words:
         return False
+    if _cancels_everything(t):
+        return True
     found = _MORE_OPT_OUT.search(t.joined)
     if (
         found
@@ -406,6 +431,7 @@ class _Signals:
     confirm_negated: bool = False  # "not confirmed", "no confirmo", "can't confirm"
     cancel: bool = False  # plainly about the visit
     cancel_sure: bool = False  # "X"
+    cancel_explicit: bool = False  # says "cancel" (or X), not only "can't make it"
     cancel_bare: bool = False  # "cancel please": visit or texting?
     cancel_negated: bool = False
     cancel_past: bool = False  # "I already cancelled", "why did you cancel"
@@ -454,6 +480,7 @@ def _signals(t: _Text) -> _Signals:
         s.cancel_sure or unable or with_object or (bare and not only_cancel and clause_end)
     )
     s.cancel_bare = bare and only_cancel and not unable
+    s.cancel_explicit = bool(s.cancel_sure or with_object or (bare and clause_end))
     for found in (unable, with_object):
         if found:
             s.first_at = min(s.first_at, found.start())
@@ -504,11 +531,16 @@ def interpret_reply(
     lang = _language(t, language)
 
     def result(
-        intent: str, confidence: float, reason: str, option: int | None = None
+        intent: str,
+        confidence: float,
+        reason: str,
+        option: int | None = None,
+        *,
+        tentative: bool = False,
     ) -> Interpretation:
         if intent == UNCLEAR:
             confidence = 0.0
-        return Interpretation(intent, round(confidence, 3), lang, reason, option)
+        return Interpretation(intent, round(confidence, 3), lang, reason, option, tentative)
 
     consent = consent_keyword(text)
     if consent is not None:
@@ -588,6 +620,12 @@ def _reminder(t: _Text, s: _Signals, result: _Result) -> Interpretation:
         return result(CANCEL, _AMBIGUOUS_CANCEL, "bare 'cancel': visit cancel or stop texts? ask")
     if s.cancel:
         if t.question:
+            # "Could I cancel my appointment?" stays unclear (a person answers), but marked
+            # tentative so the patient is offered another time or cancelling meanwhile.
+            if s.cancel_explicit and not s.cancel_sure:
+                return result(
+                    UNCLEAR, 0.0, "asks about cancelling: a person should answer", tentative=True
+                )
             return result(UNCLEAR, 0.0, "asks about cancelling: a person should answer")
         # "can't make it on time", "can't come until 3": late, not cancelling.
         timing = _TIMING.search(t.joined) and "ties it to a time ('until', 'on time')"
@@ -597,6 +635,13 @@ def _reminder(t: _Text, s: _Signals, result: _Result) -> Interpretation:
             return result(CANCEL, _DOUBTFUL, f"cancel, but {doubt}")
         if s.cancel_sure:
             return result(CANCEL, _SURE, "X: cancel")
+        if not s.cancel_explicit:
+            return result(
+                CANCEL,
+                _PHRASE - _length_penalty(t),
+                "says they cannot come",
+                tentative=True,
+            )
         return result(CANCEL, _PHRASE - _length_penalty(t), "says they cannot come / cancel")
     if s.confirm:
         if t.question:

@@ -90,7 +90,7 @@ def _thread(conversation: Conversation) -> list[ThreadItem]:
                 note.created_at,
                 "note",
                 note.body,
-                note.author.get_username() if note.author_id else "",
+                note.author.get_username() if note.author_id else "Careline",
             )
         )
     return sorted(items, key=lambda item: item.at)

@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from careline.clinics.admin_scoping import OrganizationAdminOnly, ScopedInline
+from careline.clinics.admin_scoping import ScopedAdmin, ScopedInline
+from careline.integrations.feeds import save_feed
 from careline.integrations.hl7.receiving import replay_message
 from careline.integrations.hl7.writeback.queue import send_again
 from careline.integrations.models import (
@@ -14,7 +15,7 @@ from careline.integrations.models import (
 )
 
 
-class InterfaceAdmin(OrganizationAdminOnly):
+class InterfaceAdmin(ScopedAdmin):
     """Feeds and raw messages span every practice of an organization: admins only."""
 
 
@@ -26,8 +27,19 @@ class ProviderLinkInline(ScopedInline):
 
 @admin.register(Hl7Feed)
 class Hl7FeedAdmin(InterfaceAdmin):
-    list_display = ["name", "organization", "sending_application", "time_zone", "active"]
+    list_display = [
+        "name",
+        "organization",
+        "sending_application",
+        "time_zone",
+        "processing_id",
+        "identifier_system",
+        "active",
+    ]
     inlines = [ProviderLinkInline]
+
+    def save_model(self, request: HttpRequest, obj: Hl7Feed, form, change: bool) -> None:
+        save_feed(obj)
 
 
 @admin.register(Hl7Message)

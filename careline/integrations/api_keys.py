@@ -17,9 +17,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.text import slugify
 
-from careline.clinics.directory import organization_for_slug
+from careline.clinics.directory import add_organization, organization_named
+from careline.clinics.models import Organization
 from careline.integrations.models import ApiKey
 
 KEY_PATTERN = re.compile(r"^cl_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
@@ -41,18 +41,19 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_api_key(*, organization_slug: str, name: str) -> IssuedKey:
-    """Create a key for the organization (creating the organization if it is new)."""
+def issue_api_key(
+    *, organization_slug: str, name: str, create_organization: bool = False
+) -> IssuedKey:
+    """Create a key for the organization. An unknown slug is refused naming the known ones
+    (a typo must not become a new, empty organization) unless `create_organization`."""
     slug = organization_slug.strip()
-    if not slug or slugify(slug) != slug:
-        raise ValueError(
-            f"'{organization_slug}' is not a valid organization slug "
-            "(lowercase letters, digits and hyphens, e.g. 'valley-health')."
-        )
     if not name.strip():
         raise ValueError("An API key needs a name saying who uses it.")
     with transaction.atomic():
-        organization = organization_for_slug(slug)
+        if create_organization and not Organization.objects.filter(slug=slug).exists():
+            organization = add_organization(slug, name=slug)
+        else:
+            organization = organization_named(slug)
         prefix = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         api_key = ApiKey.objects.create(

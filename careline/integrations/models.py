@@ -3,7 +3,9 @@ API keys the FHIR and JSON APIs authenticate with."""
 
 from __future__ import annotations
 
+import re
 import zoneinfo
+from urllib.parse import quote
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -31,6 +33,32 @@ def _code_list(value: object, label: str) -> list[str]:
     return [v.strip().upper() for v in value if v.strip()]
 
 
+class ProcessingId(models.TextChoices):
+    """MSH-11 (HL7 table 0103): a listener takes one kind of message and refuses the others."""
+
+    PRODUCTION = "P", "P: production"
+    TRAINING = "T", "T: training / test"
+    DEBUGGING = "D", "D: debugging"
+
+
+# A URI as FHIR's Identifier.system takes it: a scheme, a colon, no spaces.
+_IDENTIFIER_SYSTEM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+
+
+def validate_identifier_system(value: str) -> None:
+    if not _IDENTIFIER_SYSTEM.match(value):
+        raise ValidationError(
+            f"'{value}' is not a URI; give e.g. urn:oid:1.2.840.114350.1 or "
+            "https://ehr.example.org/mrn.",
+            code="invalid_identifier_system",
+        )
+
+
+def default_identifier_system(organization_slug: str, feed_name: str) -> str:
+    """The MRN namespace of a feed not told one: its own, so two systems' MRNs never meet."""
+    return f"urn:careline:{organization_slug}:{quote(feed_name, safe='')}"
+
+
 class Hl7Feed(models.Model):
     """One sending system (an EHR or interface engine) and how to read its codes."""
 
@@ -51,6 +79,22 @@ class Hl7Feed(models.Model):
         default="America/New_York",
         validators=[validate_time_zone],
         help_text="Time zone of timestamps that carry no UTC offset.",
+    )
+    processing_id = models.CharField(
+        "processing ID (MSH-11)",
+        max_length=1,
+        choices=ProcessingId.choices,
+        default=ProcessingId.PRODUCTION,
+        help_text="Messages whose MSH-11 differs are refused (AR) and change nothing.",
+    )
+    identifier_system = models.CharField(
+        "MRN identifier system",
+        max_length=255,
+        blank=True,
+        validators=[validate_identifier_system],
+        help_text="Namespace of this feed's MRNs (a URI, e.g. urn:oid:1.2.840.114350); "
+        "blank: urn:careline:<organization>:<feed name>. Feeds sharing a namespace share "
+        "patients.",
     )
     mrn_identifier_type = models.CharField(
         "MRN identifier type",
@@ -126,6 +170,13 @@ class Hl7Feed(models.Model):
     @property
     def routing_application(self) -> str:
         return self.sending_application or self.name
+
+    @property
+    def namespace(self) -> str:
+        """The identifier system of this feed's MRNs (the default when none is stored)."""
+        return self.identifier_system or default_identifier_system(
+            self.organization.slug, self.name
+        )
 
     def clean(self) -> None:
         for label in ("location_map", "appointment_type_map"):

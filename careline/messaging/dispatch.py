@@ -10,6 +10,7 @@ sent twice because a worker died or a call timed out.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import zoneinfo
@@ -140,6 +141,11 @@ class _Batch:
         self._templates: dict[tuple, tuple[object, bool] | None] = {}
         # Self-service links issued while rendering, saved with the claim in one INSERT.
         self.new_links: list = []
+        # Stored texts carry their links redacted (visit_links): a fresh link for each send.
+        stored = {m.pk: m.body for m in rows if m.body and visit_links.REDACTED_TOKEN in m.body}
+        self.reissued = (
+            visit_links.issuer().reissue(stored) if stored and visit_links.registered() else {}
+        )
 
     def _local_day(self, practice_id: int | None, moment: datetime) -> date:
         return moment.astimezone(self.zones.get(practice_id, FALLBACK_ZONE)).date()
@@ -194,8 +200,9 @@ class _Batch:
             key = (m.to_address, m.practice_id, m.step_key, m.visit_start.astimezone(zone).date())
             self.reminded.setdefault(key, set()).add(m.appointment_id)
 
-    def render(self, m: OutboundMessage) -> str | None:
-        """The text of a planned message, from the appointment as it is now."""
+    def render(self, m: OutboundMessage) -> tuple[str, str] | None:
+        """The text of a planned message, from the appointment as it is now: (the text to
+        store, with a link's token redacted; the text to send)."""
         appointment = self.appointments.get(m.appointment_id)
         if appointment is None:
             return None
@@ -220,11 +227,21 @@ class _Batch:
         if self._templates[key] is None:
             return None
         template, needs_link = self._templates[key]
-        url = ""
-        if needs_link:
-            url, link = visit_links.issuer().new(appointment.pk)
-            self.new_links.append(link)
-        return render_body(template.body, appointment_variables(appointment, language, link=url))
+        if not needs_link:
+            body = render_body(template.body, appointment_variables(appointment, language))
+            return body, body
+        url, link = visit_links.issuer().new(appointment.pk, m.pk)
+        self.new_links.append(link)
+        text = render_body(template.body, appointment_variables(appointment, language, link=url))
+        return visit_links.issuer().redact(text), text
+
+    def text_to_send(self, m: OutboundMessage) -> str:
+        """A stored text as it goes out: with a fresh link where the stored one is redacted."""
+        if m.pk not in self.reissued:
+            return m.body
+        text, link = self.reissued[m.pk]
+        self.new_links.append(link)
+        return text
 
     def sender(self, m: OutboundMessage) -> str:
         if m.sender:
@@ -271,6 +288,9 @@ class Dispatcher:
         # Set from a signal handler: finish the message in hand, then stop.
         self.stop_requested = False
         self._sent: list[tuple[int, SendResult, datetime]] = []
+        # Claimed texts as they go out, where they differ from the stored ones (a live
+        # link): held in memory from the claim to the send, never stored.
+        self._texts: dict[int, str] = {}
         self._sent_since = 0.0
 
     # -- the loop -------------------------------------------------------------------
@@ -325,12 +345,16 @@ class Dispatcher:
     def _prepare(self, m: OutboundMessage, batch: _Batch, now: datetime) -> Decision:
         m.to_address = batch.address(m)
         m.sender = batch.sender(m)
-        if not m.body:
-            body = batch.render(m)
-            if body is None:
+        if m.body:
+            text = batch.text_to_send(m)
+        else:
+            rendered = batch.render(m)
+            if rendered is None:
                 return Decision("suppress", "no_template")
-            m.body = body
-        m.segments = count_segments(m.body).segments if m.channel == Channel.SMS else 0
+            m.body, text = rendered
+        if text != m.body:
+            self._texts[m.pk] = text
+        m.segments = count_segments(text).segments if m.channel == Channel.SMS else 0
         m.state, m.claimed_at, m.attempts = MessageState.SENDING, now, m.attempts + 1
         return Decision(SEND)
 
@@ -346,9 +370,12 @@ class Dispatcher:
         )
 
     def deliver(self, m: OutboundMessage) -> None:
+        text = self._texts.pop(m.pk, m.body)
         if m.channel == Channel.EMAIL:
-            self._deliver_email(m)
+            self._deliver_email(m, text)
             return
+        # The provider is asked about earlier attempts with the stored text (their links
+        # differed), and sent the text with this send's link.
         sms = self.outgoing(m)
         try:
             if m.attempts > 1:
@@ -358,7 +385,7 @@ class Dispatcher:
                     self._record_sent(m, found)
                     return
             self.limiter.wait(m.sender, m.segments)
-            result = self.gateway.send(sms)
+            result = self.gateway.send(dataclasses.replace(sms, body=text))
         except GatewayError as exc:
             self._record_failure(m, exc)
             return
@@ -368,11 +395,11 @@ class Dispatcher:
             return
         self._record_sent(m, result)
 
-    def _deliver_email(self, m: OutboundMessage) -> None:
+    def _deliver_email(self, m: OutboundMessage, text: str) -> None:
         from careline.messaging.email import send_message_email
 
         try:
-            send_message_email(m)
+            send_message_email(m, body=text)
         except Exception as exc:  # noqa: BLE001 — SMTP errors come in many classes
             logger.warning("Message %s: email failed with %s", m.pk, type(exc).__name__)
             self._record_failure(m, GatewayError(str(exc)[:300], transient=True))

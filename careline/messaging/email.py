@@ -48,7 +48,9 @@ def calendar_invite(appointment: Appointment) -> bytes:
     return calendar.to_ical()
 
 
-def send_message_email(message: OutboundMessage) -> None:
+def send_message_email(message: OutboundMessage, body: str | None = None) -> None:
+    """Email `message`: `body` is its text as it goes out (with a live link), else the
+    stored one."""
     appointment = (
         Appointment.objects.select_related("practice", "patient").get(pk=message.appointment_id)
         if message.appointment_id
@@ -61,7 +63,7 @@ def send_message_email(message: OutboundMessage) -> None:
         subject = f"{subject} — {appointment.practice.name}"
     email = EmailMessage(
         subject=subject,
-        body=message.body,
+        body=message.body if body is None else body,
         from_email=settings.CARELINE_EMAIL_FROM,
         to=[message.to_address],
     )

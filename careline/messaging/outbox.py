@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from careline.messaging import visit_links
 from careline.messaging.gateways.base import SendResult, StatusUpdate
 from careline.messaging.models import (
     Channel,
@@ -172,22 +173,30 @@ def queue_reply(
     patient_id: int | None = None,
     practice_id: int | None = None,
 ) -> OutboundMessage:
-    """Queue an automatic answer to a patient's text; it goes ahead of everything else."""
+    """Queue an automatic answer to a patient's text; it goes ahead of everything else.
+
+    A self-service link in `body` is stored redacted (visit_links): the worker sends a
+    fresh link like it."""
     now = timezone.now()
-    return OutboundMessage.objects.create(
-        organization_id=organization_id,
-        practice_id=practice_id,
-        patient_id=patient_id,
-        channel=Channel.SMS,
-        to_address=to_phone,
-        sender=sender,
-        body=body,
-        kind=MessageKind.REPLY,
-        priority=Priority.REPLY,
-        due_at=now,
-        expires_at=now + REPLY_EXPIRY,
-        created_at=now,
-    )
+    stored = visit_links.issuer().redact(body) if visit_links.registered() else body
+    with transaction.atomic():
+        message = OutboundMessage.objects.create(
+            organization_id=organization_id,
+            practice_id=practice_id,
+            patient_id=patient_id,
+            channel=Channel.SMS,
+            to_address=to_phone,
+            sender=sender,
+            body=stored,
+            kind=MessageKind.REPLY,
+            priority=Priority.REPLY,
+            due_at=now,
+            expires_at=now + REPLY_EXPIRY,
+            created_at=now,
+        )
+        if stored != body:
+            visit_links.issuer().attach(body, message.pk)
+    return message
 
 
 # -- planned messages (set-based) ---------------------------------------------------

@@ -1,6 +1,7 @@
 """An organization's default reminder rule: the organization-wide cadence that practice and
 appointment-type rules override. The cadence settings page and PUT /api/v1/reminder-rules
-both read and save it here, so the two give the same rule for the same cadence."""
+both read and save it here, so the two give the same rule for the same cadence. A
+practice's own rule, which its managers set on the settings pages, is saved here too."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
-from careline.clinics.models import Organization
+from careline.clinics.models import Organization, Practice
 from careline.messaging.models import DEFAULT_OFFSETS_MINUTES, ReminderRule
 
 
@@ -31,6 +32,39 @@ def override_rules(organization: Organization) -> list[ReminderRule]:
     )
 
 
+def practice_rule(practice: Practice) -> ReminderRule:
+    """The practice's own rule (for every appointment type); unsaved, starting from the
+    organization's cadence, if it has none."""
+    rule = (
+        ReminderRule.objects.filter(
+            organization_id=practice.organization_id,
+            practice=practice,
+            appointment_type__isnull=True,
+        )
+        .order_by("id")
+        .first()
+    )
+    if rule is not None:
+        return rule
+    default = default_rule(practice.organization)
+    return ReminderRule(
+        organization_id=practice.organization_id,
+        practice=practice,
+        offsets_minutes=list(default.offsets_minutes),
+        stop_when_confirmed=default.stop_when_confirmed,
+        send_event_messages=default.send_event_messages,
+    )
+
+
+def _save(rule: ReminderRule, fields: dict[str, Any]) -> ReminderRule:
+    for name, value in {"active": True, **fields}.items():
+        setattr(rule, name, value)
+    rule.full_clean()
+    rule.offsets_minutes = sorted(rule.offsets_minutes, reverse=True)
+    rule.save()
+    return rule
+
+
 def save_default_rule(organization: Organization, **fields: Any) -> ReminderRule:
     """Set `fields` on the organization-wide rule (creating it) and switch it on, unless
     `active` is given; ValidationError if they are not valid (ReminderRule.full_clean).
@@ -40,10 +74,11 @@ def save_default_rule(organization: Organization, **fields: Any) -> ReminderRule
     with transaction.atomic():
         # Two concurrent first saves would otherwise both create an organization-wide rule.
         Organization.objects.select_for_update().filter(pk=organization.pk).first()
-        rule = default_rule(organization)
-        for name, value in {"active": True, **fields}.items():
-            setattr(rule, name, value)
-        rule.full_clean()
-        rule.offsets_minutes = sorted(rule.offsets_minutes, reverse=True)
-        rule.save()
-    return rule
+        return _save(default_rule(organization), fields)
+
+
+def save_practice_rule(practice: Practice, **fields: Any) -> ReminderRule:
+    """Like save_default_rule, for the practice's own rule (what its managers change)."""
+    with transaction.atomic():
+        Practice.objects.select_for_update().filter(pk=practice.pk).first()
+        return _save(practice_rule(practice), fields)

@@ -32,7 +32,6 @@ class AppointmentEventInline(ScopedInline):
 
 @admin.register(Appointment)
 class AppointmentAdmin(ScopedAdmin):
-    front_desk_may_edit = True
     list_display = ["start", "practice", "provider", "appointment_type", "status", "status_source"]
     list_filter = ["status"]
     list_select_related = ["practice", "provider", "appointment_type"]

@@ -12,9 +12,15 @@ class SelfServiceConfig(AppConfig):
         from careline.waitlist import offers, patient_contact
 
         # Reminders carry manage links; messaging, a layer below, issues them through
-        # this seam at send time.
+        # this seam at send time, and stores texts with their tokens redacted.
         visit_links.register(
-            visit_links.ManageLinkIssuer(new=links.new_manage_link_url, save=links.save_links)
+            visit_links.ManageLinkIssuer(
+                new=links.new_manage_link_url,
+                save=links.save_links,
+                redact=links.redact,
+                attach=links.attach_to_message,
+                reissue=links.reissue_for_messages,
+            )
         )
         patient_contact.provide(TextAndLink())
         # Old rate-limit counters are forgotten on the waitlist's rounds, as they always were.

@@ -3,6 +3,9 @@
 The token is 16 random URL-safe characters (96 bits); the database stores only its SHA-256,
 so a leaked table cannot be turned back into working links. A token carries no patient or
 appointment data; everything is looked up from the hash.
+
+Texts are stored in the outbox with the token redacted (careline.messaging.visit_links):
+a link in a text remembers the text, and each send of it issues a fresh link like it.
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
+from careline.messaging import visit_links
 from careline.selfservice.models import LinkPurpose, PatientLink
 
 TOKEN_BYTES = 12
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16}$")
+# A link in a text: /a/<token>, the token not run on into more token characters.
+LINK_IN_TEXT = re.compile(r"/a/([A-Za-z0-9_-]{16})(?![A-Za-z0-9_-])")
+REDACTED_PATH = f"/a/{visit_links.REDACTED_TOKEN}"
 # A visit link outlives every reminder cadence; the visit's own start also ends it.
 MANAGE_LINK_LIFETIME = timedelta(days=120)
 
@@ -66,11 +74,53 @@ def new_manage_link(appointment_id: int) -> tuple[str, PatientLink]:
     )
 
 
-def new_manage_link_url(appointment_id: int) -> tuple[str, PatientLink]:
-    """The URL of a new manage link and its row, not yet saved (for messaging's worker,
-    through careline.messaging.visit_links)."""
+def new_manage_link_url(appointment_id: int, message_id: int) -> tuple[str, PatientLink]:
+    """The URL of a new manage link for the text `message_id` and its row, not yet saved
+    (for messaging's worker, through careline.messaging.visit_links)."""
     token, link = new_manage_link(appointment_id)
+    link.outbound_message_id = message_id
     return url_for(token), link
+
+
+def redact(text: str) -> str:
+    """`text` with every link's token replaced: what the outbox stores and staff see."""
+    return LINK_IN_TEXT.sub(REDACTED_PATH, text)
+
+
+def attach_to_message(text: str, message_id: int) -> None:
+    """The links `text` carries belong to the outbox row `message_id`, whose stored text
+    has them redacted: its sends issue fresh links like them (reissue_for_messages)."""
+    hashes = [hash_token(token) for token in LINK_IN_TEXT.findall(text)]
+    if hashes:
+        PatientLink.objects.filter(token_hash__in=hashes).update(outbound_message_id=message_id)
+
+
+def reissue_for_messages(texts: dict[int, str]) -> dict[int, tuple[str, PatientLink]]:
+    """For each stored text (outbox id → text with the token redacted), the text to send
+    now, carrying a fresh link to what its last link opened, and that link's row, not yet
+    saved. The token of the earlier link cannot be recovered (only its hash is kept), and
+    that link keeps working in case an earlier send did arrive. Texts with no link are left
+    out."""
+    latest = (
+        PatientLink.objects.filter(outbound_message_id__in=list(texts))
+        .values("outbound_message_id")
+        .annotate(last=Max("id"))
+        .values_list("last", flat=True)
+    )
+    reissued = {}
+    for model in PatientLink.objects.filter(pk__in=list(latest)):
+        token, link = _new(
+            purpose=model.purpose,
+            expires_at=model.expires_at,
+            appointment_id=model.appointment_id,
+            offer_id=model.offer_id,
+        )
+        # A spent link stays spent: the visit was moved or the offer answered meanwhile.
+        link.used_at = model.used_at
+        link.outbound_message_id = model.outbound_message_id
+        text = texts[model.outbound_message_id].replace(REDACTED_PATH, f"/a/{token}")
+        reissued[model.outbound_message_id] = (text, link)
+    return reissued
 
 
 def save_links(links: list[PatientLink]) -> None:

@@ -65,6 +65,11 @@ class PatientLink(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
     birth_date_failures = models.PositiveSmallIntegerField(default=0)
+    # The text (messaging.OutboundMessage) that carries this link. The outbox stores texts
+    # with the token redacted, so a (re)send issues a fresh link like this one
+    # (careline.selfservice.links.reissue_for_messages). A plain id, as the outbox's own
+    # broadcast_id: deleting old texts need not visit the links.
+    outbound_message_id = models.BigIntegerField(null=True, blank=True, db_index=True)
 
     class Meta:
         constraints = [

@@ -9,7 +9,6 @@ from careline.waitlist.models import SlotOpening, WaitlistEntry, WaitlistOffer, 
 class WaitlistEntryAdmin(ScopedAdmin):
     """Staff add patients who called in; the entry is offered freed times like any other."""
 
-    front_desk_may_edit = True
     list_display = ["created_at", "practice", "provider", "earliest_date", "latest_date", "active"]
     list_filter = ["active", "source"]
     raw_id_fields = ["patient", "appointment"]

@@ -12,4 +12,9 @@ urlpatterns = [
     path("templates/<int:template_id>/", views.edit_template, name="template"),
     path("cadence/<int:organization_id>/", views.edit_cadence, name="cadence"),
     path("practices/<int:practice_id>/", views.edit_practice, name="practice"),
+    path(
+        "practices/<int:practice_id>/cadence/",
+        views.edit_practice_cadence,
+        name="practice_cadence",
+    ),
 ]

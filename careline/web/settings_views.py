@@ -22,7 +22,12 @@ from careline.clinics.numbers import (
 from careline.clinics.validators import normalize_phone
 from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
 from careline.messaging.rendering import local_date, local_time, render_body
-from careline.messaging.rules import default_rule, save_default_rule
+from careline.messaging.rules import (
+    default_rule,
+    practice_rule,
+    save_default_rule,
+    save_practice_rule,
+)
 from careline.messaging.segments import count_segments
 from careline.messaging.template_syntax import VARIABLES
 from careline.messaging.texts import DEFAULTS, default_body, has_default
@@ -45,6 +50,12 @@ def _require_manager(request: HttpRequest) -> list[Organization]:
     if not orgs:
         raise PermissionDenied("Settings are for practice managers and organization admins.")
     return orgs
+
+
+ORGANIZATION_WIDE_ONLY = (
+    "Settings that apply to the whole organization are for organization admins; "
+    "practice managers change their own practices' settings."
+)
 
 
 def _is_org_admin(user, organization_id: int) -> bool:
@@ -153,6 +164,10 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
         else:
             if template.organization_id not in {o.id for o in orgs}:
                 raise PermissionDenied
+            if template.practice_id is None and not _is_org_admin(
+                request.user, template.organization_id
+            ):
+                raise PermissionDenied(ORGANIZATION_WIDE_ONLY)
             if (
                 template.practice_id
                 and not Practice.objects.visible_to(request.user)
@@ -161,6 +176,13 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
             ):
                 raise PermissionDenied
             instance, organization = template, template.organization
+    if (
+        request.method == "POST"
+        and request.POST.get("action") != "preview"
+        and not request.POST.get("practice")
+        and not _is_org_admin(request.user, organization.id)
+    ):
+        raise PermissionDenied(ORGANIZATION_WIDE_ONLY)
     form = TemplateForm(
         request.POST or None, instance=instance, user=request.user, organization=organization
     )
@@ -240,9 +262,7 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
                 request, "Reminder cadence saved; upcoming visits are re-planned as they change."
             )
             return redirect("messaging_settings:overview")
-    return render(
-        request, "web/settings/cadence.html", {"form": form, "organization": organization}
-    )
+    return render(request, "web/settings/cadence.html", {"form": form, "subject": organization})
 
 
 class PracticeNumbersForm(forms.ModelForm):
@@ -260,8 +280,9 @@ class PracticeNumbersForm(forms.ModelForm):
         return value
 
 
-@login_required
-def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
+def _managed_practice(request: HttpRequest, practice_id: int) -> Practice:
+    """A practice whose settings the user may change: one of theirs, as its manager (or an
+    admin of its organization); not a practice they only work the front desk of."""
     _require_manager(request)
     practice = get_object_or_404(Practice.objects.visible_to(request.user), pk=practice_id)
     if (
@@ -270,7 +291,39 @@ def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
             user=request.user, organization_id=practice.organization_id, role__in=MANAGER_ROLES
         ).exists()
     ):
-        raise PermissionDenied
+        raise PermissionDenied("Practice settings are for the practice's managers.")
+    return practice
+
+
+@login_required
+def edit_practice_cadence(request: HttpRequest, practice_id: int) -> HttpResponse:
+    practice = _managed_practice(request, practice_id)
+    rule = practice_rule(practice)
+    initial = {
+        "hours_before": ", ".join(f"{m / 60:g}" for m in rule.offsets_minutes),
+        "stop_when_confirmed": rule.stop_when_confirmed,
+        "send_event_messages": rule.send_event_messages,
+    }
+    form = CadenceForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            save_practice_rule(
+                practice,
+                offsets_minutes=form.cleaned_data["hours_before"],
+                stop_when_confirmed=form.cleaned_data["stop_when_confirmed"],
+                send_event_messages=form.cleaned_data["send_event_messages"],
+            )
+        except ValidationError as exc:
+            form.add_error("hours_before", " ".join(exc.messages))
+        else:
+            messages.success(request, f"{practice.name}'s reminder cadence saved.")
+            return redirect("messaging_settings:overview")
+    return render(request, "web/settings/cadence.html", {"form": form, "subject": practice})
+
+
+@login_required
+def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
+    practice = _managed_practice(request, practice_id)
     form = PracticeNumbersForm(request.POST or None, instance=practice)
     if request.method == "POST" and form.is_valid():
         try:

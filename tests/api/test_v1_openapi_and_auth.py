@@ -14,6 +14,7 @@ from careline.api.v1.http import unknown_endpoint
 from careline.api.v1.openapi import openapi_document
 from careline.broadcasts.sending import Audience, send_broadcast
 from careline.integrations.api_keys import issue_api_key, revoke_api_key
+from careline.integrations.feeds import add_feed
 from tests.api.conftest import Api, error, make_conversation
 
 # One request per documented operation, with ids filled in by the test.
@@ -29,6 +30,10 @@ OPERATIONS = [
     ("PUT", "reminder-rules"),
     ("GET", "reports/appointments"),
     ("GET", "reports/before-after"),
+    ("GET", "hl7-feeds"),
+    ("POST", "hl7-feeds"),
+    ("GET", "hl7-feeds/{hl7_feed}"),
+    ("DELETE", "hl7-feeds/{hl7_feed}"),
 ]
 
 
@@ -61,7 +66,7 @@ def test_every_route_and_method_is_documented_and_nothing_else():
     }
     routes = {path: set(methods) for path, methods in _api_routes()}
     assert routes == documented
-    assert len(routes) == 10
+    assert len(routes) == 12
 
 
 @pytest.mark.django_db
@@ -84,6 +89,7 @@ def objects(build, org, practice):
             name="Closed Friday",
             body_en="Hi {first_name}, {practice} is closed Friday.",
         ).pk,
+        "hl7_feed": add_feed(org, name="ATHENA").pk,
     }
 
 

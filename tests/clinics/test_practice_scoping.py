@@ -1,4 +1,5 @@
-"""A front-desk user of practice A can see nothing of practice B — in code and in the admin."""
+"""A front-desk user of practice A can see nothing of practice B; the admin is for
+organization admins, who see nothing of another organization."""
 
 from datetime import date, datetime, time
 
@@ -80,6 +81,22 @@ def test_anonymous_and_memberless_users_see_nothing(build, two_practices, django
         assert not Appointment.objects.visible_to(user).exists()
 
 
+@pytest.fixture
+def elsewhere(build):
+    """Another organization with its own admin, practice and appointment."""
+    org = build.organization()
+    practice = build.practice(org, name="Elsewhere Clinic")
+    appt = book_appointment(
+        patient=build.patient(org, family_name="Elsewhere"),
+        provider=build.provider(practice, display_name="Dr. Elsewhere"),
+        practice=practice,
+        appointment_type=build.appointment_type(org),
+        start=datetime.combine(date(2026, 12, 2), time(9), tzinfo=practice.zone),
+    )
+    admin = build.staff(org, StaffRole.ORGANIZATION_ADMIN, username="elsewhere_admin")
+    return {"org": org, "practice": practice, "appt": appt, "admin": admin}
+
+
 @pytest.mark.parametrize(
     "model_name, key",
     [
@@ -89,33 +106,41 @@ def test_anonymous_and_memberless_users_see_nothing(build, two_practices, django
         ("clinics/practice", None),
     ],
 )
-def test_admin_change_pages_of_other_practice_are_not_found(client, two_practices, model_name, key):
+def test_admin_change_pages_of_other_practice_are_not_found(
+    client, two_practices, elsewhere, model_name, key
+):
     w = two_practices
-    client.force_login(w["desk_a"])
     other = w[f"b_{key}"] if key else w["b"]
     mine = w[f"a_{key}"] if key else w["a"]
     app_label, model = model_name.split("/")
     own_url = reverse(f"admin:{app_label}_{model}_change", args=[mine.pk])
     other_url = reverse(f"admin:{app_label}_{model}_change", args=[other.pk])
+    changelist_url = reverse(f"admin:{app_label}_{model}_changelist")
+    # The admin is for organization admins: the front desk gets none of it, not even
+    # its own practice's rows.
+    client.force_login(w["desk_a"])
+    for url in (own_url, other_url, changelist_url):
+        response = client.get(url)
+        assert response.status_code in (302, 403), url
+        assert str(mine) not in response.content.decode()
+    client.force_login(w["admin"])
     assert client.get(own_url).status_code == 200
-    # Django's admin redirects to the index with a "doesn't exist" message for hidden rows.
-    response = client.get(other_url, follow=True)
-    assert "doesn’t exist" in response.content.decode() or response.status_code == 404
-    changelist = client.get(reverse(f"admin:{app_label}_{model}_changelist"))
+    assert client.get(other_url).status_code == 200
+    # An organization admin of another organization: both rows are hidden.
+    client.force_login(elsewhere["admin"])
+    for url in (own_url, other_url):
+        # Django's admin redirects to the index with a "doesn't exist" message for hidden rows.
+        response = client.get(url, follow=True)
+        assert "doesn’t exist" in response.content.decode() or response.status_code == 404
+    changelist = client.get(changelist_url)
     assert changelist.status_code == 200
     body = changelist.content.decode()
-    assert str(other) not in body or str(other) == str(mine)
+    assert str(other) not in body and str(mine) not in body
 
 
-def test_admin_form_cannot_point_an_appointment_at_another_practice(client, two_practices):
-    w = two_practices
-    client.force_login(w["desk_a"])
-    appt = w["a_appt"]
-    url = reverse("admin:scheduling_appointment_change", args=[appt.pk])
-    form = client.get(url).context["adminform"].form
-    assert list(form.fields["practice"].queryset) == [w["a"]]
+def _appointment_post(form, practice_id: int) -> dict:
     data = {name: form[name].value() or "" for name in form.fields}
-    data["practice"] = w["b"].pk
+    data["practice"] = practice_id
     data.update(
         {
             "start_0": "2026-12-02",
@@ -127,11 +152,33 @@ def test_admin_form_cannot_point_an_appointment_at_another_practice(client, two_
         }
     )
     data.update({"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"})
-    response = client.post(url, data)
-    assert response.status_code == 200  # re-rendered with an error, not saved
-    assert "Select a valid choice" in response.content.decode()
+    return data
+
+
+def test_admin_form_cannot_point_an_appointment_at_another_practice(
+    client, two_practices, elsewhere
+):
+    w = two_practices
+    # The front desk cannot open or post the admin form at all.
+    client.force_login(w["desk_a"])
+    appt = w["a_appt"]
+    url = reverse("admin:scheduling_appointment_change", args=[appt.pk])
+    assert client.get(url).status_code in (302, 403)
+    assert client.post(url, {"practice": w["b"].pk}).status_code in (302, 403)
     appt.refresh_from_db()
     assert appt.practice_id == w["a"].pk
+    # An organization admin cannot point their own appointment at another organization's
+    # practice: it is not among the choices, and a forged post is refused.
+    client.force_login(elsewhere["admin"])
+    theirs = elsewhere["appt"]
+    url = reverse("admin:scheduling_appointment_change", args=[theirs.pk])
+    form = client.get(url).context["adminform"].form
+    assert list(form.fields["practice"].queryset) == [elsewhere["practice"]]
+    response = client.post(url, _appointment_post(form, w["b"].pk))
+    assert response.status_code == 200  # re-rendered with an error, not saved
+    assert "Select a valid choice" in response.content.decode()
+    theirs.refresh_from_db()
+    assert theirs.practice_id == elsewhere["practice"].pk
 
 
 def test_home_page_lists_only_own_practices(client, two_practices):

@@ -286,8 +286,8 @@ def test_a_family_number_is_asked_which_visit(twoway):
 
     assert question.action_taken == InboundAction.ASKED_WHICH
     [asked] = twoway.replies_to(phone)
-    assert "Reply 1 for Ana" in asked and "9:00 AM" in asked
-    assert "2 for Ben" in asked and "9:20 AM" in asked
+    assert "1) Ana" in asked and "9:00 AM" in asked
+    assert "2) Ben" in asked and "9:20 AM" in asked and asked.endswith("reply 1 or 2.")
     ana_visit.refresh_from_db()
     ben_visit.refresh_from_db()
     assert ana_visit.status == ben_visit.status == AppointmentStatus.BOOKED

@@ -111,7 +111,12 @@ def judge(case: Case, message: InboundMessage, fhir: dict, opted_out: bool) -> s
         return "opted out without being asked"
     if expected != "cancel" and fhir_status[0] == "cancelled":
         return "FALSE CANCELLATION"
-    if expected == "cancel":  # whatever the text answered, the visit is cancelled
+    if expected == "cancel":
+        if message.action_taken == InboundAction.ASKED_CANCEL_OR_MOVE:
+            # "Can't make it" without the word cancel: asked "another time or cancel?"
+            # (issue 20), the visit still booked until the patient says which.
+            return None if fhir_status[0] == "booked" else "cancelled before asking"
+        # An explicit cancel ("X", "please cancel my appt") cancels at once.
         return None if fhir_status[0] == "cancelled" else "not cancelled"
     if expected == "opt_in":
         return None if not opted_out else "START did not resubscribe"

@@ -15,8 +15,10 @@ def run(*args: str) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_create_makes_the_organization_and_prints_the_key_once_on_its_last_line():
-    lines = run("create", "Epic interface", "--organization", "valley-health")
+def test_create_makes_the_organization_when_asked_and_prints_the_key_once_on_its_last_line():
+    lines = run(
+        "create", "Epic interface", "--organization", "valley-health", "--create-organization"
+    )
     key = lines[-1]
     assert key.startswith("cl_") and " " not in key
     assert key not in "\n".join(lines[:-1])
@@ -41,12 +43,27 @@ def test_create_reuses_an_existing_organization(build):
 @pytest.mark.django_db
 def test_create_refuses_a_slug_that_is_not_one():
     with pytest.raises(CommandError, match="not a valid organization slug"):
-        run("create", "X", "--organization", "Valley Health!")
+        run("create", "X", "--organization", "Valley Health!", "--create-organization")
     assert not Organization.objects.exists()
 
 
 @pytest.mark.django_db
+def test_a_mistyped_organization_is_refused_naming_the_known_ones(build):
+    build.organization(slug="valley-health")
+    build.organization(slug="lakeside")
+    with pytest.raises(CommandError) as refused:
+        run("create", "Epic interface", "--organization", "valley-heath")
+    message = str(refused.value)
+    assert "valley-heath" in message
+    assert "Did you mean 'valley-health'?" in message
+    assert "lakeside" in message and "valley-health" in message
+    assert not Organization.objects.filter(slug="valley-heath").exists()
+    assert not ApiKey.objects.exists()
+
+
+@pytest.mark.django_db
 def test_revoked_wrong_and_malformed_keys_are_refused_with_reasons(build):
+    build.organization(slug="acme")
     issued = issue_api_key(organization_slug="acme", name="feed")
     other = issue_api_key(organization_slug="acme", name="other")
     prefix = issued.api_key.prefix
@@ -66,7 +83,8 @@ def test_revoked_wrong_and_malformed_keys_are_refused_with_reasons(build):
 
 
 @pytest.mark.django_db
-def test_use_is_recorded_and_list_never_shows_secrets():
+def test_use_is_recorded_and_list_never_shows_secrets(build):
+    build.organization(slug="acme")
     issued = issue_api_key(organization_slug="acme", name="feed")
     assert issued.api_key.last_used_at is None
     authenticate_key(issued.plaintext)

@@ -97,6 +97,31 @@ def test_practice_manager_cannot_make_themself_organization_admin(client, world)
     assert world["a"].name == "Alpha Org Zeta"
 
 
+def test_practice_manager_gets_no_admin(client, world):
+    client.force_login(world["manager_a"])
+    assert client.get("/admin/").status_code in (302, 403)
+    for model in admin.site._registry:
+        meta = model._meta
+        for view in ("changelist", "add"):
+            url = reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}")
+            response = client.get(url)
+            assert response.status_code in (302, 403), url
+            assert A_PATIENT not in response.content.decode()
+    url = reverse("admin:patients_patient_change", args=[world["pat_a"].pk])
+    assert client.get(url).status_code in (302, 403)
+    autocomplete = reverse("admin:autocomplete")
+    params = {"app_label": "scheduling", "model_name": "appointment", "field_name": "patient"}
+    response = client.get(autocomplete, {**params, "term": A_PATIENT})
+    assert A_PATIENT not in response.content.decode()
+
+
+def test_front_desk_gets_no_admin(client, world):
+    client.force_login(world["desk_b"])
+    assert client.get("/admin/").status_code in (302, 403)
+    url = reverse("admin:patients_patient_change", args=[world["pat_b"].pk])
+    assert client.get(url).status_code in (302, 403)
+
+
 @pytest.mark.parametrize("model", list(admin.site._registry), ids=lambda m: m._meta.label)
 def test_org_b_admin_sees_nothing_of_org_a_on_any_admin_page(client, world, model):
     client.force_login(world["admin_b"])
@@ -241,3 +266,16 @@ def test_anonymous_admin_login_page_answers_200_not_500(client):
     response = client.get("/admin/login/")
     assert response.status_code == 200
     assert b"password" in response.content.lower()
+
+
+def test_org_b_admin_who_works_front_desk_at_org_a_sees_only_org_b(client, world):
+    both = world["admin_b"]
+    StaffMembership.objects.create(
+        user=both, organization=world["a"], role=StaffRole.FRONT_DESK
+    ).practices.set([world["pa"]])
+    client.force_login(both)
+    for name in ("patients_patient", "clinics_practice", "scheduling_appointment"):
+        url = reverse(f"admin:{name}_changelist")
+        response = client.get(url)
+        assert response.status_code == 200
+        _assert_nothing_of_a(response, url)

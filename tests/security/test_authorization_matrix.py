@@ -16,10 +16,10 @@ from careline.scheduling.appointments import book_appointment
 
 # URL namespaces/prefixes that are not the staff app: each has its own door and own tests.
 PUBLIC_PREFIXES = (
-    "admin/",  # Django admin, scoped by ScopedAdmin (tests/clinics/test_practice_scoping.py)
+    "admin/",  # Django admin: org admins only (tests/security/test_admin_matrix.py)
     "fhir/",  # bearer API keys (tests/fhir)
     "webhooks/",  # Twilio signatures (tests/messaging/test_twilio_webhooks.py)
-    "simulator/",  # demo patient phones, simulator gateway only
+    "simulator/",  # demo patient phones (tests/security/test_simulator_matrix.py)
     "api/",  # bearer API keys
     "selfservice/",  # patient pages (language switch); signed links tested in tests/selfservice
 )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 
 import pytest
 from django.utils import timezone
 
+from careline.messaging.compliance import SendingHours
+from careline.messaging.dispatch import Dispatcher
+from careline.messaging.gateways.simulator import SimulatorGateway
+from careline.messaging.models import SimulatedPhoneMessage
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
 
@@ -61,3 +66,14 @@ def always_sending(settings):
     """Offers may go out at any hour (tests run at any time of day)."""
     settings.CARELINE_SENDING_HOURS_START = 0
     settings.CARELINE_SENDING_HOURS_END = 24
+
+
+def texted_token(phone: str, containing: str = "") -> str:
+    """Send what is due (the simulator stands in for the phone) and return the token of the
+    link in the newest text on `phone` (containing `containing`): the outbox keeps only a
+    redacted copy, so the phone is where a patient's link is."""
+    Dispatcher(SimulatorGateway(), hours=SendingHours(0, 24)).run_once()
+    text = (
+        SimulatedPhoneMessage.objects.filter(to=phone, body__contains=containing).latest("id").body
+    )
+    return re.search(r"/a/([A-Za-z0-9_-]{16})", text).group(1)

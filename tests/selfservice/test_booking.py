@@ -13,7 +13,9 @@ from careline.patients.models import Patient
 from careline.scheduling.appointments import SlotUnavailable, book_appointment
 from careline.scheduling.models import ChangeSource
 from careline.selfservice import booking, ratelimit
+from careline.selfservice.links import resolve
 from careline.selfservice.models import OneTimeCode
+from tests.selfservice.conftest import texted_token
 
 ADDRESS = "203.0.113.7"
 
@@ -140,7 +142,10 @@ def test_online_booking_books_and_texts_a_confirmation_now(clinic):
     )
     assert appointment.start == start and appointment.status_source == ChangeSource.ONLINE_BOOKING
     reply = OutboundMessage.objects.get(to_address="+15125550301", kind=MessageKind.REPLY)
-    assert "Dr. Lee" in reply.body and re.search(r"/a/[A-Za-z0-9_-]{16}\b", reply.body)
+    assert "Dr. Lee" in reply.body and "/a/[redacted]" in reply.body
+    # The outbox keeps no working link; the patient's phone gets one.
+    assert not re.search(r"/a/[A-Za-z0-9_-]{16}\b", reply.body)
+    assert resolve(texted_token("+15125550301")).appointment_id == appointment.pk
     # The planned 'booked' notice would repeat it later; it is withdrawn.
     assert not OutboundMessage.objects.filter(
         appointment=appointment, step_key="booked", state=MessageState.SCHEDULED

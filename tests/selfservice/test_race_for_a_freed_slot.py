@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 
@@ -10,12 +9,12 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from careline.messaging.models import OutboundMessage
 from careline.scheduling.appointments import change_status
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from careline.waitlist.entries import join_waitlist
 from careline.waitlist.models import SlotOpening, WaitlistOffer, WaitlistSource
 from careline.waitlist.offers import handle_reply
+from tests.selfservice.conftest import texted_token
 
 CLIENTS = 20
 
@@ -44,10 +43,10 @@ def test_twenty_clients_race_for_one_freed_slot_exactly_one_wins(clinic, setting
     change_status(freed, AppointmentStatus.CANCELLED, source=ChangeSource.PATIENT_LINK)
     assert WaitlistOffer.objects.filter(state=WaitlistOffer.State.PENDING).count() == CLIENTS
 
+    tokens = {entry.pk: texted_token(entry.patient.mobile_phone) for entry in entries}
+
     def by_link(entry):
-        body = OutboundMessage.objects.get(to_address=entry.patient.mobile_phone).body
-        token = re.search(r"/a/([A-Za-z0-9_-]{16})", body).group(1)
-        response = Client().post(f"/a/{token}/answer", {"answer": "take"})
+        response = Client().post(f"/a/{tokens[entry.pk]}/answer", {"answer": "take"})
         return response.status_code == 200, response.content.decode()
 
     def by_text(entry):

@@ -14,6 +14,7 @@ from careline.api.v1.representations import THREAD_LENGTH
 from careline.broadcasts.models import Broadcast
 from careline.conversations.inbox import MAX_REPLY_CHARACTERS
 from careline.conversations.models import ConversationState, Queue
+from careline.integrations.models import ProcessingId
 from careline.messaging.models import MAX_OFFSET_MINUTES, Channel, MessageState
 from careline.patients.models import Language
 
@@ -355,6 +356,69 @@ SCHEMAS: dict[str, Any] = {
             "data": {"type": "array", "items": _ref("BeforeAfter")},
         }
     ),
+    "Hl7Feed": _object(
+        {
+            "id": INTEGER,
+            "name": STRING | {"description": "Stored on the feed's visits as their system."},
+            "active": BOOLEAN,
+            "processing_id": {
+                "type": "string",
+                "enum": ProcessingId.values,
+                "description": "MSH-11 the feed takes; other messages are refused with AR.",
+            },
+            "time_zone": STRING | {"description": "IANA zone of times sent without an offset."},
+            "identifier_system": STRING | {"description": "Namespace (URI) of the feed's MRNs."},
+            "location_map": {
+                "type": "object",
+                "additionalProperties": STRING,
+                "description": "AIL-3 location code → practice code.",
+            },
+            "sending_application": STRING
+            | {"description": "MSH-3 that routes messages to this feed."},
+        }
+    ),
+    "Hl7FeedList": _object({"data": {"type": "array", "items": _ref("Hl7Feed")}}),
+    "Hl7FeedRequest": _object(
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 60},
+            "time_zone": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "IANA zone, e.g. America/Denver. Omitted: the zone the "
+                "organization's practices share, else America/New_York.",
+            },
+            "identifier_system": {
+                "type": "string",
+                "maxLength": 255,
+                "description": "URI, e.g. urn:oid:1.2.840.114350. Omitted: "
+                "urn:careline:<organization>:<name>. Feeds sharing one share patients.",
+            },
+            "processing_id": {"type": "string", "enum": ProcessingId.values, "default": "P"},
+            "location_map": {
+                "type": "object",
+                "additionalProperties": STRING,
+                "description": "Location code → one of the organization's practice codes. A "
+                "code that is itself a practice code needs no entry.",
+            },
+            "sending_application": {
+                "type": "string",
+                "maxLength": 180,
+                "description": "MSH-3 routing here when a listener serves several feeds; "
+                "omitted: the name.",
+            },
+        },
+        required=["name"],
+    ),
+    "Hl7FeedRemoval": _object(
+        {
+            "outcome": {
+                "type": "string",
+                "enum": ["deleted", "deactivated"],
+                "description": "A feed with stored messages is deactivated, not deleted.",
+            },
+            "feed": _ref("Hl7Feed"),
+        }
+    ),
 }
 
 ERROR_DESCRIPTIONS = {
@@ -545,6 +609,54 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/hl7-feeds": {
+        "get": {
+            "operationId": "listHl7Feeds",
+            "summary": "The organization's HL7 feeds (MLLP listeners and file imports).",
+            "responses": {
+                "200": _json(_ref("Hl7FeedList"), "The feeds, by name."),
+                **_errors(400, 401, 405),
+            },
+        },
+        "post": {
+            "operationId": "createHl7Feed",
+            "summary": "Add an HL7 feed, as `careline hl7-feed add` does.",
+            "description": (
+                "The feed is active at once: `careline mllp --organization <slug>` takes its "
+                "messages. Refused (422, by field) for a name the organization already uses, "
+                "an unknown time zone, a namespace that is not a URI, or a location mapped "
+                "to a practice code the organization does not have."
+            ),
+            "requestBody": _body("Hl7FeedRequest"),
+            "responses": {
+                "201": _json(_ref("Hl7Feed"), "The feed, added.")
+                | {"headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}},
+                **_errors(400, 401, 405, 413, 415, 422),
+            },
+        },
+    },
+    "/hl7-feeds/{feed_id}": {
+        "get": {
+            "operationId": "getHl7Feed",
+            "summary": "An HL7 feed.",
+            "parameters": [_path_id("feed_id", "feed")],
+            "responses": {
+                "200": _json(_ref("Hl7Feed"), "The feed."),
+                **_errors(400, 401, 404, 405),
+            },
+        },
+        "delete": {
+            "operationId": "deleteHl7Feed",
+            "summary": "Remove an HL7 feed.",
+            "description": "A feed that never exchanged a message is deleted; one with "
+            "stored messages is deactivated, keeping them as the record.",
+            "parameters": [_path_id("feed_id", "feed")],
+            "responses": {
+                "200": _json(_ref("Hl7FeedRemoval"), "What was done."),
+                **_errors(400, 401, 404, 405),
+            },
+        },
+    },
 }
 
 
@@ -555,7 +667,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "title": "Careline API",
             "version": "1.0.0",
             "description": (
-                "Conversations, broadcasts, reminder rules and reports of one organization "
+                "Conversations, broadcasts, reminder rules, reports and HL7 feeds of one "
+                "organization "
                 "(appointments, patients and schedules are in the FHIR R4 API at /fhir/R4/). "
                 "Authenticate with `Authorization: Bearer <API key>` (`careline apikey create`); "
                 "everything is scoped to the key's organization. Errors are "

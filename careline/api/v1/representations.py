@@ -10,6 +10,7 @@ from careline.analytics.metrics import BeforeAfter, MetricsRow
 from careline.broadcasts.models import Broadcast
 from careline.broadcasts.sending import Preview
 from careline.conversations.models import Conversation, ConversationReply, InboundMessage
+from careline.integrations.models import Hl7Feed
 from careline.messaging.models import MessageState, ReminderRule
 from careline.messaging.segments import SegmentCount
 
@@ -171,4 +172,18 @@ def before_after(result: BeforeAfter) -> dict[str, Any]:
         "difference_95ci": [c.difference_low, c.difference_high],
         "relative_risk": c.relative_risk,
         "enough_data": c.enough_data,
+    }
+
+
+def hl7_feed(feed: Hl7Feed) -> dict[str, Any]:
+    """Needs `organization` selected with the row (for the default namespace)."""
+    return {
+        "id": feed.pk,
+        "name": feed.name,
+        "active": feed.active,
+        "processing_id": feed.processing_id,
+        "time_zone": feed.time_zone,
+        "identifier_system": feed.namespace,
+        "location_map": dict(sorted(feed.location_map.items())),
+        "sending_application": feed.routing_application,
     }

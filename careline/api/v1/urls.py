@@ -36,6 +36,16 @@ urlpatterns = [
     ),
     path("reports/appointments", route(GET=views.appointment_report), name="report-appointments"),
     path("reports/before-after", route(GET=views.before_after_report), name="report-before-after"),
+    path(
+        "hl7-feeds",
+        route(GET=views.list_hl7_feeds, POST=views.create_hl7_feed),
+        name="hl7-feeds",
+    ),
+    path(
+        "hl7-feeds/<int:feed_id>",
+        route(GET=views.get_hl7_feed, DELETE=views.delete_hl7_feed),
+        name="hl7-feed",
+    ),
     # Anything else under /api/v1/ answers in JSON too, not with the HTML 404 page.
     re_path(r"^(?P<rest>.*)$", unknown_endpoint),
 ]

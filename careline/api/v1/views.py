@@ -39,7 +39,8 @@ from careline.conversations.models import (
     InboundMessage,
     Queue,
 )
-from careline.integrations.models import ApiKey
+from careline.integrations.feeds import FeedError, add_feed, remove_feed
+from careline.integrations.models import ApiKey, Hl7Feed, ProcessingId
 from careline.messaging.models import Channel
 from careline.messaging.rules import default_rule, override_rules, save_default_rule
 from careline.patients.models import Language
@@ -360,4 +361,81 @@ def before_after_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
                 render.before_after(r) for r in before_and_after(practices, window_days=window)
             ],
         }
+    )
+
+
+# --- HL7 feeds ------------------------------------------------------------------------------
+
+
+def _hl7_feeds(api_key: ApiKey):
+    return Hl7Feed.objects.filter(organization_id=api_key.organization_id).select_related(
+        "organization"
+    )
+
+
+def list_hl7_feeds(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    query_params(request, ())
+    feeds = _hl7_feeds(api_key).order_by("name", "id")
+    return json_response({"data": [render.hl7_feed(f) for f in feeds]})
+
+
+def _location_map(body: Body) -> dict[str, str]:
+    value = body.raw("location_map")
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        body.fail(
+            "location_map",
+            'must be an object of location code → practice code, e.g. {"TROYMAIN": "TROY"}',
+        )
+        return {}
+    return value
+
+
+def create_hl7_feed(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    query_params(request, ())
+    body = Body(
+        json_body(request),
+        {
+            "name",
+            "time_zone",
+            "identifier_system",
+            "processing_id",
+            "location_map",
+            "sending_application",
+        },
+    )
+    fields = {
+        "name": body.text("name", required=True, max_length=60),
+        "time_zone": body.text("time_zone", max_length=64),
+        "identifier_system": body.text("identifier_system", max_length=255),
+        "processing_id": body.choice("processing_id", ProcessingId.values, ProcessingId.PRODUCTION),
+        "location_map": _location_map(body),
+        "sending_application": body.text("sending_application", max_length=180),
+    }
+    body.finish()
+    try:
+        feed = add_feed(api_key.organization, **fields)
+    except FeedError as exc:
+        problems = {k: v for k, v in exc.problems.items() if k != "__all__"}
+        raise ApiError(422, f"The feed is not valid: {exc}", fields=problems or None) from exc
+    found = _hl7_feeds(api_key).get(pk=feed.pk)
+    location = request.build_absolute_uri(f"/api/v1/hl7-feeds/{found.pk}")
+    return json_response(render.hl7_feed(found), 201, Location=location)
+
+
+def get_hl7_feed(request: HttpRequest, api_key: ApiKey, feed_id: int) -> HttpResponse:
+    query_params(request, ())
+    return json_response(render.hl7_feed(get_or_404(_hl7_feeds(api_key), feed_id, "HL7 feed")))
+
+
+def delete_hl7_feed(request: HttpRequest, api_key: ApiKey, feed_id: int) -> HttpResponse:
+    """Delete the feed, or deactivate it when it has stored messages (they are the record)."""
+    query_params(request, ())
+    feed = get_or_404(_hl7_feeds(api_key), feed_id, "HL7 feed")
+    deleted = remove_feed(feed)
+    return json_response(
+        {"outcome": "deleted" if deleted else "deactivated", "feed": render.hl7_feed(feed)}
     )

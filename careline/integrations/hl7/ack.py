@@ -17,6 +17,7 @@ ERROR_CODE_TEXT = {
     "103": "Table value not found",
     "200": "Unsupported message type",
     "201": "Unsupported event code",
+    "202": "Unsupported processing id",
     "203": "Unsupported version id",
     "204": "Unknown key identifier",
     "205": "Duplicate key identifier",
@@ -93,7 +94,8 @@ def build_ack(
             "",
             f"ACK^{trigger}^ACK" if trigger else "ACK",
             escape(ack_control_id),
-            "P",
+            # The ACK belongs to the same exchange: a test message gets a test ACK.
+            escape(header.processing_id) or "P",
             escape(version),
         ]
     )

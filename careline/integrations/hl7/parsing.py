@@ -185,6 +185,7 @@ class Header:
     sent_at: str  # MSH-7 as sent; its time zone is the feed's business
     # MSH-3 and MSH-4 with all their components, echoed back in the ACK.
     sender: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    processing_id: str = ""  # MSH-11.1: P, T or D
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,7 @@ def _header(message: hl7.Message) -> Header:
         sending_facility=msh.get(4),
         sent_at=msh.get(7),
         sender=(tuple(msh.components(3)), tuple(msh.components(4))),
+        processing_id=msh.get(11).upper(),
     )
 
 

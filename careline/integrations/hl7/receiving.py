@@ -134,8 +134,9 @@ class FeedSelector:
                 if part
             )
             raise ValueError(
-                f"No active HL7 feed {scope or 'is configured'}. Add one in the admin "
-                "(Integrations › HL7 feeds)."
+                f"No active HL7 feed {scope or 'is configured'}. Add one with `careline "
+                "hl7-feed add NAME --organization SLUG` or in the admin (Integrations › HL7 "
+                "feeds)."
             )
 
     def resolve(self, header: Header) -> Hl7Feed | None:
@@ -230,6 +231,8 @@ def receive_message(
     if len(header.control_id) > MAX_CONTROL_ID:
         reason = f"MSH-10 (message control id) is longer than {MAX_CONTROL_ID} characters."
         return _store_rejected(raw, header, feed, reason, "102", now, retention, "MSH^1^10")
+    if header.processing_id != feed.processing_id:
+        return _refuse_processing_id(raw, header, feed, now, retention)
 
     existing = _stored(feed, header.control_id)
     if existing is not None:
@@ -383,6 +386,21 @@ def receive_oversize(
         timezone.now(),
         retention or RejectedRetention.from_settings(),
         keep_control_id=False,  # the sender may send it again, smaller, with the same id
+    )
+
+
+def _refuse_processing_id(
+    raw: str, header: Header, feed: Hl7Feed, now: datetime, retention: RejectedRetention
+) -> Receipt:
+    """A test (T) or debugging (D) message on a production feed, or the reverse: AR, and
+    nothing applied. The control id is not kept, so a later message that reuses it is
+    not answered with this refusal (test systems often restart their numbering)."""
+    reason = (
+        f"MSH-11 processing ID '{header.processing_id or '(empty)'}' does not match the "
+        f"feed '{feed.name}', which takes '{feed.processing_id}' messages only."
+    )
+    return _store_rejected(
+        raw, header, feed, reason, "202", now, retention, "MSH^1^11", keep_control_id=False
     )
 
 

@@ -7,6 +7,7 @@ recipient's number, and these messages end up in logs and on staff screens.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from careline.messaging.gateways.base import (
     StatusUpdate,
 )
 from careline.messaging.models import OutboundMessage
+from careline.messaging.visit_links import REDACTED_TOKEN
 
 log = logging.getLogger(__name__)
 # The twilio client logs every request's query string at INFO, and list queries carry the
@@ -267,6 +269,15 @@ def _comparable(body: str) -> str:
     return " ".join((body or "").translate(SMART_ENCODING).split())
 
 
+def _same_text(theirs: str, ours: str) -> bool:
+    """Whether Twilio's text starts with ours. Ours is the stored text, with a link's token
+    redacted (the provider got some token there): that part matches any token."""
+    if REDACTED_TOKEN not in ours:
+        return theirs.startswith(ours)
+    pattern = "[A-Za-z0-9_-]+".join(re.escape(part) for part in ours.split(REDACTED_TOKEN))
+    return re.match(pattern, theirs) is not None
+
+
 def _is_copy_of(message, sms: OutgoingSms, sender: dict[str, str]) -> bool:
     """Same direction, sender and text. A Messaging Service may have rewritten the text
     (Smart Encoding swaps typographic characters; compliance settings append opt-out
@@ -274,7 +285,7 @@ def _is_copy_of(message, sms: OutgoingSms, sender: dict[str, str]) -> bool:
     ours = _comparable(sms.body)
     if not ours or not (message.direction or "").startswith("outbound"):
         return False
-    if not _comparable(message.body).startswith(ours):
+    if not _same_text(_comparable(message.body), ours):
         return False
     return "from_" in sender or message.messaging_service_sid == sender["messaging_service_sid"]
 

@@ -26,7 +26,9 @@ def valid(resource) -> dict:
 
 @pytest.fixture
 def client(live_server) -> SyncFHIRClient:
-    key = issue_api_key(organization_slug="riverside", name="live tests").plaintext
+    key = issue_api_key(
+        organization_slug="riverside", name="live tests", create_organization=True
+    ).plaintext
     return SyncFHIRClient(f"{live_server.url}/fhir/R4", authorization=f"Bearer {key}")
 
 

@@ -45,6 +45,7 @@ class Peer:
     version: str
     application: str
     facility: str
+    processing_id: str = "P"  # the feed's MSH-11: a test system gets test messages
 
 
 def peer_of(feed: Hl7Feed) -> Peer:
@@ -67,8 +68,9 @@ def peer_of(feed: Hl7Feed) -> Peer:
                 version=header.version or DEFAULT_VERSION,
                 application=_hd(app) or escape(feed.routing_application),
                 facility=_hd(facility),
+                processing_id=feed.processing_id,
             )
-    return Peer(DEFAULT_VERSION, escape(feed.routing_application), "")
+    return Peer(DEFAULT_VERSION, escape(feed.routing_application), "", feed.processing_id)
 
 
 def _hd(components: Iterable[str]) -> str:
@@ -104,7 +106,7 @@ def _msh(peer: Peer, message_type: str, control_id: str, at: str) -> str:
             "",
             msh9,
             control_id,
-            "P",
+            escape(peer.processing_id),
             escape(peer.version),
         ]
     )

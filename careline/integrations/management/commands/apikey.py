@@ -16,7 +16,13 @@ class Command(BaseCommand):
         create.add_argument(
             "--organization",
             required=True,
-            help="Organization slug; the organization is created if it does not exist.",
+            help="Organization slug (see `careline organization list`).",
+        )
+        create.add_argument(
+            "--create-organization",
+            action="store_true",
+            help="Create the organization (named after its slug) if it does not exist, "
+            "for scripts; without it an unknown slug is an error.",
         )
         revoke = sub.add_parser("revoke", help="Revoke a key by its prefix or the whole key.")
         revoke.add_argument("key", help="The key's prefix (see `apikey list`) or the key itself.")
@@ -28,7 +34,11 @@ class Command(BaseCommand):
 
     def _create(self, opts) -> None:
         try:
-            issued = issue_api_key(organization_slug=opts["organization"], name=opts["name"])
+            issued = issue_api_key(
+                organization_slug=opts["organization"],
+                name=opts["name"],
+                create_organization=opts["create_organization"],
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         key = issued.api_key

@@ -77,6 +77,9 @@ class Command(BaseCommand):
                     "-",
                     "--access-logformat",
                     '%(h)s "%(m)s %(U)s" %(s)s %(M)sms',
+                    # Patients' link tokens (/a/<token>) never reach the logs.
+                    "--logger-class",
+                    "careline.web.access_log.RedactingGunicornLogger",
                 ],
                 env={**os.environ},
             )
