@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from fhir.resources.R4B import get_fhir_model_class
@@ -59,7 +60,12 @@ def fhir_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
                 ) from exc
             base = request.build_absolute_uri("/fhir/R4/")
             ctx = Context(organization=api_key.organization, base_url=base)
-            return view(request, ctx, *args, **kwargs)
+            if request.method in ("GET", "HEAD"):
+                return view(request, ctx, *args, **kwargs)
+            # A write and its answer are one unit: whatever fails after the row is saved
+            # (rendering it back, a later check) leaves nothing stored.
+            with transaction.atomic():
+                return view(request, ctx, *args, **kwargs)
         except FhirError as exc:
             return error_response(exc)
         except RequestDataTooBig:
@@ -216,6 +222,28 @@ def _search(
         query += [("_count", str(count)), ("_offset", str(page_offset_value))]
         return f"{base}?{urlencode(query)}"
 
+    entries, unreadable = [], []
+    for item in items:
+        try:
+            resource = _render(ctx, handler, item)
+        except (PydanticValidationError, ValueError, OverflowError) as exc:
+            # A row stored before a door refused its kind must not hide the others.
+            unreadable.append(_unreadable(handler, item, exc))
+            continue
+        entries.append(
+            {
+                "fullUrl": f"{base}/{resource['id']}",
+                "resource": resource,
+                "search": {"mode": "match"},
+            }
+        )
+    if unreadable:
+        entries.append(
+            {
+                "resource": {"resourceType": "OperationOutcome", "issue": unreadable},
+                "search": {"mode": "outcome"},
+            }
+        )
     links = [{"relation": "self", "url": page_url(offset)}]
     if count and offset + count < total:
         links.append({"relation": "next", "url": page_url(offset + count)})
@@ -226,18 +254,29 @@ def _search(
         "type": "searchset",
         "total": total,
         "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/{resource['id']}",
-                "resource": resource,
-                "search": {"mode": "match"},
-            }
-            for resource in (_render(ctx, handler, item) for item in items)
-        ],
+        "entry": entries,
     }
     if not bundle["entry"]:
         del bundle["entry"]
     return fhir_response(bundle)
+
+
+def _unreadable(handler: Handler, item: Any, exc: Exception) -> dict[str, Any]:
+    """An issue for a stored row that cannot be shown as valid FHIR; logged with its id."""
+    item_id = getattr(item, "pk", None) or getattr(item, "id", "?")
+    logger.warning(
+        "FHIR search: %s/%s cannot be rendered (%s)",
+        handler.resource_type,
+        item_id,
+        type(exc).__name__,
+    )
+    return {
+        "severity": "warning",
+        "code": "processing",
+        "diagnostics": f"{handler.resource_type}/{item_id} matches but holds data that is "
+        "not valid FHIR (e.g. a date out of range); correct it with PUT.",
+        "expression": [handler.resource_type],
+    }
 
 
 def _create(request: HttpRequest, ctx: Context, handler: Handler) -> HttpResponse:

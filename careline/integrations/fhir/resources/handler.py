@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from careline.clinics.models import Organization
 from careline.clinics.validators import normalize_phone
 from careline.integrations.fhir.errors import FhirError, not_found, unknown_reference
-from careline.integrations.fhir.search import any_of, parse_pk, reference_pk
+from careline.integrations.fhir.search import any_of, parse_pk, reference_pk, search_parameter
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ class ModelHandler(Handler):
     ) -> tuple[int, list[Any]]:
         qs = self.queryset(ctx)
         for name, values in params.items():
-            for value in values:
-                qs = qs.filter(self.filter(ctx, name, value, params))
+            with search_parameter(name):
+                for value in values:
+                    qs = qs.filter(self.filter(ctx, name, value, params))
         qs = qs.order_by(*self.ordering)
         total = qs.count()
         return total, list(qs[offset : offset + count]) if count else []
