@@ -79,7 +79,9 @@ class SlotHandler(Handler):
         schedules = params.get("schedule", [])
         if len(schedules) != 1 or "," in schedules[0]:
             raise FhirError(
-                400, "Slot search needs exactly one schedule=Schedule/<id>.", expression=["schedule"]
+                400,
+                "Slot search needs exactly one schedule=Schedule/<id>.",
+                expression=["schedule"],
             )
         raw = schedules[0].strip()
         schedule_id = raw.split("/")[-1] if raw.startswith("Schedule/") or "/" not in raw else ""
