@@ -19,7 +19,12 @@ from careline.integrations.fhir.search import (
     parse_token,
     search_parameter,
 )
-from careline.scheduling.appointments import LONGEST_VISIT, find_open_slots
+from careline.scheduling.appointments import (
+    LONGEST_VISIT,
+    VisitTimeError,
+    check_visit_times,
+    find_open_slots,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class SlotHandler(Handler):
         if not 0 < minutes <= 24 * 60:
             raise not_found("Slot", resource_id)
         end = start + timedelta(minutes=minutes)
+        try:
+            check_visit_times(start, end)
+        except VisitTimeError:
+            raise not_found("Slot", resource_id) from None
         found = find_open_slots(
             practice=schedule.practice,
             duration_minutes=minutes,
