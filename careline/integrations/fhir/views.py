@@ -20,7 +20,12 @@ from careline.integrations.fhir.capability import capability_statement
 from careline.integrations.fhir.errors import FhirError, from_validation_error, operation_outcome
 from careline.integrations.fhir.registry import HANDLERS
 from careline.integrations.fhir.resources.handler import Context, Handler
-from careline.integrations.fhir.search import COMMON_PARAMETERS, page_offset, page_size
+from careline.integrations.fhir.search import (
+    COMMON_PARAMETERS,
+    page_offset,
+    page_size,
+    search_parameter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +197,10 @@ def _check_text(value: Any, where: str) -> None:
 
 
 def _search_params(handler: Handler, params: dict[str, list[str]]) -> dict[str, list[str]]:
-    _check_text(params, "The search")
+    for name, values in params.items():
+        with search_parameter(name):
+            _check_text(name, "A search parameter's name")
+            _check_text(values, f"The search parameter {name}")
     filters = {k: v for k, v in params.items() if k not in COMMON_PARAMETERS}
     unknown = sorted(set(filters) - set(handler.search_parameters))
     if unknown:

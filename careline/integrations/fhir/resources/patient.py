@@ -61,10 +61,10 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
         token = parse_token(value)
         if token.system == "email" or "@" in (token.code or ""):
             return self.filter_email(ctx, token.code or "", params)
-        return Q(mobile_phone=phone(token.code, "telecom search value"))
+        return Q(mobile_phone=phone(token.code, "telecom"))
 
     def filter_phone(self, ctx, value, params) -> Q:
-        return Q(mobile_phone=phone(parse_token(value).code, "phone search value"))
+        return Q(mobile_phone=phone(parse_token(value).code, "phone"))
 
     def filter_email(self, ctx, value, params) -> Q:
         return Q(email__iexact=parse_token(value).code or "")
