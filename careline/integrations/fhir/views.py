@@ -20,12 +20,7 @@ from careline.integrations.fhir.capability import capability_statement
 from careline.integrations.fhir.errors import FhirError, from_validation_error, operation_outcome
 from careline.integrations.fhir.registry import HANDLERS
 from careline.integrations.fhir.resources.handler import Context, Handler
-from careline.integrations.fhir.search import (
-    COMMON_PARAMETERS,
-    page_offset,
-    page_size,
-    search_parameter,
-)
+from careline.integrations.fhir.search import COMMON_PARAMETERS, page_offset, page_size
 
 logger = logging.getLogger(__name__)
 
@@ -182,25 +177,29 @@ def _form_query(request: HttpRequest) -> dict[str, list[str]]:
     return params
 
 
-def _check_text(value: Any, where: str) -> None:
-    """Reject NUL characters, which no database column can store."""
+def _check_text(value: Any, where: str, expression: str | None = None) -> None:
+    """Reject NUL characters, which no database column can store; the error names the
+    element (`where`) or the given `expression`."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise FhirError(400, f"{where} contains a NUL character (\\u0000).")
+            raise FhirError(
+                400,
+                f"{where} contains a NUL character (\\u0000).",
+                expression=[expression or where],
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_text(key, where)
-            _check_text(item, f"{where}.{key}")
+            _check_text(key, where, expression)
+            _check_text(item, f"{where}.{key}", expression)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_text(item, f"{where}[{i}]")
+            _check_text(item, f"{where}[{i}]", expression)
 
 
 def _search_params(handler: Handler, params: dict[str, list[str]]) -> dict[str, list[str]]:
     for name, values in params.items():
-        with search_parameter(name):
-            _check_text(name, "A search parameter's name")
-            _check_text(values, f"The search parameter {name}")
+        _check_text(name, "A search parameter's name", "_search")
+        _check_text(values, f"The search parameter {name}", name)
     filters = {k: v for k, v in params.items() if k not in COMMON_PARAMETERS}
     unknown = sorted(set(filters) - set(handler.search_parameters))
     if unknown:
