@@ -129,7 +129,7 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 422, "Patient.name is required (family and given).", expression=["Patient.name"]
             )
         patient.family_name = name.family or ""
-        patient.given_name = " ".join(name.given or [])
+        patient.given_name = " ".join(part for part in name.given or [] if part)
         patient.mrn = _mrn(resource.identifier)
         region = next(
             (
