@@ -120,7 +120,14 @@ def instance_endpoint(
     if resource_id == "_search" and request.method == "POST":
         return _search(request, ctx, handler, _form_query(request))
     if request.method in ("GET", "HEAD"):
-        return fhir_response(_render(ctx, handler, handler.get(ctx, resource_id)))
+        found = handler.get(ctx, resource_id)
+        try:
+            return fhir_response(_render(ctx, handler, found))
+        except (PydanticValidationError, ValueError, OverflowError) as exc:
+            issue = _unreadable(handler, found, exc)
+            raise FhirError(
+                422, issue["diagnostics"], code="processing", expression=issue["expression"]
+            ) from exc
     if request.method == "PUT":
         _require_writable(handler)
         resource = _parse_resource(request, handler.resource_type)

@@ -209,3 +209,22 @@ def test_a_slot_id_that_cannot_be_ours_is_404(fhir, world, path):
     response = fhir.get(path)
     assert response.status_code == 404, response.content
     outcome(response)
+
+
+@pytest.mark.django_db
+def test_a_stored_row_that_is_not_valid_fhir_does_not_hide_the_others(fhir, org, build):
+    # Stored by another door: an empty family name is no FHIR string.
+    odd = build.patient(org, family_name="")
+    fine = build.patient(org)
+
+    search = fhir.get("Patient")
+    assert search.status_code == 200, search.content
+    entries = search.json()["entry"]
+    assert [e["resource"]["id"] for e in entries if e["search"]["mode"] == "match"] == [
+        str(fine.pk)
+    ]
+    (warning,) = [e["resource"] for e in entries if e["search"]["mode"] == "outcome"]
+    assert f"Patient/{odd.pk}" in warning["issue"][0]["diagnostics"]
+    read = fhir.get(f"Patient/{odd.pk}")
+    assert read.status_code == 422
+    assert f"Patient/{odd.pk}" in outcome(read)

@@ -347,12 +347,19 @@ def leaves(value, path=()):
         yield path
 
 
+DROP = object()
+
+
 def replaced(body, path, new):
+    """A copy of `body` with the value at `path` replaced by `new` (DROP: removed)."""
     body = json.loads(json.dumps(body))
     target = body
     for part in path[:-1]:
         target = target[part]
-    target[path[-1]] = new
+    if new is DROP:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = new
     return body
 
 
@@ -382,10 +389,14 @@ leaf_values = (
 
 @st.composite
 def bent(draw, body: dict) -> dict:
-    """The example with one to three of its values replaced by odd shapes."""
+    """The example with one to three of its values replaced by odd shapes or left out."""
     paths = list(leaves(body))
-    for path in draw(st.lists(st.sampled_from(paths), min_size=1, max_size=3, unique=True)):
-        body = replaced(body, path, draw(leaf_values))
+    chosen = draw(st.lists(st.sampled_from(paths), min_size=1, max_size=3, unique=True))
+    # Deepest first, and list items from the end, so a removal moves no other path.
+    for path in sorted(chosen, key=lambda p: (len(p), p[-1] if isinstance(p[-1], int) else -1))[
+        ::-1
+    ]:
+        body = replaced(body, path, draw(leaf_values | st.just(DROP)))
     return body
 
 
