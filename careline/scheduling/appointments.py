@@ -283,8 +283,11 @@ def book_appointment(
     user=None,
     check_working_time: bool = True,
 ) -> Appointment:
-    """Book `start` for the patient, or raise SlotUnavailable. Safe under concurrency."""
+    """Book `start` for the patient, or raise SlotUnavailable (VisitTimeError for a time
+    Careline cannot handle, which the door should have refused). Safe under concurrency."""
+    check_visit_times(start)  # before the arithmetic, which overflows at the calendar's end
     end = start + timedelta(minutes=appointment_type.duration_minutes)
+    check_visit_times(start, end)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -321,7 +324,9 @@ def move_appointment(
     """Move to a new time (and provider) atomically; the old time is freed in the same step."""
     provider = new_provider or appointment.provider
     duration = appointment.end - appointment.start
+    check_visit_times(new_start)
     new_end = new_start + duration
+    check_visit_times(new_start, new_end)
     now = timezone.now()
     try:
         with transaction.atomic():
