@@ -38,6 +38,15 @@ from careline.versions import change_stamp, snapshot, stamp
 # How far ahead a slot search looks before giving up.
 SEARCH_HORIZON_DAYS = 90
 
+# The visits Careline can handle. Far from Python's years 1 and 9999, so that every
+# reminder time, quiet-hours check and local date derived from a visit is computable in
+# any time zone; at least a minute, as FHIR's minutesDuration is a positive integer; at most
+# a day, as the slot search and visit types count in minutes of one day.
+EARLIEST_VISIT = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_VISIT = datetime(2200, 1, 1, tzinfo=UTC)
+SHORTEST_VISIT = timedelta(minutes=1)
+LONGEST_VISIT = timedelta(days=1)
+
 
 class SlotUnavailable(Exception):
     """The requested time is taken or outside the provider's working time."""
@@ -45,6 +54,39 @@ class SlotUnavailable(Exception):
 
 class InvalidTransition(Exception):
     pass
+
+
+class VisitTimeError(ValueError):
+    """A visit time Careline cannot handle; `field` is "start" or "end", `message` says
+    why in words a caller can act on (each door names the field its own way)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def check_visit_times(start: datetime, end: datetime | None = None) -> None:
+    """The one rule every door (FHIR, HL7, CSV, forms, booking) applies before storing a
+    visit: refuse what the reminder worker could not plan, render or send. Raises
+    VisitTimeError naming the field; `end` None checks a start alone (e.g. a new time
+    chosen for a visit whose length is known)."""
+    for field, moment in (("start", start), ("end", end)):
+        if moment is None:
+            continue
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise VisitTimeError(field, "needs a time zone or UTC offset.")
+        if not EARLIEST_VISIT <= moment < LATEST_VISIT:
+            raise VisitTimeError(
+                field,
+                f"must be in the years {EARLIEST_VISIT.year} to {LATEST_VISIT.year - 1}.",
+            )
+    if end is None:
+        return
+    if end - start < SHORTEST_VISIT:
+        raise VisitTimeError("end", "must be at least one minute after the start.")
+    if end - start > LONGEST_VISIT:
+        raise VisitTimeError("end", "must be at most 24 hours after the start.")
 
 
 @dataclass(frozen=True)
@@ -243,8 +285,11 @@ def book_appointment(
     user=None,
     check_working_time: bool = True,
 ) -> Appointment:
-    """Book `start` for the patient, or raise SlotUnavailable. Safe under concurrency."""
+    """Book `start` for the patient, or raise SlotUnavailable (VisitTimeError for a time
+    Careline cannot handle, which the door should have refused). Safe under concurrency."""
+    check_visit_times(start)  # before the arithmetic, which overflows at the calendar's end
     end = start + timedelta(minutes=appointment_type.duration_minutes)
+    check_visit_times(start, end)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -281,7 +326,9 @@ def move_appointment(
     """Move to a new time (and provider) atomically; the old time is freed in the same step."""
     provider = new_provider or appointment.provider
     duration = appointment.end - appointment.start
+    check_visit_times(new_start)
     new_end = new_start + duration
+    check_visit_times(new_start, new_end)
     now = timezone.now()
     try:
         with transaction.atomic():

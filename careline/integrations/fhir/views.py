@@ -75,7 +75,12 @@ def fhir_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
                 ) from exc
             base = request.build_absolute_uri("/fhir/R4/")
             ctx = Context(organization=api_key.organization, base_url=base)
-            return view(request, ctx, *args, **kwargs)
+            if request.method in ("GET", "HEAD"):
+                return view(request, ctx, *args, **kwargs)
+            # A write and its answer are one unit: whatever fails after the row is saved
+            # (rendering it back, a later check) leaves nothing stored.
+            with transaction.atomic():
+                return view(request, ctx, *args, **kwargs)
         except FhirError as exc:
             return error_response(exc)
         except RequestDataTooBig:
@@ -176,7 +181,13 @@ def instance_endpoint(
             for name, value in headers.items():
                 response[name] = value
             return response
-        return fhir_response(_render(ctx, handler, obj), **headers)
+        try:
+            return fhir_response(_render(ctx, handler, obj), **headers)
+        except (PydanticValidationError, ValueError, OverflowError) as exc:
+            issue = _unreadable(handler, obj, exc)
+            raise FhirError(
+                422, issue["diagnostics"], code="processing", expression=issue["expression"]
+            ) from exc
     if request.method == "PUT":
         _require_writable(handler)
         resource = _parse_resource(request, handler.resource_type)
@@ -367,22 +378,29 @@ def _form_query(request: HttpRequest) -> dict[str, list[str]]:
     return params
 
 
-def _check_text(value: Any, where: str) -> None:
-    """Reject NUL characters, which no database column can store."""
+def _check_text(value: Any, where: str, expression: str | None = None) -> None:
+    """Reject NUL characters, which no database column can store; the error names the
+    element (`where`) or the given `expression`."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise FhirError(400, f"{where} contains a NUL character (\\u0000).")
+            raise FhirError(
+                400,
+                f"{where} contains a NUL character (\\u0000).",
+                expression=[expression or where],
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_text(key, where)
-            _check_text(item, f"{where}.{key}")
+            _check_text(key, where, expression)
+            _check_text(item, f"{where}.{key}", expression)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_text(item, f"{where}[{i}]")
+            _check_text(item, f"{where}[{i}]", expression)
 
 
 def _search_params(handler: Handler, params: dict[str, list[str]]) -> dict[str, list[str]]:
-    _check_text(params, "The search")
+    for name, values in params.items():
+        _check_text(name, "A search parameter's name", "_search")
+        _check_text(values, f"The search parameter {name}", name)
     filters = {k: v for k, v in params.items() if k not in COMMON_PARAMETERS}
     unknown = sorted(set(filters) - set(handler.search_parameters))
     if unknown:
@@ -432,23 +450,56 @@ def _search(
             links.append({"relation": "next", "url": page_url(offset + count)})
         if count and offset > 0:
             links.append({"relation": "previous", "url": page_url(max(0, offset - count))})
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": [
+    entries, unreadable = [], []
+    for item in items:
+        try:
+            resource = _render(ctx, handler, item)
+        except (PydanticValidationError, ValueError, OverflowError) as exc:
+            # A row stored before a door refused its kind must not hide the others.
+            unreadable.append(_unreadable(handler, item, exc))
+            continue
+        entries.append(
             {
                 "fullUrl": f"{base}/{resource['id']}",
                 "resource": resource,
                 "search": {"mode": "match"},
             }
-            for resource in (_render(ctx, handler, item) for item in items)
-        ],
+        )
+    if unreadable:
+        entries.append(
+            {
+                "resource": {"resourceType": "OperationOutcome", "issue": unreadable},
+                "search": {"mode": "outcome"},
+            }
+        )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": entries,
     }
     if not bundle["entry"]:
         del bundle["entry"]
     return fhir_response(bundle)
+
+
+def _unreadable(handler: Handler, item: Any, exc: Exception) -> dict[str, Any]:
+    """An issue for a stored row that cannot be shown as valid FHIR; logged with its id."""
+    item_id = getattr(item, "pk", None) or getattr(item, "id", "?")
+    logger.warning(
+        "FHIR search: %s/%s cannot be rendered (%s)",
+        handler.resource_type,
+        item_id,
+        type(exc).__name__,
+    )
+    return {
+        "severity": "warning",
+        "code": "processing",
+        "diagnostics": f"{handler.resource_type}/{item_id} matches but holds data that is "
+        "not valid FHIR (e.g. a date out of range); correct it with PUT.",
+        "expression": [handler.resource_type],
+    }
 
 
 def _create(request: HttpRequest, ctx: Context, handler: Handler) -> HttpResponse:

@@ -14,7 +14,13 @@ from django.db.models import Q, QuerySet
 from careline.clinics.models import Organization
 from careline.clinics.validators import normalize_phone
 from careline.integrations.fhir.errors import FhirError, not_found, unknown_reference
-from careline.integrations.fhir.search import any_of, date_q, parse_pk, reference_pk
+from careline.integrations.fhir.search import (
+    any_of,
+    date_q,
+    parse_pk,
+    reference_pk,
+    search_parameter,
+)
 from careline.versions import restore, settled_before
 
 
@@ -105,8 +111,9 @@ class ModelHandler(Handler):
         """`changed_after` (last_updated, id) sorts by change and pages from that key."""
         qs = self.queryset(ctx)
         for name, values in params.items():
-            for value in values:
-                qs = qs.filter(self.filter(ctx, name, value, params))
+            with search_parameter(name):
+                for value in values:
+                    qs = qs.filter(self.filter(ctx, name, value, params))
         if changed_after is not None or "_lastUpdated" in params:
             qs = qs.filter(self.settled(ctx, qs.model))
         if changed_after is None:
