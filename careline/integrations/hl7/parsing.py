@@ -27,6 +27,13 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
 import hl7
 
+from careline.scheduling.appointments import (
+    EARLIEST_VISIT,
+    LATEST_VISIT,
+    LONGEST_VISIT,
+    SHORTEST_VISIT,
+)
+
 SIU_TRIGGERS = ("S12", "S13", "S14", "S15", "S17", "S26")
 
 # Segment action code (AIx-2) "D": the resource is being removed from the appointment.
@@ -550,11 +557,9 @@ class BadValue(ValueError):
     """A field is present but cannot be read; the message says which and why."""
 
 
-# A visit outside these years is a typo or a probe, and reminder arithmetic near the
-# calendar's ends (year 1 or 9999) overflows; wide enough for any real schedule.
-EARLIEST_VISIT_YEAR, LATEST_VISIT_YEAR = 1900, 2199
-SHORTEST_VISIT = timedelta(minutes=1)
-LONGEST_VISIT = timedelta(days=7)
+# The one visit-time rule of every door (scheduling.appointments.check_visit_times),
+# checked here field by field so that the ACK can name the segment and field.
+EARLIEST_VISIT_YEAR, LATEST_VISIT_YEAR = EARLIEST_VISIT.year, LATEST_VISIT.year - 1
 # Column sizes of what these ids are stored in; a longer id is refused, never cut.
 MAX_CONTROL_ID = 199
 MAX_APPOINTMENT_ID = 120
@@ -643,7 +648,13 @@ def to_datetime(value: str, zone: tzinfo, what: str) -> datetime:
                 "spring forward over it); send the time with its UTC offset."
             )
     # In UTC, so adding a duration means elapsed time, not wall-clock time across DST.
-    return parsed.astimezone(UTC)
+    in_utc = parsed.astimezone(UTC)
+    if not EARLIEST_VISIT <= in_utc < LATEST_VISIT:
+        raise BadValue(
+            f"{what} '{value.strip()[:40]}' is outside the years "
+            f"{EARLIEST_VISIT_YEAR}–{LATEST_VISIT_YEAR} in UTC."
+        )
+    return in_utc
 
 
 _DATE = re.compile(r"(\d{4})(\d{2})(\d{2})", re.ASCII)
@@ -701,4 +712,5 @@ def check_visit_length(length: timedelta, what: str) -> None:
     if length < SHORTEST_VISIT:
         raise BadValue(f"{what} is shorter than a minute; a visit lasts at least one minute.")
     if length > LONGEST_VISIT:
-        raise BadValue(f"{what} is longer than {LONGEST_VISIT.days} days.")
+        hours = int(LONGEST_VISIT.total_seconds() // 3600)
+        raise BadValue(f"{what} is longer than {hours} hours.")

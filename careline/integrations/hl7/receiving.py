@@ -61,7 +61,6 @@ from careline.integrations.hl7.parsing import (
     Resource,
     SiuMessage,
     SiuPatient,
-    check_visit_length,
     normalize_segment_breaks,
     parse_siu,
     read_header,
@@ -73,6 +72,7 @@ from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, H
 from careline.patients.languages import coded_language, language_as_received
 from careline.patients.models import Patient
 from careline.patients.records import create_patient, update_patient
+from careline.scheduling.appointments import VisitTimeError, check_visit_times
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
@@ -674,10 +674,13 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
             location=siu.end_location or siu.duration_location,
         )
     try:
-        check_visit_length(end - start, "The appointment")
-    except BadValue as exc:
+        check_visit_times(start, end)
+    except VisitTimeError as exc:
+        where = siu.start_location if exc.field == "start" else None
         raise NotApplicable(
-            str(exc), code="102", location=siu.end_location or siu.duration_location
+            f"The appointment's {exc.field} {exc.message}",
+            code="102",
+            location=where or siu.end_location or siu.duration_location,
         ) from exc
 
     upsert = upsert_external_appointment(
