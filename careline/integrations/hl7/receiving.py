@@ -23,7 +23,7 @@ The rules:
   SCH^1^11^1^4 and an ERR-8 text naming it, and nothing of the message is applied: a
   timestamp that is not an ASCII-digit DTM, has an out-of-range month/day/hour or is
   outside 1900–2199; a duration that is negative, not ASCII digits, shorter than a
-  minute or longer than a week; an id longer than its column. "Internal error" is for
+  minute or longer than a day; an id longer than its column. "Internal error" is for
   our own faults only.
 - Refused messages are evidence, not data: REJECTED rows keep an excerpt of at most
   REJECTED_EXCERPT_CHARS, and REJECTED rows and AE rows that applied nothing are kept
