@@ -211,6 +211,8 @@ class CadenceForm(forms.Form):
 
     def clean_hours_before(self) -> list[int]:
         text = self.cleaned_data["hours_before"].replace(";", ",")
+        if not text.isascii():  # float() would read "٣" as 3
+            raise ValidationError("Write numbers of hours with the digits 0-9.")
         try:
             hours = [float(h) for h in text.split(",") if h.strip()]
         except ValueError as exc:
