@@ -76,7 +76,11 @@ def check_visit_times(start: datetime, end: datetime | None = None) -> None:
             continue
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise VisitTimeError(field, "needs a time zone or UTC offset.")
-        if not EARLIEST_VISIT <= moment < LATEST_VISIT:
+        try:
+            in_range = EARLIEST_VISIT <= moment < LATEST_VISIT
+        except OverflowError:  # an offset that pushes year 1 or 9999 off the calendar
+            in_range = False
+        if not in_range:
             raise VisitTimeError(
                 field,
                 f"must be in the years {EARLIEST_VISIT.year} to {LATEST_VISIT.year - 1}.",

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.clinics.validators import parse_id
 from careline.patients.models import Patient
 from careline.patients.records import create_patient
 from careline.scheduling.appointments import (
@@ -83,10 +84,8 @@ def bookable_provider(practice: Practice, provider_id: int | str | None) -> Prov
 
 
 def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
+    number = parse_id(value)
+    return -1 if number is None else number
 
 
 def slots_on_day(

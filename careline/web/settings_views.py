@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -19,8 +21,13 @@ from careline.clinics.numbers import (
     claim_sender_number,
     release_unused,
 )
-from careline.clinics.validators import normalize_phone
-from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
+from careline.clinics.validators import normalize_phone, parse_id
+from careline.messaging.models import (
+    MAX_OFFSET_MINUTES,
+    MessageKind,
+    MessageTemplate,
+    ReminderRule,
+)
 from careline.messaging.rendering import local_date, local_time, render_body
 from careline.messaging.rules import (
     default_rule,
@@ -196,13 +203,12 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
         else (instance.body if instance else "")
     )
     language = request.POST.get("language") or (instance.language if instance else "en")
-    practice = (
-        Practice.objects.visible_to(request.user)
-        .filter(
-            pk=request.POST.get("practice") or (instance.practice_id if instance else None) or 0
-        )
-        .first()
+    practice_id = (
+        parse_id(request.POST.get("practice"))
+        if request.method == "POST"
+        else (instance.practice_id if instance else None)
     )
+    practice = Practice.objects.visible_to(request.user).filter(pk=practice_id or 0).first()
     context = {
         "form": form,
         "preview": sample_preview(body or "", language, practice),
@@ -227,10 +233,19 @@ class CadenceForm(forms.Form):
 
     def clean_hours_before(self) -> list[int]:
         text = self.cleaned_data["hours_before"].replace(";", ",")
+        if not text.isascii():  # float() would read "٣" as 3
+            raise ValidationError("Write numbers of hours with the digits 0-9.")
         try:
             hours = [float(h) for h in text.split(",") if h.strip()]
         except ValueError as exc:
             raise ValidationError("Write numbers of hours, separated by commas.") from exc
+        # float() also reads "inf", "nan", "1e308" and "٣"; the rule's own check
+        # (1 minute to 60 days) names the range, these would not reach it.
+        if not all(math.isfinite(h) and 0 < h <= MAX_OFFSET_MINUTES / 60 for h in hours):
+            raise ValidationError(
+                f"Each reminder must be between 1 minute and {MAX_OFFSET_MINUTES // 1440} days "
+                "before the visit."
+            )
         return sorted({int(h * 60) for h in hours}, reverse=True)
 
 
