@@ -88,6 +88,17 @@ def _int(value) -> int:
     return -1 if number is None else number
 
 
+def check_patient_choice(practice: Practice, start: datetime) -> None:
+    """A patient books or moves to times the pages offer: from now to the booking horizon
+    (a tampered form could otherwise pick any time the schedule leaves open)."""
+    now = timezone.now()
+    if start <= now:
+        raise SlotUnavailable(_("That time has passed."))
+    last_day = (now.astimezone(practice.zone) + timedelta(BOOKING_HORIZON_DAYS)).date()
+    if start.astimezone(practice.zone).date() > last_day:
+        raise SlotUnavailable(_("That time is not available."))
+
+
 def slots_on_day(
     practice: Practice,
     appointment_type: AppointmentType,
@@ -237,8 +248,7 @@ def book_online(
     provider = bookable_provider(practice, provider_id)
     if provider is None:
         raise NotBookable(_("Choose a provider of this practice."))
-    if start <= timezone.now():
-        raise SlotUnavailable(_("That time has passed."))
+    check_patient_choice(practice, start)
     ratelimit.check(
         [
             (ratelimit.BOOKINGS_PER_NUMBER, patient.mobile_phone),
