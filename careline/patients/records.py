@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from careline.patients.models import Patient
+from careline.patients.time_zones import zones_for_number
 
 BATCH = 1000
 
@@ -27,10 +28,18 @@ def update_patient(patient: Patient, **fields: Any) -> Patient:
 
 
 def import_patients(new: list[Patient], changed: list[Patient], fields: Iterable[str]) -> None:
-    """A file import's patients, written in batches: `new` inserted, `changed` updated."""
+    """A file import's patients, written in batches: `new` inserted, `changed` updated.
+    Bulk writes skip `Patient.save`, so the number's zones are derived here."""
+    fields = list(fields)
+    for patient in new:
+        patient.time_zones = zones_for_number(patient.mobile_phone)
+    if "mobile_phone" in fields:
+        for patient in changed:
+            patient.time_zones = zones_for_number(patient.mobile_phone)
+        fields.append("time_zones")
     Patient.objects.bulk_create(new, batch_size=BATCH)
     if changed:
-        Patient.objects.bulk_update(changed, list(fields), batch_size=BATCH // 2)
+        Patient.objects.bulk_update(changed, fields, batch_size=BATCH // 2)
 
 
 def set_home_practice_if_none(patient: Patient, practice_id: int) -> None:
