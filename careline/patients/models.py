@@ -49,7 +49,7 @@ class Patient(models.Model):
     mobile_phone = models.CharField(max_length=20, blank=True, db_index=True)
     # Derived from the mobile number's area code whenever it is saved: quiet hours are kept
     # in every one of these zones (the practice's when blank). Space-separated IANA names.
-    time_zones = models.CharField(max_length=160, blank=True, editable=False)
+    time_zones = models.CharField(max_length=160, blank=True, editable=False, db_default="")
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='patient',
             name='time_zones',
-            field=models.CharField(blank=True, editable=False, max_length=160),
+            field=models.CharField(blank=True, db_default='', editable=False, max_length=160),
         ),
         migrations.RunPython(derive_zones, migrations.RunPython.noop),
     ]
