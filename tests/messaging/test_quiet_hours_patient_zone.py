@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import zoneinfo
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from careline.integrations.api_keys import issue_api_key
+from careline.messaging.compliance import DEFER, SEND, Facts, SendingHours, decide
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.messaging.models import MessageState, OutboundMessage, SimulatedPhoneMessage
@@ -169,3 +172,35 @@ def test_the_zone_follows_the_number_through_a_csv_import(build, tmp_path):
         call_command("import-csv", str(path), "--organization", clinic.org.slug, "--no-progress")
         zones.append(Patient.objects.get(mrn="M1").time_zones)
     assert zones == ["America/Los_Angeles", "America/New_York"]
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(2024, 1, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)
+    ),
+    st.sampled_from(
+        [
+            ("America/Los_Angeles",),
+            ("America/Boise", "America/Los_Angeles"),
+            ("America/Denver", "America/North_Dakota/Center"),
+            ("America/Adak", "America/Anchorage"),
+            ("Pacific/Honolulu",),
+        ]
+    ),
+)
+def test_nothing_is_sent_outside_the_hours_of_any_of_the_phones_zones(now, names):
+    zones = tuple(zoneinfo.ZoneInfo(n) for n in names)
+    visit = now + timedelta(days=3)
+    facts = Facts(
+        kind="reminder", channel="sms", now=now, expires_at=visit, zone=NEW_YORK,
+        has_address=True, patient_zones=zones, has_appointment=True,
+        appointment_status="booked", appointment_start=visit, visit_start=visit,
+    )  # fmt: skip
+    decision = decide(facts, hours=SendingHours(8, 21), daily_cap=4)
+    when = now if decision.action == SEND else decision.defer_until
+    assert decision.action in (SEND, DEFER)
+    for zone in zones:
+        assert 8 <= when.astimezone(zone).hour < 21, (zone, when)
+    if decision.action == DEFER:
+        # The first moment every zone is open: a minute earlier, one of them is not.
+        assert any(not 8 <= (when - timedelta(minutes=1)).astimezone(z).hour < 21 for z in zones)
