@@ -18,6 +18,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -65,9 +66,27 @@ _APPOINTMENT_FIELDS = [
     "start",
     *(
         f"patient__{f}"
-        for f in ("home_practice_id", "given_name", "preferred_language", "mobile_phone", "email")
+        for f in (
+            "home_practice_id",
+            "given_name",
+            "preferred_language",
+            "mobile_phone",
+            "email",
+            "time_zones",
+        )
     ),
 ]
+
+
+@lru_cache(maxsize=256)
+def _zones(names: str) -> tuple[zoneinfo.ZoneInfo, ...]:
+    zones = []
+    for name in names.split():
+        try:
+            zones.append(zoneinfo.ZoneInfo(name))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue  # a zone this system's tz database lacks: the others still count
+    return tuple(zones)
 
 
 def status_callback_url() -> str:
@@ -184,6 +203,7 @@ class _Batch:
             expires_at=m.expires_at,
             zone=zone,
             has_address=bool(address),
+            patient_zones=self.patient_zones(m),
             opted_out=(m.organization_id, address) in self.opted_out,
             has_appointment=appointment is not None,
             appointment_status=appointment.status if appointment else "",
@@ -193,6 +213,14 @@ class _Batch:
             sent_to_patient_last_day=self.sent_last_day[m.patient_id] if m.patient_id else 0,
             number_already_reminded=shared,
         )
+
+    def patient_zones(self, m: OutboundMessage) -> tuple[zoneinfo.ZoneInfo, ...]:
+        """The zones of the patient's phone when the text goes to it (stored with the
+        patient when the number is set: nothing to look up here)."""
+        patient = self.patients.get(m.patient_id)
+        if patient is None or m.channel != Channel.SMS or not patient.time_zones:
+            return ()
+        return _zones(patient.time_zones)
 
     def will_send(self, m: OutboundMessage) -> None:
         """Count this message for the cap and the shared-number rule of later rows."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -11,6 +12,7 @@ from django.db.models.functions import Now
 from careline.clinics.models import Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet
 from careline.clinics.validators import normalize_phone
+from careline.patients.time_zones import zones_for_number
 
 
 class Language(models.TextChoices):
@@ -46,6 +48,9 @@ class Patient(models.Model):
     )
     # Not unique: family members often share one mobile number.
     mobile_phone = models.CharField(max_length=20, blank=True, db_index=True)
+    # Derived from the mobile number's area code whenever it is saved: quiet hours are kept
+    # in every one of these zones (the practice's when blank). Space-separated IANA names.
+    time_zones = models.CharField(max_length=160, blank=True, editable=False, db_default="")
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # FHIR's meta.versionId and meta.lastUpdated, stamped by patients.records on every
@@ -79,6 +84,13 @@ class Patient(models.Model):
         for patient_ids_at in _seen_at:
             visible |= models.Q(id__in=patient_ids_at(practice_ids))
         return visible
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.time_zones = zones_for_number(self.mobile_phone)
+        fields = kwargs.get("update_fields")
+        if fields is not None and "mobile_phone" in fields and "time_zones" not in fields:
+            kwargs["update_fields"] = [*fields, "time_zones"]
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if self.mobile_phone:

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 
 from careline.patients.models import Patient, PatientVersion
+from careline.patients.time_zones import zones_for_number
 from careline.versions import change_stamp, snapshot, stamp
 
 BATCH = 1000
@@ -49,7 +50,15 @@ def update_patient(patient: Patient, **fields: Any) -> Patient:
 
 def import_patients(new: list[Patient], changed: list[Patient], fields: Iterable[str]) -> None:
     """A file import's patients, written in batches: `new` inserted, `changed` updated, each
-    as its next version with one change time (one UPDATE per batch bumps the versions)."""
+    as its next version with one change time (one UPDATE per batch bumps the versions).
+    Bulk writes skip `Patient.save`, so the number's zones are derived here."""
+    fields = list(fields)
+    for patient in new:
+        patient.time_zones = zones_for_number(patient.mobile_phone)
+    if "mobile_phone" in fields:
+        for patient in changed:
+            patient.time_zones = zones_for_number(patient.mobile_phone)
+        fields.append("time_zones")
     rows = [*new, *changed]
     if not rows:
         return
@@ -59,7 +68,7 @@ def import_patients(new: list[Patient], changed: list[Patient], fields: Iterable
             patient.version, patient.last_updated = 1, at
         Patient.objects.bulk_create(new, batch_size=BATCH)
         if changed:
-            Patient.objects.bulk_update(changed, list(fields), batch_size=BATCH // 2)
+            Patient.objects.bulk_update(changed, fields, batch_size=BATCH // 2)
             for start in range(0, len(changed), BATCH):
                 ids = [p.pk for p in changed[start : start + BATCH]]
                 Patient.objects.filter(pk__in=ids).update(version=F("version") + 1, last_updated=at)
