@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
@@ -15,6 +15,7 @@ from careline import spreadsheets
 from careline.analytics import experiments, metrics
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.clinics.scoping import administered_organization_ids
+from careline.clinics.validators import query_date, query_id
 from careline.messaging.experiments import end_experiment, start_experiment
 from careline.messaging.models import Experiment
 from careline.scheduling.models import Appointment
@@ -51,13 +52,6 @@ def _cell(value):
     return round(value, 4) if isinstance(value, float) else value
 
 
-def _date(text: str | None) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
 def _csv(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -72,15 +66,18 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     group_by = request.GET.get("group_by", "week")
     if group_by not in metrics.DIMENSIONS:
         group_by = "week"
-    start, end = _date(request.GET.get("from")), _date(request.GET.get("to"))
+    try:
+        start, end = query_date(request.GET, "from"), query_date(request.GET, "to")
+        practice_id = query_id(request.GET, "practice")
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
     appointments = Appointment.objects.visible_to(request.user)
-    practice_id = request.GET.get("practice")
-    if practice_id and practice_id.isdigit():
-        appointments = appointments.filter(practice_id=int(practice_id))
+    if practice_id is not None:
+        appointments = appointments.filter(practice_id=practice_id)
     rows = metrics.appointment_metrics(appointments, group_by=group_by, start=start, end=end)
     practices = Practice.objects.visible_to(request.user)
-    if practice_id and practice_id.isdigit():
-        practices = practices.filter(pk=int(practice_id))
+    if practice_id is not None:
+        practices = practices.filter(pk=practice_id)
     period_end = datetime.combine(end, time.min, tzinfo=UTC) if end else timezone.now()
     period_start = (
         datetime.combine(start, time.min, tzinfo=UTC) if start else period_end - timedelta(days=30)
@@ -131,7 +128,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "group_by": group_by,
         "dimensions": list(metrics.DIMENSIONS),
         "practices": Practice.objects.visible_to(request.user),
-        "practice_id": int(practice_id) if practice_id and practice_id.isdigit() else None,
+        "practice_id": practice_id,
         "start": start,
         "end": end,
         "chart": chart,
@@ -205,7 +202,7 @@ class ExperimentForm(forms.ModelForm):
 
     def clean_withheld_step(self) -> str:
         value = self.cleaned_data["withheld_step"].strip()
-        if value != Experiment.ALL_STEPS and not re.fullmatch(r"reminder:\d+", value):
+        if value != Experiment.ALL_STEPS and not re.fullmatch(r"reminder:[0-9]{1,6}", value):
             raise forms.ValidationError("Write 'all' or a reminder step like 'reminder:4320'.")
         return value
 

@@ -4,28 +4,33 @@ from django import forms
 
 from careline.broadcasts.sending import Audience
 from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.clinics.validators import (
+    CalendarDateField,
+    CalendarDateTimeField,
+    ModelIdsChoiceField,
+)
 from careline.patients.models import Language
 
 
 class BroadcastForm(forms.Form):
     name = forms.CharField(max_length=120, label="Name (for staff)")
-    practices = forms.ModelMultipleChoiceField(queryset=Practice.objects.none())
-    providers = forms.ModelMultipleChoiceField(
+    practices = ModelIdsChoiceField(queryset=Practice.objects.none())
+    providers = ModelIdsChoiceField(
         queryset=Provider.objects.none(),
         required=False,
         help_text="Only patients booked with these providers",
     )
-    appointment_types = forms.ModelMultipleChoiceField(
+    appointment_types = ModelIdsChoiceField(
         queryset=AppointmentType.objects.none(), required=False, label="Visit types"
     )
-    appointments_from = forms.DateField(
+    appointments_from = CalendarDateField(
         required=False, label="Booked from", widget=forms.DateInput(attrs={"type": "date"})
     )
-    appointments_to = forms.DateField(
+    appointments_to = CalendarDateField(
         required=False, label="Booked through", widget=forms.DateInput(attrs={"type": "date"})
     )
     language = forms.ChoiceField(choices=[("", "Any language"), *Language.choices], required=False)
-    seen_since = forms.DateField(
+    seen_since = CalendarDateField(
         required=False, label="Seen since", widget=forms.DateInput(attrs={"type": "date"})
     )
     body_en = forms.CharField(
@@ -39,7 +44,7 @@ class BroadcastForm(forms.Form):
         label="Text (Spanish)",
         help_text="Spanish speakers get this; blank means the English text.",
     )
-    send_at = forms.DateTimeField(
+    send_at = CalendarDateTimeField(
         required=False,
         label="Send at (blank: now)",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),

@@ -72,17 +72,21 @@ def compose(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             if request.POST.get("action") == "send":
-                broadcast = sending.send_broadcast(
-                    organization_id=form.organization_id(),
-                    audience=form.audience(),
-                    name=form.cleaned_data["name"],
-                    body_en=form.cleaned_data["body_en"],
-                    body_es=form.cleaned_data.get("body_es") or "",
-                    send_at=form.cleaned_data.get("send_at"),
-                    user=request.user,
-                )
-                messages.success(request, f"Queued for {broadcast.recipients} patients.")
-                return redirect("broadcasts:detail", broadcast_id=broadcast.id)
+                try:
+                    broadcast = sending.send_broadcast(
+                        organization_id=form.organization_id(),
+                        audience=form.audience(),
+                        name=form.cleaned_data["name"],
+                        body_en=form.cleaned_data["body_en"],
+                        body_es=form.cleaned_data.get("body_es") or "",
+                        send_at=form.cleaned_data.get("send_at"),
+                        user=request.user,
+                    )
+                except sending.BroadcastError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(request, f"Queued for {broadcast.recipients} patients.")
+                    return redirect("broadcasts:detail", broadcast_id=broadcast.id)
     template = "broadcasts/_preview.html" if request.htmx else "broadcasts/compose.html"
     return render(request, template, context)
 

@@ -200,3 +200,26 @@ class SenderNumber(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone} ({self.organization})"
+
+
+class OfficeHours(models.Model):
+    """A practice's own office hours, local time: when someone reads the inbox, so when a
+    patient's text gets the after-hours answer. Each day is "08:00-18:00" or blank (closed).
+    A practice without a row keeps CARELINE_OFFICE_HOURS. Written by clinics.office_hours;
+    the dates it is closed are the practice's holidays (scheduling.holidays)."""
+
+    practice = models.OneToOneField(Practice, on_delete=models.CASCADE, related_name="office_hours")
+    monday = models.CharField(max_length=11, blank=True)
+    tuesday = models.CharField(max_length=11, blank=True)
+    wednesday = models.CharField(max_length=11, blank=True)
+    thursday = models.CharField(max_length=11, blank=True)
+    friday = models.CharField(max_length=11, blank=True)
+    saturday = models.CharField(max_length=11, blank=True)
+    sunday = models.CharField(max_length=11, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "office hours"
+
+    def __str__(self) -> str:
+        return f"Office hours of {self.practice}"

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from careline.clinics.models import Practice
+from careline.clinics.office_hours import Span, practice_week
 from careline.conversations import texts
 from careline.conversations.models import (
     Conversation,
@@ -73,21 +74,34 @@ class InboxError(Exception):
 
 @dataclass(frozen=True)
 class OfficeHours:
-    """When someone reads the inbox: [opens, closes) local time on `weekdays`, not on the
-    practice's holidays. `closes` None means midnight."""
+    """When someone reads the inbox: each weekday's [opens, closes) local time (Monday
+    first; None for a closed day), not on the practice's holidays. `closes` None means
+    midnight."""
 
-    weekdays: frozenset[int]
-    opens: time
-    closes: time | None
+    days: tuple[Span | None, ...]
+
+    @classmethod
+    def uniform(cls, weekdays: frozenset[int], opens: time, closes: time | None) -> OfficeHours:
+        return cls(tuple((opens, closes) if d in weekdays else None for d in range(7)))
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(d for d, span in enumerate(self.days) if span is not None)
+
+    @property
+    def closes(self) -> time | None:
+        """The first open day's closing time (the same every day in the default hours)."""
+        return next((span[1] for span in self.days if span is not None), None)
 
     def _day_bounds(self, day, zone) -> tuple[datetime, datetime]:
-        opens = datetime.combine(day, self.opens, tzinfo=zone)
-        closes = (
-            datetime.combine(day, self.closes, tzinfo=zone)
-            if self.closes is not None
+        opens, closes = self.days[day.weekday()]
+        start = datetime.combine(day, opens, tzinfo=zone)
+        end = (
+            datetime.combine(day, closes, tzinfo=zone)
+            if closes is not None
             else datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
         )
-        return opens, closes
+        return start, end
 
     def _workdays(self, practice: Practice | None, first, last) -> list:
         days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -150,7 +164,7 @@ def parse_office_hours(value: str) -> OfficeHours:
     opens, closes = (_clock(found[k], value) for k in ("opens", "closes"))
     if opens is None or (closes is not None and closes <= opens):
         raise ImproperlyConfigured(f"CARELINE_OFFICE_HOURS closes before it opens: {value!r}.")
-    return OfficeHours(frozenset(weekdays), opens, closes)
+    return OfficeHours.uniform(frozenset(weekdays), opens, closes)
 
 
 def _clock(hhmm: str, value: str) -> time | None:
@@ -162,7 +176,11 @@ def _clock(hhmm: str, value: str) -> time | None:
     return time(hours, minutes)
 
 
-def office_hours() -> OfficeHours:
+def office_hours(practice: Practice | None = None) -> OfficeHours:
+    """The practice's own hours (settings page), else the installation's default."""
+    week = practice_week(practice)
+    if week is not None:
+        return OfficeHours(week)
     return parse_office_hours(settings.CARELINE_OFFICE_HOURS)
 
 
@@ -205,7 +223,7 @@ def pass_to_staff(
         # Safety first: also to a number that opted out, as the answer to its own text.
         _auto_answer(message, conversation, handoff, "urgent")
     elif not handoff.answered and not handoff.opted_out:
-        hours = office_hours()
+        hours = office_hours(handoff.practice)
         if not hours.is_open(now, handoff.practice):
             closed_since = hours.last_closing(now, handoff.practice)
             already = conversation.after_hours_reply_at is not None and (
@@ -317,7 +335,7 @@ def _auto_answer(
     if kind == "urgent":
         body = texts.text(language, "urgent", practice=name)
     else:
-        opening = office_hours().next_opening(message.received_at, practice)
+        opening = office_hours(practice).next_opening(message.received_at, practice)
         if opening is None or practice is None:
             body = texts.text(language, "after_hours_unknown", practice=name)
         else:

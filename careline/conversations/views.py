@@ -8,14 +8,16 @@ from datetime import datetime
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from careline.audit.access import record_patient_access
 from careline.clinics.models import Practice, StaffMembership
+from careline.clinics.validators import parse_id, query_id
 from careline.conversations import inbox, workspace
 from careline.conversations.models import Conversation, ConversationState, Queue
 
@@ -45,9 +47,9 @@ def _inbox_rows(request: HttpRequest):
     queue = request.GET.get("queue", "")
     if queue in Queue.values:
         qs = qs.filter(queue=queue)
-    practice = request.GET.get("practice", "")
-    if practice.isdigit():
-        qs = qs.filter(practice_id=int(practice))
+    practice_id = query_id(request.GET, "practice")
+    if practice_id is not None:
+        qs = qs.filter(practice_id=practice_id)
     state = request.GET.get("state", "active")
     if state == "mine":
         qs = qs.filter(assigned_to=request.user).exclude(state=ConversationState.CLOSED)
@@ -58,8 +60,12 @@ def _inbox_rows(request: HttpRequest):
 
 @login_required
 def inbox_list(request: HttpRequest) -> HttpResponse:
+    try:
+        rows = _inbox_rows(request)
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
     context = {
-        "conversations": _inbox_rows(request),
+        "conversations": rows,
         "queues": Queue.choices,
         "practices": Practice.objects.visible_to(request.user),
         "now": timezone.now(),
@@ -147,11 +153,19 @@ def _act(request: HttpRequest, conversation_id: int, action) -> HttpResponse:
     return redirect("conversations:detail", conversation_id=conversation.pk)
 
 
+def _body(request: HttpRequest) -> str:
+    body = request.POST.get("body", "")
+    if "\x00" in body:
+        # PostgreSQL cannot store a NUL character; no keyboard types one.
+        raise inbox.InboxError("body: the text contains a NUL character.")
+    return body
+
+
 @login_required
 @require_POST
 def reply(request: HttpRequest, conversation_id: int) -> HttpResponse:
     def send(conversation):
-        inbox.staff_reply(conversation, request.user, request.POST.get("body", ""))
+        inbox.staff_reply(conversation, request.user, _body(request))
         return "Reply queued; it goes out ahead of reminders."
 
     return _act(request, conversation_id, send)
@@ -161,7 +175,7 @@ def reply(request: HttpRequest, conversation_id: int) -> HttpResponse:
 @require_POST
 def note(request: HttpRequest, conversation_id: int) -> HttpResponse:
     def add(conversation):
-        inbox.add_note(conversation, request.user, request.POST.get("body", ""))
+        inbox.add_note(conversation, request.user, _body(request))
         return "Note saved (not texted)."
 
     return _act(request, conversation_id, add)
@@ -178,11 +192,11 @@ def assign(request: HttpRequest, conversation_id: int) -> HttpResponse:
         if target.startswith("queue:"):
             inbox.assign(conversation, target.removeprefix("queue:"), by=request.user)
             return "Moved to the queue."
-        if target.isdigit():
+        if parse_id(target) is not None:
             user = (
                 get_user_model()
                 .objects.filter(
-                    pk=int(target),
+                    pk=parse_id(target),
                     memberships__in=StaffMembership.objects.filter(
                         organization_id=conversation.organization_id
                     ),

@@ -78,7 +78,8 @@ class Hl7Feed(models.Model):
         max_length=64,
         default="America/New_York",
         validators=[validate_time_zone],
-        help_text="Time zone of timestamps that carry no UTC offset.",
+        help_text="Time zone of MSH-7 without a UTC offset; visit times are read in the zone "
+        "of the practice their location maps to.",
     )
     processing_id = models.CharField(
         "processing ID (MSH-11)",

@@ -29,6 +29,22 @@ class SendingHours:
             zoneinfo.ZoneInfo("UTC")
         )
 
+    def next_opening_everywhere(
+        self, moment: datetime, zones: tuple[zoneinfo.ZoneInfo, ...]
+    ) -> datetime | None:
+        """Like `next_opening`, for a phone that may be in any of `zones` (an area code
+        spanning two zones): the hours are kept in all of them, i.e. the latest morning and
+        the earliest evening."""
+        at = moment
+        # Each step moves to a zone's next opening; zones a few hours apart agree in two
+        # steps. Windows that never overlap (zones half a day apart) end on the last one.
+        for _ in range(2 * len(zones) + 1):
+            later = [o for z in zones if (o := self.next_opening(at, z)) is not None]
+            if not later:
+                break
+            at = max(later)
+        return None if at == moment else at
+
 
 @dataclass(frozen=True)
 class Facts:
@@ -40,6 +56,9 @@ class Facts:
     expires_at: datetime | None
     zone: zoneinfo.ZoneInfo
     has_address: bool
+    # Where the patient's phone is (its area code's zones); quiet hours are kept there.
+    # Empty when unknown: the practice's zone.
+    patient_zones: tuple[zoneinfo.ZoneInfo, ...] = ()
     opted_out: bool = False
     # Appointment messages only: the appointment as it is now, and the visit time planned for.
     has_appointment: bool = False
@@ -81,7 +100,7 @@ def decide(facts: Facts, *, hours: SendingHours, daily_cap: int) -> Decision:
     if f.channel == Channel.SMS:
         if f.opted_out:
             return Decision(SUPPRESS, "opted_out")
-        opening = hours.next_opening(f.now, f.zone)
+        opening = hours.next_opening_everywhere(f.now, f.patient_zones or (f.zone,))
         if opening is not None:
             if f.visit_start is not None and f.visit_start <= opening:
                 return Decision(SUPPRESS, "quiet_hours")

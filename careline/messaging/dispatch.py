@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import traceback
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -52,6 +54,9 @@ SENT_STATES = (MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED)
 FLUSH_AFTER_SECONDS = 0.25
 # With a rate limit, a batch is about this many seconds of sending (see Dispatcher).
 CLAIM_SECONDS = 0.25
+# The reason of a message failed because its own data cannot be prepared (see
+# Dispatcher._unprocessable): a code, never the data.
+INVALID_DATA = "invalid_data"
 _APPOINTMENT_FIELDS = [
     "organization_id",
     "practice_id",
@@ -61,9 +66,27 @@ _APPOINTMENT_FIELDS = [
     "start",
     *(
         f"patient__{f}"
-        for f in ("home_practice_id", "given_name", "preferred_language", "mobile_phone", "email")
+        for f in (
+            "home_practice_id",
+            "given_name",
+            "preferred_language",
+            "mobile_phone",
+            "email",
+            "time_zones",
+        )
     ),
 ]
+
+
+@lru_cache(maxsize=256)
+def _zones(names: str) -> tuple[zoneinfo.ZoneInfo, ...]:
+    zones = []
+    for name in names.split():
+        try:
+            zones.append(zoneinfo.ZoneInfo(name))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue  # a zone this system's tz database lacks: the others still count
+    return tuple(zones)
 
 
 def status_callback_url() -> str:
@@ -180,6 +203,7 @@ class _Batch:
             expires_at=m.expires_at,
             zone=zone,
             has_address=bool(address),
+            patient_zones=self.patient_zones(m),
             opted_out=(m.organization_id, address) in self.opted_out,
             has_appointment=appointment is not None,
             appointment_status=appointment.status if appointment else "",
@@ -189,6 +213,14 @@ class _Batch:
             sent_to_patient_last_day=self.sent_last_day[m.patient_id] if m.patient_id else 0,
             number_already_reminded=shared,
         )
+
+    def patient_zones(self, m: OutboundMessage) -> tuple[zoneinfo.ZoneInfo, ...]:
+        """The zones of the patient's phone when the text goes to it (stored with the
+        patient when the number is set: nothing to look up here)."""
+        patient = self.patients.get(m.patient_id)
+        if patient is None or m.channel != Channel.SMS or not patient.time_zones:
+            return ()
+        return _zones(patient.time_zones)
 
     def will_send(self, m: OutboundMessage) -> None:
         """Count this message for the cap and the shared-number rule of later rows."""
@@ -317,12 +349,22 @@ class Dispatcher:
             rows = outbox.lock_due(now, self.batch_size)
             if not rows:
                 return [], 0
-            batch = _Batch(rows, now)
-            to_send, changed = [], []
+            seen = len(rows)
+            batch, rows, changed = self._batch(rows, now)
+            to_send = []
             for m in rows:
-                decision = decide(batch.facts(m), hours=self.hours, daily_cap=self.daily_cap)
-                if decision.action == SEND:
-                    decision = self._prepare(m, batch, now)
+                links_before = len(batch.new_links)
+                try:
+                    decision = decide(batch.facts(m), hours=self.hours, daily_cap=self.daily_cap)
+                    if decision.action == SEND:
+                        decision = self._prepare(m, batch, now)
+                except DatabaseError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 — one row's bad data, not the worker's
+                    del batch.new_links[links_before:]
+                    self._unprocessable(m, now, exc)
+                    changed.append(m)
+                    continue
                 if decision.action == SEND:
                     batch.will_send(m)
                     to_send.append(m)
@@ -340,7 +382,52 @@ class Dispatcher:
             if batch.new_links:
                 visit_links.issuer().save(batch.new_links)
             outbox.save_claims(changed)
-        return to_send, len(rows)
+        return to_send, seen
+
+    def _batch(
+        self, rows: list[OutboundMessage], now: datetime
+    ) -> tuple[_Batch, list[OutboundMessage], list[OutboundMessage]]:
+        """The batch's facts, the rows to decide on and the rows already failed. A row whose
+        own facts cannot be gathered (bad data, e.g. a visit date at the end of the
+        calendar) is failed, so it cannot hold up any organization's other messages."""
+        try:
+            return _Batch(rows, now), rows, []
+        except DatabaseError:
+            raise
+        except Exception:  # noqa: BLE001 — find the row(s) at fault, one by one
+            good, bad = [], []
+            for m in rows:
+                try:
+                    _Batch([m], now)
+                except DatabaseError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    self._unprocessable(m, now, exc)
+                    bad.append(m)
+                else:
+                    good.append(m)
+            return _Batch(good, now), good, bad
+
+    def _unprocessable(self, m: OutboundMessage, now: datetime, exc: Exception) -> None:
+        """Fail a row the worker cannot prepare (its visit or patient holds data no door
+        should have let in) instead of stopping the worker: it shows as failed with
+        reason `invalid_data` to its organization's staff (the outbox in the admin, FHIR
+        Communication.statusReason). Logged with ids and where it broke only: an
+        exception's text may quote a patient's data."""
+        m.state, m.reason, m.finished_at = MessageState.FAILED, INVALID_DATA, now
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        logger.error(
+            "Message %s (organization %s, appointment %s) cannot be prepared, marked failed "
+            "(%s): %s at %s:%s",
+            m.pk,
+            m.organization_id,
+            m.appointment_id,
+            INVALID_DATA,
+            type(exc).__name__,
+            frame.filename.rsplit("/careline/", 1)[-1] if frame else "?",
+            frame.lineno if frame else "?",
+        )
+        self.stats[f"failed:{INVALID_DATA}"] += 1
 
     def _prepare(self, m: OutboundMessage, batch: _Batch, now: datetime) -> Decision:
         m.to_address = batch.address(m)
@@ -477,6 +564,9 @@ class Dispatcher:
                     found = self.gateway.find_sent(self.outgoing(m))
                 except GatewayError:
                     continue  # the provider cannot say now; try after the next lease
+                except Exception as exc:  # noqa: BLE001 — one row must not stop the worker
+                    logger.warning("Message %s: lookup raised %s", m.pk, type(exc).__name__)
+                    continue
                 if found is not None:
                     self._record_sent(m, found)
                     self.stats["reconciled_sent"] += 1

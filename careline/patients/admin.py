@@ -3,6 +3,7 @@ from django.contrib import admin
 from careline.audit.access import record_patient_access
 from careline.clinics.admin_scoping import ScopedAdmin
 from careline.patients.models import Patient
+from careline.patients.records import save_patient
 
 
 @admin.register(Patient)
@@ -11,6 +12,11 @@ class PatientAdmin(ScopedAdmin):
     search_fields = ["family_name", "given_name", "mrn"]
     list_select_related = ["home_practice"]
     show_full_result_count = False
+    readonly_fields = ["version", "last_updated"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the owner, so the change is a new version FHIR clients pull.
+        save_patient(obj)
 
     def record_lookup(self, request, obj, what: str) -> None:
         """A patient named by a raw-id label or an autocomplete answer is audited like a page."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
 
 from careline.clinics.models import Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet
 from careline.clinics.validators import normalize_phone
+from careline.patients.time_zones import zones_for_number
 
 
 class Language(models.TextChoices):
@@ -45,8 +48,15 @@ class Patient(models.Model):
     )
     # Not unique: family members often share one mobile number.
     mobile_phone = models.CharField(max_length=20, blank=True, db_index=True)
+    # Derived from the mobile number's area code whenever it is saved: quiet hours are kept
+    # in every one of these zones (the practice's when blank). Space-separated IANA names.
+    time_zones = models.CharField(max_length=160, blank=True, editable=False, db_default="")
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # FHIR's meta.versionId and meta.lastUpdated, stamped by patients.records on every
+    # change; each version is kept in PatientVersion.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    last_updated = models.DateTimeField(db_default=Now())
 
     objects = ScopedQuerySet.as_manager()
 
@@ -59,7 +69,11 @@ class Patient(models.Model):
                 name="patient_mrn_unique_in_org",
             )
         ]
-        indexes = [models.Index(fields=["organization", "mobile_phone"])]
+        indexes = [
+            models.Index(fields=["organization", "mobile_phone"]),
+            # The change feed: _lastUpdated searches sorted by (last_updated, id).
+            models.Index(fields=["organization", "last_updated", "id"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.given_name} {self.family_name}"
@@ -70,6 +84,13 @@ class Patient(models.Model):
         for patient_ids_at in _seen_at:
             visible |= models.Q(id__in=patient_ids_at(practice_ids))
         return visible
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.time_zones = zones_for_number(self.mobile_phone)
+        fields = kwargs.get("update_fields")
+        if fields is not None and "mobile_phone" in fields and "time_zones" not in fields:
+            kwargs["update_fields"] = [*fields, "time_zones"]
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if self.mobile_phone:
@@ -86,6 +107,22 @@ class Patient(models.Model):
         return PhoneConsent.objects.filter(
             organization_id=self.organization_id, phone=self.mobile_phone
         ).first()
+
+
+class PatientVersion(models.Model):
+    """One version of a patient as stored (FHIR vread and _history), written with the change."""
+
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
+    version = models.PositiveIntegerField()
+    last_updated = models.DateTimeField()
+    fields = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "version"], name="patient_version_unique")
+        ]
 
 
 class ConsentSource(models.TextChoices):

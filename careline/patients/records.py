@@ -7,13 +7,35 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from careline.patients.models import Patient
+from django.db import transaction
+from django.db.models import F
+
+from careline.patients.models import Patient, PatientVersion
+from careline.patients.time_zones import zones_for_number
+from careline.versions import change_stamp, snapshot, stamp
 
 BATCH = 1000
 
 
 def create_patient(*, organization_id: int, **fields: Any) -> Patient:
-    return Patient.objects.create(organization_id=organization_id, **fields)
+    return save_patient(Patient(organization_id=organization_id, **fields))
+
+
+def save_patient(patient: Patient, update_fields: list[str] | None = None) -> Patient:
+    """Save a new or changed patient as its next version (FHIR's versionId/lastUpdated)."""
+    with transaction.atomic():
+        new = patient.pk is None
+        stamp(patient)
+        if update_fields is not None and not new:
+            update_fields = [*update_fields, "version", "last_updated"]
+        patient.save(force_insert=new, update_fields=update_fields)
+        PatientVersion.objects.create(
+            patient=patient,
+            version=patient.version,
+            last_updated=patient.last_updated,
+            fields=snapshot(patient),
+        )
+    return patient
 
 
 def update_patient(patient: Patient, **fields: Any) -> Patient:
@@ -22,15 +44,46 @@ def update_patient(patient: Patient, **fields: Any) -> Patient:
     for key in changed:
         setattr(patient, key, fields[key])
     if changed:
-        patient.save(update_fields=changed)
+        save_patient(patient, update_fields=changed)
     return patient
 
 
 def import_patients(new: list[Patient], changed: list[Patient], fields: Iterable[str]) -> None:
-    """A file import's patients, written in batches: `new` inserted, `changed` updated."""
-    Patient.objects.bulk_create(new, batch_size=BATCH)
-    if changed:
-        Patient.objects.bulk_update(changed, list(fields), batch_size=BATCH // 2)
+    """A file import's patients, written in batches: `new` inserted, `changed` updated, each
+    as its next version with one change time (one UPDATE per batch bumps the versions).
+    Bulk writes skip `Patient.save`, so the number's zones are derived here."""
+    fields = list(fields)
+    for patient in new:
+        patient.time_zones = zones_for_number(patient.mobile_phone)
+    if "mobile_phone" in fields:
+        for patient in changed:
+            patient.time_zones = zones_for_number(patient.mobile_phone)
+        fields.append("time_zones")
+    rows = [*new, *changed]
+    if not rows:
+        return
+    with transaction.atomic():
+        at = change_stamp(Patient, rows[0].organization_id)
+        for patient in new:
+            patient.version, patient.last_updated = 1, at
+        Patient.objects.bulk_create(new, batch_size=BATCH)
+        if changed:
+            Patient.objects.bulk_update(changed, fields, batch_size=BATCH // 2)
+            for start in range(0, len(changed), BATCH):
+                ids = [p.pk for p in changed[start : start + BATCH]]
+                Patient.objects.filter(pk__in=ids).update(version=F("version") + 1, last_updated=at)
+                versions = dict(Patient.objects.filter(pk__in=ids).values_list("pk", "version"))
+                for patient in changed[start : start + BATCH]:
+                    patient.version, patient.last_updated = versions[patient.pk], at
+        PatientVersion.objects.bulk_create(
+            [
+                PatientVersion(
+                    patient_id=p.pk, version=p.version, last_updated=at, fields=snapshot(p)
+                )
+                for p in rows
+            ],
+            batch_size=BATCH,
+        )
 
 
 def set_home_practice_if_none(patient: Patient, practice_id: int) -> None:

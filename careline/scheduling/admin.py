@@ -40,6 +40,18 @@ class AppointmentAdmin(ScopedAdmin):
     show_full_result_count = False
     inlines = [AppointmentEventInline]
 
+    # Visits change through the app (day view, patient page), replies, links and the
+    # EHR's feeds, which all go through scheduling.appointments so that texts, re-planning,
+    # the EHR write-back and FHIR versions follow; the admin only shows them.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
 
 @admin.register(WorkingHours)
 class WorkingHoursAdmin(ScopedAdmin):

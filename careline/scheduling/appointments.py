@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from careline.clinics.models import AppointmentType, Practice, Provider
@@ -26,15 +26,26 @@ from careline.scheduling.models import (
     Appointment,
     AppointmentEvent,
     AppointmentStatus,
+    AppointmentVersion,
     BlockedPeriod,
     ChangeSource,
     Holiday,
     RecurringBreak,
     WorkingHours,
 )
+from careline.versions import change_stamp, snapshot, stamp
 
 # How far ahead a slot search looks before giving up.
 SEARCH_HORIZON_DAYS = 90
+
+# The visits Careline can handle. Far from Python's years 1 and 9999, so that every
+# reminder time, quiet-hours check and local date derived from a visit is computable in
+# any time zone; at least a minute, as FHIR's minutesDuration is a positive integer; at most
+# a day, as the slot search and visit types count in minutes of one day.
+EARLIEST_VISIT = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_VISIT = datetime(2200, 1, 1, tzinfo=UTC)
+SHORTEST_VISIT = timedelta(minutes=1)
+LONGEST_VISIT = timedelta(days=1)
 
 
 class SlotUnavailable(Exception):
@@ -43,6 +54,43 @@ class SlotUnavailable(Exception):
 
 class InvalidTransition(Exception):
     pass
+
+
+class VisitTimeError(ValueError):
+    """A visit time Careline cannot handle; `field` is "start" or "end", `message` says
+    why in words a caller can act on (each door names the field its own way)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def check_visit_times(start: datetime, end: datetime | None = None) -> None:
+    """The one rule every door (FHIR, HL7, CSV, forms, booking) applies before storing a
+    visit: refuse what the reminder worker could not plan, render or send. Raises
+    VisitTimeError naming the field; `end` None checks a start alone (e.g. a new time
+    chosen for a visit whose length is known)."""
+    for field, moment in (("start", start), ("end", end)):
+        if moment is None:
+            continue
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise VisitTimeError(field, "needs a time zone or UTC offset.")
+        try:
+            in_range = EARLIEST_VISIT <= moment < LATEST_VISIT
+        except OverflowError:  # an offset that pushes year 1 or 9999 off the calendar
+            in_range = False
+        if not in_range:
+            raise VisitTimeError(
+                field,
+                f"must be in the years {EARLIEST_VISIT.year} to {LATEST_VISIT.year - 1}.",
+            )
+    if end is None:
+        return
+    if end - start < SHORTEST_VISIT:
+        raise VisitTimeError("end", "must be at least one minute after the start.")
+    if end - start > LONGEST_VISIT:
+        raise VisitTimeError("end", "must be at most 24 hours after the start.")
 
 
 @dataclass(frozen=True)
@@ -241,8 +289,11 @@ def book_appointment(
     user=None,
     check_working_time: bool = True,
 ) -> Appointment:
-    """Book `start` for the patient, or raise SlotUnavailable. Safe under concurrency."""
+    """Book `start` for the patient, or raise SlotUnavailable (VisitTimeError for a time
+    Careline cannot handle, which the door should have refused). Safe under concurrency."""
+    check_visit_times(start)  # before the arithmetic, which overflows at the calendar's end
     end = start + timedelta(minutes=appointment_type.duration_minutes)
+    check_visit_times(start, end)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -280,7 +331,9 @@ def move_appointment(
     """Move to a new time (and provider) atomically; the old time is freed in the same step."""
     provider = new_provider or appointment.provider
     duration = appointment.end - appointment.start
+    check_visit_times(new_start)
     new_end = new_start + duration
+    check_visit_times(new_start, new_end)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -464,7 +517,7 @@ def record_change(
     from_status = "" if new else appointment.status
     if new or restamp or status != from_status:
         stamp_status(appointment, status, source=source, at=at, user=user, was=from_status)
-    appointment.save(force_insert=new)
+    save_version(appointment)
     AppointmentEvent.objects.create(
         appointment=appointment,
         from_status=from_status,
@@ -483,6 +536,22 @@ def record_change(
         changes.slot_freed()
 
 
+def save_version(appointment: Appointment) -> None:
+    """Save a locked appointment (or a new one) as its next version: FHIR's versionId and
+    lastUpdated, kept in AppointmentVersion for vread and _history. `record_change` saves
+    through here; so does a feed's change the history does not record (a new visit type).
+    Must run inside the caller's transaction."""
+    new = appointment.pk is None
+    stamp(appointment)
+    appointment.save(force_insert=new)
+    AppointmentVersion.objects.create(
+        appointment=appointment,
+        version=appointment.version,
+        last_updated=appointment.last_updated,
+        fields=snapshot(appointment),
+    )
+
+
 def record_imported_changes(events: list[AppointmentEvent]) -> None:
     """The history of a file import, written in one statement per batch.
 
@@ -497,10 +566,33 @@ def import_appointments(
 ) -> None:
     """A file import's visits, written in batches: `new` inserted, `changed` updated. Their
     history goes through `record_imported_changes`, their reminders through one
-    set-based re-plan afterwards."""
+    set-based re-plan afterwards. Each is stored as its next version with one change time
+    (one UPDATE per batch bumps the versions). Must run inside the import's transaction."""
+    rows = [*new, *changed]
+    if not rows:
+        return
+    at = change_stamp(Appointment, rows[0].organization_id)
+    for appointment in new:
+        appointment.version, appointment.last_updated = 1, at
     Appointment.objects.bulk_create(new, batch_size=1000)
     if changed:
         Appointment.objects.bulk_update(changed, list(fields), batch_size=500)
+        for start in range(0, len(changed), 1000):
+            batch = changed[start : start + 1000]
+            ids = [a.pk for a in batch]
+            Appointment.objects.filter(pk__in=ids).update(version=F("version") + 1, last_updated=at)
+            versions = dict(Appointment.objects.filter(pk__in=ids).values_list("pk", "version"))
+            for appointment in batch:
+                appointment.version, appointment.last_updated = versions[appointment.pk], at
+    AppointmentVersion.objects.bulk_create(
+        [
+            AppointmentVersion(
+                appointment_id=a.pk, version=a.version, last_updated=at, fields=snapshot(a)
+            )
+            for a in rows
+        ],
+        batch_size=1000,
+    )
 
 
 def record_risk_scores(scores: dict[int, float]) -> None:

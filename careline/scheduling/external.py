@@ -23,7 +23,12 @@ from careline.clinics.models import AppointmentType, Organization, Practice, Pro
 from careline.patients.models import Patient
 from careline.patients.records import set_home_practice_if_none
 from careline.scheduling import changes
-from careline.scheduling.appointments import change_status, record_change
+from careline.scheduling.appointments import (
+    change_status,
+    check_visit_times,
+    record_change,
+    save_version,
+)
 from careline.scheduling.models import Appointment, AppointmentStatus
 
 
@@ -60,8 +65,9 @@ def upsert_external_appointment(
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
-    if end <= start:
-        raise ValueError("An appointment must end after it starts.")
+    # Every door checks first to name the field its own way; this keeps a door that
+    # forgot from storing a visit the reminder worker cannot handle.
+    check_visit_times(start, end)
     if status not in AppointmentStatus.values:
         raise ValueError(f"Unknown appointment status '{status}'.")
     now = timezone.now()
@@ -207,7 +213,7 @@ def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
             at=now,
         )
     else:
-        current.save()
+        save_version(current)
         if not change.confirms:
             # Nothing the history records changed, but the visit's details (its type)
             # may have: reminders are re-planned all the same.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.scoping import ScopedQuerySet
@@ -76,6 +77,10 @@ class Appointment(models.Model):
     # Set by the organization's no-show model (careline train-noshow / score-noshow).
     noshow_risk = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # FHIR's meta.versionId and meta.lastUpdated: bumped by every change, whatever the door
+    # (scheduling.appointments stamps them); each version is kept in AppointmentVersion.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    last_updated = models.DateTimeField(db_default=Now())
 
     objects = ScopedQuerySet.as_manager()
     practice_lookup = "practice"
@@ -83,6 +88,8 @@ class Appointment(models.Model):
     class Meta:
         ordering = ["start"]
         indexes = [
+            # The change feed: _lastUpdated searches sorted by (last_updated, id).
+            models.Index(fields=["organization", "last_updated", "id"]),
             models.Index(fields=["practice", "start"]),
             models.Index(fields=["provider", "start"]),
             models.Index(fields=["patient", "start"]),
@@ -141,6 +148,25 @@ class AppointmentEvent(models.Model):
 
     class Meta:
         ordering = ["occurred_at", "id"]
+
+
+class AppointmentVersion(models.Model):
+    """One version of an appointment as it was stored (FHIR vread and _history): the row's
+    fields at that version, written in the same transaction as the change."""
+
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
+    version = models.PositiveIntegerField()
+    last_updated = models.DateTimeField()
+    fields = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appointment", "version"], name="appointment_version_unique"
+            )
+        ]
 
 
 class Weekday(models.IntegerChoices):

@@ -4,13 +4,15 @@ from datetime import date
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from careline.audit.access import record_patient_access
 from careline.clinics.models import Practice, Provider
+from careline.clinics.validators import calendar_date, query_id
 from careline.scheduling import dayview
 from careline.scheduling.appointments import InvalidTransition, change_status
 from careline.scheduling.desk_views import with_undo
@@ -27,10 +29,10 @@ DESK_STATUSES = {
 def _parse_day(text: str | None, practice: Practice) -> date:
     if not text:
         return timezone.now().astimezone(practice.zone).date()
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise Http404("Not a date") from exc
+    day = calendar_date(text)
+    if day is None:
+        raise Http404("Not a date Careline has a schedule for")
+    return day
 
 
 @login_required
@@ -43,8 +45,10 @@ def day_view(request: HttpRequest, practice_id: int | None = None, day: str | No
         return redirect("scheduling:day", practice_id=first.id, day=_parse_day(None, first))
     practice = get_object_or_404(practices, pk=practice_id)
     the_day = _parse_day(day, practice)
-    provider_id = request.GET.get("provider")
-    provider_id = int(provider_id) if provider_id and provider_id.isdigit() else None
+    try:
+        provider_id = query_id(request.GET, "provider")
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
     rows = with_undo(dayview.day_rows(practice, the_day, provider_id))
     record_patient_access(request, None, f"day view {the_day.isoformat()}", practice_id=practice.id)
     context = {

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from careline.clinics.models import AppointmentType, Practice, Provider
+from careline.clinics.validators import parse_id
 from careline.patients.models import Patient
 from careline.patients.records import create_patient
 from careline.scheduling.appointments import (
@@ -83,10 +84,19 @@ def bookable_provider(practice: Practice, provider_id: int | str | None) -> Prov
 
 
 def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
+    number = parse_id(value)
+    return -1 if number is None else number
+
+
+def check_patient_choice(practice: Practice, start: datetime) -> None:
+    """A patient books or moves to times the pages offer: from now to the booking horizon
+    (a tampered form could otherwise pick any time the schedule leaves open)."""
+    now = timezone.now()
+    if start <= now:
+        raise SlotUnavailable(_("That time has passed."))
+    last_day = (now.astimezone(practice.zone) + timedelta(BOOKING_HORIZON_DAYS)).date()
+    if start.astimezone(practice.zone).date() > last_day:
+        raise SlotUnavailable(_("That time is not available."))
 
 
 def slots_on_day(
@@ -238,8 +248,7 @@ def book_online(
     provider = bookable_provider(practice, provider_id)
     if provider is None:
         raise NotBookable(_("Choose a provider of this practice."))
-    if start <= timezone.now():
-        raise SlotUnavailable(_("That time has passed."))
+    check_patient_choice(practice, start)
     ratelimit.check(
         [
             (ratelimit.BOOKINGS_PER_NUMBER, patient.mobile_phone),

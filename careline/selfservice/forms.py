@@ -8,10 +8,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from careline.clinics.models import Practice
-from careline.clinics.validators import normalize_phone
+from careline.clinics.validators import CalendarDateField, normalize_phone
 from careline.selfservice import booking
 
 LANGUAGE_CHOICES = [("en", "English"), ("es", "Español")]
+# Year 9999 reads to a patient like any impossible date: Django's own, translated, text.
+DATE_ERRORS = {"date_out_of_range": forms.DateField.default_error_messages["invalid"]}
 
 
 class DateInput(forms.DateInput):
@@ -35,7 +37,7 @@ def _visit_fields(form: forms.Form, practice: Practice) -> None:
 
 
 class SlotSearchForm(forms.Form):
-    day = forms.DateField(label=_("Day"), widget=DateInput())
+    day = CalendarDateField(label=_("Day"), widget=DateInput(), error_messages=DATE_ERRORS)
 
     def __init__(self, practice: Practice, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,8 +47,12 @@ class SlotSearchForm(forms.Form):
 
 
 class WaitlistForm(forms.Form):
-    earliest = forms.DateField(label=_("First day you can come"), widget=DateInput())
-    latest = forms.DateField(label=_("Last day you can come"), widget=DateInput())
+    earliest = CalendarDateField(
+        label=_("First day you can come"), widget=DateInput(), error_messages=DATE_ERRORS
+    )
+    latest = CalendarDateField(
+        label=_("Last day you can come"), widget=DateInput(), error_messages=DATE_ERRORS
+    )
 
     def __init__(self, practice: Practice, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,8 +77,10 @@ class IdentityForm(forms.Form):
         max_length=100,
         widget=forms.TextInput({"autocomplete": "family-name"}),
     )
-    birth_date = forms.DateField(
-        label=_("Date of birth"), widget=DateInput(attrs={"autocomplete": "bday"})
+    birth_date = CalendarDateField(
+        label=_("Date of birth"),
+        widget=DateInput(attrs={"autocomplete": "bday"}),
+        error_messages=DATE_ERRORS,
     )
     mobile = forms.CharField(
         label=_("Mobile number"),
@@ -106,4 +114,6 @@ class CodeForm(forms.Form):
 
 
 class BirthDateForm(forms.Form):
-    birth_date = forms.DateField(label=_("Date of birth"), widget=DateInput())
+    birth_date = CalendarDateField(
+        label=_("Date of birth"), widget=DateInput(), error_messages=DATE_ERRORS
+    )

@@ -19,10 +19,11 @@ from django.views.decorators.http import require_POST
 
 from careline.clientaddress import client_address
 from careline.clinics.models import Practice
+from careline.clinics.validators import calendar_date, parse_id
 from careline.messaging.email import calendar_invite
 from careline.messaging.rendering import local_date, local_time
 from careline.patients.models import Patient
-from careline.scheduling.appointments import SlotUnavailable
+from careline.scheduling.appointments import SlotUnavailable, VisitTimeError, check_visit_times
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, ChangeSource
 from careline.selfservice import booking, links, ratelimit, visit_actions
 from careline.selfservice.forms import (
@@ -85,11 +86,17 @@ def _not_found(request: HttpRequest, message: str) -> HttpResponse:
 
 
 def _parse_start(value: str) -> datetime | None:
+    """The chosen slot's time as the page wrote it (ISO 8601 with its offset), or None when
+    the form was tampered with (no offset, year 9999, odd digits)."""
     try:
         moment = datetime.fromisoformat(value or "")
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None
+    try:
+        check_visit_times(moment)
+    except VisitTimeError:
+        return None
+    return moment
 
 
 def _ics(appointment: Appointment) -> HttpResponse:
@@ -491,13 +498,11 @@ def link_reschedule(request: HttpRequest, link: PatientLink, token: str) -> Http
     practice = appointment.practice
     if request.method == "POST":
         start = _parse_start(request.POST.get("start", ""))
-        try:
-            provider_id = int(request.POST.get("provider", ""))
-        except ValueError:
-            provider_id = 0
+        provider_id = parse_id(request.POST.get("provider", ""))
         if start is not None and provider_id:
             try:
-                _, new_token = visit_actions.reschedule(link, start, provider_id)
+                # Not "_, new_token": a local "_" would shadow gettext in this whole view.
+                new_token = visit_actions.reschedule(link, start, provider_id)[1]
             except SlotUnavailable:
                 error = _("Sorry, that time was just taken. Please pick another.")
             except visit_actions.LinkActionRefused as exc:
@@ -512,11 +517,9 @@ def link_reschedule(request: HttpRequest, link: PatientLink, token: str) -> Http
             error = _("Choose one of the times shown.")
     else:
         error = ""
-    day_value = request.GET.get("day", "")
-    try:
-        day = datetime.fromisoformat(day_value).date()
-    except ValueError:
-        day = timezone.now().astimezone(practice.zone).date()
+    day = (
+        calendar_date(request.GET.get("day", "")) or timezone.now().astimezone(practice.zone).date()
+    )
     slots = booking.slots_on_day(practice, appointment.appointment_type, appointment.provider, day)
     later = []
     if not slots:

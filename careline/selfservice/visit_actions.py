@@ -7,7 +7,6 @@ from datetime import date, datetime
 from urllib.parse import quote_plus
 
 from django.db import transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from careline.scheduling.appointments import (
@@ -17,7 +16,7 @@ from careline.scheduling.appointments import (
     move_appointment,
 )
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
-from careline.selfservice import links
+from careline.selfservice import booking, links
 from careline.selfservice.models import PatientLink
 
 logger = logging.getLogger(__name__)
@@ -62,8 +61,7 @@ def reschedule(link: PatientLink, new_start: datetime, provider_id: int) -> tupl
     """Move the visit to an open slot; spends this link and returns a fresh one for the
     moved visit. SlotUnavailable when the time was just taken."""
     appointment = link.appointment
-    if new_start <= timezone.now():
-        raise SlotUnavailable(_("That time has passed."))
+    booking.check_patient_choice(appointment.practice, new_start)
     provider = (
         appointment.practice.providers.filter(active=True, pk=provider_id).first()
         if provider_id != appointment.provider_id

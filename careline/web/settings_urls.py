@@ -17,4 +17,5 @@ urlpatterns = [
         views.edit_practice_cadence,
         name="practice_cadence",
     ),
+    path("practices/<int:practice_id>/hours/", views.office_hours, name="office_hours"),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -9,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
@@ -19,8 +21,21 @@ from careline.clinics.numbers import (
     claim_sender_number,
     release_unused,
 )
-from careline.clinics.validators import normalize_phone
-from careline.messaging.models import MessageKind, MessageTemplate, ReminderRule
+from careline.clinics.office_hours import (
+    WEEKDAYS,
+    format_span,
+    practice_week,
+    save_office_hours,
+    use_default_hours,
+)
+from careline.clinics.validators import normalize_phone, parse_id
+from careline.conversations.inbox import office_hours as inbox_hours
+from careline.messaging.models import (
+    MAX_OFFSET_MINUTES,
+    MessageKind,
+    MessageTemplate,
+    ReminderRule,
+)
 from careline.messaging.rendering import local_date, local_time, render_body
 from careline.messaging.rules import (
     default_rule,
@@ -32,6 +47,8 @@ from careline.messaging.segments import count_segments
 from careline.messaging.template_syntax import VARIABLES
 from careline.messaging.texts import DEFAULTS, default_body, has_default
 from careline.patients.models import Language
+from careline.scheduling.holidays import add_holiday, remove_holiday
+from careline.scheduling.models import Holiday
 
 MANAGER_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
 
@@ -196,13 +213,12 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
         else (instance.body if instance else "")
     )
     language = request.POST.get("language") or (instance.language if instance else "en")
-    practice = (
-        Practice.objects.visible_to(request.user)
-        .filter(
-            pk=request.POST.get("practice") or (instance.practice_id if instance else None) or 0
-        )
-        .first()
+    practice_id = (
+        parse_id(request.POST.get("practice"))
+        if request.method == "POST"
+        else (instance.practice_id if instance else None)
     )
+    practice = Practice.objects.visible_to(request.user).filter(pk=practice_id or 0).first()
     context = {
         "form": form,
         "preview": sample_preview(body or "", language, practice),
@@ -227,10 +243,19 @@ class CadenceForm(forms.Form):
 
     def clean_hours_before(self) -> list[int]:
         text = self.cleaned_data["hours_before"].replace(";", ",")
+        if not text.isascii():  # float() would read "٣" as 3
+            raise ValidationError("Write numbers of hours with the digits 0-9.")
         try:
             hours = [float(h) for h in text.split(",") if h.strip()]
         except ValueError as exc:
             raise ValidationError("Write numbers of hours, separated by commas.") from exc
+        # float() also reads "inf", "nan", "1e308" and "٣"; the rule's own check
+        # (1 minute to 60 days) names the range, these would not reach it.
+        if not all(math.isfinite(h) and 0 < h <= MAX_OFFSET_MINUTES / 60 for h in hours):
+            raise ValidationError(
+                f"Each reminder must be between 1 minute and {MAX_OFFSET_MINUTES // 1440} days "
+                "before the visit."
+            )
         return sorted({int(h * 60) for h in hours}, reverse=True)
 
 
@@ -337,3 +362,102 @@ def edit_practice(request: HttpRequest, practice_id: int) -> HttpResponse:
             messages.success(request, f"{practice.name} saved.")
             return redirect("messaging_settings:overview")
     return render(request, "web/settings/practice.html", {"form": form, "practice": practice})
+
+
+class OfficeHoursForm(forms.Form):
+    """A practice's week: each day "08:00-18:00" or empty for closed."""
+
+    use_default = forms.BooleanField(
+        required=False,
+        label="Use Careline's default hours",
+        help_text="The installation's hours (CARELINE_OFFICE_HOURS) instead of the ones below.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for day in WEEKDAYS:
+            self.fields[day] = forms.CharField(
+                required=False, max_length=20, label=day.capitalize(), help_text="e.g. 08:00-18:00"
+            )
+
+
+class HolidayForm(forms.Form):
+    date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    name = forms.CharField(max_length=120, help_text="e.g. Thanksgiving")
+
+
+def _practice_for_hours(request: HttpRequest, practice_id: int) -> tuple[Practice, bool]:
+    """A practice the user works in (404 for any other), and whether they may change its
+    hours: its managers and its organization's admins; the front desk only reads them."""
+    practice = get_object_or_404(Practice.objects.visible_to(request.user), pk=practice_id)
+    may_edit = (
+        request.user.is_superuser
+        or StaffMembership.objects.filter(
+            user=request.user, organization_id=practice.organization_id, role__in=MANAGER_ROLES
+        ).exists()
+    )
+    return practice, may_edit
+
+
+@login_required
+def office_hours(request: HttpRequest, practice_id: int) -> HttpResponse:
+    practice, may_edit = _practice_for_hours(request, practice_id)
+    if request.method == "POST" and not may_edit:
+        raise PermissionDenied("Office hours are changed by the practice's managers.")
+    week = practice_week(practice)
+    initial = {"use_default": week is None}
+    shown = week or inbox_hours(None).days
+    initial.update({day: format_span(span) for day, span in zip(WEEKDAYS, shown, strict=True)})
+    hours_form = OfficeHoursForm(initial=initial)
+    holiday_form = HolidayForm()
+    action = request.POST.get("action", "")
+    if request.method == "POST" and action == "hours":
+        hours_form = OfficeHoursForm(request.POST)
+        if hours_form.is_valid():
+            data = hours_form.cleaned_data
+            try:
+                if data["use_default"]:
+                    use_default_hours(practice)
+                else:
+                    save_office_hours(practice, {day: data[day] for day in WEEKDAYS})
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    hours_form.add_error(field, errors)
+            else:
+                messages.success(request, f"{practice.name}'s office hours saved.")
+                return redirect("messaging_settings:office_hours", practice.pk)
+    elif request.method == "POST" and action == "add_holiday":
+        holiday_form = HolidayForm(request.POST)
+        if holiday_form.is_valid():
+            try:
+                add_holiday(
+                    practice, holiday_form.cleaned_data["date"], holiday_form.cleaned_data["name"]
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    holiday_form.add_error(field, errors)
+            else:
+                messages.success(request, f"{practice.name} is closed on that day.")
+                return redirect("messaging_settings:office_hours", practice.pk)
+    elif request.method == "POST" and action == "remove_holiday":
+        try:
+            holiday_id = int(request.POST.get("holiday", ""))
+        except ValueError:
+            holiday_id = 0
+        if not remove_holiday(practice, holiday_id):
+            raise Http404("No such holiday at this practice.")
+        messages.success(request, "Holiday removed.")
+        return redirect("messaging_settings:office_hours", practice.pk)
+    elif request.method == "POST":
+        return HttpResponseBadRequest("Unknown action.")
+    context = {
+        "practice": practice,
+        "may_edit": may_edit,
+        "uses_default": week is None,
+        "default_hours": settings.CARELINE_OFFICE_HOURS,
+        "hours_form": hours_form,
+        "week": list(zip(WEEKDAYS, shown, strict=True)),
+        "holiday_form": holiday_form,
+        "holidays": Holiday.objects.filter(practice=practice).order_by("date"),
+    }
+    return render(request, "web/settings/office_hours.html", context)

@@ -2,11 +2,20 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from careline.clientaddress import client_address
-from careline.clinics.models import Practice
+from careline.clinics.models import (
+    Organization,
+    Practice,
+    SenderNumber,
+    StaffMembership,
+    StaffRole,
+)
+from careline.clinics.scoping import administered_organization_ids
+from careline.integrations.models import Hl7Feed
 from careline.web import signin
 
 
@@ -42,8 +51,44 @@ class ThrottledLoginView(auth_views.LoginView):
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """Each role's own home, after sign-in and at `/`: an organization admin's overview of
+    the organization, a manager's dashboard of their practices, the front desk's day."""
+    roles = set(StaffMembership.objects.filter(user=request.user).values_list("role", flat=True))
+    if request.user.is_superuser or StaffRole.ORGANIZATION_ADMIN in roles:
+        return organization_overview(request)
+    if StaffRole.PRACTICE_MANAGER in roles:
+        return redirect("analytics:dashboard")
+    if StaffRole.FRONT_DESK in roles and Practice.objects.visible_to(request.user).exists():
+        return redirect("scheduling:day")
     practices = Practice.objects.visible_to(request.user).select_related("organization")
     return render(request, "web/home.html", {"practices": practices})
+
+
+def organization_overview(request: HttpRequest) -> HttpResponse:
+    """The organizations the user administers: practices, texting numbers, feeds, staff."""
+    org_ids = administered_organization_ids(request.user)
+    organizations = Organization.objects.order_by("name")
+    if org_ids is not None:
+        organizations = organizations.filter(pk__in=org_ids)
+    overview = []
+    for organization in organizations:
+        staff = dict(
+            StaffMembership.objects.filter(organization=organization)
+            .values_list("role")
+            .annotate(n=Count("id"))
+        )
+        overview.append(
+            {
+                "organization": organization,
+                "practices": Practice.objects.filter(organization=organization)
+                .select_related("organization")
+                .order_by("name"),
+                "numbers": SenderNumber.objects.filter(organization=organization),
+                "feeds": Hl7Feed.objects.filter(organization=organization).order_by("name"),
+                "staff": [(label, staff.get(value, 0)) for value, label in StaffRole.choices],
+            }
+        )
+    return render(request, "web/organization.html", {"overview": overview})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -1,5 +1,6 @@
 """Property-based: random query strings and JSON bodies at every endpoint never get a 500,
-and every answer is JSON matching the OpenAPI document (checked by the Api client)."""
+every answer is JSON matching the OpenAPI document (checked by the Api client), and what a
+write answered with is what a read returns afterwards."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ INTERESTING = [
     "2026-10-05T09:00:00+00:00", "9999-12-31", "0001-01-01", "18446744073709551616", "1e400",
     "\x00", "{first_name}", "null", "NaN", "open", "general", "provider", "month", "180",
     "false", "50",
+    # Digits of other scripts, overflowing numbers, the ends of the calendar and offsets.
+    "²", "٣", "٢٠٢٦-10-05", "2026-1٠-05", "２０２６-10-05T09:00:00+00:00", "99999999999999999999",
+    "9223372036854775808", "-0", "9999-12-31T23:59:59+14:00", "0001-01-01T00:00:00-12:00",
+    "2026-10-05T09:00:00+23:59", "2999-12-31", "1899-12-31", "3000-01-01",
 ]  # fmt: skip
 
 json_values = st.recursive(
@@ -51,7 +56,10 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
-whole_numbers = st.lists(st.integers(min_value=-5, max_value=10**6), max_size=4)
+whole_numbers = st.lists(
+    st.integers(min_value=-5, max_value=10**6) | st.sampled_from([2**31, 2**63, 2**64, 10**20]),
+    max_size=4,
+)
 audiences = st.dictionaries(
     st.sampled_from(AUDIENCE_FIELDS), json_values | whole_numbers, max_size=4
 )
@@ -113,7 +121,44 @@ def test_random_query_strings_never_break_a_read(api, ids, template, query):
 @FUZZ
 @given(body=bodies, query=st.just("") | query_strings)
 def test_random_json_bodies_never_break_a_write(api, ids, method, template, body, query):
-    assert_clean(api.request(method, template.format(**ids), body, query=query))
+    response = api.request(method, template.format(**ids), body, query=query)
+    assert_clean(response)
+    if response.status_code < 300 and "dry_run" not in query:
+        assert_readable_back(api, template.format(**ids), response)
+
+
+def assert_readable_back(api, path: str, response) -> None:
+    """What a write answered with is what a read returns afterwards."""
+    written = response.json()
+    if path == "broadcasts":
+        assert api.get(f"broadcasts/{written['id']}").json() == written
+    elif path == "reminder-rules":
+        assert api.get("reminder-rules").json() == written
+    elif path.endswith("/reply"):
+        thread = api.get(path.removesuffix("/reply")).json()
+        assert written["reply"] in thread["messages"]
+        assert {k: v for k, v in thread.items() if k not in ("messages", "older_messages")} == (
+            written["conversation"]
+        )
+    elif path.endswith("/close"):
+        shown = api.get(path.removesuffix("/close")).json()
+        assert {k: v for k, v in shown.items() if k not in ("messages", "older_messages")} == (
+            written
+        )
+
+
+@pytest.mark.parametrize("template", [*GETS, *(t for _, t in WRITES)])
+@pytest.mark.parametrize(
+    "bad_id", ["0", "99999999999999999999", "9223372036854775808", "²", "٣", "-1", "1e3"]
+)
+def test_an_id_that_cannot_name_a_row_is_404(api, ids, template, bad_id):
+    if "{" not in template:
+        return
+    key = template[template.index("{") + 1 : template.index("}")]
+    path = template.format(**{**ids, key: bad_id})
+    method = dict((t, m) for m, t in WRITES).get(template, "GET")
+    response = api.request(method, path, {} if method != "GET" else None)
+    assert response.status_code == 404, response.content
 
 
 @pytest.mark.parametrize("method,template", WRITES)

@@ -24,4 +24,4 @@ def test_a_training_feed_gets_its_write_back_marked_training(feeds):
         receiver.close()
     [message] = receiver.frames
     assert segment(message, "MSH")[10] == "T"
-    assert segment(message, "SCH")[25] == "Confirmed"
+    assert segment(message, "SCH")[25] == "Booked^Booked^HL70278"  # table 0278

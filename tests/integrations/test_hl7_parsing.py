@@ -32,7 +32,8 @@ def test_athena_style_s12_start_only_in_sch_11_and_provider_in_aig():
     assert msg.service.code == "FU20"
     # PID-13 repeats: the CP repetition is the mobile one, not the first.
     mobile = [p for p in msg.patient.phones if p.equipment == "CP"]
-    assert [p.number for p in mobile] == ["(518)555-0143"]
+    # Components (XTN-5/6/7) first, XTN-1 as sent after them.
+    assert [p.alternatives for p in mobile] == [("+15185550143", "(518)555-0143")]
     assert msg.patient.language == "spa"
     assert msg.patient.identifiers[0].value == "40021"
 

@@ -149,9 +149,10 @@ def test_unknown_location_is_ae_not_stored_then_replayed_after_mapping(feeds, cl
     assert _appointment(feeds.pms, "A100").practice == feeds.troy
 
 
-def test_patient_without_usable_mobile_is_ae_but_stored(feeds):
+def test_patient_without_mobile_is_aa_with_a_warning_and_stored(feeds):
     receipt = receive_message(siu(phones="^PRN^PH^^1^518^5550111", msg_id="PH1"))
-    assert receipt.ack_code == "AE" and "no usable mobile number" in receipt.reason
+    assert receipt.ack_code == "AA" and "no mobile number" in receipt.reason
+    assert "|101^Required field missing^HL70357|W|" in receipt.ack
     appointment = _appointment(feeds.pms, "A100")
     assert appointment.status == AppointmentStatus.BOOKED
     assert appointment.patient.mobile_phone == ""
@@ -211,8 +212,11 @@ def test_auto_created_provider_is_linked_and_reused(feeds):
     assert feeds.troy in link.provider.practices.all()
 
 
-def test_timestamps_without_offset_use_the_feed_time_zone(feeds):
-    feeds.pms.time_zone = "America/Chicago"
+def test_timestamps_without_offset_use_the_practice_time_zone(feeds):
+    # The visit's practice (TROYMAIN → TROY) decides, not the feed.
+    feeds.troy.time_zone = "America/Chicago"
+    feeds.troy.save()
+    feeds.pms.time_zone = "America/Los_Angeles"
     feeds.pms.save()
     receive_message(siu(start="20261210093000"))
     receive_message(siu(appointment_id="Z2", start="20261210093000+0100"))

@@ -74,7 +74,7 @@ timestamps = _digit_mix(
 durations = _digit_mix(
     st.one_of(
         st.integers(-(10**25), 10**25).map(str),
-        st.sampled_from(["0", "0.5", "0.01", "1", "59", "60", "10080", "10081", "1e400", "-0"]),
+        st.sampled_from(["0", "0.5", "0.01", "1", "59", "60", "1440", "1441", "1e400", "-0"]),
         st.from_regex(r"[SMHDW]?\d{1,12}(\.\d{1,8})?", fullmatch=True),
     )
 )
@@ -133,7 +133,7 @@ def test_odd_timestamps_durations_and_ids_never_get_internal_error(feeds, change
         siu_message = parse_siu(message)
         assert visit.external_id == siu_message.appointment_id
         assert 1899 <= visit.start.year <= 2200
-        assert timedelta(minutes=1) <= visit.end - visit.start <= timedelta(days=7)
+        assert timedelta(minutes=1) <= visit.end - visit.start <= timedelta(days=1)
         if visit.external_id not in existing:
             assert visit.start == to_datetime(siu_message.start, feeds.pms.zone, "start")
     elif stored.appointment_id is None:

@@ -173,7 +173,7 @@ def test_refused_messages_are_trimmed_to_the_bound_and_kept_short(serve, feeds):
     with MllpClient(host, port) as client:
         # An applied message with a warning (no mobile number) is history, never trimmed.
         no_mobile = siu(msg_id="KEEP1", appointment_id="KEEP", phones="")
-        assert _msa(client.send(no_mobile))[1] == "AE"
+        assert _msa(client.send(no_mobile))[1] == "AA"
         for n in range(6):
             assert _msa(client.send(unroutable.format(n=n)))[1] == "AR"
         # Refused by a feed (unknown location, nothing applied): that feed's bound.

@@ -124,7 +124,10 @@ def test_confirmation_by_text_arrives_as_s14_confirmed(ehr, feeds):
     # Addressed back to the application and facility the feed sends from, in its version.
     assert msh[2:6] == ["CARELINE", "CARELINE", "PMSYS", "CLINIC"]
     assert (msh[8], msh[11]) == ("SIU^S14^SIU_S12", "2.5.1")
-    assert segment(message, "SCH")[25] == "Confirmed"
+    # Table 0278 has no "confirmed": Booked, and the event reason (SCH-6) says why.
+    assert segment(message, "SCH")[25] == "Booked^Booked^HL70278"
+    assert segment(message, "SCH")[6].startswith("confirmed^Confirmed by the patient")
+    assert segment(message, "SCH")[16] == "CARELINE^Careline^Patient^^^^^^CARELINE"
     assert segment(message, "PID")[3] == "M500^^^PMSYS^MR"
     # What we send reads back, with our own parser, as the same visit.
     parsed = parse_siu(message)
@@ -145,7 +148,7 @@ def test_cancellation_by_link_is_s15_in_the_feeds_older_version(ehr, feeds):
     msh = segment(message, "MSH")
     assert (msh[8], msh[11]) == ("SIU^S15", "2.3")
     assert "\rTQ1|" not in message  # TQ1 is 2.5 on; 2.3 reads SCH-11
-    assert segment(message, "SCH")[25] == "Cancelled"
+    assert segment(message, "SCH")[25] == "Cancelled^Cancelled^HL70278"
     assert segment(message, "SCH")[6].startswith("patient_link^")
 
 
@@ -311,7 +314,7 @@ def test_online_booking_is_s12_with_careline_as_placer(ehr, feeds, build):
     [message] = ehr.frames
     sch = segment(message, "SCH")
     assert segment(message, "MSH")[8] == "SIU^S12^SIU_S12"
-    assert (sch[1], sch[2], sch[25]) == (f"{booked.id}^CARELINE", "", "Booked")
+    assert (sch[1], sch[2], sch[25]) == (f"{booked.id}^CARELINE", "", "Booked^Booked^HL70278")
     assert segment(message, "AIL")[3] == "TROYMAIN"
     assert segment(message, "AIP")[3].split("^")[0] == "LWONG"
     assert segment(message, "PID")[3] == f"{patient.id}^^^CARELINE^PI"

@@ -10,7 +10,7 @@ from fhir.resources.R4B.patient import PatientCommunication
 from careline.integrations.csv import importer
 from careline.integrations.fhir.resources import patient as fhir_patient
 from careline.integrations.hl7 import receiving
-from careline.patients.languages import language_code
+from careline.patients.languages import coded_language, language_code
 
 CASES = {
     "en": "en",
@@ -26,7 +26,15 @@ CASES = {
     "es-MX": "es",
     "es_US": "es",
     " es ": "es",
+    "S": "es",
+    "E": "en",
+    "SPA-MX": "es",
+    "Spanish; Castilian": "es",
+    "English (United States)": "en",
+    "ESPAÑOL": "es",
     "fr": None,
+    "Vietnamese": None,
+    "Spanglish": None,
     "": None,
 }
 
@@ -38,7 +46,22 @@ def test_language_code(raw):
 
 def test_csv_and_hl7_read_languages_the_same_way():
     assert importer.language_code is language_code
-    assert receiving.language_code is language_code
+    assert receiving.coded_language is coded_language
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "system", "expected"),
+    [
+        ("SPA", "Spanish", "HL70296", "es"),
+        ("S", "", "HL70296", "es"),
+        ("es-MX", "Spanish (Mexico)", "urn:ietf:bcp:47", "es"),
+        ("", "Español", "", "es"),
+        ("99", "Spanish", "LOCAL", "es"),  # a local code: the text decides
+        ("VIE", "Vietnamese", "HL70296", None),
+    ],
+)
+def test_coded_languages(code, text, system, expected):
+    assert coded_language(code, text, system) == expected
 
 
 # FHIR codes carry no surrounding spaces (the model refuses them).

@@ -157,16 +157,16 @@ def test_relation_list_filters_offer_only_own_rows(client, world):
 
 def test_raw_id_label_hides_org_a_patient_and_audits_own(client, world):
     client.force_login(world["admin_b"])
-    add = reverse("admin:scheduling_appointment_add")
+    # Visits are view-only in the admin; the waitlist entry form has the patient raw-id.
+    add = reverse("admin:waitlist_waitlistentry_add")
     _assert_nothing_of_a(client.get(add, {"patient": world["pat_a"].pk}), add)
     assert not AuditEvent.objects.filter(patient_id=world["pat_a"].pk).exists()
-    body = client.get(add, {"patient": world["pat_b"].pk}).content.decode()
-    assert "Betapatient" in body
+    response = client.get(add, {"patient": world["pat_b"].pk})
+    assert "Betapatient" in response.content.decode()
     assert AuditEvent.objects.filter(
         user=world["admin_b"], patient_id=world["pat_b"].pk, what="admin raw-id label"
     ).exists()
-    change = reverse("admin:scheduling_appointment_change", args=[world["appt_b"].pk])
-    form = client.get(change).context["adminform"].form
+    form = response.context["adminform"].form
     for name in ("practice", "provider", "appointment_type"):
         values = {str(obj) for obj in form.fields[name].queryset}
         assert values and not any("Alpha" in v for v in values), name
@@ -279,3 +279,29 @@ def test_org_b_admin_who_works_front_desk_at_org_a_sees_only_org_b(client, world
         response = client.get(url)
         assert response.status_code == 200
         _assert_nothing_of_a(response, url)
+
+
+def test_visits_are_view_only_in_the_admin_and_patient_edits_are_new_versions(client, world):
+    # A visit changed in the admin would skip its texts, re-planning and the EHR
+    # write-back; a patient edited there must still reach FHIR clients as a new version.
+    client.force_login(world["admin_b"])
+    appt = world["appt_b"]
+    change = reverse("admin:scheduling_appointment_change", args=[appt.pk])
+    assert client.get(change).status_code == 200
+    response = client.post(change, {"status": "cancelled"})
+    assert response.status_code == 403
+    appt.refresh_from_db()
+    assert appt.status == "booked"
+    assert client.get(reverse("admin:scheduling_appointment_add")).status_code == 403
+
+    patient = world["pat_b"]
+    before = patient.version
+    url = reverse("admin:patients_patient_change", args=[patient.pk])
+    form = client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None}
+    data["given_name"] = "Bonnie"
+    data = {k: (v.pk if hasattr(v, "pk") else v) for k, v in data.items()}
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    patient.refresh_from_db()
+    assert patient.given_name == "Bonnie" and patient.version == before + 1

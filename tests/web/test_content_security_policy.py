@@ -180,6 +180,6 @@ def test_no_page_breaks_the_policy_in_chromium(live_server, page, clinic):
     visit("/admin/", "Careline administration")
     visit("/admin/messaging/messagetemplate/", "message template")
     visit(f"/admin/messaging/messagetemplate/{clinic.template.pk}/change/", "Body")
-    visit("/admin/scheduling/appointment/add/", "appointment")
+    visit("/admin/waitlist/waitlistentry/add/", "waitlist entry")
 
     assert violations == []

@@ -29,7 +29,9 @@ def test_staff_sign_in_shows_own_practices_only(live_server, page, build):
     page.get_by_label("Username").fill("frontdesk")
     page.get_by_label("Password").fill("careline-test-pw")
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/")
-    table = page.get_by_role("table").inner_text()
-    assert "Lakeside Family Medicine" in table
-    assert "Hillcrest Cardiology" not in table
+    # The front desk's home is today's day view of their own practice.
+    page.wait_for_url(f"{live_server.url}/schedule/**")
+    assert "Lakeside Family Medicine" in page.get_by_role("heading", level=1).inner_text()
+    practices = page.locator("select#practice").inner_text()
+    assert "Lakeside Family Medicine" in practices
+    assert "Hillcrest Cardiology" not in practices

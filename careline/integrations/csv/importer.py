@@ -20,13 +20,15 @@ File layout: UTF-8 (a BOM is fine), comma-separated, one header row naming the c
     language          no        en or es (also English / Spanish / spa); new patients: en
     appointment_type  no        type code (added when new); default VISIT
     start             yes       YYYY-MM-DD HH:MM in the practice's time zone, or ISO 8601
-                                with a UTC offset (2026-12-03T09:30:00-05:00)
-    duration_minutes  no        default: the appointment type's duration
+                                with a UTC offset (2026-12-03T09:30:00-05:00); from 1900
+                                to ten years ahead
+    duration_minutes  no        1 to 1440; default: the appointment type's duration
     status            no        booked (default), confirmed, cancelled, noshow, arrived,
                                 fulfilled or entered-in-error
 
-Every row is checked before anything is written. A bad row is reported with its line
-number and the reason; unless skipping invalid rows was asked for, one bad row means
+Every row is checked before anything is written. A bad row (also one that is not UTF-8,
+holds a NUL character or cannot be read as CSV) is reported with its line number, the
+column and the reason; unless skipping invalid rows was asked for, one bad row means
 nothing is imported. The file is read twice as a stream and written in batches inside one
 transaction, so memory stays flat for a million rows. A later row with the same
 appointment_id overrides an earlier one. Reminders are planned afterwards for the whole
@@ -52,12 +54,15 @@ from django.utils import timezone
 
 from careline.clinics.directory import add_provider, appointment_type_for_code, link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
-from careline.clinics.validators import normalize_phone
+from careline.clinics.validators import FIRST_DATE, calendar_date, normalize_phone
 from careline.messaging.planning import plan_all_reminders
 from careline.patients.languages import language_code
 from careline.patients.models import Patient
 from careline.patients.records import import_patients
 from careline.scheduling.appointments import (
+    LONGEST_VISIT,
+    VisitTimeError,
+    check_visit_times,
     import_appointments,
     record_imported_changes,
     stamp_status,
@@ -65,6 +70,8 @@ from careline.scheduling.appointments import (
 from careline.scheduling.external import feed_change
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
 from careline.scheduling.models import ChangeSource as Source
+
+MAX_VISIT_MINUTES = int(LONGEST_VISIT.total_seconds() // 60)
 
 REQUIRED = ("appointment_id", "practice", "provider", "mrn", "given_name", "family_name", "start")
 OPTIONAL = (
@@ -134,6 +141,11 @@ class _Validator:
     def row(self, line: int, raw: dict[str, str | None]) -> Row:
         """A clean row, or ValueError with the reason."""
         value = {k: (raw.get(k) or "").strip() for k in (*REQUIRED, *OPTIONAL)}
+        for name, text in value.items():
+            problem = _text_problem(text)
+            if problem:
+                # The reason names the column, not the value: it may be a patient's name.
+                raise ValueError(f"{name} {problem}")
         missing = [k for k in REQUIRED if not value[k]]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
@@ -141,29 +153,25 @@ class _Validator:
         if practice is None:
             raise ValueError(f"unknown practice code '{value['practice']}'")
         practice_id, zone = practice
-        try:
-            start = datetime.fromisoformat(value["start"])
-        except ValueError:
-            raise ValueError(
-                f"start '{value['start']}' is not YYYY-MM-DD HH:MM (or ISO 8601 with offset)"
-            ) from None
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=zone)
-        # UTC, so the end is the duration later in elapsed time, also across DST.
-        start = start.astimezone(UTC)
+        start = _start(value["start"], zone)
         birth_date = None
         if value["birth_date"]:
-            try:
-                birth_date = date.fromisoformat(value["birth_date"])
-            except ValueError:
-                raise ValueError(f"birth_date '{value['birth_date']}' is not YYYY-MM-DD") from None
+            birth_date = calendar_date(value["birth_date"])
+            if birth_date is None or birth_date > timezone.now().date():
+                raise ValueError(
+                    f"birth_date is not a date of birth YYYY-MM-DD between {FIRST_DATE.year} "
+                    "and today"
+                )
         duration = None
         if value["duration_minutes"]:
-            if not value["duration_minutes"].isdigit() or int(value["duration_minutes"]) == 0:
+            text = value["duration_minutes"]
+            # ASCII only: "²".isdigit() is True and int("٣") is 3.
+            if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_VISIT_MINUTES):
                 raise ValueError(
-                    f"duration_minutes '{value['duration_minutes']}' is not a positive number"
+                    f"duration_minutes '{text[:20]}' is not a whole number of minutes from 1 "
+                    f"to {MAX_VISIT_MINUTES}"
                 )
-            duration = int(value["duration_minutes"])
+            duration = int(text)
         status = value["status"].lower() or AppointmentStatus.BOOKED
         if status not in _STATUSES:
             raise ValueError(
@@ -174,8 +182,8 @@ class _Validator:
         if language is None:
             raise ValueError(f"language '{value['language']}' is not en or es")
         npi = value["provider_npi"]
-        if npi and not (npi.isdigit() and len(npi) == 10):
-            raise ValueError(f"provider_npi '{npi}' is not 10 digits")
+        if npi and not (npi.isascii() and npi.isdigit() and len(npi) == 10):
+            raise ValueError(f"provider_npi '{npi[:20]}' is not 10 digits")
         for name in ("appointment_id", "mrn"):
             if len(value[name]) > (120 if name == "appointment_id" else 64):
                 raise ValueError(f"{name} is too long")
@@ -207,6 +215,34 @@ class _Validator:
             raise ValueError(f"mobile_phone {' '.join(exc.messages)}") from None
 
 
+def _text_problem(text: str) -> str:
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8, kept as surrogates by _read
+        return "is not UTF-8 text"
+    return ""
+
+
+def _start(text: str, zone: zoneinfo.ZoneInfo) -> datetime:
+    """The visit's start in UTC, so the end is the duration later in elapsed time, also
+    across DST; ValueError unless it is a time Careline accepts for a visit."""
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"start '{text[:40]}' is not YYYY-MM-DD HH:MM (or ISO 8601 with offset)"
+        ) from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=zone)
+    try:
+        check_visit_times(start)
+        return start.astimezone(UTC)
+    except VisitTimeError as exc:
+        raise ValueError(f"start {exc.message}") from None
+
+
 # Cached: a file repeats numbers (families, many visits), and parsing one is the costliest
 # check per row. Refusals raise, so they are not cached.
 _e164 = functools.lru_cache(maxsize=50_000)(normalize_phone)
@@ -217,7 +253,9 @@ def _read(
 ) -> Iterator[tuple[int, Row | str]]:
     """(line number, Row or the reason it is bad) for every data row, streamed."""
     with path.open("rb") as binary:
-        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        # Bytes that are not UTF-8 become surrogates, so one bad row is reported (by
+        # _text_problem) instead of stopping the reader for the whole file.
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.DictReader(text)
         header = [h.strip() for h in (reader.fieldnames or [])]
         if not header:
@@ -230,7 +268,18 @@ def _read(
                 f"it has {', '.join(header)}."
             )
         count = 0
-        for raw in reader:
+        rows = iter(reader)
+        while True:
+            before = reader.line_num
+            try:
+                raw = next(rows)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # A field over csv.field_size_limit() and the like; the reader goes on
+                # with the next line. line_num has not moved past the bad row yet.
+                yield before + 1, f"cannot be read as CSV ({exc})"
+                continue
             line = reader.line_num
             count += 1
             if progress is not None and count % 1000 == 0:

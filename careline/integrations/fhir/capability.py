@@ -13,17 +13,19 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     resources = []
     for handler in HANDLERS.values():
         interactions = ["read", "search-type"]
+        if handler.versioned:
+            interactions += ["vread", "history-instance"]
         if handler.writable:
             interactions += ["create", "update"]
         entry: dict[str, Any] = {
             "type": handler.resource_type,
             "interaction": [{"code": code} for code in interactions],
-            "versioning": "no-version",
-            "readHistory": False,
+            "versioning": "versioned-update" if handler.versioned else "no-version",
+            "readHistory": handler.versioned,
             "updateCreate": False,
             "conditionalCreate": handler.writable,
             "conditionalUpdate": handler.writable,
-            "conditionalRead": "not-supported",
+            "conditionalRead": "not-match" if handler.versioned else "not-supported",
             "conditionalDelete": "not-supported",
             "searchParam": [
                 {"name": name, "type": param.type, "documentation": param.documentation}
@@ -48,9 +50,17 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": (
                     "Results page with _count (default 50, at most 500) and the Bundle's next "
-                    "link. Unknown search parameters are rejected. No delete, history, "
-                    "batch or transaction. Conditional create takes If-None-Exist (or the "
-                    "criteria as query parameters); conditional update is PUT [type]?criteria."
+                    "link. Unknown search parameters are rejected. No delete, type or system "
+                    "history, batch or transaction. Conditional create takes If-None-Exist (or "
+                    "the criteria as query parameters); conditional update is PUT "
+                    "[type]?criteria. Patient and Appointment keep versions: meta.versionId, "
+                    "ETag and Last-Modified on reads, If-Match on update (412 when stale), "
+                    "vread and [type]/[id]/_history. Change feed: GET [type]?_lastUpdated="
+                    "gt<T>&_sort=_lastUpdated, follow every next link, then poll again with T "
+                    "= the newest meta.lastUpdated seen, exactly as written; every change is "
+                    "returned once (a search waits for changes being written to commit). "
+                    "JSON only: a request for XML is 406. "
+                    "dateTimes with a time must carry an offset."
                 ),
                 "security": {
                     "description": (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -26,20 +28,35 @@ COMMON_PARAMETERS = {
     "_summary",
     "_total",
     "_totalMethod",
+    # The change feed: _sort=_lastUpdated pages by (meta.lastUpdated, id); _cursor is the
+    # key a Bundle's next link carries.
+    "_sort",
+    "_cursor",
 }
 
+# ASCII digits only (re.ASCII): Python's \d and int() also read "٣" and other scripts' digits.
 DATE_PATTERN = re.compile(
     r"^(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb|ap)?"
     r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d{1,6})?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$",
+    re.ASCII,
 )
+# Search dates are refused outside these years: far enough from Python's years 1 and 9999
+# that prefixes, time zones and ap's margin (a tenth of the distance from now) never
+# overflow, and wide enough for any birth date or visit.
+FIRST_SEARCH_YEAR, LAST_SEARCH_YEAR = 1000, 8999
+
+
+def is_ascii_number(value: str) -> bool:
+    """Only 0-9: str.isdigit() also takes "²" (which int() then refuses) and "٣"."""
+    return value.isascii() and value.isdigit()
 
 
 def parse_pk(value: str) -> int | None:
     """A database id from a FHIR id, or None when it cannot be one of ours."""
     value = value.strip()
-    if not value.isascii() or not value.isdigit() or len(value) > 19:
+    if not is_ascii_number(value) or len(value) > 19:
         return None
     number = int(value)
     return number if 0 < number <= MAX_PK else None
@@ -94,6 +111,13 @@ def date_range(raw: str, zone: tzinfo) -> tuple[str, datetime, datetime]:
             "YYYY-MM-DDThh:mm[:ss][Z|+hh:mm], e.g. ge2025-03-01.",
         )
     g = match.groupdict()
+    if not FIRST_SEARCH_YEAR <= int(g["year"]) <= LAST_SEARCH_YEAR:
+        raise FhirError(
+            400,
+            f"'{raw}': search dates must be in the years {FIRST_SEARCH_YEAR} to "
+            f"{LAST_SEARCH_YEAR}.",
+            code="value",
+        )
     try:
         tz = _zone_from_offset(g["tz"]) if g["tz"] else zone
         year = int(g["year"])
@@ -159,6 +183,18 @@ def date_q(field: str, raw: str, zone: tzinfo, *, as_date: bool = False) -> Q:
     }[prefix]
 
 
+@contextmanager
+def search_parameter(name: str) -> Iterator[None]:
+    """An error raised while reading the search parameter `name` names it (the
+    OperationOutcome's expression), so the caller knows which value to fix."""
+    try:
+        yield
+    except FhirError as exc:
+        if not exc.expression:
+            exc.expression = [name]
+        raise
+
+
 def any_of(values: str, build) -> Q:
     """Comma-separated values of one parameter are ORed, as FHIR specifies."""
     q = Q(pk__in=[])
@@ -168,16 +204,71 @@ def any_of(values: str, build) -> Q:
 
 
 def page_size(raw: str | None) -> int:
+    """The page size asked for, at most MAX_PAGE_SIZE (FHIR lets a server return fewer)."""
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit():
-        raise FhirError(400, f"_count must be a whole number, got '{raw}'.")
-    return min(int(raw[:6]), MAX_PAGE_SIZE)
+    if not is_ascii_number(raw) or len(raw) > 10 or int(raw) > MAX_OFFSET:
+        raise FhirError(
+            400,
+            f"_count must be a whole number from 0 to {MAX_OFFSET} (pages hold at most "
+            f"{MAX_PAGE_SIZE}), got '{raw}'.",
+            code="value",
+            expression=["_count"],
+        )
+    return min(int(raw), MAX_PAGE_SIZE)
 
 
 def page_offset(raw: str | None) -> int:
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_OFFSET:
-        raise FhirError(400, f"_offset must be a whole number up to {MAX_OFFSET}, got '{raw}'.")
+    if not is_ascii_number(raw) or len(raw) > 10 or int(raw) > MAX_OFFSET:
+        raise FhirError(
+            400,
+            f"_offset must be a whole number from 0 to {MAX_OFFSET}, got '{raw}'.",
+            code="value",
+            expression=["_offset"],
+        )
     return int(raw)
+
+
+# The first key of a change feed (before any stored time).
+FEED_START = (datetime(1, 1, 2, tzinfo=UTC), 0)
+
+
+def sort_by_last_updated(values: list[str], versioned: bool, resource_type: str) -> bool:
+    """Whether `_sort` asks for the change-feed order; 400 for any other order."""
+    wanted = [key.strip() for value in values for key in value.split(",") if key.strip()]
+    if not wanted:
+        return False
+    if wanted == ["_lastUpdated"] and versioned:
+        return True
+    raise FhirError(
+        400,
+        f"_sort={','.join(wanted)} is not supported for {resource_type}: "
+        + (
+            "only _sort=_lastUpdated (oldest change first)."
+            if versioned
+            else "results come in a fixed order."
+        ),
+        code="not-supported",
+        expression=["_sort"],
+    )
+
+
+def page_cursor(raw: str | None) -> tuple[datetime, int]:
+    """The (last_updated, id) after which a change-feed page starts: `_cursor` from a next
+    link, or the feed's start."""
+    if not raw:
+        return FEED_START
+    stamp, _, pk = raw.partition("|")
+    try:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or parse_pk(pk) is None:
+        raise FhirError(
+            400,
+            f"_cursor '{raw[:80]}' is not one this server wrote; follow the Bundle's next link.",
+            expression=["_cursor"],
+        )
+    return at, int(pk)

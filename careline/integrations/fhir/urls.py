@@ -12,5 +12,15 @@ urlpatterns = [
         views.instance_endpoint,
         name="instance",
     ),
+    re_path(
+        r"^(?P<resource_type>[A-Za-z]+)/(?P<resource_id>[^/]+)/_history/?$",
+        views.history_endpoint,
+        name="history",
+    ),
+    re_path(
+        r"^(?P<resource_type>[A-Za-z]+)/(?P<resource_id>[^/]+)/_history/(?P<version_id>[^/]+)/?$",
+        views.vread_endpoint,
+        name="vread",
+    ),
     re_path(r"^(?P<rest>.*)$", views.unknown_endpoint),
 ]

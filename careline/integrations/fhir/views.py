@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError as PydanticValidationError
@@ -18,13 +22,24 @@ from careline.integrations.api_keys import ApiKeyError, api_key_from_request
 from careline.integrations.fhir.capability import capability_statement
 from careline.integrations.fhir.errors import FhirError, from_validation_error, operation_outcome
 from careline.integrations.fhir.registry import HANDLERS
-from careline.integrations.fhir.resources.handler import Context, Handler
-from careline.integrations.fhir.search import COMMON_PARAMETERS, page_offset, page_size
+from careline.integrations.fhir.resources.handler import Context, Handler, Version
+from careline.integrations.fhir.search import (
+    COMMON_PARAMETERS,
+    page_cursor,
+    page_offset,
+    page_size,
+    parse_pk,
+    sort_by_last_updated,
+)
 
 logger = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 ACCEPTED_BODY_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+# What a client may ask for and get JSON (Accept or _format); XML and Turtle are not served.
+JSON_TYPES = ACCEPTED_BODY_TYPES | {"json", "*/*", "application/*"}
+# A FHIR dateTime or instant with a time: the time must carry its offset (Z or ±hh:mm).
+TIME_WITHOUT_OFFSET = re.compile(r"^-?\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
 
 
 def fhir_response(data: dict[str, Any], status: int = 200, **headers: str) -> HttpResponse:
@@ -51,6 +66,7 @@ def fhir_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     @csrf_exempt
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
+            _require_json_acceptable(request)
             try:
                 api_key = api_key_from_request(request)
             except ApiKeyError as exc:
@@ -59,7 +75,12 @@ def fhir_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
                 ) from exc
             base = request.build_absolute_uri("/fhir/R4/")
             ctx = Context(organization=api_key.organization, base_url=base)
-            return view(request, ctx, *args, **kwargs)
+            if request.method in ("GET", "HEAD"):
+                return view(request, ctx, *args, **kwargs)
+            # A write and its answer are one unit: whatever fails after the row is saved
+            # (rendering it back, a later check) leaves nothing stored.
+            with transaction.atomic():
+                return view(request, ctx, *args, **kwargs)
         except FhirError as exc:
             return error_response(exc)
         except RequestDataTooBig:
@@ -78,7 +99,45 @@ def fhir_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
 def metadata(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return error_response(_method_not_allowed(request, "GET"))
+    try:
+        _require_json_acceptable(request)
+    except FhirError as exc:
+        return error_response(exc)
     return fhir_response(capability_statement(request.build_absolute_uri("/fhir/R4/")))
+
+
+def _require_json_acceptable(request: HttpRequest) -> None:
+    """406 when the client asks only for a format other than JSON (XML, Turtle), rather
+    than answering JSON it did not ask for."""
+    formats = request.GET.getlist("_format")
+    if formats:
+        wanted = formats[-1].split(";")[0].strip().lower()
+        if wanted not in JSON_TYPES:
+            raise FhirError(
+                406,
+                f"_format '{formats[-1]}' is not served here; this server speaks JSON only "
+                "(_format=json or application/fhir+json).",
+                code="not-supported",
+            )
+        return
+    accept = request.headers.get("Accept", "").strip()
+    if not accept:
+        return
+    for item in accept.split(","):
+        media, *parameters = (part.strip() for part in item.split(";"))
+        quality = next((p[2:] for p in parameters if p.replace(" ", "").startswith("q=")), "1")
+        try:
+            acceptable = float(quality) > 0
+        except ValueError:
+            acceptable = True
+        if acceptable and media.lower() in JSON_TYPES:
+            return
+    raise FhirError(
+        406,
+        f"Accept '{accept[:100]}' asks for no format served here; this server speaks JSON "
+        "only: send Accept: application/fhir+json.",
+        code="not-supported",
+    )
 
 
 @csrf_exempt
@@ -114,7 +173,21 @@ def instance_endpoint(
     if resource_id == "_search" and request.method == "POST":
         return _search(request, ctx, handler, _form_query(request))
     if request.method in ("GET", "HEAD"):
-        return fhir_response(_render(ctx, handler, handler.get(ctx, resource_id)))
+        obj = handler.get(ctx, resource_id)
+        headers = _version_headers(obj)
+        if headers and request.headers.get("If-None-Match", "").strip() == headers["ETag"]:
+            # Conditional read: the client's copy is current.
+            response = HttpResponse(status=304)
+            for name, value in headers.items():
+                response[name] = value
+            return response
+        try:
+            return fhir_response(_render(ctx, handler, obj), **headers)
+        except (PydanticValidationError, ValueError, OverflowError) as exc:
+            issue = _unreadable(handler, obj, exc)
+            raise FhirError(
+                422, issue["diagnostics"], code="processing", expression=issue["expression"]
+            ) from exc
     if request.method == "PUT":
         _require_writable(handler)
         resource = _parse_resource(request, handler.resource_type)
@@ -125,9 +198,143 @@ def instance_endpoint(
                 f"The body's id '{body_id}' differs from the URL's '{resource_id}'.",
                 expression=[f"{handler.resource_type}.id"],
             )
-        obj = handler.update(ctx, handler.get(ctx, resource_id), resource)
-        return fhir_response(_render(ctx, handler, obj))
+        obj = _update(request, ctx, handler, handler.get(ctx, resource_id), resource)
+        return fhir_response(_render(ctx, handler, obj), **_version_headers(obj))
     raise _method_not_allowed(request, "GET, PUT")
+
+
+@fhir_endpoint
+def history_endpoint(
+    request: HttpRequest, ctx: Context, resource_type: str, resource_id: str
+) -> HttpResponse:
+    """The instance's history: a Bundle of type history, newest version first."""
+    handler = _versioned_handler(resource_type)
+    if request.method not in ("GET", "HEAD"):
+        raise _method_not_allowed(request, "GET")
+    versions = handler.versions(ctx, handler.get(ctx, resource_id))
+    base = f"{ctx.base_url}{handler.resource_type}/{resource_id}"
+    entries = []
+    for version in versions:
+        rendered = _render_version(ctx, handler, version)
+        entries.append(
+            {
+                "fullUrl": f"{base}",
+                "resource": rendered,
+                "request": {
+                    "method": "POST" if version.version == 1 else "PUT",
+                    "url": handler.resource_type
+                    if version.version == 1
+                    else f"{handler.resource_type}/{resource_id}",
+                },
+                "response": {
+                    "status": "201 Created" if version.version == 1 else "200 OK",
+                    "etag": f'W/"{version.version}"',
+                    "lastModified": exact_instant(version.last_updated),
+                },
+            }
+        )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": len(entries),
+        "link": [{"relation": "self", "url": f"{base}/_history"}],
+        "entry": entries,
+    }
+    return fhir_response(bundle)
+
+
+@fhir_endpoint
+def vread_endpoint(
+    request: HttpRequest, ctx: Context, resource_type: str, resource_id: str, version_id: str
+) -> HttpResponse:
+    handler = _versioned_handler(resource_type)
+    if request.method not in ("GET", "HEAD"):
+        raise _method_not_allowed(request, "GET")
+    wanted = parse_pk(version_id)
+    for version in handler.versions(ctx, handler.get(ctx, resource_id)):
+        if version.version == wanted:
+            headers = {
+                "ETag": f'W/"{version.version}"',
+                "Last-Modified": http_date(version.last_updated.timestamp()),
+            }
+            return fhir_response(_render_version(ctx, handler, version), **headers)
+    raise FhirError(
+        404,
+        f"{handler.resource_type}/{resource_id} has no version '{version_id}'; see "
+        f"{handler.resource_type}/{resource_id}/_history.",
+        code="not-found",
+    )
+
+
+def exact_instant(value: datetime) -> str:
+    """meta.lastUpdated to the microsecond, always: a client polls `gt` the value it saw,
+    and FHIR reads `gt` a value given to the second as "after that whole second"."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _versioned_handler(resource_type: str) -> Handler:
+    handler = _handler(resource_type)
+    if not handler.versioned:
+        raise FhirError(
+            404,
+            f"{handler.resource_type} keeps no versions here; vread and _history are "
+            "supported for Patient and Appointment.",
+            code="not-supported",
+        )
+    return handler
+
+
+def _version_headers(obj: Any) -> dict[str, str]:
+    """ETag and Last-Modified of a versioned resource (none for the others)."""
+    version = getattr(obj, "version", None)
+    if version is None:
+        return {}
+    return {
+        "ETag": f'W/"{version}"',
+        "Last-Modified": http_date(obj.last_updated.timestamp()),
+    }
+
+
+def _if_match_version(request: HttpRequest, handler: Handler) -> int | None:
+    """The version an If-Match header names (W/"3", "3" or 3); None when there is none."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    if not handler.versioned:
+        raise FhirError(
+            400,
+            f"If-Match is not supported for {handler.resource_type}: it keeps no versions.",
+            code="not-supported",
+        )
+    value = header.strip().removeprefix("W/").strip('"')
+    version = parse_pk(value)
+    if version is None:
+        raise FhirError(400, f"If-Match must name a version, e.g. W/\"3\"; got '{header[:40]}'.")
+    return version
+
+
+def _update(request: HttpRequest, ctx: Context, handler: Handler, obj: Any, resource: Any) -> Any:
+    """Update `obj`; with If-Match only when it is still the version the client names."""
+    expected = _if_match_version(request, handler)
+    if expected is None:
+        return handler.update(ctx, obj, resource)
+    with transaction.atomic():
+        # Locked, so no other change slips in between the check and the update.
+        current = (
+            type(obj)
+            .objects.select_for_update()
+            .filter(pk=obj.pk)
+            .values_list("version", flat=True)
+            .first()
+        )
+        if current != expected:
+            raise FhirError(
+                412,
+                f"{handler.resource_type}/{obj.pk} is at version {current}, not {expected} "
+                "(If-Match): it changed since you read it. Read it again, then update.",
+                code="conflict",
+            )
+        return handler.update(ctx, obj, resource)
 
 
 def _handler(resource_type: str) -> Handler:
@@ -171,22 +378,29 @@ def _form_query(request: HttpRequest) -> dict[str, list[str]]:
     return params
 
 
-def _check_text(value: Any, where: str) -> None:
-    """Reject NUL characters, which no database column can store."""
+def _check_text(value: Any, where: str, expression: str | None = None) -> None:
+    """Reject NUL characters, which no database column can store; the error names the
+    element (`where`) or the given `expression`."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise FhirError(400, f"{where} contains a NUL character (\\u0000).")
+            raise FhirError(
+                400,
+                f"{where} contains a NUL character (\\u0000).",
+                expression=[expression or where],
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_text(key, where)
-            _check_text(item, f"{where}.{key}")
+            _check_text(key, where, expression)
+            _check_text(item, f"{where}.{key}", expression)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_text(item, f"{where}[{i}]")
+            _check_text(item, f"{where}[{i}]", expression)
 
 
 def _search_params(handler: Handler, params: dict[str, list[str]]) -> dict[str, list[str]]:
-    _check_text(params, "The search")
+    for name, values in params.items():
+        _check_text(name, "A search parameter's name", "_search")
+        _check_text(values, f"The search parameter {name}", name)
     filters = {k: v for k, v in params.items() if k not in COMMON_PARAMETERS}
     unknown = sorted(set(filters) - set(handler.search_parameters))
     if unknown:
@@ -208,36 +422,84 @@ def _search(
     offset = page_offset((params.get("_offset") or [None])[-1])
     if (params.get("_summary") or [""])[-1] == "count":
         count = 0
-    total, items = handler.search(ctx, filters, offset, count)
     base = f"{ctx.base_url}{handler.resource_type}"
+    query = [(k, v) for k, values in filters.items() for v in values]
+    if sort_by_last_updated(params.get("_sort", []), handler.versioned, handler.resource_type):
+        # Keyset paging by (last_updated, id): a change made while a client pages moves
+        # the resource past the page it is reading, never into a page it has read.
+        after = page_cursor((params.get("_cursor") or [None])[-1])
+        total, items = handler.search(ctx, filters, 0, count, changed_after=after)
+        query += [("_sort", "_lastUpdated"), ("_count", str(count))]
+        self_query = query + ([("_cursor", params["_cursor"][-1])] if "_cursor" in params else [])
+        links = [{"relation": "self", "url": f"{base}?{urlencode(self_query)}"}]
+        if count and len(items) == count:
+            last = items[-1]
+            cursor = f"{exact_instant(last.last_updated)}|{last.pk}"
+            links.append(
+                {"relation": "next", "url": f"{base}?{urlencode(query + [('_cursor', cursor)])}"}
+            )
+    else:
+        total, items = handler.search(ctx, filters, offset, count)
 
-    def page_url(page_offset_value: int) -> str:
-        query = [(k, v) for k, values in filters.items() for v in values]
-        query += [("_count", str(count)), ("_offset", str(page_offset_value))]
-        return f"{base}?{urlencode(query)}"
+        def page_url(page_offset_value: int) -> str:
+            paged = query + [("_count", str(count)), ("_offset", str(page_offset_value))]
+            return f"{base}?{urlencode(paged)}"
 
-    links = [{"relation": "self", "url": page_url(offset)}]
-    if count and offset + count < total:
-        links.append({"relation": "next", "url": page_url(offset + count)})
-    if count and offset > 0:
-        links.append({"relation": "previous", "url": page_url(max(0, offset - count))})
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": [
+        links = [{"relation": "self", "url": page_url(offset)}]
+        if count and offset + count < total:
+            links.append({"relation": "next", "url": page_url(offset + count)})
+        if count and offset > 0:
+            links.append({"relation": "previous", "url": page_url(max(0, offset - count))})
+    entries, unreadable = [], []
+    for item in items:
+        try:
+            resource = _render(ctx, handler, item)
+        except (PydanticValidationError, ValueError, OverflowError) as exc:
+            # A row stored before a door refused its kind must not hide the others.
+            unreadable.append(_unreadable(handler, item, exc))
+            continue
+        entries.append(
             {
                 "fullUrl": f"{base}/{resource['id']}",
                 "resource": resource,
                 "search": {"mode": "match"},
             }
-            for resource in (_render(ctx, handler, item) for item in items)
-        ],
+        )
+    if unreadable:
+        entries.append(
+            {
+                "resource": {"resourceType": "OperationOutcome", "issue": unreadable},
+                "search": {"mode": "outcome"},
+            }
+        )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": entries,
     }
     if not bundle["entry"]:
         del bundle["entry"]
     return fhir_response(bundle)
+
+
+def _unreadable(handler: Handler, item: Any, exc: Exception) -> dict[str, Any]:
+    """An issue for a stored row that cannot be shown as valid FHIR; logged with its id."""
+    item_id = getattr(item, "pk", None) or getattr(item, "id", "?")
+    logger.warning(
+        "FHIR search: %s/%s cannot be rendered (%s)",
+        handler.resource_type,
+        item_id,
+        type(exc).__name__,
+    )
+    return {
+        "severity": "warning",
+        "code": "processing",
+        "diagnostics": f"{handler.resource_type}/{item_id} matches but holds data that is "
+        "not valid FHIR (e.g. a date out of range); correct it with PUT.",
+        "expression": [handler.resource_type],
+    }
 
 
 def _create(request: HttpRequest, ctx: Context, handler: Handler) -> HttpResponse:
@@ -288,8 +550,14 @@ def _conditional_update(request: HttpRequest, ctx: Context, handler: Handler) ->
                 f"The body's id '{resource.id}' is not the matching resource's id.",
                 expression=[f"{handler.resource_type}.id"],
             )
-        obj = handler.update(ctx, match, resource)
-        return fhir_response(_render(ctx, handler, obj), 200)
+        obj = _update(request, ctx, handler, match, resource)
+        return fhir_response(_render(ctx, handler, obj), 200, **_version_headers(obj))
+    if _if_match_version(request, handler) is not None:
+        raise FhirError(
+            412,
+            f"If-Match names a version, but no {handler.resource_type} matches the criteria.",
+            code="conflict",
+        )
     return _created(ctx, handler, handler.create(ctx, resource))
 
 
@@ -309,7 +577,7 @@ def _only_match(
 def _created(ctx: Context, handler: Handler, obj: Any) -> HttpResponse:
     rendered = _render(ctx, handler, obj)
     location = f"{ctx.base_url}{handler.resource_type}/{rendered['id']}"
-    return fhir_response(rendered, 201, Location=location)
+    return fhir_response(rendered, 201, Location=location, **_version_headers(obj))
 
 
 def _parse_resource(request: HttpRequest, resource_type: str) -> Any:
@@ -345,6 +613,7 @@ def _parse_resource(request: HttpRequest, resource_type: str) -> Any:
             expression=["resourceType"],
         )
     _check_text(data, resource_type)
+    _check_offsets(data, resource_type)
     model = get_fhir_model_class(resource_type)
     try:
         return model.model_validate(data)
@@ -356,11 +625,43 @@ def _parse_resource(request: HttpRequest, resource_type: str) -> Any:
         ) from exc
 
 
+def _check_offsets(value: Any, where: str) -> None:
+    """A FHIR dateTime or instant with a time must carry its offset: without one, whose
+    clock is 09:00 on? Refuse rather than guess (422 naming the element)."""
+    if isinstance(value, str):
+        if TIME_WITHOUT_OFFSET.match(value):
+            raise FhirError(
+                422,
+                f"{where} '{value}' has a time but no offset; FHIR requires one: send "
+                f"'{value}Z' for UTC or the local offset, e.g. '{value}-05:00'.",
+                code="value",
+                expression=[where],
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_offsets(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_offsets(item, f"{where}[{i}]")
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
 def _render(ctx: Context, handler: Handler, obj: Any) -> dict[str, Any]:
-    """Serialize through fhir.resources so nothing invalid leaves the server."""
+    """Serialize through fhir.resources so nothing invalid leaves the server. A versioned
+    resource carries its meta.versionId and meta.lastUpdated."""
+    resource = handler.render(ctx, obj)
+    if getattr(obj, "version", None) is not None and isinstance(obj.last_updated, datetime):
+        resource["meta"] = {
+            **resource.get("meta", {}),
+            "versionId": str(obj.version),
+            "lastUpdated": exact_instant(obj.last_updated),
+        }
     model = get_fhir_model_class(handler.resource_type)
-    return model.model_validate(handler.render(ctx, obj)).model_dump(mode="json", exclude_none=True)
+    return model.model_validate(resource).model_dump(mode="json", exclude_none=True)
+
+
+def _render_version(ctx: Context, handler: Handler, version: Version) -> dict[str, Any]:
+    return _render(ctx, handler, version.obj)

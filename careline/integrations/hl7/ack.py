@@ -67,13 +67,16 @@ def build_ack(
     error_location: str = "",
     ack_control_id: str,
     at: datetime | None = None,
+    warning: str = "",
 ) -> str:
     """The ACK for a message: MSH, MSA (MSA-3 text), and ERR when it is not AA.
 
     ERR follows the message's version: ERR-1 (segment^seq^field^code) up to 2.4,
     ERR-2 location / ERR-3 code / ERR-4 severity / ERR-8 user message from 2.5 on.
     `error_location` is an ERL (segment^sequence^field[^repetition^component]), e.g.
-    SCH^1^11^1^4, naming the field at fault.
+    SCH^1^11^1^4, naming the field at fault. An AA with a `warning` (applied, but
+    something optional was missing) carries it in an ERR of severity W, so the sender
+    sees it and does not resend.
     """
     header = header or _UNKNOWN_HEADER
     at = (at or datetime.now(UTC)).astimezone(UTC)
@@ -96,8 +99,12 @@ def build_ack(
             escape(version),
         ]
     )
+    if code == ACCEPT and warning:
+        reason, severity = warning, "W"
+    else:
+        severity = "E"
     segments = [msh, "|".join(["MSA", code, escape(header.control_id), escape(reason[:80])])]
-    if code != ACCEPT:
+    if code != ACCEPT or severity == "W":
         label = ERROR_CODE_TEXT.get(error_code, ERROR_CODE_TEXT["207"])
         if _version_at_least_25(version):
             segments.append(
@@ -107,7 +114,7 @@ def build_ack(
                         "",
                         _location(error_location),
                         f"{error_code}^{label}^HL70357",
-                        "E",
+                        severity,
                         "",
                         "",
                         "",

@@ -1,4 +1,8 @@
-"""Splitting batch files into messages: MLLP-framed, or plain text (one message per MSH)."""
+"""Splitting batch files into messages: MLLP-framed, or plain text (one message per MSH).
+
+A frame may hold an HL7 batch (FHS/BHS … BTS/FTS): its messages are yielded one by one,
+as in a plain file, so a file's summary counts messages, not frames.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from careline.integrations.hl7.mllp import decode
+from careline.integrations.hl7.receiving import batch_messages
 
 _CHUNK = 1024 * 1024
 _SEGMENT_BREAK = re.compile(rb"\r\n|\r|\n")
@@ -35,14 +40,14 @@ def _frames(buffer: bytes, stream: BinaryIO) -> Iterator[str]:
                 tail = buffer.split(b"\x0b", 1)
                 if len(tail) == 2 and tail[1].strip():
                     # A last frame without its end byte is still a message someone sent.
-                    yield decode(tail[1].strip())
+                    yield from batch_messages(decode(tail[1].strip()))
                 return
             buffer += chunk
         block, _, buffer = buffer.partition(b"\x1c")
         start = block.rfind(b"\x0b")
         content = (block[start + 1 :] if start != -1 else block).strip(b"\r\n")
         if content.strip():
-            yield decode(content)
+            yield from batch_messages(decode(content))
 
 
 def _plain(buffer: bytes, stream: BinaryIO) -> Iterator[str]:

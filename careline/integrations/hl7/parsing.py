@@ -8,7 +8,12 @@ module knows where SIU feeds put what, and how differently they do it:
 - the length is an end time (SCH-11.5, TQ1-8) or a duration with units (TQ1-6, SCH-9/10,
   AIS-7/8, AIL-9/10, AIP-9/10, AIG-11/12, SCH-11.3);
 - the provider is in AIP (personnel) or AIG (general resource, athenahealth style);
-- the mobile number is the PID-13 repetition whose equipment type (XTN-3) is CP.
+- phones are PID-13 (home) and PID-14 (business) repetitions, as XTN components
+  (country XTN-5, area XTN-6, local XTN-7, extension XTN-8), XTN-12 unformatted or
+  XTN-1 / a v2.3 bare string like (303)555-0143; the mobile one says so in XTN-3
+  equipment type (CP; CELL from some engines) or XTN-2 use (CELL);
+- the location is AIL-3, else the visit's PV1-3 (point of care, else facility);
+- \\Xhh\\ escapes are bytes in the message's character set (MSH-18).
 
 Segments may come in any order, Z-segments and unknown segments are ignored, and
 segments may end in \\r, \\r\\n or \\n.
@@ -21,6 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
 import hl7
+
+from careline.scheduling.appointments import (
+    EARLIEST_VISIT,
+    LATEST_VISIT,
+    LONGEST_VISIT,
+    SHORTEST_VISIT,
+)
 
 SIU_TRIGGERS = ("S12", "S13", "S14", "S15", "S17", "S26")
 
@@ -54,7 +66,39 @@ def normalize_segment_breaks(text: str) -> str:
     return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r \t\x00")
 
 
-def unescape(value: str, esc: str, separators: str) -> str:
+# MSH-18 character sets (HL7 table 0211) as Python codecs. Without MSH-18 the standard
+# says ASCII; Latin-1 is what such feeds turn out to mean when they escape a byte.
+_CHARSETS = {
+    "ASCII": "ascii",
+    "ISO IR6": "ascii",
+    "8859/1": "latin-1",
+    "ISO IR100": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/3": "iso8859-3",
+    "8859/4": "iso8859-4",
+    "8859/5": "iso8859-5",
+    "8859/6": "iso8859-6",
+    "8859/7": "iso8859-7",
+    "8859/8": "iso8859-8",
+    "8859/9": "iso8859-9",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "ISO IR192": "utf-8",
+    "UNICODE UTF-16": "utf-16-be",
+    "UNICODE UTF-32": "utf-32-be",
+    "WINDOWS-1252": "cp1252",
+    "CP1252": "cp1252",
+}
+DEFAULT_ESCAPE_CHARSET = "latin-1"
+
+
+def escape_charset(msh18: str) -> str:
+    """The codec \\Xhh\\ bytes are decoded with, for an MSH-18 value."""
+    return _CHARSETS.get(" ".join(msh18.upper().split()), DEFAULT_ESCAPE_CHARSET)
+
+
+def unescape(value: str, esc: str, separators: str, charset: str = DEFAULT_ESCAPE_CHARSET) -> str:
     """Undo HL7 escape sequences (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh\\ \\.br\\).
 
     Done here rather than with python-hl7's unescape, which logs the field's text when it
@@ -84,7 +128,7 @@ def unescape(value: str, esc: str, separators: str) -> str:
         if seq in simple:
             out.append(simple[seq])
         elif seq.startswith("X") and re.fullmatch(r"X(?:[0-9A-Fa-f]{2})+", seq):
-            out.append(bytes.fromhex(seq[1:]).decode("latin-1"))
+            out.append(bytes.fromhex(seq[1:]).decode(charset, errors="replace"))
         # Highlighting (\H\ \N\), character-set switches and unknown sequences carry no text.
         i = end + 1
     return "".join(out)
@@ -93,11 +137,14 @@ def unescape(value: str, esc: str, separators: str) -> str:
 class _Segment:
     """1-based access to one segment's fields as unescaped strings."""
 
-    def __init__(self, raw: hl7.Segment, esc: str, separators: str):
+    def __init__(
+        self, raw: hl7.Segment, esc: str, separators: str, charset: str = DEFAULT_ESCAPE_CHARSET
+    ):
         self.raw = raw
         self.id = str(raw[0]).strip()
         self._esc = esc
         self._separators = separators
+        self._charset = charset
 
     def repetitions(self, n: int) -> list[list[str]]:
         """Field n as repetitions of components (first subcomponent of each)."""
@@ -131,7 +178,7 @@ class _Segment:
         return [c.strip() for c in reps[0]] if reps else []
 
     def _text(self, value: str) -> str:
-        return unescape(str(value), self._esc, self._separators)
+        return unescape(str(value), self._esc, self._separators, self._charset)
 
 
 @dataclass(frozen=True)
@@ -155,12 +202,26 @@ class PatientIdentifier:
     type_code: str  # CX-5, e.g. MR
 
 
+# XTN-3 equipment types (table 0202 CP, and what engines write instead) and XTN-2 use
+# codes (some engines put the kind of phone there) that mean a phone that takes texts.
+MOBILE_EQUIPMENT = frozenset({"CP", "CELL", "MOBILE", "MOB"})
+MOBILE_USES = frozenset({"CELL", "MOBILE", "MOB", "CP"})
+
+
 @dataclass(frozen=True)
 class Phone:
-    number: str  # best text to normalize: XTN-1, else built from XTN-5/6/7
+    number: str  # best text to normalize: XTN-5/6/7(/8), else XTN-12, else XTN-1
     use: str  # XTN-2: PRN, ORN, WPN, NET…
     equipment: str  # XTN-3: PH, CP, FX, Internet…
     email: str  # XTN-4
+    # Every way the repetition spells the number, best first (a sender may fill the
+    # components with a local number only and XTN-1 in full).
+    alternatives: tuple[str, ...] = ()
+    location: str = ""  # ERR-2, e.g. PID^1^13^2
+
+    @property
+    def is_mobile(self) -> bool:
+        return self.equipment in MOBILE_EQUIPMENT or self.use in MOBILE_USES
 
 
 @dataclass
@@ -170,7 +231,9 @@ class SiuPatient:
     given_name: str = ""
     birth_date: str = ""  # PID-7 as sent
     phones: list[Phone] = field(default_factory=list)
-    language: str = ""  # PID-15.1
+    language: str = ""  # PID-15.1 (CE/CWE code), else PID-15.2
+    language_text: str = ""  # PID-15.2
+    language_system: str = ""  # PID-15.3, e.g. HL70296 or ISO639
 
 
 @dataclass(frozen=True)
@@ -262,7 +325,7 @@ def parse_siu(text: str) -> SiuMessage:
     if pids:
         siu.patient = _patient(pids[0])
     siu.providers = _providers(by_id.get("AIP", []), by_id.get("AIG", []))
-    siu.locations = _locations(by_id.get("AIL", []))
+    siu.locations = _locations(by_id.get("AIL", [])) or _visit_location(by_id.get("PV1", []))
     return siu
 
 
@@ -279,7 +342,12 @@ def _parse(text: str) -> hl7.Message:
 
 
 def _segments(message: hl7.Message) -> list[_Segment]:
-    return [_Segment(seg, message.esc, message.separators) for seg in message]
+    charset = DEFAULT_ESCAPE_CHARSET
+    if len(message) and str(message[0][0]).strip() == "MSH":
+        # MSH-18 is field 18 counting the field separator as MSH-1.
+        msh = _Segment(message[0], message.esc, message.separators)
+        charset = escape_charset(msh.get(18))
+    return [_Segment(seg, message.esc, message.separators, charset) for seg in message]
 
 
 def _header(message: hl7.Message) -> Header:
@@ -380,18 +448,45 @@ def _patient(pid: _Segment) -> SiuPatient:
     patient.family_name = pid.get(5, 1)
     patient.given_name = pid.get(5, 2)
     patient.birth_date = pid.get(7)
-    for rep in pid.repetitions(13):
-        rep = [c.strip() for c in rep] + [""] * 8
-        number = rep[0]
-        if not number and rep[6]:
-            country = rep[4].lstrip("+") or ""
-            number = f"{'+' + country if country else ''}{rep[5]}{rep[6]}"
-        if number or rep[3]:
-            patient.phones.append(
-                Phone(number=number, use=rep[1].upper(), equipment=rep[2].upper(), email=rep[3])
-            )
-    patient.language = pid.get(15, 1) or pid.get(15, 2)
+    for field_number in (13, 14):
+        for n, rep in enumerate(pid.repetitions(field_number), start=1):
+            phone = _phone(rep, f"PID^1^{field_number}^{n}")
+            if phone is not None:
+                patient.phones.append(phone)
+    patient.language_text = pid.get(15, 2)
+    patient.language_system = pid.get(15, 3)
+    patient.language = pid.get(15, 1) or patient.language_text
     return patient
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text, flags=re.ASCII)
+
+
+def _phone(rep: list[str], location: str) -> Phone | None:
+    """One XTN repetition; None when it holds neither a number nor an address."""
+    rep = [c.strip() for c in rep] + [""] * 12
+    formatted, use, equipment, email = rep[0], rep[1].upper(), rep[2].upper(), rep[3]
+    country, area, local, extension, unformatted = rep[4], rep[5], rep[6], rep[7], rep[11]
+    spellings = []
+    if _digits(local):
+        # XTN-5 may be written 1, +1 or 001.
+        code = _digits(country).lstrip("0")
+        built = f"{'+' + code if code else ''}{_digits(area)}{_digits(local)}"
+        spellings.append(built + (f" ext. {_digits(extension)}" if _digits(extension) else ""))
+    for text in (unformatted, formatted):
+        if _digits(text) and text not in spellings:
+            spellings.append(text)
+    if not spellings and not email:
+        return None
+    return Phone(
+        number=spellings[0] if spellings else "",
+        use=use,
+        equipment=equipment,
+        email=email,
+        alternatives=tuple(spellings),
+        location=location,
+    )
 
 
 def _preferred(segments: list[_Segment]) -> list[_Segment]:
@@ -442,6 +537,19 @@ def _locations(ails: list[_Segment]) -> list[Resource]:
     return found
 
 
+def _visit_location(pv1s: list[_Segment]) -> list[Resource]:
+    """PV1-3 (assigned patient location), for feeds that send no AIL."""
+    if not pv1s:
+        return []
+    pv1 = pv1s[0]
+    point_of_care, facility = pv1.get(3, 1), pv1.get(3, 4)
+    found = []
+    for code in (point_of_care, facility):
+        if code and all(r.code != code for r in found):
+            found.append(Resource(code=code, name=pv1.get(3, 9)))
+    return found
+
+
 # ---- values --------------------------------------------------------------------------
 
 
@@ -449,11 +557,9 @@ class BadValue(ValueError):
     """A field is present but cannot be read; the message says which and why."""
 
 
-# A visit outside these years is a typo or a probe, and reminder arithmetic near the
-# calendar's ends (year 1 or 9999) overflows; wide enough for any real schedule.
-EARLIEST_VISIT_YEAR, LATEST_VISIT_YEAR = 1900, 2199
-SHORTEST_VISIT = timedelta(minutes=1)
-LONGEST_VISIT = timedelta(days=7)
+# The one visit-time rule of every door (scheduling.appointments.check_visit_times),
+# checked here field by field so that the ACK can name the segment and field.
+EARLIEST_VISIT_YEAR, LATEST_VISIT_YEAR = EARLIEST_VISIT.year, LATEST_VISIT.year - 1
 # Column sizes of what these ids are stored in; a longer id is refused, never cut.
 MAX_CONTROL_ID = 199
 MAX_APPOINTMENT_ID = 120
@@ -532,9 +638,23 @@ def to_datetime(value: str, zone: tzinfo, what: str) -> datetime:
     """
     parsed = _visit_year_in_range(read_dtm(value, what), what)
     if parsed.tzinfo is None:
+        local = parsed
         parsed = parsed.replace(tzinfo=zone)
+        if parsed.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:
+            # Skipped by a spring-forward change: guessing an hour either way could
+            # text the wrong time, so the sender is asked to say what it meant.
+            raise BadValue(
+                f"{what} '{value.strip()[:40]}' does not exist in {zone} (the clocks "
+                "spring forward over it); send the time with its UTC offset."
+            )
     # In UTC, so adding a duration means elapsed time, not wall-clock time across DST.
-    return parsed.astimezone(UTC)
+    in_utc = parsed.astimezone(UTC)
+    if not EARLIEST_VISIT <= in_utc < LATEST_VISIT:
+        raise BadValue(
+            f"{what} '{value.strip()[:40]}' is outside the years "
+            f"{EARLIEST_VISIT_YEAR}–{LATEST_VISIT_YEAR} in UTC."
+        )
+    return in_utc
 
 
 _DATE = re.compile(r"(\d{4})(\d{2})(\d{2})", re.ASCII)
@@ -592,4 +712,5 @@ def check_visit_length(length: timedelta, what: str) -> None:
     if length < SHORTEST_VISIT:
         raise BadValue(f"{what} is shorter than a minute; a visit lasts at least one minute.")
     if length > LONGEST_VISIT:
-        raise BadValue(f"{what} is longer than {LONGEST_VISIT.days} days.")
+        hours = int(LONGEST_VISIT.total_seconds() // 3600)
+        raise BadValue(f"{what} is longer than {hours} hours.")

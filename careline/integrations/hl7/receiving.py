@@ -3,17 +3,27 @@
 The rules:
 - Every message is stored as received before anything else happens, so nothing received
   is ever lost (of a refused one, an excerpt: see below); a duplicate control id
-  (MSH-10) gets the stored ACK again and changes nothing.
+  (MSH-10) with the same content gets the stored ACK again and changes nothing; the
+  same control id with different content is refused (AR, ERR 205 at MSH-10) and
+  nothing of it is applied: the sender reused an id, and either message may be wrong.
+- A batch (FHS/BHS … BTS/FTS) in one frame is taken message by message, each as if it
+  had come alone; the answer is a batch of their ACKs (see receive_batch).
 - AR: not a parseable SIU message (or an MSH we cannot store), or no feed to take it.
   AE: understood, but (part of) it cannot be applied. An unknown location or provider
   leaves the message for staff to replay after fixing the feed mapping; a patient
-  without a usable mobile number still gets the appointment stored. AA: applied.
+  whose mobile number is not a valid number still gets the appointment stored. AA:
+  applied; AA with an ERR of severity W when applied but something optional is missing
+  (no mobile number, a language Careline does not text in), so engines do not resend.
+- Times without an offset are wall-clock times at the visit's practice (AIL-3, else
+  PV1-3, mapped to a practice): its time zone, not the feed's; MSH-7 is read in the
+  feed's zone. A local time that does not exist (skipped by a spring-forward change)
+  is refused AE naming the field; one that happens twice (fall back) is the first.
 - A field whose value cannot be used is AE (HL7: an application error in the data, not
   a message the interface cannot take) with ERR code 102, an ERR-2 location such as
   SCH^1^11^1^4 and an ERR-8 text naming it, and nothing of the message is applied: a
   timestamp that is not an ASCII-digit DTM, has an out-of-range month/day/hour or is
   outside 1900–2199; a duration that is negative, not ASCII digits, shorter than a
-  minute or longer than a week; an id longer than its column. "Internal error" is for
+  minute or longer than a day; an id longer than its column. "Internal error" is for
   our own faults only.
 - Refused messages are evidence, not data: REJECTED rows keep an excerpt of at most
   REJECTED_EXCERPT_CHARS, and REJECTED rows and AE rows that applied nothing are kept
@@ -28,7 +38,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -39,10 +49,11 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
-from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack
+from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack, escape
 from careline.integrations.hl7.parsing import (
     MAX_CONTROL_ID,
     MAX_MRN,
+    MOBILE_EQUIPMENT,
     BadValue,
     Header,
     InvalidField,
@@ -50,7 +61,7 @@ from careline.integrations.hl7.parsing import (
     Resource,
     SiuMessage,
     SiuPatient,
-    check_visit_length,
+    normalize_segment_breaks,
     parse_siu,
     read_header,
     to_date,
@@ -58,9 +69,10 @@ from careline.integrations.hl7.parsing import (
     to_duration,
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
-from careline.patients.languages import language_code
+from careline.patients.languages import coded_language, language_as_received
 from careline.patients.models import Patient
 from careline.patients.records import create_patient, update_patient
+from careline.scheduling.appointments import VisitTimeError, check_visit_times
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
@@ -91,6 +103,8 @@ class Receipt:
     message_id: int | None
     duplicate: bool = False
     reason: str = ""
+    # The receipts of the messages of a batch (the ack is then the batch's).
+    batch: tuple[Receipt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +211,8 @@ def receive_message(
     retention = retention or RejectedRetention.from_settings()
     # PostgreSQL text cannot hold NUL; it never belongs in HL7, so keep a visible marker.
     raw = raw.replace("\x00", "\ufffd")
+    if is_batch(raw):
+        return receive_batch(raw, selector, retention)
     now = timezone.now()
     try:
         header = read_header(raw)
@@ -220,6 +236,8 @@ def receive_message(
 
     existing = _stored(feed, header.control_id)
     if existing is not None:
+        if _is_other_message(existing, raw):
+            return _reused_control_id(raw, header, feed, existing, now, retention)
         return _duplicate(existing, header)
     try:
         message = Hl7Message.objects.create(
@@ -232,11 +250,113 @@ def receive_message(
         )
     except IntegrityError:
         # The same message arrived on another connection at the same moment.
-        return _duplicate(_stored(feed, header.control_id), header)
+        existing = _stored(feed, header.control_id)
+        if existing is not None and _is_other_message(existing, raw):
+            return _reused_control_id(raw, header, feed, existing, now, retention)
+        return _duplicate(existing, header)
     receipt = process_message(message)
     if receipt.ack_code != ACCEPT and message.appointment_id is None:
         trim_refused(feed.id, retention, now)
     return receipt
+
+
+# ---- batches ---------------------------------------------------------------------------
+
+_BATCH_HEADERS = ("FHS", "BHS")
+_BATCH_ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
+
+
+def is_batch(raw: str) -> bool:
+    """Whether a frame holds an HL7 batch (FHS/BHS envelope) rather than one message."""
+    return normalize_segment_breaks(raw)[:3] in _BATCH_HEADERS
+
+
+def _split_batch(text: str) -> tuple[dict[str, list[str]], list[str]]:
+    """The envelope segments by id, and the messages (each from its MSH) of a batch."""
+    envelope: dict[str, list[str]] = {}
+    messages: list[list[str]] = []
+    for segment in text.split("\r"):
+        kind = segment[:3]
+        if kind in _BATCH_ENVELOPE:
+            envelope.setdefault(kind, []).append(segment)
+        elif kind == "MSH":
+            messages.append([segment])
+        elif messages and segment.strip():
+            messages[-1].append(segment)
+    return envelope, ["\r".join(m) + "\r" for m in messages]
+
+
+def batch_messages(raw: str) -> list[str]:
+    """The messages of a frame: those of a batch, or the frame itself."""
+    if not is_batch(raw):
+        return [raw]
+    return _split_batch(normalize_segment_breaks(raw))[1]
+
+
+def _envelope_field(segment: str, n: int) -> str:
+    # FHS/BHS count the field separator as field 1, like MSH.
+    fields = segment.split(segment[3:4] or "|") if len(segment) > 3 else [segment]
+    return fields[n - 1].split("^")[0].strip() if 0 < n - 1 < len(fields) else ""
+
+
+def receive_batch(
+    raw: str,
+    selector: FeedSelector | None = None,
+    retention: RejectedRetention | None = None,
+) -> Receipt:
+    """Each message of a batch received as if it came alone; the answer is a batch ACK.
+
+    HL7 v2 batch acknowledgement (original mode): a response batch with the same
+    envelope (FHS only if the request had one), whose BHS-12 / FHS-12 name the
+    request's batch / file control id (BHS-11 / FHS-11), holding one ACK per message in
+    order, and BTS-1 / FTS-1 counting them. A message's ACK is the one it would get
+    alone (a resent batch gets each message's stored ACK again).
+    """
+    text = normalize_segment_breaks(raw)
+    envelope, messages = _split_batch(text)
+    receipts = tuple(receive_message(m, selector, retention) for m in messages)
+    at = timezone.now().astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
+    segments: list[str] = []
+    for kind in _BATCH_HEADERS:
+        if kind not in envelope:
+            continue
+        theirs = envelope[kind][0]
+        segments.append(
+            "|".join(
+                [
+                    kind,
+                    "^~\\&",
+                    "CARELINE",
+                    "CARELINE",
+                    escape(_envelope_field(theirs, 3)),
+                    escape(_envelope_field(theirs, 4)),
+                    at,
+                    "",
+                    "",
+                    "",
+                    _ack_id(),
+                    escape(_envelope_field(theirs, 11)),
+                ]
+            )
+        )
+    if "BHS" not in envelope:
+        # A file (FHS) holds batches; answer with one even when the sender left BHS out.
+        segments.append(f"BHS|^~\\&|CARELINE|CARELINE|||{at}||||{_ack_id()}")
+    segments.extend(r.ack.rstrip("\r") for r in receipts)
+    comment = "" if messages else "The batch holds no messages."
+    segments.append(f"BTS|{len(receipts)}|{comment}")
+    if "FHS" in envelope:
+        segments.append("FTS|1")
+    codes = {r.ack_code for r in receipts}
+    worst = next((c for c in (REJECT, ERROR) if c in codes), ACCEPT if receipts else REJECT)
+    logger.info("HL7 batch of %s message(s): %s", len(receipts), worst)
+    return Receipt(
+        "\r".join(segments) + "\r",
+        worst,
+        None,
+        reason=comment or " ".join(r.reason for r in receipts if r.reason)[:2000],
+        batch=receipts,
+    )
 
 
 def receive_oversize(
@@ -295,6 +415,40 @@ def _duplicate(message: Hl7Message | None, header: Header) -> Receipt:
         return Receipt(ack, ERROR, message.id if message else None, duplicate=True, reason=reason)
     logger.info("HL7 message %s: duplicate control id, stored ACK resent", message.id)
     return Receipt(message.ack, message.ack_code, message.id, duplicate=True, reason=message.error)
+
+
+def _comparable(raw: str) -> str:
+    # Resending engines may change segment breaks or trailing blanks, never content.
+    return "\r".join(seg.rstrip() for seg in normalize_segment_breaks(raw).split("\r"))
+
+
+def _is_other_message(existing: Hl7Message, raw: str) -> bool:
+    """Whether a message reusing a stored control id says something else."""
+    if existing.state == Hl7MessageState.REJECTED and len(raw) > REJECTED_EXCERPT_CHARS:
+        # Only an excerpt of a refused message is kept: compare like with like.
+        return _comparable(_excerpt(raw)) != _comparable(existing.raw)
+    return _comparable(raw) != _comparable(existing.raw)
+
+
+def _reused_control_id(
+    raw: str,
+    header: Header,
+    feed: Hl7Feed,
+    existing: Hl7Message,
+    now: datetime,
+    retention: RejectedRetention,
+) -> Receipt:
+    received = timezone.localtime(existing.received_at, feed.zone)
+    reason = (
+        f"MSH-10 control id '{header.control_id}' was already used on "
+        f"{received:%Y-%m-%d %H:%M %Z} by a message with different content "
+        f"(stored message {existing.id}); this one was not applied. Send it with a new "
+        "control id."
+    )
+    logger.info("HL7 message %s: control id reused with different content", existing.id)
+    return _store_rejected(
+        raw, header, feed, reason, "205", now, retention, "MSH^1^10", keep_control_id=False
+    )
 
 
 def _store_rejected(
@@ -382,9 +536,14 @@ def _header_or_none(raw: str) -> Header | None:
 def _apply_and_finish(message: Hl7Message, siu: SiuMessage) -> Receipt:
     outcome = apply_siu(message.feed, siu, received_at=message.received_at)
     state, code, reason, error_code = Hl7MessageState.APPLIED, ACCEPT, "", "0"
+    location, warning = outcome.problem_location, ""
     if outcome.problems:
         state, code, error_code = Hl7MessageState.ERROR, ERROR, outcome.problem_code
-        reason = " ".join(outcome.problems)
+        reason = " ".join(outcome.problems + outcome.warnings)
+    elif outcome.warnings:
+        # Applied: the sender must not resend, but should hear what was missing.
+        reason = warning = " ".join(outcome.warnings)
+        error_code, location = outcome.warning_code, outcome.warning_location
     _finish(
         message,
         siu.header,
@@ -393,7 +552,8 @@ def _apply_and_finish(message: Hl7Message, siu: SiuMessage) -> Receipt:
         reason,
         error_code,
         outcome.appointment_id,
-        outcome.problem_location,
+        location,
+        warning=warning,
     )
     return Receipt(message.ack, code, message.id, reason=reason)
 
@@ -407,6 +567,8 @@ def _finish(
     error_code: str,
     appointment_id: int | None,
     location: str = "",
+    *,
+    warning: str = "",
 ) -> None:
     message.state, message.ack_code, message.error = state, code, reason
     message.ack = build_ack(
@@ -416,6 +578,7 @@ def _finish(
         error_code=error_code,
         error_location=location,
         ack_control_id=_ack_id(),
+        warning=warning,
     )
     message.processed_at = timezone.now()
     if appointment_id is not None:
@@ -443,11 +606,20 @@ class Applied:
     # ERR-3 and ERR-2 of the first problem: the ACK has one ERR segment.
     problem_code: str = ""
     problem_location: str = ""
+    # Applied, but something optional is missing: AA with an ERR of severity W.
+    warnings: list[str] = field(default_factory=list)
+    warning_code: str = ""
+    warning_location: str = ""
 
     def problem(self, text: str, code: str, location: str = "") -> None:
         if not self.problems:
             self.problem_code, self.problem_location = code, location
         self.problems.append(text)
+
+    def warn(self, text: str, code: str, location: str = "") -> None:
+        if not self.warnings:
+            self.warning_code, self.warning_location = code, location
+        self.warnings.append(text)
 
 
 def status_for(feed: Hl7Feed, trigger: str, filler_status: str) -> str:
@@ -491,7 +663,7 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
     practice = _practice(feed, siu, current, result)
     patient = _patient(feed, siu.patient, practice, current, result)
     provider = _provider(feed, siu.providers, practice, current)
-    start, end = _times(siu, zone, current)
+    start, end = _times(siu, visit_zone(feed, practice), current)
     appointment_type = _appointment_type(feed, siu.service, current, start, end)
     if end is None:
         end = start + timedelta(minutes=appointment_type.duration_minutes)
@@ -502,10 +674,13 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
             location=siu.end_location or siu.duration_location,
         )
     try:
-        check_visit_length(end - start, "The appointment")
-    except BadValue as exc:
+        check_visit_times(start, end)
+    except VisitTimeError as exc:
+        where = siu.start_location if exc.field == "start" else None
         raise NotApplicable(
-            str(exc), code="102", location=siu.end_location or siu.duration_location
+            f"The appointment's {exc.field} {exc.message}",
+            code="102",
+            location=where or siu.end_location or siu.duration_location,
         ) from exc
 
     upsert = upsert_external_appointment(
@@ -528,14 +703,33 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
         logger.info(
             "HL7 %s older than the appointment's last update: not applied", siu.header.trigger
         )
-    elif upsert.appointment.status in UPCOMING_STATUSES and not patient.mobile_phone:
-        result.problem(
-            "Stored, but the patient has no usable mobile number (a valid PID-13 "
-            "repetition with equipment type CP), so no reminders will be sent.",
-            "101",
-            "PID^1^13",
-        )
+    elif (
+        upsert.appointment.status in UPCOMING_STATUSES
+        and not patient.mobile_phone
+        and not result.problems
+    ):
+        result.warn(_no_mobile_warning(siu.patient), "101", "PID^1^13")
     return result
+
+
+def visit_zone(feed: Hl7Feed, practice: Practice | None):
+    """The zone a visit time without an offset is read in: the practice's, else the feed's."""
+    if practice is not None and practice.time_zone:
+        return practice.zone
+    return feed.zone
+
+
+def _no_mobile_warning(data: SiuPatient | None) -> str:
+    numbers = [p for p in data.phones if p.number] if data else []
+    found = (
+        f"PID-13/PID-14 hold {len(numbers)} number(s), none marked mobile"
+        if numbers
+        else "PID-13/PID-14 hold no phone number"
+    )
+    return (
+        f"Applied, but the patient has no mobile number: {found} (XTN-3 equipment type "
+        f"{'/'.join(sorted(MOBILE_EQUIPMENT))}), so no reminders will be texted."
+    )
 
 
 def _describes_visit(siu: SiuMessage) -> bool:
@@ -631,9 +825,11 @@ def _patient(
             changed["birth_date"] = to_date(data.birth_date, "PID-7 birth date")
         except BadValue as exc:
             result.problem(str(exc), "102", "PID^1^7")
-    language = language_code(data.language)
+    language = coded_language(data.language, data.language_text, data.language_system)
     if language:
         changed["preferred_language"] = language
+    elif data.language or data.language_text:
+        _unknown_language(data, patient, result)
     mobile = _mobile(data, result)
     if mobile:
         changed["mobile_phone"] = mobile
@@ -652,16 +848,36 @@ def _patient(
     return update_patient(patient, **changed)
 
 
+def _unknown_language(data: SiuPatient, patient: Patient | None, result: Applied) -> None:
+    shown = language_as_received(data.language, data.language_text, data.language_system)
+    kept = patient.get_preferred_language_display() if patient else "English"
+    result.warn(
+        f"PID-15 language '{shown}' is not one Careline texts in; texts stay in {kept}. "
+        "Staff: check the patient's language.",
+        "103",
+        "PID^1^15",
+    )
+
+
 def _mobile(data: SiuPatient, result: Applied) -> str:
-    mobiles = [p for p in data.phones if p.equipment == "CP" and p.number]
+    """The first valid number marked mobile (PID-13 before PID-14, in repetition order).
+
+    Only a number the sender marks mobile is texted: an untyped v2.3 number may be a
+    landline, and in North America the number itself cannot tell.
+    """
+    mobiles = [p for p in data.phones if p.is_mobile and p.alternatives]
     for phone in mobiles:
-        try:
-            return normalize_phone(phone.number)
-        except ValidationError:
-            continue
+        for spelling in phone.alternatives:
+            try:
+                return normalize_phone(spelling)
+            except ValidationError:
+                continue
     if mobiles:
         result.problem(
-            "The mobile number in PID-13 (CP) is not a valid phone number.", "102", "PID^1^13"
+            f"The mobile number in {mobiles[0].location.split('^')[0]}-"
+            f"{mobiles[0].location.split('^')[2]} (CP) is not a valid phone number.",
+            "102",
+            mobiles[0].location,
         )
     return ""
 

@@ -52,7 +52,9 @@ def test_metadata_is_a_truthful_capability_statement(fhir):
     }  # fmt: skip
     codes = {name: {i.code for i in r.interaction} for name, r in resources.items()}
     assert codes["Slot"] == {"read", "search-type"}
-    assert codes["Appointment"] == {"read", "search-type", "create", "update"}
+    assert codes["Appointment"] == {
+        "read", "vread", "history-instance", "search-type", "create", "update"
+    }  # fmt: skip
     assert resources["Appointment"].conditionalUpdate is True
     assert "date" in {p.name for p in resources["Appointment"].searchParam}
 
@@ -440,7 +442,9 @@ def test_free_slots_leave_out_booked_time(fhir, world):
          "Appointment.participant"),
         ("post", "Slot", {"resourceType": "Slot"}, 405, "read-only"),
         ("post", "Observation", {"resourceType": "Observation"}, 404, "not supported"),
-        ("get", "Patient/1/_history", None, 404, "not a FHIR endpoint"),
+        ("get", "Patient/1/_history", None, 404, "not known"),
+        ("get", "Slot/1/_history", None, 404, "keeps no versions"),
+        ("get", "Patient/1/x/y", None, 404, "not a FHIR endpoint"),
         ("delete", "Patient/1", None, 405, "DELETE"),
         ("put", "Patient", {"resourceType": "Patient"}, 400, "needs search criteria"),
     ],

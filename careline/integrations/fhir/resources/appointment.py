@@ -14,6 +14,7 @@ from careline.clinics.directory import appointment_type_for_code
 from careline.clinics.models import Practice, Provider
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
     LOGICAL_ID,
     Context,
     ModelHandler,
@@ -24,6 +25,7 @@ from careline.integrations.fhir.resources.handler import (
 )
 from careline.integrations.fhir.search import date_q, parse_token, reference_pk
 from careline.patients.models import Patient
+from careline.scheduling.appointments import LONGEST_VISIT, VisitTimeError, check_visit_times
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
@@ -84,6 +86,7 @@ class AppointmentHandler(ModelHandler):
     )
     search_parameters = {
         "_id": LOGICAL_ID,
+        "_lastUpdated": LAST_UPDATED,
         "date": SearchParameter(
             "date",
             "Start time, with FHIR prefixes and partial dates. Values without a time zone "
@@ -154,14 +157,6 @@ class AppointmentHandler(ModelHandler):
         resource: dict[str, Any] = {
             "resourceType": "Appointment",
             "id": str(appointment.pk),
-            "meta": {
-                "lastUpdated": iso(
-                    max(
-                        appointment.status_changed_at,
-                        appointment.external_updated_at or appointment.status_changed_at,
-                    )
-                )
-            },
         }
         if appointment.external_id:
             identifier = {"value": appointment.external_id}
@@ -178,9 +173,10 @@ class AppointmentHandler(ModelHandler):
         }
         resource["start"] = iso(appointment.start)
         resource["end"] = iso(appointment.end)
-        resource["minutesDuration"] = int(
-            (appointment.end - appointment.start).total_seconds() // 60
-        )
+        minutes = int((appointment.end - appointment.start).total_seconds() // 60)
+        if minutes > 0:
+            # A positiveInt: a shorter visit stored before the door refused them has none.
+            resource["minutesDuration"] = minutes
         resource["created"] = iso(appointment.created_at)
         resource["participant"] = [
             {
@@ -277,11 +273,19 @@ class AppointmentHandler(ModelHandler):
                 expression=["Appointment.start", "Appointment.end"],
             )
         start, end = resource.start, resource.end
-        if end <= start:
+        try:
+            check_visit_times(start, end)
+        except VisitTimeError as exc:
+            path = f"Appointment.{exc.field}"
+            raise FhirError(422, f"{path} {exc.message}", code="value", expression=[path]) from exc
+        if resource.minutesDuration is not None and not (
+            0 < resource.minutesDuration <= LONGEST_VISIT.total_seconds() // 60
+        ):
             raise FhirError(
                 422,
-                "Appointment.end must be after Appointment.start.",
-                expression=["Appointment.end"],
+                "Appointment.minutesDuration must be from 1 to 1440 (24 hours).",
+                code="value",
+                expression=["Appointment.minutesDuration"],
             )
         found: dict[str, list] = {kind: [] for kind in PARTICIPANT_MODELS}
         patient_status = None
@@ -356,6 +360,17 @@ class AppointmentHandler(ModelHandler):
                 expression=["Appointment.appointmentType"],
             )
         updated_at = resource.meta.lastUpdated if resource.meta else None
+        if updated_at is not None:
+            try:
+                check_visit_times(updated_at)
+            except VisitTimeError as exc:
+                # Its years are the visits' (an update dated 9999 would freeze the visit).
+                raise FhirError(
+                    422,
+                    f"Appointment.meta.lastUpdated {exc.message}",
+                    code="value",
+                    expression=["Appointment.meta.lastUpdated"],
+                ) from exc
         return AppointmentInput(
             practice=practices[0],
             provider=provider,

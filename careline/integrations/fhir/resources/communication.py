@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from careline.conversations.models import InboundMessage
 from careline.integrations.fhir.errors import FhirError, not_found
 from careline.integrations.fhir.resources.handler import Context, Handler, SearchParameter, iso
-from careline.integrations.fhir.search import date_q, parse_pk, reference_pk
+from careline.integrations.fhir.search import date_q, parse_pk, reference_pk, search_parameter
 from careline.messaging.models import Channel, MessageState, OutboundMessage
 
 KIND_SYSTEM = "urn:careline:message-kind"
@@ -84,9 +84,10 @@ class CommunicationHandler(Handler):
             build = FILTERS[name]
             for value in values:
                 q_out, q_in = NOTHING, NOTHING
-                for one in value.split(","):
-                    one_out, one_in = build(one.strip())
-                    q_out, q_in = q_out | one_out, q_in | one_in
+                with search_parameter(name):
+                    for one in value.split(","):
+                        one_out, one_in = build(one.strip())
+                        q_out, q_in = q_out | one_out, q_in | one_in
                 outbound, inbound = outbound.filter(q_out), inbound.filter(q_in)
         out_total, in_total = outbound.count(), inbound.count()
         if not count:

@@ -8,13 +8,20 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import OperationalError, models
 from django.db.models import Q, QuerySet
 
 from careline.clinics.models import Organization
 from careline.clinics.validators import normalize_phone
 from careline.integrations.fhir.errors import FhirError, not_found, unknown_reference
-from careline.integrations.fhir.search import any_of, parse_pk, reference_pk
+from careline.integrations.fhir.search import (
+    any_of,
+    date_q,
+    parse_pk,
+    reference_pk,
+    search_parameter,
+)
+from careline.versions import restore, settled_before
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,20 @@ class SearchParameter:
 
 
 LOGICAL_ID = SearchParameter("token", "Logical id.")
+LAST_UPDATED = SearchParameter(
+    "date",
+    "meta.lastUpdated, with FHIR prefixes and partial dates (UTC when no offset is given). "
+    "For a change feed sort with _sort=_lastUpdated and follow the Bundle's next links.",
+)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored version of a resource: `obj` as it was then."""
+
+    version: int
+    last_updated: datetime
+    obj: Any
 
 
 class Handler:
@@ -50,6 +71,11 @@ class Handler:
 
     def render(self, ctx: Context, obj: Any) -> dict[str, Any]:
         raise NotImplementedError
+
+    @property
+    def versioned(self) -> bool:
+        """Whether this type keeps versions (vread, _history, If-Match, _lastUpdated)."""
+        return "_lastUpdated" in self.search_parameters
 
     def create(self, ctx: Context, resource: Any) -> Any:
         raise FhirError(405, f"{self.resource_type} is read-only here.", code="not-supported")
@@ -74,15 +100,61 @@ class ModelHandler(Handler):
         return obj
 
     def search(
-        self, ctx: Context, params: dict[str, list[str]], offset: int, count: int
+        self,
+        ctx: Context,
+        params: dict[str, list[str]],
+        offset: int,
+        count: int,
+        *,
+        changed_after: tuple[datetime, int] | None = None,
     ) -> tuple[int, list[Any]]:
+        """`changed_after` (last_updated, id) sorts by change and pages from that key."""
         qs = self.queryset(ctx)
         for name, values in params.items():
-            for value in values:
-                qs = qs.filter(self.filter(ctx, name, value, params))
-        qs = qs.order_by(*self.ordering)
+            with search_parameter(name):
+                for value in values:
+                    qs = qs.filter(self.filter(ctx, name, value, params))
+        if changed_after is not None or "_lastUpdated" in params:
+            qs = qs.filter(self.settled(ctx, qs.model))
+        if changed_after is None:
+            qs = qs.order_by(*self.ordering)
+            total = qs.count()
+            return total, list(qs[offset : offset + count]) if count else []
+        qs = qs.order_by("last_updated", "id")
         total = qs.count()
-        return total, list(qs[offset : offset + count]) if count else []
+        at, pk = changed_after
+        qs = qs.filter(Q(last_updated__gt=at) | Q(last_updated=at, id__gt=pk))
+        return total, list(qs[:count]) if count else []
+
+    def settled(self, ctx: Context, model: type[models.Model]) -> Q:
+        """Only changes that have committed along with every earlier one, so a client that
+        polls `gt` the newest time it saw never skips a change committed late."""
+        try:
+            horizon = settled_before(model, ctx.organization.pk)
+        except OperationalError as exc:
+            raise FhirError(
+                503,
+                "Changes are being written (a large import?); try again shortly.",
+                code="transient",
+                headers={"Retry-After": "10"},
+            ) from exc
+        return Q() if horizon is None else Q(last_updated__lt=horizon)
+
+    def filter_lastUpdated(self, ctx: Context, value: str, params) -> Q:  # noqa: N802
+        return date_q("last_updated", value, UTC)
+
+    def versions(self, ctx: Context, obj: Any) -> list[Version]:
+        """The stored versions of `obj`, newest first (the current one at least)."""
+        kept = [
+            Version(row.version, row.last_updated, restore(type(obj), row.fields))
+            for row in obj.versions.order_by("-version")
+        ]
+        if not kept or kept[0].version != obj.version:
+            # A row from before versions were kept: its current state is all we have.
+            kept.insert(0, Version(obj.version, obj.last_updated, obj))
+        else:
+            kept[0] = Version(obj.version, obj.last_updated, obj)
+        return kept
 
     def filter(self, ctx: Context, name: str, value: str, params: dict[str, list[str]]) -> Q:
         build = getattr(self, f"filter_{name.lstrip('_').replace('-', '_')}")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from django.db.models import Q
+from django.utils import timezone
 
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
     LOGICAL_ID,
     Context,
     EditableModelHandler,
@@ -22,11 +24,13 @@ from careline.integrations.fhir.resources.handler import (
 from careline.integrations.fhir.search import date_q, parse_token
 from careline.patients.languages import language_code
 from careline.patients.models import Language, Patient
+from careline.patients.records import save_patient
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).
 SMS_OPT_OUT_EXTENSION = "https://careline.dev/fhir/StructureDefinition/sms-opt-out"
 BCP47 = "urn:ietf:bcp:47"
+EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 
 
 class PatientHandler(PersonNameFilters, EditableModelHandler):
@@ -41,6 +45,7 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
     )
     search_parameters = {
         "_id": LOGICAL_ID,
+        "_lastUpdated": LAST_UPDATED,
         "identifier": SearchParameter("token", "MRN; only the value is compared."),
         "telecom": SearchParameter("token", "Mobile number in any format, or e-mail."),
         "phone": SearchParameter("token", "Mobile number in any format."),
@@ -59,10 +64,10 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
         token = parse_token(value)
         if token.system == "email" or "@" in (token.code or ""):
             return self.filter_email(ctx, token.code or "", params)
-        return Q(mobile_phone=phone(token.code, "telecom search value"))
+        return Q(mobile_phone=phone(token.code, "telecom"))
 
     def filter_phone(self, ctx, value, params) -> Q:
-        return Q(mobile_phone=phone(parse_token(value).code, "phone search value"))
+        return Q(mobile_phone=phone(parse_token(value).code, "phone"))
 
     def filter_email(self, ctx, value, params) -> Q:
         return Q(email__iexact=parse_token(value).code or "")
@@ -127,7 +132,7 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 422, "Patient.name is required (family and given).", expression=["Patient.name"]
             )
         patient.family_name = name.family or ""
-        patient.given_name = " ".join(name.given or [])
+        patient.given_name = " ".join(part for part in name.given or [] if part)
         patient.mrn = _mrn(resource.identifier)
         region = next(
             (
@@ -161,8 +166,7 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 f"already has MRN '{patient.mrn}'. Update that patient, "
                 "or create with If-None-Exist: identifier=<system>|<MRN>.",
             )
-        patient.save()
-        return patient
+        return save_patient(patient)
 
 
 def _mrn(identifiers: list | None) -> str:
@@ -196,6 +200,14 @@ def _birth_date(value) -> date | None:
         raise FhirError(
             422,
             f"Patient.birthDate '{value}' is partial; Careline needs a full date (YYYY-MM-DD).",
+            code="value",
+            expression=["Patient.birthDate"],
+        )
+    if not EARLIEST_BIRTH_DATE <= value <= timezone.localdate() + timedelta(days=1):
+        # A day's grace: the sender's today may be ahead of the server's.
+        raise FhirError(
+            422,
+            f"Patient.birthDate '{value}' must be between {EARLIEST_BIRTH_DATE} and today.",
             code="value",
             expression=["Patient.birthDate"],
         )

@@ -75,8 +75,8 @@ class PractitionerHandler(PersonNameFilters, EditableModelHandler):
         if name is None:
             raise FhirError(422, "Practitioner.name is required.", expression=["Practitioner.name"])
         provider.family_name = name.family or ""
-        provider.given_name = " ".join(name.given or [])
-        prefix = " ".join(name.prefix or [])
+        provider.given_name = " ".join(part for part in name.given or [] if part)
+        prefix = " ".join(part for part in name.prefix or [] if part)
         provider.display_name = (
             name.text
             or (f"{prefix} {provider.family_name}" if prefix and provider.family_name else "")

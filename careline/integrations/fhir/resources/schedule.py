@@ -16,7 +16,7 @@ from careline.integrations.fhir.resources.handler import (
     Handler,
     SearchParameter,
 )
-from careline.integrations.fhir.search import any_of, parse_pk, reference_pk
+from careline.integrations.fhir.search import any_of, parse_pk, reference_pk, search_parameter
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ class ScheduleHandler(Handler):
                         q |= Q(provider_id=parse_pk(provider_id), practice_id=parse_pk(practice_id))
                     links = links.filter(q)
                 else:
-                    links = links.filter(any_of(value, _actor_q))
+                    with search_parameter(name):
+                        links = links.filter(any_of(value, _actor_q))
         total = links.count()
         rows = [
             ScheduleRow(link.provider, link.practice) for link in links[offset : offset + count]

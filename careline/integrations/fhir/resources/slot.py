@@ -13,8 +13,18 @@ from careline.clinics.models import AppointmentType
 from careline.integrations.fhir.errors import FhirError, not_found
 from careline.integrations.fhir.resources.handler import Context, Handler, SearchParameter, iso
 from careline.integrations.fhir.resources.schedule import ScheduleHandler, ScheduleRow
-from careline.integrations.fhir.search import date_range, parse_token
-from careline.scheduling.appointments import find_open_slots
+from careline.integrations.fhir.search import (
+    date_range,
+    is_ascii_number,
+    parse_token,
+    search_parameter,
+)
+from careline.scheduling.appointments import (
+    LONGEST_VISIT,
+    VisitTimeError,
+    check_visit_times,
+    find_open_slots,
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class SlotHandler(Handler):
 
     def get(self, ctx: Context, resource_id: str) -> SlotRow:
         parts = resource_id.split("-")
-        if len(parts) != 4 or not all(p.isdigit() and len(p) < 12 for p in parts):
+        if len(parts) != 4 or not all(is_ascii_number(p) and len(p) < 12 for p in parts):
             raise not_found("Slot", resource_id)
         schedule = ScheduleHandler().get(ctx, f"{parts[0]}-{parts[1]}")
         start = datetime.fromtimestamp(int(parts[2]), tz=UTC)
@@ -59,6 +69,10 @@ class SlotHandler(Handler):
         if not 0 < minutes <= 24 * 60:
             raise not_found("Slot", resource_id)
         end = start + timedelta(minutes=minutes)
+        try:
+            check_visit_times(start, end)
+        except VisitTimeError:
+            raise not_found("Slot", resource_id) from None
         found = find_open_slots(
             practice=schedule.practice,
             duration_minutes=minutes,
@@ -73,15 +87,24 @@ class SlotHandler(Handler):
     def search(self, ctx, params, offset, count) -> tuple[int, list[Any]]:
         schedules = params.get("schedule", [])
         if len(schedules) != 1 or "," in schedules[0]:
-            raise FhirError(400, "Slot search needs exactly one schedule=Schedule/<id>.")
+            raise FhirError(
+                400,
+                "Slot search needs exactly one schedule=Schedule/<id>.",
+                expression=["schedule"],
+            )
         raw = schedules[0].strip()
         schedule_id = raw.split("/")[-1] if raw.startswith("Schedule/") or "/" not in raw else ""
-        schedule = ScheduleHandler().get(ctx, schedule_id) if schedule_id else None
-        if schedule is None:
-            raise FhirError(400, f"schedule must be Schedule/<id>, got '{raw}'.")
+        if not schedule_id:
+            raise FhirError(
+                400, f"schedule must be Schedule/<id>, got '{raw}'.", expression=["schedule"]
+            )
+        with search_parameter("schedule"):
+            schedule = ScheduleHandler().get(ctx, schedule_id)
         for status in params.get("status", []):
             if set(status.split(",")) != {"free"}:
-                raise FhirError(400, "Only free slots are published: use status=free.")
+                raise FhirError(
+                    400, "Only free slots are published: use status=free.", expression=["status"]
+                )
         minutes = 20
         for code in params.get("appointment-type", []):
             token = parse_token(code)
@@ -89,13 +112,24 @@ class SlotHandler(Handler):
                 organization=ctx.organization, code=token.code or ""
             ).first()
             if appointment_type is None:
-                raise FhirError(400, f"appointment-type '{code}' is not a known code.")
+                raise FhirError(
+                    400,
+                    f"appointment-type '{code}' is not a known code.",
+                    expression=["appointment-type"],
+                )
             minutes = appointment_type.duration_minutes
+            if not 0 < minutes <= LONGEST_VISIT.total_seconds() // 60:
+                raise FhirError(
+                    400,
+                    f"appointment-type '{code}' lasts {minutes} minutes; slots are 1 to 1440.",
+                    expression=["appointment-type"],
+                )
         zone = schedule.practice.zone
         now = timezone.now()
         after, before = now, None
         for value in params.get("start", []):
-            prefix, lo, hi = date_range(value, zone)
+            with search_parameter("start"):
+                prefix, lo, hi = date_range(value, zone)
             if prefix in ("ge", "eq"):
                 after = max(after, lo)
             elif prefix in ("gt", "sa"):
@@ -105,7 +139,9 @@ class SlotHandler(Handler):
             elif prefix in ("le", "eq"):
                 before = hi if before is None else min(before, hi)
             elif prefix not in ("ge", "gt", "sa"):
-                raise FhirError(400, f"start supports eq, ge, gt, lt, le; got '{value}'.")
+                raise FhirError(
+                    400, f"start supports eq, ge, gt, lt, le; got '{value}'.", expression=["start"]
+                )
         before = min(before or after + self.DEFAULT_WINDOW, after + self.MAX_WINDOW)
         if before <= after:
             return 0, []

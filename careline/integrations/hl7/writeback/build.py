@@ -24,12 +24,17 @@ from careline.scheduling.models import Appointment, AppointmentEvent, ChangeSour
 
 CARELINE = "CARELINE"
 DEFAULT_VERSION = "2.5.1"
-_STATUS_TEXT = {
+# SCH-25 filler status codes are HL7 table 0278, which has no "confirmed": a confirmed
+# visit is Booked, and the S14's event reason (SCH-6) says the patient confirmed it.
+_STATUS_0278 = {
     Hl7OutboundType.BOOKED: "Booked",
     Hl7OutboundType.RESCHEDULED: "Booked",
-    Hl7OutboundType.CONFIRMED: "Confirmed",
+    Hl7OutboundType.CONFIRMED: "Booked",
     Hl7OutboundType.CANCELLED: "Cancelled",
 }
+# SCH-16 filler contact person (required in SIU from 2.5): who made the change on the
+# filler's side, here Careline on the patient's behalf.
+_FILLER_CONTACT = f"{CARELINE}^Careline^Patient^^^^^^{CARELINE}"
 _STANDARD_ENCODING = "MSH|^~\\&|"
 
 
@@ -195,6 +200,12 @@ def build_siu(
             f"^^^^^^{CARELINE}"
         )
     reason = ChangeSource(event.source)
+    event_reason = f"{reason.value}^{escape(str(reason.label))}^{CARELINE}"
+    if message_type == Hl7OutboundType.CONFIRMED:
+        event_reason = (
+            f"confirmed^Confirmed by the patient ({escape(str(reason.label))})^{CARELINE}"
+        )
+    status = _STATUS_0278[message_type]
     segments = [
         _msh(peer, f"SIU^{message_type}^SIU_S12", control_id, _dtm(event.occurred_at, zone)),
         _fields(
@@ -202,12 +213,13 @@ def build_siu(
             {
                 1: placer,
                 2: filler,
-                6: f"{reason.value}^{escape(str(reason.label))}^{CARELINE}",
+                6: event_reason,
                 8: service,
                 9: minutes,
                 10: "min",
                 11: f"^^{minutes}^{start_text}^{end_text}",
-                25: _STATUS_TEXT[message_type],
+                16: _FILLER_CONTACT,
+                25: f"{status}^{status}^HL70278",
             },
         ),
     ]

@@ -58,8 +58,9 @@ class Command(BaseCommand):
         add.add_argument(
             "--time-zone",
             default="",
-            help="IANA zone of times sent without an offset (default: the zone the "
-            "organization's practices share, else America/New_York).",
+            help="IANA zone of MSH-7 when it has no offset; visit times are read in their "
+            "location's practice zone (default: the zone the organization's practices "
+            "share, else America/New_York).",
         )
         add.add_argument(
             "--namespace",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from careline.clinics.models import Organization
@@ -76,6 +77,11 @@ class Command(BaseCommand):
                 )
             except importer.CsvLayoutError as exc:
                 raise CommandError(str(exc)) from exc
+            except DatabaseError as exc:
+                # Everything is written in one transaction: it was rolled back.
+                raise CommandError(
+                    f"The database refused the import ({type(exc).__name__}); nothing was imported."
+                ) from exc
         for line, reason in report.errors[:MAX_ERRORS_SHOWN]:
             self.stdout.write(f"line {line}: {reason}")
         if report.invalid > MAX_ERRORS_SHOWN:
