@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -60,8 +60,9 @@ def _target(text: str, appointment: Appointment) -> str:
 
 def _back(request: HttpRequest, appointment: Appointment) -> HttpResponse:
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
-        return redirect(target)
+    # Only a path on this site (a bare word would be taken for a view's name).
+    if target.startswith("/") and url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        return HttpResponseRedirect(target)
     local_day = appointment.start.astimezone(appointment.practice.zone).date()
     return redirect("scheduling:day", practice_id=appointment.practice_id, day=local_day)
 

@@ -286,6 +286,10 @@ def test_patient_page_offers_the_same_acts(client, desk):
     assert response.status_code == 302 and response["Location"] == page_url
     visit.refresh_from_db()
     assert visit.status == AppointmentStatus.BOOKED
+    # Anywhere else is not followed: back to the visit's day.
+    for elsewhere in ("https://evil.example/", "//evil.example/x", "9999-12-31"):
+        response = post(client, "scheduling:desk_action", visit, action="confirm", next=elsewhere)
+        assert response.status_code == 302 and response["Location"].startswith("/schedule/")
 
 
 def test_front_desk_changes_are_written_back_to_the_ehr(client, desk):
