@@ -237,7 +237,8 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
             form.add_error("hours_before", " ".join(exc.messages))
         else:
             messages.success(
-                request, "Reminder cadence saved; upcoming visits are re-planned as they change."
+                request,
+                "Reminder cadence saved; the planned reminders of upcoming visits follow it now.",
             )
             return redirect("messaging_settings:overview")
     return render(
