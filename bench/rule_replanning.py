@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         now = datetime.now(UTC)
         print(f"# re-planning after a rule change, {args.rows:,} visits, {connection.vendor}")
         org, _ = make_clinic(args.rows, start=now + timedelta(days=4), spread=timedelta(days=30))
+        save_default_rule(org, offsets_minutes=[4320, 1440])  # the rule before the change
         plan_all_reminders()
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:

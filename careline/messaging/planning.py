@@ -337,22 +337,36 @@ def plan_all_reminders(
 
 @dataclass(frozen=True)
 class RuleScope:
-    """Which visits a reminder rule can apply to (None: any practice / type), and the
-    cadence it had; what a rule was before a change is re-planned as well as what it is."""
+    """Which visits a reminder rule can apply to (None: any practice / type), and what it
+    planned; what a rule was before a change is re-planned as well as what it is. `stored`:
+    read from the saved rule (not a guess at what a new rule's visits had), so only what
+    changed between the two needs re-planning."""
 
     organization_id: int
     practice_id: int | None
     appointment_type_id: int | None
     offsets_minutes: tuple[int, ...] = ()
+    channel: str = ""
+    stop_when_confirmed: bool = True
+    stored: bool = False
+    active: bool = True
 
     @classmethod
-    def of(cls, rule: ReminderRule) -> RuleScope:
+    def of(cls, rule: ReminderRule, *, stored: bool = False) -> RuleScope:
         return cls(
             rule.organization_id,
             rule.practice_id,
             rule.appointment_type_id,
             tuple(rule.offsets_minutes or ()) if rule.active else (),
+            rule.channel,
+            rule.stop_when_confirmed,
+            stored,
+            rule.active,
         )
+
+    @property
+    def key(self) -> tuple[int, int | None, int | None]:
+        return (self.organization_id, self.practice_id, self.appointment_type_id)
 
     def condition(self) -> tuple[str, list]:
         sql, params = ["a.organization_id = %s"], [self.organization_id]
@@ -365,18 +379,22 @@ class RuleScope:
         return "(" + " AND ".join(sql) + ")", params
 
 
-def _moves(rule_id: int, before: tuple[int, ...], after: list[int]) -> list[tuple]:
+def _moves(before: tuple[int, ...], after: list[int]) -> list[tuple]:
     """(old step key, new step key, new offset, new expiry offset): a step the rule no
     longer has becomes, in place, the step it gained at the same rank (longest lead
     first), e.g. 72 h, 24 h → 48 h, 24 h moves the 72-hour reminder to 48 hours."""
     kept = set(before) & set(after)
     removed = sorted(set(before) - kept, reverse=True)
-    expiry = {key: expires for _, key, _, expires in _steps(rule_id, after)}
+    expiry = {key: expires for _, key, _, expires in _steps(0, after)}
     added = sorted(set(after) - kept, reverse=True)
     return [
         (reminder_step_key(old), reminder_step_key(new), new, expiry[reminder_step_key(new)])
         for old, new in zip(removed, added, strict=False)
     ]
+
+
+def _keys_sql(keys: Iterable[str]) -> str:
+    return ", ".join(f"'{key}'" for key in sorted(keys)) or "''"
 
 
 def replan_for_rule(
@@ -386,20 +404,17 @@ def replan_for_rule(
     re-plan the not-yet-sent reminders of every upcoming visit either applies to, inside
     the caller's transaction. Sent, sending and suppressed messages stay as they are.
 
-    Set-based and not chunked: a fixed number of statements whatever the number of visits
-    (one UPDATE moving the reminders of changed steps in place, one UPDATE for the expiry
-    and stop-when-confirmed of kept steps, one cancelling the steps no rule wants, one
-    INSERT … SELECT of missing steps). Every door that changes a rule calls this through
+    Set-based and not chunked: at most four statements whatever the number of visits (an
+    UPDATE moving the reminders of changed steps in place, an UPDATE of the expiry,
+    channel and stop-when-confirmed of kept steps, one cancelling the steps no rule wants,
+    an INSERT … SELECT of missing steps); a statement that cannot change anything for this
+    change is left out. Every door that changes a rule calls this through
     careline.messaging.rules."""
     now = now or timezone.now()
     n = _dt(now)
-    scopes = [RuleScope.of(rule)] + ([before] if before is not None else [])
-    conditions = [
-        RuleScope(*key).condition()
-        for key in dict.fromkeys(
-            (s.organization_id, s.practice_id, s.appointment_type_id) for s in scopes
-        )
-    ]
+    after = RuleScope.of(rule)
+    scopes = [after] + ([before] if before is not None else [])
+    conditions = [RuleScope(*key).condition() for key in dict.fromkeys(s.key for s in scopes)]
     appointment_filter = (
         "(" + " OR ".join(sql for sql, _ in conditions) + f") AND a.start > %s "
         f"AND a.status IN ({_UPCOMING_SQL})"
@@ -408,12 +423,34 @@ def replan_for_rule(
     rules = _Rules.load()
     cte, cte_params = rules.cte(appointment_filter, filter_params)
     o = OUTBOX
+    # The same rule, as saved and in force before, over the same visits: their plans hold
+    # its old steps, and only what differs between the two needs looking at.
+    same = (
+        before is not None
+        and before.stored
+        and before.active
+        and after.active
+        and before.key == after.key
+    )
+    old_steps = (
+        {key: expires for _, key, _, expires in _steps(0, list(before.offsets_minutes))}
+        if before
+        else {}
+    )
+    new_steps = {key: expires for _, key, _, expires in _steps(0, list(after.offsets_minutes))}
+    added, removed = set(new_steps) - set(old_steps), set(old_steps) - set(new_steps)
+    kept_changed = not same or (
+        before.channel != after.channel
+        or before.stop_when_confirmed != after.stop_when_confirmed
+        or any(old_steps[k] != new_steps[k] for k in set(old_steps) & set(new_steps))
+    )
+    stop_turned_on = not same or (after.stop_when_confirmed and not before.stop_when_confirmed)
     use_email = _USE_EMAIL
     address = f"CASE WHEN {use_email} THEN p.email ELSE p.mobile_phone END"
     channel = f"CASE WHEN {use_email} THEN 'email' ELSE 'sms' END"
     with transaction.atomic():
         experiments.assign(appointment_filter, filter_params, n)
-        moves = _moves(rule.id, before.offsets_minutes if before else (), rule.offsets_minutes)
+        moves = _moves(before.offsets_minutes if before else (), list(after.offsets_minutes))
         if rule.active and moves:
             move_row = (
                 "(CAST(%s AS VARCHAR(40)), CAST(%s AS VARCHAR(40)), CAST(%s AS INTEGER), "
@@ -426,10 +463,8 @@ def replan_for_rule(
                 with_params=[*cte_params, *(v for move in moves for v in move)],
                 assignments=f"step_key = mv.new_key, due_at = {due}, "
                 f"expires_at = {_minus_minutes('a.start', 'mv.expiry_offset')}, "
-                f"stop_when_confirmed = a.stop_confirmed, channel = {channel}, "
-                f"to_address = {address}, next_attempt_at = NULL",
-                from_sql="FROM eff a JOIN moves mv ON 1 = 1 "
-                "JOIN patients_patient p ON p.id = a.patient_id",
+                "stop_when_confirmed = a.stop_confirmed, next_attempt_at = NULL",
+                from_sql="FROM eff a JOIN moves mv ON 1 = 1",
                 where=f"a.id = {o}.appointment_id AND a.rule_id = %s "
                 f"AND {o}.kind = '{MessageKind.REMINDER}' AND {o}.step_key = mv.old_key "
                 f"AND {o}.visit_start = a.start AND {due} > %s "
@@ -440,43 +475,57 @@ def replan_for_rule(
                 f"AND m.state <> '{MessageState.CANCELLED}')",
                 where_params=[rule.id, n],
             )
-        # Steps the visit's rule still has: the same due time (the worker may have put it
-        # off to sending hours), but the expiry, channel and stop-when-confirmed it gives.
-        expires = _minus_minutes("a.start", "s.expiry_offset")
-        reschedule_planned(
-            with_sql=cte,
-            with_params=cte_params,
-            assignments=f"expires_at = {expires}, stop_when_confirmed = a.stop_confirmed, "
-            f"channel = {channel}, to_address = {address}",
-            from_sql="FROM eff a JOIN steps s ON s.rule_id = a.rule_id "
-            "JOIN patients_patient p ON p.id = a.patient_id",
-            where=f"a.id = {o}.appointment_id AND s.step_key = {o}.step_key "
-            f"AND {o}.kind = '{MessageKind.REMINDER}' AND {o}.visit_start = a.start "
-            f"AND ({o}.expires_at <> {expires} "
-            f"OR {o}.stop_when_confirmed <> a.stop_confirmed OR {o}.channel <> {channel} "
-            f"OR {o}.to_address <> {address})",
-            where_params=[],
-        )
-        # Steps no rule of the visit wants any more, and reminders a confirmed visit no
-        # longer needs.
-        cancel_planned(
-            with_sql=cte,
-            with_params=cte_params,
-            join="FROM eff a",
-            where=f"a.id = {o}.appointment_id AND {o}.kind = '{MessageKind.REMINDER}' "
-            f"AND (NOT EXISTS (SELECT 1 FROM steps s WHERE s.rule_id = a.rule_id "
-            f"AND s.step_key = {o}.step_key) "
-            f"OR (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}'))",
-            where_params=[],
-            reason="%s",
-            reason_params=["rule_changed"],
-            now=now,
-        )
-        _insert_missing_reminders(cte, cte_params, n)
+        if kept_changed:
+            # Steps the visit's rule still has: the same due time (the worker may have put
+            # it off to sending hours), but the expiry, channel and stop-when-confirmed it
+            # gives.
+            expires = _minus_minutes("a.start", "s.expiry_offset")
+            reschedule_planned(
+                with_sql=cte,
+                with_params=cte_params,
+                assignments=f"expires_at = {expires}, stop_when_confirmed = a.stop_confirmed, "
+                f"channel = {channel}, to_address = {address}",
+                from_sql="FROM eff a JOIN steps s ON s.rule_id = a.rule_id "
+                "JOIN patients_patient p ON p.id = a.patient_id",
+                where=f"a.id = {o}.appointment_id AND s.step_key = {o}.step_key "
+                f"AND {o}.kind = '{MessageKind.REMINDER}' AND {o}.visit_start = a.start "
+                f"AND ({o}.expires_at <> {expires} "
+                f"OR {o}.stop_when_confirmed <> a.stop_confirmed OR {o}.channel <> {channel} "
+                f"OR {o}.to_address <> {address})",
+                where_params=[],
+            )
+        if not same or removed or stop_turned_on:
+            # Steps no rule of the visit wants any more (a move that could not be made:
+            # its new time has passed), and reminders a confirmed visit no longer needs.
+            steps_filter = (
+                ""
+                if not same or stop_turned_on
+                else (f"{o}.step_key IN ({_keys_sql(removed)}) AND ")
+            )
+            cancel_planned(
+                with_sql=cte,
+                with_params=cte_params,
+                join="FROM eff a",
+                where=f"a.id = {o}.appointment_id AND {o}.kind = '{MessageKind.REMINDER}' "
+                f"AND {steps_filter}(NOT EXISTS (SELECT 1 FROM steps s "
+                f"WHERE s.rule_id = a.rule_id AND s.step_key = {o}.step_key) "
+                f"OR (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}'))",
+                where_params=[],
+                reason="%s",
+                reason_params=["rule_changed"],
+                now=now,
+            )
+        if not same or added:
+            # A visit whose old step was already sent had nothing to move.
+            _insert_missing_reminders(cte, cte_params, n, only=None if not same else added)
 
 
-def _insert_missing_reminders(cte: str, cte_params: list, n) -> None:
-    """The rule's steps still ahead that have no live message for the visit's time."""
+def _insert_missing_reminders(
+    cte: str, cte_params: list, n, *, only: Iterable[str] | None = None
+) -> None:
+    """The rule's steps still ahead (of `only` these step keys) that have no live message
+    for the visit's time."""
+    steps_filter = "" if only is None else f" AND s.step_key IN ({_keys_sql(only)})"
     due = _minus_minutes("a.start", "s.offset_minutes")
     insert_planned(
         _select(
@@ -488,7 +537,7 @@ def _insert_missing_reminders(cte: str, cte_params: list, n) -> None:
         ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
         + f" AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
         f"AND NOT {experiments.withheld_condition('s.step_key')} "
-        f"AND {due} > %s",
+        f"AND {due} > %s{steps_filter}",
         [*cte_params, n, n],
         with_sql=cte,
     )

@@ -57,7 +57,7 @@ def _stored(rule: ReminderRule) -> RuleScope | None:
     organization's rule or Careline's), so their planned reminders move in place."""
     stored = ReminderRule.objects.filter(pk=rule.pk).first() if rule.pk else None
     if stored is not None:
-        return RuleScope.of(stored)
+        return RuleScope.of(stored, stored=True)
     fallback = (
         default_rule(rule.organization) if rule.practice_id or rule.appointment_type_id else None
     )
