@@ -166,7 +166,9 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
     )
     if request.method == "POST" and request.POST.get("action") != "preview" and form.is_valid():
         form.save()
-        messages.success(request, "Template saved. New texts use it from now on.")
+        messages.success(
+            request, "Template saved. Every text not sent yet, planned reminders included, uses it."
+        )
         return redirect("messaging_settings:overview")
     body = (
         request.POST.get("body")
