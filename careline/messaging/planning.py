@@ -3,7 +3,9 @@
 Every statement here is one `INSERT … SELECT` or `UPDATE … WHERE` over a chunk of
 appointments, so planning a million visits is a handful of statements per chunk and never
 a Python loop over rows. Rules are few; they travel into the SQL as a VALUES list, and the
-most specific matching rule of each appointment is picked in SQL.
+most specific matching rule of each appointment is picked in SQL. A rule change
+(replan_for_rule) is not chunked: at most four statements over every visit the rule
+covers, in the transaction that saved the rule.
 """
 
 from __future__ import annotations
