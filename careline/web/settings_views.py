@@ -205,7 +205,9 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
     )
     if request.method == "POST" and request.POST.get("action") != "preview" and form.is_valid():
         form.save()
-        messages.success(request, "Template saved. New texts use it from now on.")
+        messages.success(
+            request, "Template saved. Every text not sent yet, planned reminders included, uses it."
+        )
         return redirect("messaging_settings:overview")
     body = (
         request.POST.get("body")
@@ -284,7 +286,8 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
             form.add_error("hours_before", " ".join(exc.messages))
         else:
             messages.success(
-                request, "Reminder cadence saved; upcoming visits are re-planned as they change."
+                request,
+                "Reminder cadence saved; the planned reminders of upcoming visits follow it now.",
             )
             return redirect("messaging_settings:overview")
     return render(request, "web/settings/cadence.html", {"form": form, "subject": organization})
