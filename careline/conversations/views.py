@@ -55,7 +55,24 @@ def _inbox_rows(request: HttpRequest):
         qs = qs.filter(assigned_to=request.user).exclude(state=ConversationState.CLOSED)
     else:
         qs = qs.filter(STATE_FILTERS.get(state, STATE_FILTERS["active"]))
-    return qs.order_by("-urgent", "-unread_count", "last_patient_message_at")[:200]
+    qs = workspace.search(qs, _search_text(request))
+    rows = list(
+        workspace.with_preview(qs).order_by("-urgent", "-unread_count", "last_patient_message_at")[
+            :200
+        ]
+    )
+    now = timezone.now()
+    for row in rows:
+        row.sla = workspace.sla_for(row.queue)
+        row.late = row.waiting_since is not None and now - row.waiting_since > row.sla
+    return rows
+
+
+def _search_text(request: HttpRequest) -> str:
+    text = request.GET.get("q", "").strip()
+    if len(text) > 100 or "\x00" in text:
+        raise ValidationError("q: search for at most 100 characters.")
+    return text
 
 
 @login_required
@@ -64,11 +81,18 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
         rows = _inbox_rows(request)
     except ValidationError as exc:
         return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
+    text = _search_text(request)
+    if text and workspace.looks_like_a_name(text) and not request.htmx:
+        # A search by name is a look-up of patients, recorded like the other patient lists
+        # (the 5-second refresh of the same search is not another look-up).
+        record_patient_access(request, None, "inbox search")
+    now = timezone.now()
     context = {
         "conversations": rows,
         "queues": Queue.choices,
+        "queue_counts": workspace.queue_counts(_conversations(request)),
         "practices": Practice.objects.visible_to(request.user),
-        "now": timezone.now(),
+        "now": now,
         "filters": request.GET,
     }
     template = "conversations/_rows.html" if request.htmx else "conversations/inbox.html"
