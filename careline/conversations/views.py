@@ -159,6 +159,7 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
         "colleagues": _colleagues(conversation),
         "others_here": workspace.others_answering(conversation, request.user),
         "canned_replies": workspace.canned_replies_for(conversation),
+        "context": workspace.patient_context(conversation, request.user),
     }
     if request.htmx and request.GET.get("part") == "thread":
         return render(request, "conversations/_thread.html", context)

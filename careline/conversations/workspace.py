@@ -20,6 +20,9 @@ from careline.conversations.models import (
     InboundMessage,
     Queue,
 )
+from careline.messaging.models import Channel, OutboundMessage
+from careline.patients.models import Patient, PhoneConsent
+from careline.scheduling.models import Appointment, AppointmentStatus
 
 # Someone whose screen refreshed the conversation this recently is "on it".
 PRESENCE_WINDOW = timedelta(seconds=30)
@@ -178,3 +181,88 @@ def queue_counts(conversations: QuerySet[Conversation]) -> list[QueueCount]:
         )
         for value, label in Queue.choices
     ]
+
+
+# --- the patient beside the thread ---------------------------------------------------------
+
+TIMELINE_LENGTH = 100
+UPCOMING_STATUSES = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    direction: str  # "in" (from the patient) | "out" (to the patient)
+    body: str
+    what: str  # the kind of text (reminder, reply...) or what Careline understood
+    status: str = ""
+
+
+@dataclass
+class PatientContext:
+    patient: Patient | None
+    language: str
+    consent: PhoneConsent | None
+    next_visits: list[Appointment]
+    timeline: list[TimelineEntry]
+
+
+def patient_context(conversation: Conversation, user: AbstractBaseUser) -> PatientContext:
+    """What the front desk needs beside the thread: the patient's next visits, texting
+    consent and language, and every text sent to or received from the number (newest
+    first), as far as `user` may see them - a fixed number of queries."""
+    patient = conversation.patient
+    phones = {conversation.phone}
+    if patient is not None and patient.mobile_phone:
+        phones.add(patient.mobile_phone)
+    consent = (
+        PhoneConsent.objects.filter(organization_id=conversation.organization_id, phone__in=phones)
+        .order_by("-changed_at")
+        .first()
+    )
+    visits: list[Appointment] = []
+    if patient is not None:
+        visits = list(
+            Appointment.objects.visible_to(user)
+            .filter(patient=patient, start__gte=timezone.now(), status__in=UPCOMING_STATUSES)
+            .select_related("practice", "provider", "appointment_type")
+            .order_by("start")[:5]
+        )
+    received = (
+        InboundMessage.objects.visible_to(user)
+        .filter(organization_id=conversation.organization_id, from_phone__in=phones)
+        .order_by("-received_at", "-id")[:TIMELINE_LENGTH]
+    )
+    sent = (
+        OutboundMessage.objects.visible_to(user)
+        .filter(
+            organization_id=conversation.organization_id,
+            channel=Channel.SMS,
+            to_address__in=phones,
+        )
+        .exclude(body="")
+        .order_by("-created_at", "-id")[:TIMELINE_LENGTH]
+    )
+    entries = [
+        TimelineEntry(
+            m.received_at,
+            "in",
+            m.body,
+            m.get_intent_display() if m.intent else "",
+            m.get_action_taken_display() if m.action_taken else "",
+        )
+        for m in received
+    ] + [
+        TimelineEntry(
+            m.sent_at or m.created_at, "out", m.body, m.get_kind_display(), m.get_state_display()
+        )
+        for m in sent
+    ]
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return PatientContext(
+        patient=patient,
+        language=patient.get_preferred_language_display() if patient else "",
+        consent=consent,
+        next_visits=visits,
+        timeline=entries[:TIMELINE_LENGTH],
+    )
