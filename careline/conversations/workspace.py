@@ -26,6 +26,8 @@ from careline.scheduling.models import Appointment, AppointmentStatus
 
 # Someone whose screen refreshed the conversation this recently is "on it".
 PRESENCE_WINDOW = timedelta(seconds=30)
+# ...and someone whose keyboard was busy this recently "is replying".
+TYPING_WINDOW = timedelta(seconds=10)
 
 
 def others_answering(conversation: Conversation, user: AbstractBaseUser) -> list[str]:
@@ -44,16 +46,40 @@ def others_answering(conversation: Conversation, user: AbstractBaseUser) -> list
     )
 
 
+def typing(conversation: Conversation, user: AbstractBaseUser) -> None:
+    """`user` is typing a reply in the conversation right now."""
+    now = timezone.now()
+    ConversationPresence.objects.update_or_create(
+        conversation=conversation, user=user, defaults={"seen_at": now, "typing_at": now}
+    )
+
+
+def others_typing(conversation: Conversation, user: AbstractBaseUser) -> list[str]:
+    """Colleagues who typed in this conversation's reply box in the last few seconds."""
+    return list(
+        ConversationPresence.objects.filter(
+            conversation=conversation, typing_at__gte=timezone.now() - TYPING_WINDOW
+        )
+        .exclude(user=user)
+        .order_by("user__username")
+        .values_list("user__username", flat=True)
+    )
+
+
 def canned_replies_for(conversation: Conversation) -> list[tuple[str, str]]:
-    """(title, text with the patient's first name and practice filled in)."""
+    """(title, text with the patient's first name and practice filled in): the practice's
+    own and the organization-wide ones, in the patient's language when the patient is known."""
     first_name = conversation.patient.given_name if conversation.patient_id else ""
     practice = conversation.practice.name if conversation.practice_id else ""
     replies = CannedReply.objects.filter(organization_id=conversation.organization_id).filter(
         Q(practice__isnull=True) | Q(practice_id=conversation.practice_id)
     )
+    known = conversation.patient_id is not None
+    if known:
+        replies = replies.filter(language=conversation.patient.preferred_language)
     return [
         (
-            r.title,
+            r.title if known else f"{r.title} ({r.language.upper()})",
             r.body.replace("{first_name}", first_name or "there").replace("{practice}", practice),
         )
         for r in replies
