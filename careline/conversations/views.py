@@ -333,9 +333,9 @@ def canned_replies(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def delete_canned_reply(request: HttpRequest, reply_id: int) -> HttpResponse:
+def delete_canned_reply(request: HttpRequest, canned_reply_id: int) -> HttpResponse:
     reply = get_object_or_404(
-        CannedReply.objects.filter(practice__in=_managed_practices(request)), pk=reply_id
+        CannedReply.objects.filter(practice__in=_managed_practices(request)), pk=canned_reply_id
     )
     inbox.delete_canned_reply(reply)
     messages.success(request, "Canned reply deleted.")
