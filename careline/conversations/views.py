@@ -93,6 +93,7 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
         "queues": Queue.choices,
         "queue_counts": workspace.queue_counts(_conversations(request)),
         "practices": Practice.objects.visible_to(request.user),
+        "manages_canned_replies": not request.htmx and _managed_practices(request).exists(),
         "now": now,
         "filters": request.GET,
     }

@@ -56,6 +56,8 @@ def test_a_manager_sets_canned_replies_per_practice_and_language(build, twoway):
     assert page.context["canned_replies"] == []
 
     # The front desk may use them but not change them.
+    assert url in manager.get(reverse("conversations:inbox")).content.decode()
+    assert url not in desk.get(reverse("conversations:inbox")).content.decode()
     assert desk.get(url).status_code == 403
     reply = CannedReply.objects.get(title="Parking")
     assert desk.post(reverse("conversations:delete_canned", args=[reply.id])).status_code == 404
