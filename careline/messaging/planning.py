@@ -274,21 +274,8 @@ def _plan_chunk(
             [*cte_params, n, expiry, expiry, n, n, recent],
             with_sql=cte,
         )
-    due = _minus_minutes("a.start", "s.offset_minutes")
-    insert_planned(
-        _select(
-            "reminder",
-            "s.step_key",
-            Priority.REMINDER,
-            due,
-            _minus_minutes("a.start", "s.expiry_offset"),
-        ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
-        + f" AND {plain}a.status IN ({_UPCOMING_SQL}) "
-        f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
-        f"AND NOT {experiments.withheld_condition('s.step_key')} "
-        f"AND {due} > %s",
-        [*cte_params, n, n],
-        with_sql=cte,
+    _insert_missing_reminders(
+        cte, cte_params, n, condition=f" AND {plain}a.status IN ({_UPCOMING_SQL})"
     )
 
 
@@ -523,10 +510,10 @@ def replan_for_rule(
 
 
 def _insert_missing_reminders(
-    cte: str, cte_params: list, n, *, only: Iterable[str] | None = None
+    cte: str, cte_params: list, n, *, only: Iterable[str] | None = None, condition: str = ""
 ) -> None:
-    """The rule's steps still ahead (of `only` these step keys) that have no live message
-    for the visit's time."""
+    """The rule's steps still ahead (of `only` these step keys; of the visits meeting
+    `condition`, SQL on `a`) that have no live message for the visit's time."""
     steps_filter = "" if only is None else f" AND s.step_key IN ({_keys_sql(only)})"
     due = _minus_minutes("a.start", "s.offset_minutes")
     insert_planned(
@@ -537,6 +524,7 @@ def _insert_missing_reminders(
             due,
             _minus_minutes("a.start", "s.expiry_offset"),
         ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
+        + condition
         + f" AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
         f"AND NOT {experiments.withheld_condition('s.step_key')} "
         f"AND {due} > %s{steps_filter}",
