@@ -31,6 +31,7 @@ from careline.clinics.models import Practice
 from careline.clinics.office_hours import Span, practice_week
 from careline.conversations import texts
 from careline.conversations.models import (
+    CannedReply,
     Conversation,
     ConversationNote,
     ConversationReply,
@@ -43,7 +44,7 @@ from careline.conversations.routing import GENERAL, SCHEDULING, route_message
 from careline.messaging.models import MessageKind, OutboundMessage
 from careline.messaging.outbox import queue_reply
 from careline.messaging.rendering import local_date, local_time
-from careline.patients.models import Patient, PhoneConsent
+from careline.patients.models import Language, Patient, PhoneConsent
 from careline.scheduling.models import Appointment, Holiday
 
 if TYPE_CHECKING:
@@ -509,3 +510,47 @@ def mark_read(conversation: Conversation, user: AbstractBaseUser) -> Conversatio
             current.unread_count = 0
             current.save(update_fields=["unread_count", "updated_at"])
     return current
+
+
+# --- canned replies ------------------------------------------------------------------------
+
+MAX_CANNED_TITLE = 80
+
+
+def save_canned_reply(
+    practice: Practice,
+    *,
+    title: str,
+    body: str,
+    language: str,
+    reply: CannedReply | None = None,
+) -> CannedReply:
+    """Add (or change) one of the practice's ready answers; the message names the field."""
+    title, body = (title or "").strip(), (body or "").strip()
+    if not title:
+        raise InboxError("title: give the reply a short title.")
+    if len(title) > MAX_CANNED_TITLE:
+        raise InboxError(f"title: at most {MAX_CANNED_TITLE} characters.")
+    if not body:
+        raise InboxError("body: type the text of the reply.")
+    if len(body) > MAX_REPLY_CHARACTERS:
+        raise InboxError(f"body: a text can be at most {MAX_REPLY_CHARACTERS} characters long.")
+    if "\x00" in title + body:
+        raise InboxError("body: the text contains a NUL character.")
+    if language not in Language.values:
+        raise InboxError(f"language: choose one of {', '.join(Language.values)}.")
+    if reply is None:
+        return CannedReply.objects.create(
+            organization_id=practice.organization_id,
+            practice=practice,
+            title=title,
+            body=body,
+            language=language,
+        )
+    reply.title, reply.body, reply.language = title, body, language
+    reply.save(update_fields=["title", "body", "language"])
+    return reply
+
+
+def delete_canned_reply(reply: CannedReply) -> None:
+    CannedReply.objects.filter(pk=reply.pk).delete()

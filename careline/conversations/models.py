@@ -9,7 +9,7 @@ from django.utils import timezone
 from careline.clinics.models import Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet, practice_or_organization_wide
 from careline.messaging.models import OutboundMessage
-from careline.patients.models import Patient
+from careline.patients.models import Language, Patient
 from careline.scheduling.models import Appointment
 
 
@@ -318,6 +318,10 @@ class CannedReply(models.Model):
     )
     title = models.CharField(max_length=80)
     body = models.TextField()
+    # Offered for patients who read this language (all of them when the patient is unknown).
+    language = models.CharField(
+        max_length=8, choices=Language.choices, default=Language.ENGLISH, db_default="en"
+    )
 
     objects = ScopedQuerySet.as_manager()
 
@@ -339,6 +343,8 @@ class ConversationPresence(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     seen_at = models.DateTimeField()
+    # When the person last typed in the reply box: "Ana is replying" for the others.
+    typing_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -11,4 +11,12 @@ urlpatterns = [
     path("inbox/<int:conversation_id>/assign/", views.assign, name="assign"),
     path("inbox/<int:conversation_id>/close/", views.close, name="close"),
     path("inbox/<int:conversation_id>/reopen/", views.reopen, name="reopen"),
+    path("inbox/<int:conversation_id>/presence/", views.presence, name="presence"),
+    path("inbox/<int:conversation_id>/typing/", views.typing, name="typing"),
+    path("inbox/canned/", views.canned_replies, name="canned"),
+    path(
+        "inbox/canned/<int:canned_reply_id>/delete/",
+        views.delete_canned_reply,
+        name="delete_canned",
+    ),
 ]

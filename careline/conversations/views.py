@@ -8,7 +8,7 @@ from datetime import datetime
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,10 +16,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from careline.audit.access import record_patient_access
-from careline.clinics.models import Practice, StaffMembership
+from careline.clinics.models import Practice, StaffMembership, StaffRole
 from careline.clinics.validators import parse_id, query_id
 from careline.conversations import inbox, workspace
-from careline.conversations.models import Conversation, ConversationState, Queue
+from careline.conversations.models import CannedReply, Conversation, ConversationState, Queue
+from careline.patients.models import Language
 
 STATE_FILTERS = {
     "active": ~Q(state=ConversationState.CLOSED),
@@ -55,7 +56,24 @@ def _inbox_rows(request: HttpRequest):
         qs = qs.filter(assigned_to=request.user).exclude(state=ConversationState.CLOSED)
     else:
         qs = qs.filter(STATE_FILTERS.get(state, STATE_FILTERS["active"]))
-    return qs.order_by("-urgent", "-unread_count", "last_patient_message_at")[:200]
+    qs = workspace.search(qs, _search_text(request))
+    rows = list(
+        workspace.with_preview(qs).order_by("-urgent", "-unread_count", "last_patient_message_at")[
+            :200
+        ]
+    )
+    now = timezone.now()
+    for row in rows:
+        row.sla = workspace.sla_for(row.queue)
+        row.late = row.waiting_since is not None and now - row.waiting_since > row.sla
+    return rows
+
+
+def _search_text(request: HttpRequest) -> str:
+    text = request.GET.get("q", "").strip()
+    if len(text) > 100 or "\x00" in text:
+        raise ValidationError("q: search for at most 100 characters.")
+    return text
 
 
 @login_required
@@ -64,11 +82,19 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
         rows = _inbox_rows(request)
     except ValidationError as exc:
         return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
+    text = _search_text(request)
+    if text and workspace.looks_like_a_name(text) and not request.htmx:
+        # A search by name is a look-up of patients, recorded like the other patient lists
+        # (the 5-second refresh of the same search is not another look-up).
+        record_patient_access(request, None, "inbox search")
+    now = timezone.now()
     context = {
         "conversations": rows,
         "queues": Queue.choices,
+        "queue_counts": workspace.queue_counts(_conversations(request)),
         "practices": Practice.objects.visible_to(request.user),
-        "now": timezone.now(),
+        "manages_canned_replies": not request.htmx and _managed_practices(request).exists(),
+        "now": now,
         "filters": request.GET,
     }
     template = "conversations/_rows.html" if request.htmx else "conversations/inbox.html"
@@ -135,6 +161,7 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
         "colleagues": _colleagues(conversation),
         "others_here": workspace.others_answering(conversation, request.user),
         "canned_replies": workspace.canned_replies_for(conversation),
+        "context": workspace.patient_context(conversation, request.user),
     }
     if request.htmx and request.GET.get("part") == "thread":
         return render(request, "conversations/_thread.html", context)
@@ -228,3 +255,89 @@ def reopen(request: HttpRequest, conversation_id: int) -> HttpResponse:
         conversation_id,
         lambda c: inbox.reopen(c, request.user) and "Conversation reopened.",
     )
+
+
+@login_required
+def presence(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """Polled by the open conversation: who else has it open, who is typing a reply."""
+    conversation = get_object_or_404(_conversations(request), pk=conversation_id)
+    context = {
+        "conversation": conversation,
+        "others_here": workspace.others_answering(conversation, request.user),
+        "others_typing": workspace.others_typing(conversation, request.user),
+    }
+    return render(request, "conversations/_presence.html", context)
+
+
+@login_required
+@require_POST
+def typing(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = get_object_or_404(_conversations(request), pk=conversation_id)
+    workspace.typing(conversation, request.user)
+    return HttpResponse(status=204)
+
+
+# --- canned replies, per practice, for its managers ----------------------------------------
+
+MANAGER_ROLES = (StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER)
+
+
+def _managed_practices(request: HttpRequest):
+    """Practices the user manages (as their manager or their organization's admin)."""
+    practices = Practice.objects.visible_to(request.user)
+    if request.user.is_superuser:
+        return practices
+    return practices.filter(
+        organization_id__in=StaffMembership.objects.filter(
+            user=request.user, role__in=MANAGER_ROLES
+        ).values("organization_id")
+    )
+
+
+@login_required
+def canned_replies(request: HttpRequest) -> HttpResponse:
+    practices = _managed_practices(request)
+    if not practices.exists():
+        raise PermissionDenied("Canned replies are set by practice managers.")
+    errors: list[str] = []
+    if request.method == "POST":
+        practice = practices.filter(pk=parse_id(request.POST.get("practice", ""))).first()
+        if practice is None:
+            errors.append("practice: choose one of your practices.")
+        else:
+            try:
+                inbox.save_canned_reply(
+                    practice,
+                    title=request.POST.get("title", ""),
+                    body=request.POST.get("body", ""),
+                    language=request.POST.get("language", ""),
+                )
+            except inbox.InboxError as exc:
+                errors.append(str(exc))
+            else:
+                messages.success(request, "Canned reply saved.")
+                return redirect("conversations:canned")
+    replies = (
+        CannedReply.objects.filter(practice__in=practices)
+        .select_related("practice")
+        .order_by("practice__name", "language", "title")
+    )
+    context = {
+        "practices": practices,
+        "replies": replies,
+        "languages": Language.choices,
+        "errors": errors,
+        "form": request.POST if errors else {},
+    }
+    return render(request, "conversations/canned.html", context, status=422 if errors else 200)
+
+
+@login_required
+@require_POST
+def delete_canned_reply(request: HttpRequest, canned_reply_id: int) -> HttpResponse:
+    reply = get_object_or_404(
+        CannedReply.objects.filter(practice__in=_managed_practices(request)), pk=canned_reply_id
+    )
+    inbox.delete_canned_reply(reply)
+    messages.success(request, "Canned reply deleted.")
+    return redirect("conversations:canned")

@@ -1,17 +1,33 @@
-"""Inbox helpers for the staff screen: presence warnings and canned replies."""
+"""What the inbox screens show: presence warnings, canned replies, the list's previews,
+counts per queue, search and response-time clock, and the patient beside the thread."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Q
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from careline.conversations.models import CannedReply, Conversation, ConversationPresence
+from careline.conversations.models import (
+    CannedReply,
+    Conversation,
+    ConversationPresence,
+    ConversationReply,
+    ConversationState,
+    InboundMessage,
+    Queue,
+)
+from careline.messaging.models import Channel, OutboundMessage
+from careline.patients.models import Patient, PhoneConsent
+from careline.scheduling.models import Appointment, AppointmentStatus
 
 # Someone whose screen refreshed the conversation this recently is "on it".
 PRESENCE_WINDOW = timedelta(seconds=30)
+# ...and someone whose keyboard was busy this recently "is replying".
+TYPING_WINDOW = timedelta(seconds=10)
 
 
 def others_answering(conversation: Conversation, user: AbstractBaseUser) -> list[str]:
@@ -30,17 +46,249 @@ def others_answering(conversation: Conversation, user: AbstractBaseUser) -> list
     )
 
 
+def typing(conversation: Conversation, user: AbstractBaseUser) -> None:
+    """`user` is typing a reply in the conversation right now."""
+    now = timezone.now()
+    ConversationPresence.objects.update_or_create(
+        conversation=conversation, user=user, defaults={"seen_at": now, "typing_at": now}
+    )
+
+
+def others_typing(conversation: Conversation, user: AbstractBaseUser) -> list[str]:
+    """Colleagues who typed in this conversation's reply box in the last few seconds."""
+    return list(
+        ConversationPresence.objects.filter(
+            conversation=conversation, typing_at__gte=timezone.now() - TYPING_WINDOW
+        )
+        .exclude(user=user)
+        .order_by("user__username")
+        .values_list("user__username", flat=True)
+    )
+
+
 def canned_replies_for(conversation: Conversation) -> list[tuple[str, str]]:
-    """(title, text with the patient's first name and practice filled in)."""
+    """(title, text with the patient's first name and practice filled in): the practice's
+    own and the organization-wide ones, in the patient's language when the patient is known."""
     first_name = conversation.patient.given_name if conversation.patient_id else ""
     practice = conversation.practice.name if conversation.practice_id else ""
     replies = CannedReply.objects.filter(organization_id=conversation.organization_id).filter(
         Q(practice__isnull=True) | Q(practice_id=conversation.practice_id)
     )
+    known = conversation.patient_id is not None
+    if known:
+        replies = replies.filter(language=conversation.patient.preferred_language)
     return [
         (
-            r.title,
+            r.title if known else f"{r.title} ({r.language.upper()})",
             r.body.replace("{first_name}", first_name or "there").replace("{practice}", practice),
         )
         for r in replies
     ]
+
+
+# --- the inbox list: preview, counts per queue, search, response-time clock ----------------
+
+# How long a patient's oldest unanswered text may wait in each queue before the clock turns
+# red; clinical questions can't wait an hour.
+QUEUE_SLA = {
+    Queue.CLINICAL: timedelta(minutes=15),
+    Queue.SCHEDULING: timedelta(minutes=30),
+    Queue.REFILLS: timedelta(hours=2),
+    Queue.BILLING: timedelta(hours=4),
+    Queue.GENERAL: timedelta(hours=1),
+}
+DEFAULT_SLA = timedelta(hours=1)
+_DIGITS = re.compile(r"\D")
+
+
+def sla_for(queue: str) -> timedelta:
+    return QUEUE_SLA.get(queue, DEFAULT_SLA)
+
+
+def _unanswered_since() -> Subquery:
+    """The conversation's oldest patient text no staff reply came after (None: all answered)."""
+    since = (
+        InboundMessage.objects.filter(conversation_id=OuterRef("pk"))
+        .filter(
+            Q(received_at__gt=OuterRef("last_staff_reply_at"))
+            | Q(conversation__last_staff_reply_at__isnull=True)
+        )
+        .order_by("received_at", "id")
+        .values("received_at")[:1]
+    )
+    return Subquery(since)
+
+
+def with_preview(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Each conversation with its last patient text (`preview`) and the oldest unanswered
+    one's time (`waiting_since`), in the same query as the list."""
+    last_text = (
+        InboundMessage.objects.filter(conversation_id=OuterRef("pk"))
+        .order_by("-received_at", "-id")
+        .values("body")[:1]
+    )
+    return conversations.annotate(preview=Subquery(last_text), waiting_since=_unanswered_since())
+
+
+def search(conversations: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
+    """Conversations whose patient's name, phone number or any text (sent or received)
+    contains `text`; digits also match a phone written any way ("(737) 555-1234")."""
+    text = text.strip()
+    if not text:
+        return conversations
+    found = Q(patient__given_name__icontains=text) | Q(patient__family_name__icontains=text)
+    parts = text.split()
+    if len(parts) == 2:
+        first, last = parts
+        found |= Q(patient__given_name__icontains=first, patient__family_name__icontains=last)
+    digits = _DIGITS.sub("", text)
+    if len(digits) >= 4:
+        found |= Q(phone__contains=digits)
+    found |= Exists(
+        InboundMessage.objects.filter(conversation_id=OuterRef("pk"), body__icontains=text)
+    )
+    found |= Exists(
+        ConversationReply.objects.filter(
+            conversation_id=OuterRef("pk"), message__body__icontains=text
+        )
+    )
+    return conversations.filter(found)
+
+
+def looks_like_a_name(text: str) -> bool:
+    """A search that may be for a patient (letters, not a number) - read access to record."""
+    return any(c.isalpha() for c in text)
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    queue: str
+    label: str
+    conversations: int
+    unread: int
+    oldest_waiting: datetime | None
+    sla: timedelta
+
+    @property
+    def overdue(self) -> bool:
+        """The oldest unanswered text has waited longer than the queue's SLA."""
+        return self.oldest_waiting is not None and timezone.now() - self.oldest_waiting > self.sla
+
+
+def queue_counts(conversations: QuerySet[Conversation]) -> list[QueueCount]:
+    """Per queue: conversations not closed, their unread texts and the oldest unanswered
+    text - two grouped queries, whatever the number of conversations."""
+    active = conversations.exclude(state=ConversationState.CLOSED)
+    counts = {
+        row["queue"]: row
+        for row in active.order_by()
+        .values("queue")
+        .annotate(n=Count("id"), unread=Sum("unread_count"))
+    }
+    oldest = dict(
+        InboundMessage.objects.filter(conversation__in=active.values("pk"))
+        .filter(
+            Q(received_at__gt=F("conversation__last_staff_reply_at"))
+            | Q(conversation__last_staff_reply_at__isnull=True)
+        )
+        .order_by()
+        .values("conversation__queue")
+        .annotate(oldest=Min("received_at"))
+        .values_list("conversation__queue", "oldest")
+    )
+    return [
+        QueueCount(
+            value,
+            label,
+            counts.get(value, {}).get("n", 0),
+            counts.get(value, {}).get("unread") or 0,
+            oldest.get(value),
+            sla_for(value),
+        )
+        for value, label in Queue.choices
+    ]
+
+
+# --- the patient beside the thread ---------------------------------------------------------
+
+TIMELINE_LENGTH = 100
+UPCOMING_STATUSES = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    direction: str  # "in" (from the patient) | "out" (to the patient)
+    body: str
+    what: str  # the kind of text (reminder, reply...) or what Careline understood
+    status: str = ""
+
+
+@dataclass
+class PatientContext:
+    patient: Patient | None
+    language: str
+    consent: PhoneConsent | None
+    next_visits: list[Appointment]
+    timeline: list[TimelineEntry]
+
+
+def patient_context(conversation: Conversation, user: AbstractBaseUser) -> PatientContext:
+    """What the front desk needs beside the thread: the patient's next visits, texting
+    consent and language, and every text sent to or received from the number (newest
+    first), as far as `user` may see them - a fixed number of queries."""
+    patient = conversation.patient
+    phones = {conversation.phone}
+    if patient is not None and patient.mobile_phone:
+        phones.add(patient.mobile_phone)
+    consent = (
+        PhoneConsent.objects.filter(organization_id=conversation.organization_id, phone__in=phones)
+        .order_by("-changed_at")
+        .first()
+    )
+    visits: list[Appointment] = []
+    if patient is not None:
+        visits = list(
+            Appointment.objects.visible_to(user)
+            .filter(patient=patient, start__gte=timezone.now(), status__in=UPCOMING_STATUSES)
+            .select_related("practice", "provider", "appointment_type")
+            .order_by("start")[:5]
+        )
+    received = (
+        InboundMessage.objects.visible_to(user)
+        .filter(organization_id=conversation.organization_id, from_phone__in=phones)
+        .order_by("-received_at", "-id")[:TIMELINE_LENGTH]
+    )
+    sent = (
+        OutboundMessage.objects.visible_to(user)
+        .filter(
+            organization_id=conversation.organization_id,
+            channel=Channel.SMS,
+            to_address__in=phones,
+        )
+        .exclude(body="")
+        .order_by("-created_at", "-id")[:TIMELINE_LENGTH]
+    )
+    entries = [
+        TimelineEntry(
+            m.received_at,
+            "in",
+            m.body,
+            m.get_intent_display() if m.intent else "",
+            m.get_action_taken_display() if m.action_taken else "",
+        )
+        for m in received
+    ] + [
+        TimelineEntry(
+            m.sent_at or m.created_at, "out", m.body, m.get_kind_display(), m.get_state_display()
+        )
+        for m in sent
+    ]
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return PatientContext(
+        patient=patient,
+        language=patient.get_preferred_language_display() if patient else "",
+        consent=consent,
+        next_visits=visits,
+        timeline=entries[:TIMELINE_LENGTH],
+    )

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from careline.clinics.admin_scoping import ScopedAdmin
+from careline.messaging import rules
 from careline.messaging.models import MessageTemplate, OutboundMessage, ReminderRule
 
 
@@ -30,3 +31,15 @@ class MessageTemplateAdmin(ScopedAdmin):
 @admin.register(ReminderRule)
 class ReminderRuleAdmin(ScopedAdmin):
     list_display = ["organization", "practice", "appointment_type", "offsets_minutes", "active"]
+
+    # Through careline.messaging.rules, like every other door: the upcoming visits the rule
+    # applies to are re-planned at once.
+    def save_model(self, request, obj, form, change) -> None:
+        rules.save_rule(obj)
+
+    def delete_model(self, request, obj) -> None:
+        rules.delete_rule(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for rule in queryset:
+            rules.delete_rule(rule)

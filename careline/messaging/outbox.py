@@ -242,6 +242,28 @@ def cancel_planned(
         cursor.execute(sql, [*with_params, *reason_params, _db_time(now), *where_params])
 
 
+def reschedule_planned(
+    *,
+    with_sql: str,
+    with_params: Sequence,
+    assignments: str,
+    from_sql: str,
+    where: str,
+    where_params: Sequence,
+) -> None:
+    """Rewrite, in one UPDATE … FROM, the scheduled messages `where` picks (SQL naming the
+    outbox table itself and the tables of `from_sql`): `assignments` ("col = expr, …")
+    gives their new due time, expiry and the like. A rule change moves planned reminders
+    this way, in place; what was sent is never touched."""
+    plain = "+" if connection.vendor == "sqlite" else ""
+    sql = (
+        f"{with_sql} UPDATE {OUTBOX} SET {assignments} {from_sql} "
+        f"WHERE {plain}{OUTBOX}.state = '{MessageState.SCHEDULED}' AND {where}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*with_params, *where_params])
+
+
 def withdraw_planned_notice(appointment_id: int, *step_keys: str) -> int:
     """The patient was just answered directly (a booking confirmed on the page, a visit
     moved or cancelled by text): the planned notice of the same change, which may wait

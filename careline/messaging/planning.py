@@ -3,7 +3,9 @@
 Every statement here is one `INSERT … SELECT` or `UPDATE … WHERE` over a chunk of
 appointments, so planning a million visits is a handful of statements per chunk and never
 a Python loop over rows. Rules are few; they travel into the SQL as a VALUES list, and the
-most specific matching rule of each appointment is picked in SQL.
+most specific matching rule of each appointment is picked in SQL. A rule change
+(replan_for_rule) is not chunked: at most four statements over every visit the rule
+covers, in the transaction that saved the rule.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from careline.messaging import experiments
 from careline.messaging.models import (
     DEFAULT_OFFSETS_MINUTES,
     MessageKind,
+    MessageState,
     Priority,
     ReminderRule,
 )
-from careline.messaging.outbox import OUTBOX, cancel_planned, insert_planned
+from careline.messaging.outbox import (
+    OUTBOX,
+    cancel_planned,
+    insert_planned,
+    reschedule_planned,
+)
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, AppointmentStatus
 
 APPOINTMENT = Appointment._meta.db_table
@@ -241,6 +249,7 @@ def _plan_chunk(
         expiry = _dt(now + EVENT_EXPIRY)
         soon = "CASE WHEN a.start < %s THEN a.start ELSE %s END"
         upcoming = f"a.events AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
+        _ask_now_when_no_reminder_is_ahead(cte, cte_params, n)
         insert_planned(
             _select("booked", "'booked'", Priority.EVENT, "%s", soon)
             + f" AND {upcoming} AND a.created_at >= %s AND NOT EXISTS "
@@ -265,21 +274,8 @@ def _plan_chunk(
             [*cte_params, n, expiry, expiry, n, n, recent],
             with_sql=cte,
         )
-    due = _minus_minutes("a.start", "s.offset_minutes")
-    insert_planned(
-        _select(
-            "reminder",
-            "s.step_key",
-            Priority.REMINDER,
-            due,
-            _minus_minutes("a.start", "s.expiry_offset"),
-        ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
-        + f" AND {plain}a.status IN ({_UPCOMING_SQL}) "
-        f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
-        f"AND NOT {experiments.withheld_condition('s.step_key')} "
-        f"AND {due} > %s",
-        [*cte_params, n, n],
-        with_sql=cte,
+    _insert_missing_reminders(
+        cte, cte_params, n, condition=f" AND {plain}a.status IN ({_UPCOMING_SQL})"
     )
 
 
@@ -323,3 +319,241 @@ def plan_all_reminders(
             params.append(organization_id)
         with transaction.atomic():
             _plan_chunk(rules, f"a.id >= %s AND a.id < %s{org_filter}", params, now, events=False)
+
+
+# -- re-planning after a rule change ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleScope:
+    """Which visits a reminder rule can apply to (None: any practice / type), and what it
+    planned; what a rule was before a change is re-planned as well as what it is. `stored`:
+    read from the saved rule (not a guess at what a new rule's visits had), so only what
+    changed between the two needs re-planning."""
+
+    organization_id: int
+    practice_id: int | None
+    appointment_type_id: int | None
+    offsets_minutes: tuple[int, ...] = ()
+    channel: str = ""
+    stop_when_confirmed: bool = True
+    stored: bool = False
+    active: bool = True
+
+    @classmethod
+    def of(cls, rule: ReminderRule, *, stored: bool = False) -> RuleScope:
+        return cls(
+            rule.organization_id,
+            rule.practice_id,
+            rule.appointment_type_id,
+            tuple(rule.offsets_minutes or ()) if rule.active else (),
+            rule.channel,
+            rule.stop_when_confirmed,
+            stored,
+            rule.active,
+        )
+
+    @property
+    def key(self) -> tuple[int, int | None, int | None]:
+        return (self.organization_id, self.practice_id, self.appointment_type_id)
+
+    def condition(self) -> tuple[str, list]:
+        sql, params = ["a.organization_id = %s"], [self.organization_id]
+        if self.practice_id is not None:
+            sql.append("a.practice_id = %s")
+            params.append(self.practice_id)
+        if self.appointment_type_id is not None:
+            sql.append("a.appointment_type_id = %s")
+            params.append(self.appointment_type_id)
+        return "(" + " AND ".join(sql) + ")", params
+
+
+def _moves(before: tuple[int, ...], after: list[int]) -> list[tuple]:
+    """(old step key, new step key, new offset, new expiry offset): a step the rule no
+    longer has becomes, in place, the step it gained at the same rank (longest lead
+    first), e.g. 72 h, 24 h → 48 h, 24 h moves the 72-hour reminder to 48 hours."""
+    kept = set(before) & set(after)
+    removed = sorted(set(before) - kept, reverse=True)
+    expiry = {key: expires for _, key, _, expires in _steps(0, after)}
+    added = sorted(set(after) - kept, reverse=True)
+    return [
+        (reminder_step_key(old), reminder_step_key(new), new, expiry[reminder_step_key(new)])
+        for old, new in zip(removed, added, strict=False)
+    ]
+
+
+def _keys_sql(keys: Iterable[str]) -> str:
+    return ", ".join(f"'{key}'" for key in sorted(keys)) or "''"
+
+
+def replan_for_rule(
+    rule: ReminderRule, *, before: RuleScope | None = None, now: datetime | None = None
+) -> None:
+    """A reminder rule was saved or deleted (`rule` as it is now, `before` as it was):
+    re-plan the not-yet-sent reminders of every upcoming visit either applies to, inside
+    the caller's transaction. Sent, sending and suppressed messages stay as they are.
+
+    Set-based and not chunked: at most four statements whatever the number of visits (an
+    UPDATE moving the reminders of changed steps in place, an UPDATE of the expiry,
+    channel and stop-when-confirmed of kept steps, one cancelling the steps no rule wants,
+    an INSERT … SELECT of missing steps); a statement that cannot change anything for this
+    change is left out. Every door that changes a rule calls this through
+    careline.messaging.rules."""
+    now = now or timezone.now()
+    n = _dt(now)
+    after = RuleScope.of(rule)
+    scopes = [after] + ([before] if before is not None else [])
+    conditions = [RuleScope(*key).condition() for key in dict.fromkeys(s.key for s in scopes)]
+    appointment_filter = (
+        "(" + " OR ".join(sql for sql, _ in conditions) + f") AND a.start > %s "
+        f"AND a.status IN ({_UPCOMING_SQL})"
+    )
+    filter_params = [p for _, params in conditions for p in params] + [n]
+    rules = _Rules.load()
+    cte, cte_params = rules.cte(appointment_filter, filter_params)
+    o = OUTBOX
+    # The same rule, as saved and in force before, over the same visits: their plans hold
+    # its old steps, and only what differs between the two needs looking at.
+    same = (
+        before is not None
+        and before.stored
+        and before.active
+        and after.active
+        and before.key == after.key
+    )
+    old_steps = (
+        {key: expires for _, key, _, expires in _steps(0, list(before.offsets_minutes))}
+        if before
+        else {}
+    )
+    new_steps = {key: expires for _, key, _, expires in _steps(0, list(after.offsets_minutes))}
+    added, removed = set(new_steps) - set(old_steps), set(old_steps) - set(new_steps)
+    kept_changed = not same or (
+        before.channel != after.channel
+        or before.stop_when_confirmed != after.stop_when_confirmed
+        or any(old_steps[k] != new_steps[k] for k in set(old_steps) & set(new_steps))
+    )
+    stop_turned_on = not same or (after.stop_when_confirmed and not before.stop_when_confirmed)
+    use_email = _USE_EMAIL
+    address = f"CASE WHEN {use_email} THEN p.email ELSE p.mobile_phone END"
+    channel = f"CASE WHEN {use_email} THEN 'email' ELSE 'sms' END"
+    with transaction.atomic():
+        experiments.assign(appointment_filter, filter_params, n)
+        moves = _moves(before.offsets_minutes if before else (), list(after.offsets_minutes))
+        if rule.active and moves:
+            move_row = (
+                "(CAST(%s AS VARCHAR(40)), CAST(%s AS VARCHAR(40)), CAST(%s AS INTEGER), "
+                "CAST(%s AS INTEGER))"
+            )
+            due = _minus_minutes("a.start", "mv.offset_minutes")
+            reschedule_planned(
+                with_sql=f"{cte}, moves (old_key, new_key, offset_minutes, expiry_offset) "
+                f"AS (VALUES {', '.join([move_row] * len(moves))})",
+                with_params=[*cte_params, *(v for move in moves for v in move)],
+                assignments=f"step_key = mv.new_key, due_at = {due}, "
+                f"expires_at = {_minus_minutes('a.start', 'mv.expiry_offset')}, "
+                "stop_when_confirmed = a.stop_confirmed, next_attempt_at = NULL",
+                from_sql="FROM eff a JOIN moves mv ON 1 = 1",
+                where=f"a.id = {o}.appointment_id AND a.rule_id = %s "
+                f"AND {o}.kind = '{MessageKind.REMINDER}' AND {o}.step_key = mv.old_key "
+                f"AND {o}.visit_start = a.start AND {due} > %s "
+                f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+                f"AND NOT {experiments.withheld_condition('mv.new_key')} "
+                f"AND NOT EXISTS (SELECT 1 FROM {o} m WHERE m.appointment_id = a.id "
+                "AND m.step_key = mv.new_key AND m.visit_start = a.start "
+                f"AND m.state <> '{MessageState.CANCELLED}')",
+                where_params=[rule.id, n],
+            )
+        if kept_changed:
+            # Steps the visit's rule still has: the same due time (the worker may have put
+            # it off to sending hours), but the expiry, channel and stop-when-confirmed it
+            # gives.
+            expires = _minus_minutes("a.start", "s.expiry_offset")
+            reschedule_planned(
+                with_sql=cte,
+                with_params=cte_params,
+                assignments=f"expires_at = {expires}, stop_when_confirmed = a.stop_confirmed, "
+                f"channel = {channel}, to_address = {address}",
+                from_sql="FROM eff a JOIN steps s ON s.rule_id = a.rule_id "
+                "JOIN patients_patient p ON p.id = a.patient_id",
+                where=f"a.id = {o}.appointment_id AND s.step_key = {o}.step_key "
+                f"AND {o}.kind = '{MessageKind.REMINDER}' AND {o}.visit_start = a.start "
+                f"AND ({o}.expires_at <> {expires} "
+                f"OR {o}.stop_when_confirmed <> a.stop_confirmed OR {o}.channel <> {channel} "
+                f"OR {o}.to_address <> {address})",
+                where_params=[],
+            )
+        if not same or removed or stop_turned_on:
+            # Steps no rule of the visit wants any more (a move that could not be made:
+            # its new time has passed), and reminders a confirmed visit no longer needs.
+            steps_filter = (
+                ""
+                if not same or stop_turned_on
+                else (f"{o}.step_key IN ({_keys_sql(removed)}) AND ")
+            )
+            cancel_planned(
+                with_sql=cte,
+                with_params=cte_params,
+                join="FROM eff a",
+                where=f"a.id = {o}.appointment_id AND {o}.kind = '{MessageKind.REMINDER}' "
+                f"AND {steps_filter}(NOT EXISTS (SELECT 1 FROM steps s "
+                f"WHERE s.rule_id = a.rule_id AND s.step_key = {o}.step_key) "
+                f"OR (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}'))",
+                where_params=[],
+                reason="%s",
+                reason_params=["rule_changed"],
+                now=now,
+            )
+        if not same or added:
+            # A visit whose old step was already sent had nothing to move.
+            _insert_missing_reminders(cte, cte_params, n, only=None if not same else added)
+
+
+def _insert_missing_reminders(
+    cte: str, cte_params: list, n, *, only: Iterable[str] | None = None, condition: str = ""
+) -> None:
+    """The rule's steps still ahead (of `only` these step keys; of the visits meeting
+    `condition`, SQL on `a`) that have no live message for the visit's time."""
+    steps_filter = "" if only is None else f" AND s.step_key IN ({_keys_sql(only)})"
+    due = _minus_minutes("a.start", "s.offset_minutes")
+    insert_planned(
+        _select(
+            "reminder",
+            "s.step_key",
+            Priority.REMINDER,
+            due,
+            _minus_minutes("a.start", "s.expiry_offset"),
+        ).replace("FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id")
+        + condition
+        + f" AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+        f"AND NOT {experiments.withheld_condition('s.step_key')} "
+        f"AND {due} > %s{steps_filter}",
+        [*cte_params, n, n],
+        with_sql=cte,
+    )
+
+
+def _ask_now_when_no_reminder_is_ahead(cte: str, cte_params: list, n) -> None:
+    """A visit booked (or changed) inside its last reminder's window would get a booking
+    notice, which does not ask to confirm, and no reminder: plan that last reminder now
+    instead. Planned before the booking notice, which a visit with a message already
+    planned does not get, so the patient gets one text and it asks. A visit that will get
+    a reschedule notice (which asks) or had a reminder for this time is left alone."""
+    last_due = _minus_minutes("a.start", "s.offset_minutes")
+    o = OUTBOX
+    insert_planned(
+        _select("reminder", "s.step_key", Priority.REMINDER, "%s", "a.start").replace(
+            "FROM eff a", "FROM eff a JOIN steps s ON s.rule_id = a.rule_id"
+        )
+        + f" AND s.expiry_offset = 0 AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s "
+        f"AND {last_due} <= %s "
+        f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+        f"AND NOT {experiments.withheld_condition('s.step_key')} "
+        f"AND NOT EXISTS (SELECT 1 FROM {o} m WHERE m.appointment_id = a.id "
+        f"AND m.kind = '{MessageKind.REMINDER}' AND m.visit_start = a.start "
+        f"AND m.state <> '{MessageState.CANCELLED}') "
+        f"AND NOT (a.events AND EXISTS (SELECT 1 FROM {o} m WHERE m.appointment_id = a.id "
+        f"AND m.visit_start <> a.start AND m.kind <> '{MessageKind.CANCELLED}'))",
+        [*cte_params, n, n, n, n],
+        with_sql=cte,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 import zoneinfo
 from collections.abc import Mapping
@@ -40,15 +41,52 @@ MONTHS = [
 ]
 
 
+# Stands for an empty variable while the text around it is tidied (a private-use
+# character, which no template or value contains).
+_EMPTY = "\ue000"
+# Little words that only lead into the missing value: "at {practice}", "el {date}".
+_CONNECTORS = r"(?:at|on|for|in|to|el|la|las|los|al|en|del|de|para|a)"
+_TIDY = [
+    # "({practice_phone})": empty brackets go.
+    (re.compile(rf"[ \t]*\([ \t]*{_EMPTY}[ \t]*\)"), ""),
+    # "{first_name}: reminder…" at the start: the value and its separator go.
+    (re.compile(rf"^[ \t]*{_EMPTY}[ \t]*[,;:]?[ \t]*"), ""),
+    # "{time}, {address}." / "visit {link}" at the end: the value and what joins it go.
+    (
+        re.compile(
+            rf"[ \t]*[,;:]?[ \t]*(?:\b{_CONNECTORS}[ \t]+)*{_EMPTY}(?=[ \t]*(?:[,.;:!?)]|$))"
+        ),
+        "",
+    ),
+    # Mid-sentence: the value and the little words leading into it.
+    (re.compile(rf"(?:\b{_CONNECTORS}[ \t]+)*{_EMPTY}[ \t]*"), ""),
+]
+
+
 def render_body(body: str, variables: Mapping[str, str]) -> str:
-    """Substitute whitelisted variables only; no attribute access, indexing or formats."""
+    """Substitute whitelisted variables only; no attribute access, indexing or formats.
+
+    An empty variable (a practice without an address) takes its separator and the little
+    words leading into it along, so the text never reads "2:40 PM, ." or "at  on"."""
     validate_template_body(body)
     out = []
     for literal, name, _, _ in string.Formatter().parse(body):
         out.append(literal)
         if name is not None:
-            out.append(str(variables.get(name, "")))
-    return "".join(out)
+            value = str(variables.get(name, "")).strip()
+            out.append(value or _EMPTY)
+    text = "".join(out)
+    if _EMPTY not in text:
+        return text
+    starts_with_empty = text.lstrip().startswith(_EMPTY)
+    for pattern, replacement in _TIDY:
+        # Again until nothing changes: "on {date} at {time}." empties from the end.
+        while (tidied := pattern.sub(replacement, text)) != text:
+            text = tidied
+    text = text.replace(_EMPTY, "").strip()
+    if starts_with_empty and text:
+        text = text[0].upper() + text[1:]
+    return text
 
 
 def local_date(moment: datetime, zone: zoneinfo.ZoneInfo, language: str) -> str:

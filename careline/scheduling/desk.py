@@ -38,6 +38,8 @@ from careline.scheduling.models import (
 # Long enough to notice a wrong click, short enough that the patient's texts and the
 # EHR's copy have rarely moved on.
 UNDO_WINDOW = timedelta(minutes=5)
+# How far ahead the slot picker looks for a day the desk types in.
+PICKER_REACH = timedelta(days=2 * 366)
 REASON_MAX_LENGTH = 150
 UNDO_NOTE = "undo of change #"
 
@@ -226,6 +228,8 @@ def open_times(
     now = timezone.now()
     after = now
     if on_or_after is not None:
+        if on_or_after > (now + PICKER_REACH).date():
+            return []  # past any schedule a practice keeps (and, near year 9999, the calendar)
         after = max(now, datetime.combine(on_or_after, time.min, tzinfo=practice.zone))
     minutes = int((appointment.end - appointment.start).total_seconds() // 60)
     slots: list[Slot] = find_open_slots(

@@ -5,11 +5,18 @@ action block) back; a plain form post is redirected to the page it came from."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.core.exceptions import ValidationError
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -18,6 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from careline.audit.access import record_patient_access
 from careline.audit.models import AuditEvent
 from careline.clinics.models import Practice, Provider
+from careline.clinics.validators import calendar_date, query_id
 from careline.scheduling import dayview, desk
 from careline.scheduling.models import Appointment
 
@@ -154,11 +162,7 @@ def desk_undo(request: HttpRequest, appointment_id: int) -> HttpResponse:
 @require_GET
 def slot_picker(request: HttpRequest, appointment_id: int) -> HttpResponse:
     appointment = _visit(request, appointment_id)
-    from_text = request.GET.get("from", "")
-    try:
-        from_day = date.fromisoformat(from_text) if from_text else None
-    except ValueError:
-        from_day = None
+    from_day = calendar_date(request.GET.get("from"))
     slots = desk.open_times(appointment, from_day)
     names = dict(
         Provider.objects.filter(id__in={s.provider_id for s in slots}).values_list(
@@ -196,12 +200,13 @@ def with_undo(rows: list[dayview.DayRow]) -> list[dayview.DayRow]:
 def day_calls(request: HttpRequest, practice_id: int, day: str) -> HttpResponse:
     """The day view's call list alone, reloaded after each act on a row."""
     practice = get_object_or_404(Practice.objects.visible_to(request.user), pk=practice_id)
+    the_day = calendar_date(day)
+    if the_day is None:
+        raise Http404("Not a date Careline has a schedule for")
     try:
-        the_day = date.fromisoformat(day)
-    except ValueError as exc:
-        raise Http404("Not a date") from exc
-    provider = request.GET.get("provider", "")
-    provider_id = int(provider) if provider.isdigit() else None
+        provider_id = query_id(request.GET, "provider")
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
     rows = dayview.day_rows(practice, the_day, provider_id)
     record_patient_access(
         request, None, f"call list {the_day.isoformat()}", practice_id=practice.id

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from careline.audit.access import record_patient_access
+from careline.messaging.models import MessageState, OutboundMessage
 from careline.patients.models import ConsentEvent, Patient
 from careline.scheduling.models import Appointment
 
@@ -36,8 +37,19 @@ def patient_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
         if patient.mobile_phone
         else Patient.objects.none()
     )
+    # What is planned and not sent yet, with its due time: a rule change moves these at once.
+    planned = (
+        OutboundMessage.objects.filter(
+            patient=patient,
+            state=MessageState.SCHEDULED,
+            appointment__in=[a.pk for a in appointments],
+        )
+        .select_related("practice")
+        .order_by("due_at", "id")
+    )
     context = {
         "patient": patient,
+        "planned": planned,
         "appointments": appointments,
         "consent_events": consent[:20],
         "current_consent": patient.sms_consent,

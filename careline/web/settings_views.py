@@ -205,7 +205,9 @@ def edit_template(request: HttpRequest, template_id: int | None = None) -> HttpR
     )
     if request.method == "POST" and request.POST.get("action") != "preview" and form.is_valid():
         form.save()
-        messages.success(request, "Template saved. New texts use it from now on.")
+        messages.success(
+            request, "Template saved. Every text not sent yet, planned reminders included, uses it."
+        )
         return redirect("messaging_settings:overview")
     body = (
         request.POST.get("body")
@@ -265,7 +267,17 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
     organization = next((o for o in orgs if o.id == organization_id), None)
     if organization is None or not _is_org_admin(request.user, organization_id):
         raise PermissionDenied("Only organization admins change the organization's cadence.")
-    rule = default_rule(organization)
+    return _cadence_page(
+        request,
+        default_rule(organization),
+        lambda **fields: save_default_rule(organization, **fields),
+        organization,
+        "Reminder cadence saved; the planned reminders of upcoming visits follow it now.",
+    )
+
+
+def _cadence_page(request, rule, save, subject, saved: str) -> HttpResponse:
+    """The cadence form for one rule (the organization's or a practice's own)."""
     initial = {
         "hours_before": ", ".join(f"{m / 60:g}" for m in rule.offsets_minutes),
         "stop_when_confirmed": rule.stop_when_confirmed,
@@ -274,8 +286,7 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
     form = CadenceForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            save_default_rule(
-                organization,
+            save(
                 offsets_minutes=form.cleaned_data["hours_before"],
                 stop_when_confirmed=form.cleaned_data["stop_when_confirmed"],
                 send_event_messages=form.cleaned_data["send_event_messages"],
@@ -283,11 +294,9 @@ def edit_cadence(request: HttpRequest, organization_id: int) -> HttpResponse:
         except ValidationError as exc:
             form.add_error("hours_before", " ".join(exc.messages))
         else:
-            messages.success(
-                request, "Reminder cadence saved; upcoming visits are re-planned as they change."
-            )
+            messages.success(request, saved)
             return redirect("messaging_settings:overview")
-    return render(request, "web/settings/cadence.html", {"form": form, "subject": organization})
+    return render(request, "web/settings/cadence.html", {"form": form, "subject": subject})
 
 
 class PracticeNumbersForm(forms.ModelForm):
@@ -323,27 +332,13 @@ def _managed_practice(request: HttpRequest, practice_id: int) -> Practice:
 @login_required
 def edit_practice_cadence(request: HttpRequest, practice_id: int) -> HttpResponse:
     practice = _managed_practice(request, practice_id)
-    rule = practice_rule(practice)
-    initial = {
-        "hours_before": ", ".join(f"{m / 60:g}" for m in rule.offsets_minutes),
-        "stop_when_confirmed": rule.stop_when_confirmed,
-        "send_event_messages": rule.send_event_messages,
-    }
-    form = CadenceForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            save_practice_rule(
-                practice,
-                offsets_minutes=form.cleaned_data["hours_before"],
-                stop_when_confirmed=form.cleaned_data["stop_when_confirmed"],
-                send_event_messages=form.cleaned_data["send_event_messages"],
-            )
-        except ValidationError as exc:
-            form.add_error("hours_before", " ".join(exc.messages))
-        else:
-            messages.success(request, f"{practice.name}'s reminder cadence saved.")
-            return redirect("messaging_settings:overview")
-    return render(request, "web/settings/cadence.html", {"form": form, "subject": practice})
+    return _cadence_page(
+        request,
+        practice_rule(practice),
+        lambda **fields: save_practice_rule(practice, **fields),
+        practice,
+        f"{practice.name}'s reminder cadence saved; its upcoming visits' reminders follow it.",
+    )
 
 
 @login_required

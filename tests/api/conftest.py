@@ -131,3 +131,22 @@ def make_conversation(practice, *, phone: str = "+15125550123", minutes_ago: int
         conversation=conversation,
     )
     return conversation
+
+
+def make_appointment(build, practice, *, days_ahead: int = 10):
+    """A booked visit as a feed would write it (no planning side effects)."""
+    from careline.scheduling.models import Appointment, ChangeSource
+
+    start = timezone.now() + timedelta(days=days_ahead)
+    return Appointment.objects.create(
+        organization=practice.organization,
+        practice=practice,
+        provider=build.provider(practice, hours=None),
+        patient=build.patient(practice.organization, home_practice=practice),
+        appointment_type=build.appointment_type(practice.organization),
+        start=start,
+        end=start + timedelta(minutes=20),
+        status_changed_at=timezone.now(),
+        status_source=ChangeSource.HL7,
+        allow_overlap=True,
+    )

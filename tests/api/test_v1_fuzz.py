@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from careline.broadcasts.sending import Audience, send_broadcast
-from tests.api.conftest import make_conversation
+from tests.api.conftest import make_appointment, make_conversation
 
 FUZZ = settings(
     max_examples=30,
@@ -79,6 +79,7 @@ GETS = [
     "broadcasts",
     "broadcasts/{broadcast}",
     "reminder-rules",
+    "appointments/{appointment}/planned-messages",
     "reports/appointments",
     "reports/before-after",
 ]
@@ -94,6 +95,7 @@ WRITES = [
 def ids(build, org, practice):
     build.patient(org, home_practice=practice)
     return {
+        "appointment": make_appointment(build, practice).pk,
         "conversation": make_conversation(practice).pk,
         "broadcast": send_broadcast(
             organization_id=org.id,

@@ -15,7 +15,7 @@ from careline.api.v1.openapi import openapi_document
 from careline.broadcasts.sending import Audience, send_broadcast
 from careline.integrations.api_keys import issue_api_key, revoke_api_key
 from careline.integrations.feeds import add_feed
-from tests.api.conftest import Api, error, make_conversation
+from tests.api.conftest import Api, error, make_appointment, make_conversation
 
 # One request per documented operation, with ids filled in by the test.
 OPERATIONS = [
@@ -28,6 +28,7 @@ OPERATIONS = [
     ("GET", "broadcasts/{broadcast}"),
     ("GET", "reminder-rules"),
     ("PUT", "reminder-rules"),
+    ("GET", "appointments/{appointment}/planned-messages"),
     ("GET", "reports/appointments"),
     ("GET", "reports/before-after"),
     ("GET", "hl7-feeds"),
@@ -66,7 +67,7 @@ def test_every_route_and_method_is_documented_and_nothing_else():
     }
     routes = {path: set(methods) for path, methods in _api_routes()}
     assert routes == documented
-    assert len(routes) == 16
+    assert len(routes) == 17
 
 
 @pytest.mark.django_db
@@ -82,6 +83,7 @@ def test_openapi_json_is_served_without_a_key_and_names_this_server():
 def objects(build, org, practice):
     build.patient(org, home_practice=practice)
     return {
+        "appointment": make_appointment(build, practice).pk,
         "conversation": make_conversation(practice).pk,
         "broadcast": send_broadcast(
             organization_id=org.id,

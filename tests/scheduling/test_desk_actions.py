@@ -388,3 +388,31 @@ def test_day_view_queries_do_not_grow_with_the_visits(client, desk):
     with CaptureQueriesContext(connection) as many:
         client.get(url)
     assert len(many) == len(few)
+
+
+def test_the_slot_picker_offers_nothing_past_the_calendar_it_can_search(client, desk):
+    """A typed day far ahead answers "no open times" (not a 500 from date arithmetic
+    overflowing near year 9999, where the picker starts from today instead)."""
+    visit = desk.visit(10)
+    client.force_login(desk.front_desk)
+
+    def offered(far: str) -> list[str]:
+        picker = client.get(
+            reverse("scheduling:slot_picker", args=[visit.id]),
+            {"from": far, "target": f"#appt-{visit.id}"},
+            headers={"HX-Request": "true"},
+        )
+        assert picker.status_code == 200
+        return re.findall(r'name="slot" value="([^"]+)"', picker.content.decode())
+
+    assert offered((desk.day + timedelta(days=3 * 366)).isoformat()) == []
+    assert offered(desk.day.isoformat())  # the same visit has times nearer
+    assert offered("9999-12-31") == offered("")  # not a calendar day: from today
+
+
+def test_the_call_list_of_a_day_no_schedule_has_is_not_found(client, desk):
+    client.force_login(desk.front_desk)
+    practice_id = desk.visit(10).practice_id
+    for day in ("9999-12-31", "0001-01-01", "2026-13-01"):
+        assert client.get(f"/schedule/{practice_id}/{day}/calls/").status_code == 404
+    assert client.get(f"/schedule/{practice_id}/{desk.day}/calls/?provider=x").status_code == 400

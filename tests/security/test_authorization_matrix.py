@@ -107,6 +107,14 @@ def _optional_objects(org, objs) -> dict:
     except ImportError:
         pass
     try:
+        from careline.conversations.models import CannedReply
+
+        extra["canned_reply"] = CannedReply.objects.create(
+            organization=org, practice=objs["practice"], title="t", body="b"
+        )
+    except ImportError:
+        pass
+    try:
         from careline.messaging.models import MessageTemplate
 
         extra["template"] = MessageTemplate.objects.create(
@@ -144,7 +152,14 @@ def kwargs_for(pattern, objs) -> dict:
         "provider_id": objs["provider"].id,
         "day": DAY.isoformat(),
     }
-    for name in ("broadcast", "conversation", "template", "organization", "experiment"):
+    for name in (
+        "broadcast",
+        "conversation",
+        "template",
+        "organization",
+        "experiment",
+        "canned_reply",
+    ):
         if name in objs:
             values[f"{name}_id"] = objs[name].id
     needed = list(pattern.pattern.converters) or []

@@ -15,7 +15,7 @@ from careline.broadcasts.models import Broadcast
 from careline.conversations.inbox import MAX_REPLY_CHARACTERS
 from careline.conversations.models import ConversationState, Queue
 from careline.integrations.models import ProcessingId
-from careline.messaging.models import MAX_OFFSET_MINUTES, Channel, MessageState
+from careline.messaging.models import MAX_OFFSET_MINUTES, Channel, MessageKind, MessageState
 from careline.patients.models import Language
 from careline.scheduling import desk
 from careline.scheduling.models import AppointmentStatus, ChangeSource
@@ -280,6 +280,20 @@ SCHEMAS: dict[str, Any] = {
             "active": BOOLEAN,
             "updated_at": _nullable(MOMENT),
         }
+    ),
+    "PlannedMessage": _object(
+        {
+            "id": INTEGER,
+            "kind": {"type": "string", "enum": MessageKind.values},
+            "step": STRING | {"description": "e.g. reminder:1440 (a day before) or booked."},
+            "channel": {"type": "string", "enum": Channel.values},
+            "visit_start": _nullable(MOMENT),
+            "due_at": MOMENT | {"description": "When it goes out (sending hours permitting)."},
+            "expires_at": _nullable(MOMENT),
+        }
+    ),
+    "PlannedMessages": _object(
+        {"appointment_id": INTEGER, "data": {"type": "array", "items": _ref("PlannedMessage")}}
     ),
     "Cadence": _object(
         {
@@ -696,6 +710,18 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/appointments/{appointment_id}/planned-messages": {
+        "get": {
+            "operationId": "getPlannedMessages",
+            "summary": "The texts planned for a visit and not sent yet, with their due times.",
+            "description": "Follows rule changes at once: a changed cadence moves them.",
+            "parameters": [_path_id("appointment_id", "appointment")],
+            "responses": {
+                "200": _json(_ref("PlannedMessages"), "The planned texts, soonest first."),
+                **_errors(400, 401, 404, 405),
+            },
+        }
+    },
     "/reminder-rules": {
         "get": {
             "operationId": "getReminderRules",
@@ -708,8 +734,8 @@ PATHS: dict[str, Any] = {
         "put": {
             "operationId": "putReminderRules",
             "summary": "Replace the organization's default reminder cadence.",
-            "description": "Omitted fields take their defaults. Upcoming visits are "
-            "re-planned as they change.",
+            "description": "Omitted fields take their defaults. The not-yet-sent "
+            "reminders of upcoming visits are re-planned at once; sent ones stay.",
             "requestBody": _body("CadenceUpdate"),
             "responses": {
                 "200": _json(_ref("Cadence"), "The cadence, saved."),

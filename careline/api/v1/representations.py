@@ -11,7 +11,7 @@ from careline.broadcasts.models import Broadcast
 from careline.broadcasts.sending import Preview
 from careline.conversations.models import Conversation, ConversationReply, InboundMessage
 from careline.integrations.models import Hl7Feed
-from careline.messaging.models import MessageState, ReminderRule
+from careline.messaging.models import MessageState, OutboundMessage, ReminderRule
 from careline.messaging.segments import SegmentCount
 from careline.scheduling.appointments import Slot
 from careline.scheduling.models import Appointment, AppointmentEvent
@@ -132,6 +132,18 @@ def reminder_rule(rule: ReminderRule) -> dict[str, Any]:
         "send_event_messages": rule.send_event_messages,
         "active": rule.active,
         "updated_at": rule.updated_at,
+    }
+
+
+def planned_message(m: OutboundMessage) -> dict[str, Any]:
+    return {
+        "id": m.pk,
+        "kind": m.kind,
+        "step": m.step_key,
+        "channel": m.channel,
+        "visit_start": m.visit_start,
+        "due_at": m.due_at,
+        "expires_at": m.expires_at,
     }
 
 

@@ -34,6 +34,11 @@ urlpatterns = [
         route(GET=views.get_reminder_rules, PUT=views.put_reminder_rules),
         name="reminder-rules",
     ),
+    path(
+        "appointments/<int:appointment_id>/planned-messages",
+        route(GET=views.planned_messages),
+        name="planned-messages",
+    ),
     path("reports/appointments", route(GET=views.appointment_report), name="report-appointments"),
     path("reports/before-after", route(GET=views.before_after_report), name="report-before-after"),
     path(

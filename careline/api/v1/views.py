@@ -41,7 +41,7 @@ from careline.conversations.models import (
 )
 from careline.integrations.feeds import FeedError, add_feed, remove_feed
 from careline.integrations.models import ApiKey, Hl7Feed, ProcessingId
-from careline.messaging.models import Channel
+from careline.messaging.models import Channel, MessageState, OutboundMessage
 from careline.messaging.rules import default_rule, override_rules, save_default_rule
 from careline.patients.models import Language
 from careline.scheduling import desk
@@ -310,6 +310,25 @@ def put_reminder_rules(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
             fields=exc.message_dict,
         ) from exc
     return _cadence(api_key)
+
+
+# --- planned messages -----------------------------------------------------------------------
+
+
+def planned_messages(request: HttpRequest, api_key: ApiKey, appointment_id: int) -> HttpResponse:
+    """The texts planned for a visit and not sent yet, with when each is due."""
+    query_params(request, ())
+    appointment = get_or_404(
+        Appointment.objects.filter(organization_id=api_key.organization_id),
+        appointment_id,
+        "appointment",
+    )
+    rows = OutboundMessage.objects.filter(
+        appointment_id=appointment.pk, state=MessageState.SCHEDULED
+    ).order_by("due_at", "id")
+    return json_response(
+        {"appointment_id": appointment.pk, "data": [render.planned_message(m) for m in rows]}
+    )
 
 
 # --- reports --------------------------------------------------------------------------------
