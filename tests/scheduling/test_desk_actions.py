@@ -416,3 +416,63 @@ def test_the_call_list_of_a_day_no_schedule_has_is_not_found(client, desk):
     for day in ("9999-12-31", "0001-01-01", "2026-13-01"):
         assert client.get(f"/schedule/{practice_id}/{day}/calls/").status_code == 404
     assert client.get(f"/schedule/{practice_id}/{desk.day}/calls/?provider=x").status_code == 400
+
+
+def test_undoing_a_cancellation_or_confirmation_is_written_back_too(client, desk):
+    """The EHR heard of the cancellation (S15) or confirmation (S14): the undo minutes later
+    is an S14 that puts the visit back to Booked and says why in SCH-6."""
+    from careline.integrations.hl7.writeback import queue
+    from careline.integrations.models import Hl7Feed, Hl7OutboundMessage
+
+    Hl7Feed.objects.create(
+        organization=desk.org,
+        name="PMSYS",
+        time_zone="America/Chicago",
+        outbound_host="127.0.0.1",
+        outbound_port=2575,
+    )
+    cancelled, confirmed = desk.visit(10), desk.visit(11)
+    client.force_login(desk.front_desk)
+    post(client, "scheduling:desk_action", cancelled, action="cancel", reason="Called in")
+    post(client, "scheduling:desk_action", confirmed, action="confirm")
+    post(client, "scheduling:desk_undo", cancelled)
+    post(client, "scheduling:desk_undo", confirmed)
+    queue.fill_outbox()
+
+    def sch(row) -> list[str]:
+        return row.raw.split("\r")[1].split("|")
+
+    sent = {
+        visit.id: [
+            (row.message_type, sch(row)[6].split("^")[0], sch(row)[25])
+            for row in Hl7OutboundMessage.objects.filter(appointment=visit).order_by("id")
+        ]
+        for visit in (cancelled, confirmed)
+    }
+    booked, gone = "Booked^Booked^HL70278", "Cancelled^Cancelled^HL70278"
+    assert sent == {
+        cancelled.id: [("S15", "front_desk", gone), ("S14", "reinstated", booked)],
+        confirmed.id: [("S14", "confirmed", booked), ("S14", "unconfirmed", booked)],
+    }
+
+
+def test_a_patient_told_of_the_cancellation_hears_the_visit_is_back_on(client, desk):
+    from careline.messaging.planning import sync_reminders
+
+    visit = desk.visit(10, given_name="Rosa")
+    client.force_login(desk.front_desk)
+    post(client, "scheduling:desk_action", visit, action="cancel", reason="Called in")
+    send_due_texts()  # the cancellation text leaves
+    assert notices(visit, MessageKind.CANCELLED) == {MessageState.DELIVERED: 1}
+    post(client, "scheduling:desk_undo", visit)
+    back_on = OutboundMessage.objects.get(
+        appointment=visit, kind=MessageKind.BOOKED, state=MessageState.SCHEDULED
+    )
+    assert back_on.step_key == "reinstated" and back_on.visit_start == desk.at(10)
+    send_due_texts()
+    back_on.refresh_from_db()
+    assert back_on.state == MessageState.DELIVERED
+    assert "Rosa" in back_on.body
+    # Planned once: another re-plan of the visit adds nothing.
+    sync_reminders([visit.id])
+    assert OutboundMessage.objects.filter(appointment=visit, step_key="reinstated").count() == 1
