@@ -1,6 +1,7 @@
-"""A front-desk morning in real Chromium: the day view shows where each visit stands and
-who to phone; the desk moves a visit with the slot picker, marks a no-show and takes it
-back, and works the call list. Screenshots: docs/screenshots/dayview-*.png (refreshed with
+"""A front-desk morning in real Chromium: the inbox, where a patient's question is answered
+with a canned reply; the day view, which shows where each visit stands and who to phone;
+the desk moves a visit with the slot picker, marks a no-show and takes it back, and works
+the call list. Screenshots: docs/screenshots/dayview-*.png (refreshed with
 CARELINE_DOCS_SCREENSHOTS=1)."""
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from playwright.sync_api import expect
 
 from careline.clinics.models import StaffRole
 from careline.conversations.inbound import receive_sms
+from careline.conversations.inbox import save_canned_reply
+from careline.conversations.models import Conversation
 from careline.messaging.compliance import SendingHours
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
+from careline.messaging.models import MessageKind, OutboundMessage
 from careline.patients.consent import record_consent
 from careline.scheduling.appointments import book_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
@@ -85,7 +89,7 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(DOCS_SCREENSHOTS / name), full_page=True)
 
 
-def test_front_desk_morning_moves_a_visit_undoes_a_no_show_and_works_the_call_list(
+def test_front_desk_morning_answers_the_inbox_moves_a_visit_undoes_a_no_show_and_works_the_call_list(  # noqa: E501
     live_server, page, morning
 ):
     m = morning
@@ -106,11 +110,41 @@ def test_front_desk_morning_moves_a_visit_undoes_a_no_show_and_works_the_call_li
         received_at=timezone.now(),
     )
 
+    save_canned_reply(
+        m.practice,
+        title="Parking",
+        body="Hi {first_name}, free parking is behind {practice}, entrance on Oak St.",
+        language="en",
+    )
+    receive_sms(
+        from_phone="+15125550316",
+        to_phone=ORG_NUMBER,
+        body="Hi, is there somewhere to park near the clinic?",
+        provider_message_id=f"SMMORNING{next(_sids):023d}",
+        received_at=timezone.now(),
+    )
+
     page.goto(f"{live_server.url}/login/")
     page.get_by_label("Username").fill("frontdesk")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state()
+
+    # First the inbox: Wei asked about parking; the canned answer is one pick away.
+    page.get_by_role("navigation").get_by_role("link", name="Inbox").click()
+    wei_row = page.locator("#inbox-rows tr", has_text="Wei Chen")
+    expect(wei_row.locator(".preview")).to_contain_text("somewhere to park")
+    wei_row.get_by_role("link", name="Wei Chen").click()
+    page.get_by_label("Canned reply").select_option(label="Parking")
+    answer = "Hi Wei, free parking is behind Lakeside Family Medicine, entrance on Oak St."
+    expect(page.get_by_label("Message to the patient")).to_have_value(answer)
+    shot(page, "inbox-canned-reply.png")
+    page.get_by_role("button", name="Send text").click()
+    page.wait_for_load_state()
+    sent = OutboundMessage.objects.filter(kind=MessageKind.REPLY, to_address="+15125550316")
+    assert list(sent.values_list("body", flat=True)) == [answer]
+    assert Conversation.objects.get(phone="+15125550316").assigned_to is not None
+
     page.goto(f"{live_server.url}/schedule/{m.practice.id}/{m.day.isoformat()}/")
     day = page.locator("table.day")
 
