@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from careline.clinics.models import Practice
@@ -217,3 +218,18 @@ def _queue_reply(message: InboundMessage, route: Route, text: str) -> OutboundMe
     )
     log.info("Inbound message %s answered with outbound message %s", message.pk, reply.pk)
     return reply
+
+
+def asked_to_move(appointment_ids: list[int]) -> set[int]:
+    """The visits whose patient asked, since the visit last changed, to move them ("R",
+    "can't make it"): the day view shows them to the front desk to call back."""
+    return set(
+        InboundMessage.objects.filter(appointment_id__in=appointment_ids)
+        .filter(
+            Q(intent__in=(InboundIntent.RESCHEDULE, InboundIntent.MORE_OPTIONS))
+            | Q(action_taken=InboundAction.ASKED_CANCEL_OR_MOVE)
+        )
+        .filter(received_at__gte=F("appointment__status_changed_at"))
+        .values_list("appointment_id", flat=True)
+        .distinct()
+    )

@@ -92,6 +92,8 @@ log = logging.getLogger(__name__)
 CONSENT_INTENTS = (OPT_OUT, OPT_IN, HELP)
 # Texts that ask the patient to confirm, cancel or reschedule one visit.
 ASKING_KINDS = (MessageKind.REMINDER, MessageKind.BOOKED, MessageKind.RESCHEDULED)
+# A booking notice offers X and R, not C (the reminder that follows asks to confirm).
+CONFIRM_ASKING_KINDS = (MessageKind.REMINDER, MessageKind.RESCHEDULED)
 REACHED_STATES = (MessageState.SENT, MessageState.DELIVERED)
 # More visits than this on one number are for a person to sort out, not a list by text.
 MAX_VISITS_TO_ASK = 5
@@ -301,13 +303,16 @@ def _upcoming(now: datetime):
     )
 
 
-def visits_in_question(organization_id: int, phone: str, now: datetime) -> list[Appointment]:
+def visits_in_question(
+    organization_id: int, phone: str, now: datetime, *, confirming: bool = False
+) -> list[Appointment]:
     """The visits a reply from `phone` may be about, the one last asked about first.
 
     That is the visit of the latest reminder or notice that reached the number and is still
     upcoming, with any other visit on the number the same day at the same practice (a
-    family whose shared phone got one reminder for all). With no such text, every upcoming
-    visit of the patients with that number."""
+    family whose shared phone got one reminder for all), and any other visit still awaiting
+    an answer to its own text — for a confirmation (`confirming`), a text that asked to
+    confirm. With no such text, every upcoming visit of the patients with that number."""
     upcoming = _upcoming(now).filter(organization_id=organization_id)
     # A join, not IN (upcoming ids): the number's few texts first, then their visits.
     asked_id = (
@@ -339,7 +344,7 @@ def visits_in_question(organization_id: int, phone: str, now: datetime) -> list[
         OutboundMessage.objects.filter(
             appointment_id=OuterRef("pk"),
             to_address=phone,
-            kind__in=ASKING_KINDS,
+            kind__in=CONFIRM_ASKING_KINDS if confirming else ASKING_KINDS,
             state__in=REACHED_STATES,
         )
         .order_by("-sent_at")
@@ -377,7 +382,9 @@ def _mentions_everyone(body: str) -> bool:
 def _answer_about_visits(
     message: InboundMessage, reading: Interpretation, now: datetime
 ) -> Outcome:
-    visits = visits_in_question(message.organization_id, message.from_phone, now)
+    visits = visits_in_question(
+        message.organization_id, message.from_phone, now, confirming=reading.action == CONFIRM
+    )
     action = reading.action
     if reading.tentative and action in (CANCEL, UNCLEAR):
         action = CANCEL_OR_MOVE

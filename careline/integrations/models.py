@@ -290,7 +290,9 @@ class Hl7Message(models.Model):
 class Hl7OutboundType(models.TextChoices):
     BOOKED = "S12", "S12 booked by the patient"
     RESCHEDULED = "S13", "S13 rescheduled by the patient"
-    CONFIRMED = "S14", "S14 confirmed by the patient"
+    # A modification: confirmed, or a cancellation or confirmation the front desk took
+    # back; the event reason (SCH-6) says which.
+    MODIFIED = "S14", "S14 confirmed, or a cancellation or confirmation undone"
     CANCELLED = "S15", "S15 cancelled by the patient"
     TEXTING_CONSENT = "A31", "A31 texting opt-out or opt-in"
 

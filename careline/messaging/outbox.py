@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from careline.messaging import visit_links
@@ -275,6 +275,34 @@ def withdraw_planned_notice(appointment_id: int, *step_keys: str) -> int:
     return OutboundMessage.objects.filter(
         appointment_id=appointment_id, step_key__in=step_keys, state=MessageState.SCHEDULED
     ).update(state=MessageState.CANCELLED, reason="answered_directly", finished_at=timezone.now())
+
+
+def withdraw_untold_move_notice(appointment_id: int, untold_start: datetime) -> int:
+    """A move taken back minutes later (staff's undo): when no text about the visit at
+    `untold_start` (the time taken back) ever left, the patient never heard of the move,
+    so the planned notice of the way back is withdrawn too. Returns how many."""
+    told = OutboundMessage.objects.filter(
+        appointment_id=appointment_id,
+        visit_start=untold_start,
+        state__in=(MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED),
+    ).exists()
+    if told:
+        return 0
+    return withdraw_planned_notice(appointment_id, "rescheduled")
+
+
+def texted_visits(appointment_ids: list[int]) -> set[int]:
+    """The visits a text about their current time reached or is leaving for (the day
+    view's "texted"): a visit moved since its last text is not texted yet."""
+    return set(
+        OutboundMessage.objects.filter(
+            appointment_id__in=appointment_ids,
+            visit_start=F("appointment__start"),
+            state__in=(MessageState.SENDING, MessageState.SENT, MessageState.DELIVERED),
+        )
+        .values_list("appointment_id", flat=True)
+        .distinct()
+    )
 
 
 # -- broadcasts ---------------------------------------------------------------------

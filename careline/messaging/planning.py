@@ -274,6 +274,20 @@ def _plan_chunk(
             [*cte_params, n, expiry, expiry, n, n, recent],
             with_sql=cte,
         )
+        # A cancellation taken back (the front desk's undo) after its notice left: the
+        # patient believes the visit is off, so a booking notice says it is on again.
+        told = f"'{MessageState.SENDING}', '{MessageState.SENT}', '{MessageState.DELIVERED}'"
+        insert_planned(
+            _select("booked", "'reinstated'", Priority.EVENT, "%s", soon)
+            + f" AND {upcoming} AND EXISTS (SELECT 1 FROM {OUTBOX} m "
+            f"WHERE m.appointment_id = a.id AND m.kind = '{MessageKind.CANCELLED}' "
+            f"AND m.visit_start = a.start AND m.state IN ({told})) AND NOT EXISTS "
+            f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
+            "AND m.step_key = 'reinstated' AND m.visit_start = a.start "
+            f"AND m.state <> '{MessageState.CANCELLED}')",
+            [*cte_params, n, expiry, expiry, n, n],
+            with_sql=cte,
+        )
     _insert_missing_reminders(
         cte, cte_params, n, condition=f" AND {plain}a.status IN ({_UPCOMING_SQL})"
     )

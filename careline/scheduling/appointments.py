@@ -326,6 +326,7 @@ def move_appointment(
     source: str = ChangeSource.STAFF,
     user=None,
     check_working_time: bool = True,
+    note: str = "rescheduled",
 ) -> Appointment:
     """Move to a new time (and provider) atomically; the old time is freed in the same step."""
     provider = new_provider or appointment.provider
@@ -348,7 +349,7 @@ def move_appointment(
                 raise SlotUnavailable("That time is outside the provider's working hours.")
             if _overlapping(provider.id, new_start, new_end, exclude_id=current.pk):
                 raise SlotUnavailable("That time has just been taken.")
-            old_start = current.start
+            old_start, old_provider_id = current.start, current.provider_id
             current.start, current.end, current.provider = new_start, new_end, provider
             # A moved visit needs a fresh confirmation.
             current.confirmed_at = None
@@ -358,8 +359,9 @@ def move_appointment(
                 source=source,
                 user=user,
                 at=now,
-                note="rescheduled",
+                note=note,
                 old_start=old_start,
+                old_provider_id=old_provider_id if old_provider_id != provider.id else None,
                 restamp=True,
             )
     except IntegrityError as exc:
@@ -420,6 +422,62 @@ def change_status(
     return current
 
 
+def latest_event(appointment_id: int) -> AppointmentEvent | None:
+    return AppointmentEvent.objects.filter(appointment_id=appointment_id).order_by("-id").first()
+
+
+def revert_change(
+    event: AppointmentEvent, *, source: str, user=None, note: str, at: datetime | None = None
+) -> Appointment:
+    """Put a visit back as it was before `event`, which must still be its latest change
+    (a staff member's undo): its status, and its time and provider if `event` moved it.
+    The way back is a change like any other (`record_change`): recorded, re-planned,
+    written back. Raises InvalidTransition when the visit changed since, SlotUnavailable
+    when its old time has been given to someone else meanwhile."""
+    at = at or timezone.now()
+    if not event.from_status:
+        raise InvalidTransition("A new booking cannot be undone; cancel it instead.")
+    moved = event.old_start is not None and event.new_start is not None
+    target = Appointment.objects.get(pk=event.appointment_id)
+    back_provider_id = (event.old_provider_id if moved else None) or target.provider_id
+    try:
+        with transaction.atomic():
+            for provider_id in sorted({target.provider_id, back_provider_id}):
+                _lock_provider(provider_id)
+            current = Appointment.objects.select_for_update().get(pk=event.appointment_id)
+            latest = latest_event(current.pk)
+            if latest is None or latest.pk != event.pk or current.provider_id != target.provider_id:
+                raise InvalidTransition("The visit has changed since; there is nothing to undo.")
+            old_start = None
+            start, end = current.start, current.end
+            if moved and event.old_start != current.start:
+                start, end = event.old_start, event.old_start + (current.end - current.start)
+            if event.from_status in OCCUPYING_STATUSES and _overlapping(
+                back_provider_id, start, end, exclude_id=current.pk
+            ):
+                raise SlotUnavailable("That time has been given to another visit since.")
+            from_provider = current.provider_id
+            if (start, back_provider_id) != (current.start, from_provider):
+                old_start = current.start
+                current.start, current.end, current.provider_id = start, end, back_provider_id
+            record_change(
+                current,
+                event.from_status,
+                source=source,
+                user=user,
+                at=at,
+                note=note,
+                old_start=old_start,
+                old_provider_id=from_provider if from_provider != back_provider_id else None,
+                restamp=True,
+            )
+            if old_start is not None:
+                changes.move_taken_back(current.pk, untold_start=old_start)
+    except IntegrityError as exc:
+        raise SlotUnavailable("That time has been given to another visit since.") from exc
+    return current
+
+
 def stamp_status(
     appointment: Appointment, status: str, *, source: str, at: datetime, user=None, was: str
 ) -> None:
@@ -443,6 +501,7 @@ def record_change(
     user=None,
     note: str = "",
     old_start: datetime | None = None,
+    old_provider_id: int | None = None,
     restamp: bool = False,
 ) -> None:
     """Record one change of a locked appointment (or a new, unsaved one) and announce it.
@@ -465,6 +524,7 @@ def record_change(
         to_status=status,
         old_start=old_start,
         new_start=appointment.start if new or old_start is not None else None,
+        old_provider_id=old_provider_id,
         source=source,
         changed_by=user,
         note=note[:200],

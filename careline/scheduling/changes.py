@@ -7,6 +7,9 @@ imports neither of them.
 - `appointments_changed(ids)` runs the subscribers at once, inside the caller's
   transaction: an appointment never commits without its reminder plan, and a failed
   re-plan rolls the change back.
+- `move_taken_back(id, untold_start)` runs the subscribers inside the caller's
+  transaction when a move is undone minutes later: the patient who was never told of
+  the time taken back need not hear of the way back either.
 - `slot_freed()` runs the subscribers after the commit (they must see the freed time),
   each on its own (`robust`): a failure there is logged and never undoes the patient's
   cancellation.
@@ -15,11 +18,13 @@ imports neither of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from django.db import transaction
 
 _changed_subscribers: list[Callable[[list[int]], None]] = []
 _freed_subscribers: list[Callable[[], None]] = []
+_taken_back_subscribers: list[Callable[[int, datetime], None]] = []
 
 
 def on_appointments_changed(subscriber: Callable[[list[int]], None]) -> None:
@@ -41,3 +46,13 @@ def appointments_changed(appointment_ids: Iterable[int]) -> None:
 def slot_freed() -> None:
     for subscriber in _freed_subscribers:
         transaction.on_commit(subscriber, robust=True)
+
+
+def on_move_taken_back(subscriber: Callable[[int, datetime], None]) -> None:
+    if subscriber not in _taken_back_subscribers:
+        _taken_back_subscribers.append(subscriber)
+
+
+def move_taken_back(appointment_id: int, *, untold_start: datetime) -> None:
+    for subscriber in _taken_back_subscribers:
+        subscriber(appointment_id, untold_start)

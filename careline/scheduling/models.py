@@ -35,6 +35,9 @@ UPCOMING_STATUSES = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED)
 
 class ChangeSource(models.TextChoices):
     STAFF = "staff", "Staff"
+    # Staff acting on a visit in Careline's own pages or REST API (the day view, the
+    # patient page): unlike other staff edits, the EHR hears of these (write-back).
+    FRONT_DESK = "front_desk", "Front desk in Careline"
     PATIENT_TEXT = "patient_text", "Patient text"
     PATIENT_LINK = "patient_link", "Patient link"
     ONLINE_BOOKING = "online_booking", "Online booking"
@@ -129,6 +132,10 @@ class AppointmentEvent(models.Model):
     to_status = models.CharField(max_length=20)
     old_start = models.DateTimeField(null=True, blank=True)
     new_start = models.DateTimeField(null=True, blank=True)
+    # The provider a move took the visit from, when it changed (so an undo can go back).
+    old_provider = models.ForeignKey(
+        Provider, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     source = models.CharField(max_length=20, choices=ChangeSource.choices)
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -15,6 +15,7 @@ from careline.clinics.models import Practice, Provider
 from careline.clinics.validators import calendar_date, query_id
 from careline.scheduling import dayview
 from careline.scheduling.appointments import InvalidTransition, change_status
+from careline.scheduling.desk_views import with_undo
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
 # What the day view's buttons may do; anything else is refused.
@@ -48,7 +49,7 @@ def day_view(request: HttpRequest, practice_id: int | None = None, day: str | No
         provider_id = query_id(request.GET, "provider")
     except ValidationError as exc:
         return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
-    rows = dayview.day_rows(practice, the_day, provider_id)
+    rows = with_undo(dayview.day_rows(practice, the_day, provider_id))
     record_patient_access(request, None, f"day view {the_day.isoformat()}", practice_id=practice.id)
     context = {
         "practice": practice,
@@ -59,6 +60,7 @@ def day_view(request: HttpRequest, practice_id: int | None = None, day: str | No
         "providers": Provider.objects.visible_to(request.user).filter(practices=practice),
         "provider_id": provider_id,
         "rows": rows,
+        "calls": dayview.calls_to_make(rows, timezone.now()),
     }
     return render(request, "scheduling/day.html", context)
 

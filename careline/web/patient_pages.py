@@ -20,7 +20,7 @@ def patient_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
     appointments = (
         Appointment.objects.visible_to(request.user)
         .filter(patient=patient)
-        .select_related("practice", "provider", "appointment_type")
+        .select_related("practice", "provider", "appointment_type", "patient")
         .order_by("-start")[:50]
     )
     consent = (

@@ -36,7 +36,7 @@ from careline.scheduling.models import (
     ChangeSource,
 )
 
-from .conftest import ORG_NUMBER
+from .conftest import ORG_NUMBER, run_worker_at
 
 
 def reminded(twoway, **patient):
@@ -361,6 +361,29 @@ def test_the_reply_is_about_the_visit_the_last_reminder_asked_about(twoway):
     sooner.refresh_from_db()
     later.refresh_from_db()
     assert sooner.status == AppointmentStatus.CONFIRMED
+    assert later.status == AppointmentStatus.BOOKED
+
+
+def test_a_booking_notice_is_not_a_question_a_yes_could_answer(twoway):
+    """Both visits' booking notices reached the number (they offer X and R, not C); only
+    the sooner one's reminder asked to confirm: "yes" confirms it, "X" asks which."""
+    patient = twoway.patient()
+    later = twoway.visit(patient, twoway.local(9, 11))
+    sooner = twoway.visit(patient, twoway.local(2, 10))
+    run_worker_at(timezone.now() + timedelta(minutes=1))  # the booking notices leave
+    assert OutboundMessage.objects.filter(
+        appointment=later, kind=MessageKind.BOOKED, state__in=replies.REACHED_STATES
+    ).exists()
+    twoway.send_reminders(sooner)
+
+    twoway.text(patient.mobile_phone, "yes")
+    sooner.refresh_from_db()
+    later.refresh_from_db()
+    assert (sooner.status, later.status) == (AppointmentStatus.CONFIRMED, AppointmentStatus.BOOKED)
+
+    message = twoway.text(patient.mobile_phone, "X")
+    assert message.action_taken == InboundAction.ASKED_WHICH
+    later.refresh_from_db()
     assert later.status == AppointmentStatus.BOOKED
 
 

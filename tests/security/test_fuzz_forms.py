@@ -177,6 +177,13 @@ def _is_staff_page(url: str) -> bool:
     return any(pattern.callback is match.func for _r, _n, pattern in staff_urls())
 
 
+def _route(url: str) -> str:
+    try:
+        return resolve(urlsplit(url).path).route
+    except Resolver404:
+        return url
+
+
 def _discover(client: Client, objects: dict):
     forms: list[PageForm] = []
     queries: dict[str, dict[str, list[str]]] = {}
@@ -194,7 +201,9 @@ def _discover(client: Client, objects: dict):
         finder.feed(response.content.decode())
         for form in finder.forms:
             form.fields.pop("csrfmiddlewaretoken", None)
-            key = (form.method, form.action, tuple(form.fields))
+            # One form per view: each row's copy (e.g. a visit's "confirm") posts to the
+            # same view with another id, and fuzzing each copy adds nothing but time.
+            key = (form.method, _route(form.action), tuple(form.fields))
             if key in seen:  # the same form on another row: keep the values it offers
                 for name, values in form.fields.items():
                     seen[key].fields[name].extend(values)

@@ -265,8 +265,8 @@ def test_front_desk_marks_a_no_show_in_the_day_view(live_server, page, clinic):
         return day.locator("tbody tr", has_text=name)
 
     assert row("Maria Lopez").locator("td.reply").inner_text() == "confirmed"
-    assert row("Omar Haddad").locator("td.reply").inner_text() == "unreachable: opted out"
-    assert row("Nora Bell").locator("td.reply").inner_text() == "unreachable: no mobile"
+    assert row("Omar Haddad").locator("td.reply").inner_text() == "opted out"
+    assert row("Nora Bell").locator("td.reply").inner_text() == "no mobile"
     assert row("Luis Ortega").locator("td.reply").inner_text() == "cancelled"
 
     keep_marker(page)
@@ -281,7 +281,7 @@ def test_front_desk_marks_a_no_show_in_the_day_view(live_server, page, clinic):
 
     no_show.refresh_from_db()
     assert no_show.status == AppointmentStatus.NO_SHOW
-    assert no_show.status_source == ChangeSource.STAFF
+    assert no_show.status_source == ChangeSource.FRONT_DESK
     assert no_show.status_changed_by_id == clinic.desk.id
 
 

@@ -17,6 +17,8 @@ from careline.conversations.models import ConversationState, Queue
 from careline.integrations.models import ProcessingId
 from careline.messaging.models import MAX_OFFSET_MINUTES, Channel, MessageKind, MessageState
 from careline.patients.models import Language
+from careline.scheduling import desk
+from careline.scheduling.models import AppointmentStatus, ChangeSource
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -423,6 +425,80 @@ SCHEMAS: dict[str, Any] = {
         },
         required=["name"],
     ),
+    "Appointment": _object(
+        {
+            "id": INTEGER,
+            "practice_id": INTEGER,
+            "provider_id": INTEGER,
+            "patient_id": INTEGER,
+            "appointment_type_id": INTEGER,
+            "start": MOMENT,
+            "end": MOMENT,
+            "status": {"type": "string", "enum": AppointmentStatus.values},
+            "confirmed_at": _nullable(MOMENT),
+            "status_source": {"type": "string", "enum": ChangeSource.values},
+            "status_changed_at": MOMENT,
+        }
+    ),
+    "AppointmentChange": _object(
+        {
+            "id": INTEGER,
+            "from_status": _nullable({"type": "string", "enum": AppointmentStatus.values}),
+            "to_status": {"type": "string", "enum": AppointmentStatus.values},
+            "old_start": _nullable(MOMENT),
+            "new_start": _nullable(MOMENT),
+            "source": {"type": "string", "enum": ChangeSource.values},
+            "changed_by": _nullable(STRING) | {"description": "Username of who made it."},
+            "note": STRING,
+            "occurred_at": MOMENT,
+            "undo_until": _nullable(MOMENT)
+            | {"description": "Until when POST …/undo takes it back; null: it cannot be."},
+        }
+    ),
+    "AppointmentChangeResult": _object(
+        {"appointment": _ref("Appointment"), "change": _ref("AppointmentChange")}
+    ),
+    "AppointmentActionRequest": _object(
+        {
+            "action": {
+                "type": "string",
+                "enum": list(desk.ACTIONS),
+                "description": "confirm, cancel (needs `reason`), reschedule (needs `start`), "
+                "arrived (checked in), noshow.",
+            },
+            "reason": {
+                "type": "string",
+                "maxLength": desk.REASON_MAX_LENGTH,
+                "description": "Why the visit is cancelled (required for cancel).",
+            },
+            "start": MOMENT
+            | {"description": "The new start, with its offset (reschedule); an open time."},
+            "provider_id": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Reschedule to this provider of the practice; omitted: the same.",
+            },
+        },
+        required=["action"],
+    ),
+    "AppointmentUndoRequest": _object(
+        {
+            "change_id": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The change to take back; it must be the visit's latest.",
+            }
+        },
+        required=[],
+    ),
+    "OpenTimes": _object(
+        {
+            "data": {
+                "type": "array",
+                "items": _object({"start": MOMENT, "end": MOMENT, "provider_id": INTEGER}),
+            }
+        }
+    ),
     "Hl7FeedRemoval": _object(
         {
             "outcome": {
@@ -519,6 +595,77 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("Conversation"), "The closed conversation."),
                 **_errors(400, 401, 403, 404, 405, 413, 415, 422),
+            },
+        }
+    },
+    "/appointments/{appointment_id}": {
+        "get": {
+            "operationId": "getAppointment",
+            "summary": "A visit and its status.",
+            "parameters": [_path_id("appointment_id", "appointment")],
+            "responses": {
+                "200": _json(_ref("Appointment"), "The visit."),
+                **_errors(400, 401, 404, 405),
+            },
+        }
+    },
+    "/appointments/{appointment_id}/actions": {
+        "post": {
+            "operationId": "actOnAppointment",
+            "summary": "Confirm, cancel, reschedule, check in or mark a no-show (front desk).",
+            "description": (
+                "The same change a patient's reply makes: recorded in the visit's history "
+                "(by the key's service user), reminders re-planned, the patient texted a "
+                "cancellation or new-time notice, and the EHR told through the HL7 "
+                "write-back. The change can be taken back with POST …/undo until "
+                "`change.undo_until` (" + str(int(desk.UNDO_WINDOW.total_seconds() // 60)) + " "
+                "minutes). Refused (422, naming the field) when the visit's status does not "
+                "allow the act or the new time is not open."
+            ),
+            "parameters": [_path_id("appointment_id", "appointment")],
+            "requestBody": _body("AppointmentActionRequest"),
+            "responses": {
+                "200": _json(_ref("AppointmentChangeResult"), "The changed visit."),
+                **_errors(400, 401, 403, 404, 405, 413, 415, 422),
+            },
+        }
+    },
+    "/appointments/{appointment_id}/undo": {
+        "post": {
+            "operationId": "undoAppointmentChange",
+            "summary": "Take back the visit's latest front-desk change, within minutes of it.",
+            "description": (
+                "Restores the status (and time and provider, for a move) the visit had "
+                "before, through the same change path: the notice the undone change planned "
+                "is withdrawn when it has not gone out, reminders are re-planned."
+            ),
+            "parameters": [_path_id("appointment_id", "appointment")],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("AppointmentUndoRequest")}},
+            },
+            "responses": {
+                "200": _json(_ref("AppointmentChangeResult"), "The restored visit."),
+                **_errors(400, 401, 403, 404, 405, 413, 415, 422),
+            },
+        }
+    },
+    "/appointments/{appointment_id}/open-times": {
+        "get": {
+            "operationId": "listOpenTimes",
+            "summary": "Open times the visit could move to, soonest first.",
+            "parameters": [
+                _path_id("appointment_id", "appointment"),
+                _query("from", DAY, "From this local day (default: now)."),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 20, "default": 8},
+                    "How many.",
+                ),
+            ],
+            "responses": {
+                "200": _json(_ref("OpenTimes"), "Open times."),
+                **_errors(400, 401, 404, 405),
             },
         }
     },
@@ -693,8 +840,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "title": "Careline API",
             "version": "1.0.0",
             "description": (
-                "Conversations, broadcasts, reminder rules, reports and HL7 feeds of one "
-                "organization "
+                "Conversations, broadcasts, reminder rules, reports, HL7 feeds and the front "
+                "desk's acts on visits (confirm, cancel, reschedule, check in, no-show, undo) "
+                "of one organization "
                 "(appointments, patients and schedules are in the FHIR R4 API at /fhir/R4/). "
                 "Authenticate with `Authorization: Bearer <API key>` (`careline apikey create`); "
                 "everything is scoped to the key's organization. Errors are "

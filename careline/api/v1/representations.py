@@ -13,6 +13,8 @@ from careline.conversations.models import Conversation, ConversationReply, Inbou
 from careline.integrations.models import Hl7Feed
 from careline.messaging.models import MessageState, OutboundMessage, ReminderRule
 from careline.messaging.segments import SegmentCount
+from careline.scheduling.appointments import Slot
+from careline.scheduling.models import Appointment, AppointmentEvent
 
 THREAD_LENGTH = 200  # latest texts shown with a conversation
 
@@ -199,3 +201,39 @@ def hl7_feed(feed: Hl7Feed) -> dict[str, Any]:
         "location_map": dict(sorted(feed.location_map.items())),
         "sending_application": feed.routing_application,
     }
+
+
+def appointment(a: Appointment) -> dict[str, Any]:
+    return {
+        "id": a.pk,
+        "practice_id": a.practice_id,
+        "provider_id": a.provider_id,
+        "patient_id": a.patient_id,
+        "appointment_type_id": a.appointment_type_id,
+        "start": a.start,
+        "end": a.end,
+        "status": a.status,
+        "confirmed_at": a.confirmed_at,
+        "status_source": a.status_source,
+        "status_changed_at": a.status_changed_at,
+    }
+
+
+def appointment_change(e: AppointmentEvent, undo_until: datetime | None) -> dict[str, Any]:
+    """Needs `changed_by` selected with the row."""
+    return {
+        "id": e.pk,
+        "from_status": e.from_status or None,
+        "to_status": e.to_status,
+        "old_start": e.old_start,
+        "new_start": e.new_start,
+        "source": e.source,
+        "changed_by": e.changed_by.get_username() if e.changed_by else None,
+        "note": e.note,
+        "occurred_at": e.occurred_at,
+        "undo_until": undo_until,
+    }
+
+
+def open_time(slot: Slot) -> dict[str, Any]:
+    return {"start": slot.start, "end": slot.end, "provider_id": slot.provider_id}

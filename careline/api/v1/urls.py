@@ -51,6 +51,26 @@ urlpatterns = [
         route(GET=views.get_hl7_feed, DELETE=views.delete_hl7_feed),
         name="hl7-feed",
     ),
+    path(
+        "appointments/<int:appointment_id>",
+        route(GET=views.get_appointment),
+        name="appointment",
+    ),
+    path(
+        "appointments/<int:appointment_id>/actions",
+        route(POST=views.act_on_appointment),
+        name="appointment-actions",
+    ),
+    path(
+        "appointments/<int:appointment_id>/undo",
+        route(POST=views.undo_appointment_change),
+        name="appointment-undo",
+    ),
+    path(
+        "appointments/<int:appointment_id>/open-times",
+        route(GET=views.appointment_open_times),
+        name="appointment-open-times",
+    ),
     # Anything else under /api/v1/ answers in JSON too, not with the HTML 404 page.
     re_path(r"^(?P<rest>.*)$", unknown_endpoint),
 ]

@@ -44,7 +44,8 @@ from careline.integrations.models import ApiKey, Hl7Feed, ProcessingId
 from careline.messaging.models import Channel, MessageState, OutboundMessage
 from careline.messaging.rules import default_rule, override_rules, save_default_rule
 from careline.patients.models import Language
-from careline.scheduling.models import Appointment
+from careline.scheduling import desk
+from careline.scheduling.models import Appointment, AppointmentEvent
 
 
 def openapi(request: HttpRequest, api_key: None) -> HttpResponse:
@@ -458,3 +459,101 @@ def delete_hl7_feed(request: HttpRequest, api_key: ApiKey, feed_id: int) -> Http
     return json_response(
         {"outcome": "deleted" if deleted else "deactivated", "feed": render.hl7_feed(feed)}
     )
+
+
+# --- appointments: the front desk's acts ---------------------------------------------------
+
+ACTION_FIELDS = {"action", "reason", "start", "provider_id"}
+OPEN_TIMES_MAX = 20
+
+
+def _appointments(api_key: ApiKey):
+    return Appointment.objects.filter(organization_id=api_key.organization_id).select_related(
+        "practice"
+    )
+
+
+def _change_response(done: desk.Done) -> HttpResponse:
+    event = AppointmentEvent.objects.select_related("changed_by").get(pk=done.event.pk)
+    return json_response(
+        {
+            "appointment": render.appointment(done.appointment),
+            "change": render.appointment_change(event, done.undo_until),
+        }
+    )
+
+
+def _desk_refusal(exc: desk.DeskError) -> ApiError:
+    return ApiError(422, str(exc), fields={exc.field: [str(exc)]})
+
+
+def get_appointment(request: HttpRequest, api_key: ApiKey, appointment_id: int) -> HttpResponse:
+    query_params(request, ())
+    return json_response(
+        render.appointment(get_or_404(_appointments(api_key), appointment_id, "appointment"))
+    )
+
+
+def act_on_appointment(request: HttpRequest, api_key: ApiKey, appointment_id: int) -> HttpResponse:
+    query_params(request, ())
+    appointment = get_or_404(_appointments(api_key), appointment_id, "appointment")
+    body = Body(json_body(request), ACTION_FIELDS)
+    action = ""
+    if body.data.get("action") is None:
+        body.fail("action", "is required")
+    else:
+        action = body.choice("action", desk.ACTIONS, "")
+    reason = body.text("reason", max_length=desk.REASON_MAX_LENGTH)
+    start = body.moment("start")
+    provider_id = None
+    if body.data.get("provider_id") is not None:
+        value = body.data["provider_id"]
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            provider_id = value
+        else:
+            body.fail("provider_id", "must be a provider's id (a positive whole number)")
+    body.finish()
+    try:
+        done = desk.act(
+            appointment,
+            action,
+            user=acting_user(api_key),
+            reason=reason,
+            start=start,
+            provider_id=provider_id,
+        )
+    except desk.DeskError as exc:
+        raise _desk_refusal(exc) from exc
+    return _change_response(done)
+
+
+def undo_appointment_change(
+    request: HttpRequest, api_key: ApiKey, appointment_id: int
+) -> HttpResponse:
+    query_params(request, ())
+    appointment = get_or_404(_appointments(api_key), appointment_id, "appointment")
+    body = Body(json_body(request, required=False), {"change_id"})
+    change_id = body.data.get("change_id")
+    if change_id is not None and (
+        not isinstance(change_id, int) or isinstance(change_id, bool) or change_id <= 0
+    ):
+        body.fail("change_id", "must be the id of the change to undo (a positive whole number)")
+    body.finish()
+    try:
+        done = desk.undo(appointment, user=acting_user(api_key), event_id=change_id)
+    except desk.DeskError as exc:
+        if exc.field == "event":
+            raise ApiError(422, str(exc), fields={"change_id": [str(exc)]}) from exc
+        raise _desk_refusal(exc) from exc
+    return _change_response(done)
+
+
+def appointment_open_times(
+    request: HttpRequest, api_key: ApiKey, appointment_id: int
+) -> HttpResponse:
+    params = query_params(request, ("from", "limit"))
+    appointment = get_or_404(_appointments(api_key), appointment_id, "appointment")
+    from_day = parse_date(params["from"], "from") if "from" in params else None
+    limit = parse_int(params["limit"], "limit", 1, OPEN_TIMES_MAX) if "limit" in params else 8
+    slots = desk.open_times(appointment, from_day, count=limit)
+    return json_response({"data": [render.open_time(s) for s in slots]})

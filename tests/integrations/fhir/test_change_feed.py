@@ -92,9 +92,11 @@ def test_a_poller_sees_every_change_from_every_door_exactly_once(client, twoway,
     feed = Poller(client)
     assert feed.poll() == []
 
-    # FHIR: two new visits (one of them will be confirmed by text later).
+    # FHIR: two new visits (Ana's will be confirmed by text later). Bea's is on another
+    # number, so Ana's "C" can only be about her own (a moved visit's notice on the same
+    # number would ask to confirm too, and her "C" would be answered "which visit?").
     ana = twoway.patient(given_name="Ana")
-    first = fhir_visit(client, twoway, ana, START, "F-1")
+    first = fhir_visit(client, twoway, twoway.patient(given_name="Bea"), START, "F-1")
     texted = fhir_visit(client, twoway, ana, twoway.local(2, 10), "F-2")
     assert feed.poll() == [(first.id, "1"), (texted.id, "1")]
     assert feed.poll() == []

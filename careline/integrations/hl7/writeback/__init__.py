@@ -5,18 +5,19 @@ writes the HL7 messages, `send` delivers them over MLLP with retries.
 
 What goes back, per feed that has an outbound host and port:
 
-- SIU for appointment changes made by patients (a text reply, a signed link, online
-  booking; never what staff, the feed itself, FHIR or an import did, so nothing is
-  echoed): S14 with SCH-6 event reason `confirmed` for a confirmation, S15 for a
-  cancellation, S13 with the new start in SCH-11, TQ1 (2.5+) and AIS/AIL/AIP for a
-  reschedule, S12 for a visit the patient booked in Careline. SCH-25 is an HL7 table
-  0278 code (`Booked^Booked^HL70278`, `Cancelled^Cancelled^HL70278`; 0278 has no
-  "confirmed", so a confirmed visit is Booked), SCH-16 (filler contact person) is
-  `CARELINE^Careline^Patient^^^^^^CARELINE`. The feed's own
-  appointments carry the placer/filler ids (SCH-1/SCH-2) of the last message the feed
-  sent for them, and its own PID segment; visits born in Careline carry
-  `<id>^CARELINE` as placer id and are sent to the feeds of the organization whose
-  location map is empty or names the visit's practice.
+- SIU for appointment changes made by patients (a text reply, a signed link, online booking)
+  or by the front desk in Careline's own pages and REST API (source `front_desk`); never
+  what other staff edits, the feed itself, FHIR or an import did, so nothing is echoed): S14
+  with SCH-6 event reason `confirmed` for a confirmation, S15 for a cancellation, S14 with
+  SCH-25 Booked and SCH-6 `reinstated` or `unconfirmed` when the front desk undoes a
+  cancellation or a confirmation minutes later, S13 with the new start in SCH-11, TQ1 (2.5+)
+  and AIS/AIL/AIP for a reschedule, S12 for a visit the patient booked in Careline. SCH-25
+  is an HL7 table 0278 code (`Booked^Booked^HL70278`, `Cancelled^Cancelled^HL70278`; 0278
+  has no "confirmed", so a confirmed visit is Booked), SCH-16 (filler contact person) is
+  `CARELINE^Careline^Patient^^^^^^CARELINE`. The feed's own appointments carry the
+  placer/filler ids (SCH-1/SCH-2) of the last message the feed sent for them, and its own
+  PID segment; visits born in Careline carry `<id>^CARELINE` as placer id and are sent to
+  the feeds of the organization whose location map is empty or names the visit's practice.
 - ADT^A31 (update person information) for texting opt-outs and opt-ins, for every
   patient of the feed with that mobile number and an MRN. The PID is the one the feed
   last sent for the patient (so an EHR that replaces the whole person record loses

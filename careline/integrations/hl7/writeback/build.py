@@ -20,7 +20,12 @@ from careline.integrations.hl7.parsing import (
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7OutboundType
 from careline.patients.models import ConsentEvent, Patient
-from careline.scheduling.models import Appointment, AppointmentEvent, ChangeSource
+from careline.scheduling.models import (
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    ChangeSource,
+)
 
 CARELINE = "CARELINE"
 DEFAULT_VERSION = "2.5.1"
@@ -29,7 +34,7 @@ DEFAULT_VERSION = "2.5.1"
 _STATUS_0278 = {
     Hl7OutboundType.BOOKED: "Booked",
     Hl7OutboundType.RESCHEDULED: "Booked",
-    Hl7OutboundType.CONFIRMED: "Booked",
+    Hl7OutboundType.MODIFIED: "Booked",
     Hl7OutboundType.CANCELLED: "Cancelled",
 }
 # SCH-16 filler contact person (required in SIU from 2.5): who made the change on the
@@ -201,10 +206,16 @@ def build_siu(
         )
     reason = ChangeSource(event.source)
     event_reason = f"{reason.value}^{escape(str(reason.label))}^{CARELINE}"
-    if message_type == Hl7OutboundType.CONFIRMED:
+    if event.to_status == AppointmentStatus.CONFIRMED and message_type == Hl7OutboundType.MODIFIED:
         event_reason = (
             f"confirmed^Confirmed by the patient ({escape(str(reason.label))})^{CARELINE}"
         )
+    elif message_type == Hl7OutboundType.MODIFIED:
+        undone = (
+            "Cancellation" if event.from_status == AppointmentStatus.CANCELLED else "Confirmation"
+        )
+        code = "reinstated" if undone == "Cancellation" else "unconfirmed"
+        event_reason = f"{code}^{undone} undone ({escape(str(reason.label))})^{CARELINE}"
     status = _STATUS_0278[message_type]
     segments = [
         _msh(peer, f"SIU^{message_type}^SIU_S12", control_id, _dtm(event.occurred_at, zone)),

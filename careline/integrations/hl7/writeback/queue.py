@@ -35,10 +35,14 @@ from careline.scheduling.models import (
 
 logger = logging.getLogger("careline.integrations.hl7.writeback")
 
+# A visit back to booked from these (the front desk's undo) is news to the EHR too.
+TAKEN_BACK = (AppointmentStatus.CANCELLED, AppointmentStatus.CONFIRMED)
 PATIENT_SOURCES = (
     ChangeSource.PATIENT_TEXT,
     ChangeSource.PATIENT_LINK,
     ChangeSource.ONLINE_BOOKING,
+    # The front desk working in Careline's day view, patient page or REST API.
+    ChangeSource.FRONT_DESK,
 )
 ROWS_PER_BATCH = 500
 # Ids are handed out before commit: a late-committing event can sit just below the
@@ -141,6 +145,7 @@ def _patient_changes(feed: Hl7Feed) -> Q:
             Q(to_status__in=[AppointmentStatus.CONFIRMED, AppointmentStatus.CANCELLED])
             | Q(old_start__isnull=False, new_start__isnull=False)
             | Q(from_status="")
+            | Q(from_status__in=TAKEN_BACK, to_status=AppointmentStatus.BOOKED)
         )
     )
 
@@ -173,9 +178,11 @@ def _message_type(event: AppointmentEvent) -> str:
     if event.to_status == AppointmentStatus.CANCELLED:
         return Hl7OutboundType.CANCELLED
     if event.to_status == AppointmentStatus.CONFIRMED:
-        return Hl7OutboundType.CONFIRMED
+        return Hl7OutboundType.MODIFIED
     if event.old_start is not None:
         return Hl7OutboundType.RESCHEDULED
+    if event.from_status:
+        return Hl7OutboundType.MODIFIED  # a cancellation or confirmation undone
     return Hl7OutboundType.BOOKED
 
 
