@@ -74,6 +74,7 @@ class AppointmentInput:
 
 class AppointmentHandler(ModelHandler):
     resource_type = "Appointment"
+    keeps_history = True
     documentation = (
         "Participants are one Patient, one Practitioner and one Location (optional when the "
         "practitioner works at one location only). Careline's 'confirmed' is status=booked "
