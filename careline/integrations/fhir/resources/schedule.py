@@ -71,7 +71,9 @@ class ScheduleHandler(Handler):
         return (
             Provider.practices.through.objects.filter(provider__organization=ctx.organization)
             .select_related("provider", "practice")
-            .annotate(last_updated=Greatest(F("provider__last_updated"), F("practice__last_updated")))
+            .annotate(
+                last_updated=Greatest(F("provider__last_updated"), F("practice__last_updated"))
+            )
             .order_by("provider_id", "practice_id")
         )
 
