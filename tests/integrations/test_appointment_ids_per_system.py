@@ -5,12 +5,19 @@ the EHR in the namespace it came in."""
 
 from __future__ import annotations
 
-import pytest
+import importlib
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from django.apps import apps as django_apps
+
+from careline.clinics.directory import appointment_type_for_code
 from careline.integrations.api_keys import issue_api_key
 from careline.integrations.hl7.mllp import MllpClient, start_background_listener
 from careline.integrations.hl7.receiving import FeedSelector
+from careline.integrations.models import Hl7Feed
 from careline.scheduling.appointments import change_status
+from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from tests.integrations.fhir.conftest import Fhir
 from tests.integrations.messages import siu
@@ -144,3 +151,61 @@ def test_write_back_echoes_the_ei_the_ehr_sent(feeds, listener):
         receiver.close()
     sent = sorted(segment(frame, "SCH")[2] for frame in receiver.frames)
     assert sent == [f"V7^CADENCE^{OID}^ISO", "V8"]
+
+
+def test_the_upgrade_moves_each_feeds_visits_to_its_namespace(feeds, build):
+    """Before: a feed's visits were keyed by the feed's name. The data migration keys them
+    by the feed's namespace; other systems' ids and other organizations stay as they are."""
+    migration = importlib.import_module(
+        "careline.integrations.migrations.0006_appointment_ids_per_system"
+    )
+    org = feeds.organization
+    provider = build.provider(feeds.troy)
+    visit_type = appointment_type_for_code(org, code="FU")
+    elsewhere = build.organization()
+    elsewhere_practice = build.practice(elsewhere)
+    elsewhere_feed = Hl7Feed.objects.create(
+        organization=elsewhere, name="PMSYS", identifier_system="urn:oid:9.9"
+    )
+    # EHRNET and PMSYS are one EHR: they share a namespace, and both sent visit "S1".
+    feeds.athena.identifier_system = feeds.pms.namespace
+    feeds.athena.save()
+
+    def visit(system: str, external_id: str, *, practice=feeds.troy, who=provider, hour=9):
+        start = datetime(2031, 3, 4, hour, tzinfo=UTC)
+        return upsert_external_appointment(
+            organization=practice.organization,
+            practice=practice,
+            provider=who,
+            patient=build.patient(practice.organization),
+            appointment_type=visit_type
+            if practice.organization == org
+            else appointment_type_for_code(practice.organization, code="FU"),
+            start=start,
+            end=start + timedelta(minutes=20),
+            status=AppointmentStatus.BOOKED,
+            source=ChangeSource.HL7,
+            external_system=system,
+            external_id=external_id,
+        ).appointment
+
+    pms_visit = visit("PMSYS", "A1")
+    shared_pms, shared_ehrnet = visit("PMSYS", "S1", hour=10), visit("EHRNET", "S1", hour=11)
+    from_csv = visit("csv", "A1", hour=12)
+    other_org = visit(
+        "PMSYS", "A1", practice=elsewhere_practice, who=build.provider(elsewhere_practice)
+    )
+
+    migration.to_feed_namespaces(django_apps, None)
+
+    def system(appointment: Appointment) -> str:
+        appointment.refresh_from_db()
+        return appointment.external_system
+
+    assert system(pms_visit) == feeds.pms.namespace == "urn:careline:capital-health:PMSYS"
+    # The older feed's visit takes the shared id; the other keeps its feed's name, so
+    # two visits never merge in the upgrade.
+    assert system(shared_ehrnet) == feeds.pms.namespace
+    assert system(shared_pms) == "PMSYS"
+    assert system(from_csv) == "csv"
+    assert system(other_org) == elsewhere_feed.identifier_system
