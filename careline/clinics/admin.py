@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from careline.clinics.admin_scoping import ScopedAdmin
+from careline.clinics.directory import save_provider
 from careline.clinics.models import (
     AppointmentType,
     Organization,
@@ -102,6 +103,11 @@ class ProviderAdmin(ScopedAdmin):
     list_display = ["display_name", "npi", "active"]
     search_fields = ["display_name", "family_name", "npi"]
     filter_horizontal = ["practices"]
+
+    def save_model(self, request, obj, form, change):
+        # Its next version (FHIR's change feed), like every other door's edit; a change of
+        # practices alone is saved in the same transaction, so it shares the version.
+        save_provider(obj)
 
 
 @admin.register(AppointmentType)

@@ -16,6 +16,8 @@ import difflib
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
 from django.utils.text import slugify
 
 from careline.clinics.models import (
@@ -25,6 +27,7 @@ from careline.clinics.models import (
     Provider,
     StaffMembership,
 )
+from careline.versions import change_stamp, stamp
 
 # Shown to patients for appointment types a feed introduces; staff can rename it later.
 NEUTRAL_PATIENT_FACING_NAME = "Appointment"
@@ -105,21 +108,59 @@ def appointment_type_for_code(
     return appointment_type
 
 
+def save_provider(provider: Provider) -> Provider:
+    """Save a new or changed provider as its next version (FHIR's versionId/lastUpdated);
+    what the FHIR Practitioner door and the Django admin call."""
+    with transaction.atomic():
+        stamp(provider)
+        provider.save(force_insert=provider.pk is None)
+    return provider
+
+
 def add_provider(
     organization_id: int, *, practices: Iterable[Practice | int] = (), **names: str
 ) -> Provider:
     """A provider a feed introduced, working at `practices`."""
-    provider = Provider.objects.create(organization_id=organization_id, **names)
-    provider.practices.add(*practices)
+    with transaction.atomic():
+        provider = save_provider(Provider(organization_id=organization_id, **names))
+        provider.practices.add(*practices)
     return provider
 
 
 def link_providers(pairs: Iterable[tuple[int, int]]) -> None:
-    """Record that providers work at practices: (provider id, practice id) pairs."""
-    Provider.practices.through.objects.bulk_create(
-        [Provider.practices.through(provider_id=p, practice_id=q) for p, q in pairs],
-        ignore_conflicts=True,
-    )
+    """Record that providers work at practices: (provider id, practice id) pairs. A provider
+    who gains a practice gets its next version: its Schedule there is new to a change feed."""
+    through = Provider.practices.through
+    wanted = set(pairs)
+    if not wanted:
+        return
+    with transaction.atomic():
+        providers = {p for p, _ in wanted}
+        known = set(
+            through.objects.filter(provider_id__in=providers).values_list(
+                "provider_id", "practice_id"
+            )
+        )
+        new = wanted - known
+        if not new:
+            return
+        through.objects.bulk_create(
+            [through(provider_id=p, practice_id=q) for p, q in sorted(new)],
+            ignore_conflicts=True,
+        )
+        changed = sorted({p for p, _ in new})
+        by_organization: dict[int, list[int]] = {}
+        for provider_id, organization_id in (
+            Provider.objects.select_for_update()
+            .filter(pk__in=changed)
+            .order_by("pk")
+            .values_list("pk", "organization_id")
+        ):
+            by_organization.setdefault(organization_id, []).append(provider_id)
+        for organization_id, ids in by_organization.items():
+            # One change time per organization, one UPDATE: a CSV import links in bulk.
+            at = change_stamp(Provider, organization_id)
+            Provider.objects.filter(pk__in=ids).update(version=F("version") + 1, last_updated=at)
 
 
 def set_staff_role(user, organization: Organization, role: str, practices) -> StaffMembership:

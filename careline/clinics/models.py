@@ -6,10 +6,12 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
+from django.db.models.functions import Now
 
 from careline.clinics.scoping import ScopedQuerySet, StaffRole
 from careline.clinics.validators import normalize_phone, validate_time_zone
+from careline.versions import stamp
 
 
 class Organization(models.Model):
@@ -60,6 +62,10 @@ class Practice(models.Model):
         help_text="Number texts come from (E.164); blank: organization's.",
     )
     go_live_date = models.DateField(null=True, blank=True)
+    # FHIR Location's meta.versionId and meta.lastUpdated (the change feed), stamped by
+    # `save` on every change, whichever door made it.
+    version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
+    last_updated = models.DateTimeField(db_default=Now(), editable=False)
 
     objects = ScopedQuerySet.as_manager()
     practice_lookup = "id"
@@ -69,6 +75,7 @@ class Practice(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["organization", "code"], name="practice_code_unique")
         ]
+        indexes = [models.Index(fields=["organization", "last_updated", "id"])]
 
     def __str__(self) -> str:
         return self.name
@@ -80,6 +87,15 @@ class Practice(models.Model):
     @property
     def texting_number(self) -> str:
         return self.sender_number or self.organization.default_sender_number
+
+    def save(self, *args, **kwargs) -> None:
+        # This model is its table's one writer: every save is the practice's next version.
+        with transaction.atomic():
+            stamp(self)
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = [*update_fields, "version", "last_updated"]
+            super().save(*args, **kwargs)
 
     def clean(self) -> None:
         errors = {}
@@ -104,6 +120,10 @@ class Provider(models.Model):
     given_name = models.CharField(max_length=100, blank=True)
     npi = models.CharField("NPI", max_length=10, blank=True)
     active = models.BooleanField(default=True)
+    # FHIR Practitioner's (and its Schedules') meta.versionId and meta.lastUpdated, stamped
+    # by clinics.directory on every change, including where the provider works.
+    version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
+    last_updated = models.DateTimeField(db_default=Now(), editable=False)
 
     objects = ScopedQuerySet.as_manager()
 
@@ -117,6 +137,7 @@ class Provider(models.Model):
 
     class Meta:
         ordering = ["display_name"]
+        indexes = [models.Index(fields=["organization", "last_updated", "id"])]
 
     def __str__(self) -> str:
         return self.display_name

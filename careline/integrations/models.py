@@ -65,7 +65,7 @@ class Hl7Feed(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(
         max_length=60,
-        help_text="The feed's system id; stored on appointments as their external system.",
+        help_text="The feed's id in Careline, unique in the organization.",
     )
     sending_application = models.CharField(
         max_length=180,

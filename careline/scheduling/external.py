@@ -19,6 +19,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from careline.clinics.directory import link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.patients.models import Patient
 from careline.patients.records import set_home_practice_if_none
@@ -229,5 +230,5 @@ def _link_practice(
     appointment: Appointment, provider: Provider, practice: Practice, patient: Patient
 ) -> None:
     # The outside system's calendar says where people work and where patients are seen.
-    provider.practices.add(practice)
+    link_providers([(provider.pk, practice.pk)])
     set_home_practice_if_none(patient, practice.pk)

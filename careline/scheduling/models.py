@@ -70,7 +70,9 @@ class Appointment(models.Model):
     # The EHR is the source of truth for its own calendar and may overbook; only
     # appointments booked through Careline are held to "one patient per provider-time".
     allow_overlap = models.BooleanField(default=False)
-    external_system = models.CharField(max_length=60, blank=True)
+    # Whose id external_id is: an identifier system (HL7 EI namespace or universal id, a
+    # feed's namespace, FHIR Identifier.system, a CSV import's --source).
+    external_system = models.CharField(max_length=255, blank=True)
     external_id = models.CharField(max_length=120, blank=True)
     # Time of the newest feed message applied, so an older one never rolls state back.
     external_updated_at = models.DateTimeField(null=True, blank=True)

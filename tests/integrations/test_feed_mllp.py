@@ -79,7 +79,7 @@ def test_a_feed_added_from_the_console_is_applied_in_its_zone_at_its_mapped_prac
     assert _segment(ack, "MSA")[1:3] == ["AA", "R1"]
     visit = Appointment.objects.get(external_id="V1")
     assert visit.organization == org and visit.practice == denver
-    assert visit.external_system == "ROCKIES"
+    assert visit.external_system == "urn:oid:1.2.840.114350.1.13.99"  # the feed's namespace
     # 09:30 in Denver (MST, UTC-7) is 16:30 UTC.
     assert visit.start == datetime(2026, 12, 10, 16, 30, tzinfo=UTC)
     assert Hl7Feed.objects.get(name="ROCKIES").identifier_system == (

@@ -17,7 +17,7 @@ from tests.integrations.messages import siu
 
 
 def _appointment(feed, external_id: str) -> Appointment:
-    return Appointment.objects.get(external_system=feed.name, external_id=external_id)
+    return Appointment.objects.get(external_system=feed.namespace, external_id=external_id)
 
 
 def test_shared_samples_in_order(feeds):
@@ -31,7 +31,7 @@ def test_shared_samples_in_order(feeds):
     assert (athena.end - athena.start).total_seconds() == 20 * 60
     assert athena.patient.mobile_phone == "+15185550143"  # the CP repetition
     assert athena.patient.preferred_language == "es"
-    assert athena.allow_overlap and athena.external_system == "EHRNET"
+    assert athena.allow_overlap and athena.external_system == feeds.athena.namespace
 
     allscripts = _appointment(feeds.pms, "77120")
     assert allscripts.status == AppointmentStatus.CANCELLED

@@ -18,7 +18,7 @@ from careline.integrations.hl7.mllp import END_BLOCK, decode, frame
 from careline.integrations.hl7.parsing import parse_siu, to_datetime
 from careline.integrations.hl7.receiving import receive_message
 from careline.integrations.hl7.writeback import queue, send
-from careline.integrations.models import Hl7OutboundMessage, Hl7OutboundState
+from careline.integrations.models import Hl7Feed, Hl7OutboundMessage, Hl7OutboundState
 from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource
 from careline.scheduling.appointments import book_appointment, change_status, move_appointment
@@ -275,7 +275,7 @@ def test_changes_by_the_feed_staff_or_other_feeds_are_not_echoed(ehr, feeds, bui
     change_status(other, AppointmentStatus.ENTERED_IN_ERROR, source=ChangeSource.FHIR)
     # A patient's confirmation of a visit from the other feed (which has no outbound host).
     athena_visit = arrive(sample("01-s12-new-athena-style.hl7"))
-    assert athena_visit.external_system == "EHRNET"
+    assert athena_visit.external_system == Hl7Feed.objects.get(name="EHRNET").namespace
     change_status(athena_visit, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_TEXT)
     assert visit.events.count() >= 2
 

@@ -328,7 +328,7 @@ def import_csv(
     report = validate_csv(path, organization, validate_progress)
     if report.errors and not skip_invalid:
         return report
-    writer = _BatchWriter(organization, external_system[:60], report)
+    writer = _BatchWriter(organization, external_system[:255], report)
     with transaction.atomic():
         batch: list[Row] = []
         for _line, item in _read(path, _Validator(organization), import_progress):

@@ -13,7 +13,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     resources = []
     for handler in HANDLERS.values():
         interactions = ["read", "search-type"]
-        if handler.versioned:
+        if handler.keeps_history:
             interactions += ["vread", "history-instance"]
         if handler.writable:
             interactions += ["create", "update"]
@@ -21,7 +21,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             "type": handler.resource_type,
             "interaction": [{"code": code} for code in interactions],
             "versioning": "versioned-update" if handler.versioned else "no-version",
-            "readHistory": handler.versioned,
+            "readHistory": handler.keeps_history,
             "updateCreate": False,
             "conditionalCreate": handler.writable,
             "conditionalUpdate": handler.writable,
@@ -53,9 +53,11 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                     "link. Unknown search parameters are rejected. No delete, type or system "
                     "history, batch or transaction. Conditional create takes If-None-Exist (or "
                     "the criteria as query parameters); conditional update is PUT "
-                    "[type]?criteria. Patient and Appointment keep versions: meta.versionId, "
-                    "ETag and Last-Modified on reads, If-Match on update (412 when stale), "
-                    "vread and [type]/[id]/_history. Change feed: GET [type]?_lastUpdated="
+                    "[type]?criteria. Patient, Practitioner, Location, Schedule and Appointment "
+                    "are versioned: meta.versionId and meta.lastUpdated, ETag and "
+                    "Last-Modified on reads, If-Match on update (412 when stale); Patient and "
+                    "Appointment also keep past versions (vread and [type]/[id]/_history). "
+                    "Change feed (every versioned type): GET [type]?_lastUpdated="
                     "gt<T>&_sort=_lastUpdated, follow every next link, then poll again with T "
                     "= the newest meta.lastUpdated seen, exactly as written; every change is "
                     "returned once (a search waits for changes being written to commit). "

@@ -274,11 +274,13 @@ def exact_instant(value: datetime) -> str:
 
 def _versioned_handler(resource_type: str) -> Handler:
     handler = _handler(resource_type)
-    if not handler.versioned:
+    if not handler.keeps_history:
+        kept = ", ".join(name for name, h in HANDLERS.items() if h.keeps_history)
         raise FhirError(
             404,
-            f"{handler.resource_type} keeps no versions here; vread and _history are "
-            "supported for Patient and Appointment.",
+            f"{handler.resource_type} keeps "
+            + ("only its current version" if handler.versioned else "no versions")
+            + f" here; vread and _history are supported for {kept}.",
             code="not-supported",
         )
     return handler

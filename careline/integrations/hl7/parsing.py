@@ -252,6 +252,10 @@ class SiuMessage:
     header: Header
     placer_id: str = ""
     filler_id: str = ""
+    # SCH-1 and SCH-2 as sent (EI: entity id^namespace id^universal id^universal id type):
+    # whose ids they are, and what a write-back echoes.
+    placer_ei: tuple[str, ...] = ()
+    filler_ei: tuple[str, ...] = ()
     filler_status: str = ""  # SCH-25.1
     start: str = ""  # DTM as sent
     end: str = ""
@@ -268,6 +272,27 @@ class SiuMessage:
     @property
     def appointment_id(self) -> str:
         return self.filler_id or self.placer_id
+
+    @property
+    def appointment_system(self) -> str:
+        """The identifier system of `appointment_id` its EI names ("" when it names none)."""
+        return ei_system(self.filler_ei if self.filler_id else self.placer_ei)
+
+
+# EI-4 universal id types whose ids become URIs by a prefix; any other type (URI, URL, a
+# local one) is kept as sent.
+_UNIVERSAL_ID_PREFIX = {"ISO": "urn:oid:", "UUID": "urn:uuid:"}
+
+
+def ei_system(ei: tuple[str, ...] | list[str]) -> str:
+    """The system an EI's id belongs to: its universal id (EI-3, an OID as urn:oid:…), else
+    its namespace id (EI-2), else ""."""
+    parts = [*ei, "", "", "", ""]
+    namespace, universal, universal_type = parts[1], parts[2], parts[3].upper()
+    if universal:
+        prefix = _UNIVERSAL_ID_PREFIX.get(universal_type, "")
+        return universal if universal.startswith(prefix) else prefix + universal
+    return namespace
 
 
 def read_header(text: str) -> Header:
@@ -301,6 +326,8 @@ def parse_siu(text: str) -> SiuMessage:
         header=header,
         placer_id=sch.get(1),
         filler_id=sch.get(2),
+        placer_ei=tuple(sch.components(1)),
+        filler_ei=tuple(sch.components(2)),
         filler_status=sch.get(25),
     )
     if not siu.appointment_id:
@@ -313,6 +340,12 @@ def parse_siu(text: str) -> SiuMessage:
             "SCH^1^2" if siu.filler_id else "SCH^1^1",
             f"The appointment id (SCH-2, else SCH-1) is longer than {MAX_APPOINTMENT_ID} "
             "characters.",
+        )
+    if len(siu.appointment_system) > MAX_APPOINTMENT_SYSTEM:
+        raise InvalidField(
+            "SCH^1^2" if siu.filler_id else "SCH^1^1",
+            "The appointment id's namespace (EI-2, or universal id EI-3) is longer than "
+            f"{MAX_APPOINTMENT_SYSTEM} characters.",
         )
     by_id: dict[str, list[_Segment]] = {}
     for seg in segments:
@@ -563,6 +596,8 @@ EARLIEST_VISIT_YEAR, LATEST_VISIT_YEAR = EARLIEST_VISIT.year, LATEST_VISIT.year 
 # Column sizes of what these ids are stored in; a longer id is refused, never cut.
 MAX_CONTROL_ID = 199
 MAX_APPOINTMENT_ID = 120
+# Appointment.external_system's length.
+MAX_APPOINTMENT_SYSTEM = 255
 MAX_MRN = 64
 MAX_RESOURCE_CODE = 80
 

@@ -648,11 +648,12 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
                 f"{exc} The arrival time was used as the message time.", "102", "MSH^1^7"
             )
     status = status_for(feed, siu.header.trigger, siu.filler_status)
+    # A visit id is the sending system's: the EI's namespace, else the feed's. The same
+    # number from two systems is two visits.
+    system = siu.appointment_system or feed.namespace
     current = (
         Appointment.objects.select_related("practice", "provider", "patient", "appointment_type")
-        .filter(
-            organization=organization, external_system=feed.name, external_id=siu.appointment_id
-        )
+        .filter(organization=organization, external_system=system, external_id=siu.appointment_id)
         .first()
     )
     if current is None and status != AppointmentStatus.BOOKED and not _describes_visit(siu):
@@ -693,7 +694,7 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
         end=end,
         status=status,
         source=ChangeSource.HL7,
-        external_system=feed.name,
+        external_system=system,
         external_id=siu.appointment_id,
         updated_at=updated_at,
         note=f"HL7 {siu.header.trigger}",

@@ -176,15 +176,15 @@ def test_last_updated_search_with_prefixes_and_precision(fhir, world):
     assert bad.status_code == 400
     wrong_sort = fhir.get("Appointment", _sort="-_lastUpdated")
     assert wrong_sort.status_code == 400 and "_sort" in outcome(wrong_sort)
-    unversioned = fhir.get("Practitioner", _lastUpdated=f"gt{t1}")
+    unversioned = fhir.get("Slot", _lastUpdated=f"gt{t1}")
     assert unversioned.status_code == 400 and "_lastUpdated" in outcome(unversioned)
 
     statement = CapabilityStatement.model_validate(fhir.get("metadata").json())
     resources = {r.type: r for r in statement.rest[0].resource}
-    for name in ("Patient", "Appointment"):
+    for name in ("Patient", "Appointment", "Practitioner", "Location", "Schedule"):
         assert "_lastUpdated" in {p.name for p in resources[name].searchParam}
         assert resources[name].versioning == "versioned-update"
-        assert resources[name].readHistory is True
+        assert resources[name].readHistory is (name in ("Patient", "Appointment"))
 
 
 def test_paging_by_last_updated_splits_ties_without_losing_or_repeating(fhir, world):

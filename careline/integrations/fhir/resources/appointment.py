@@ -74,6 +74,7 @@ class AppointmentInput:
 
 class AppointmentHandler(ModelHandler):
     resource_type = "Appointment"
+    keeps_history = True
     documentation = (
         "Participants are one Patient, one Practitioner and one Location (optional when the "
         "practitioner works at one location only). Careline's 'confirmed' is status=booked "
@@ -344,10 +345,10 @@ class AppointmentHandler(ModelHandler):
             if identifier.value:
                 external_system, external_id = identifier.system or "", identifier.value
                 break
-        if len(external_system) > 60 or len(external_id) > 120:
+        if len(external_system) > 255 or len(external_id) > 120:
             raise FhirError(
                 422,
-                "Appointment.identifier: the system may have 60 characters and the value 120.",
+                "Appointment.identifier: the system may have 255 characters and the value 120.",
                 code="value",
                 expression=["Appointment.identifier"],
             )

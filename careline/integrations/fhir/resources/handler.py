@@ -72,9 +72,13 @@ class Handler:
     def render(self, ctx: Context, obj: Any) -> dict[str, Any]:
         raise NotImplementedError
 
+    # Whether each version is stored as well (vread and _history): Patient and Appointment.
+    keeps_history: ClassVar[bool] = False
+
     @property
     def versioned(self) -> bool:
-        """Whether this type keeps versions (vread, _history, If-Match, _lastUpdated)."""
+        """Whether this type is versioned: meta.versionId and meta.lastUpdated, ETag,
+        If-Match and the _lastUpdated change feed."""
         return "_lastUpdated" in self.search_parameters
 
     def create(self, ctx: Context, resource: Any) -> Any:
@@ -129,19 +133,11 @@ class ModelHandler(Handler):
     def settled(self, ctx: Context, model: type[models.Model]) -> Q:
         """Only changes that have committed along with every earlier one, so a client that
         polls `gt` the newest time it saw never skips a change committed late."""
-        try:
-            horizon = settled_before(model, ctx.organization.pk)
-        except OperationalError as exc:
-            raise FhirError(
-                503,
-                "Changes are being written (a large import?); try again shortly.",
-                code="transient",
-                headers={"Retry-After": "10"},
-            ) from exc
+        horizon = settled_horizon(ctx, model)
         return Q() if horizon is None else Q(last_updated__lt=horizon)
 
     def filter_lastUpdated(self, ctx: Context, value: str, params) -> Q:  # noqa: N802
-        return date_q("last_updated", value, UTC)
+        return filter_last_updated(value)
 
     def versions(self, ctx: Context, obj: Any) -> list[Version]:
         """The stored versions of `obj`, newest first (the current one at least)."""
@@ -162,6 +158,31 @@ class ModelHandler(Handler):
 
     def filter_id(self, ctx: Context, value: str, params) -> Q:
         return Q(pk=parse_pk(value)) if parse_pk(value) else Q(pk__in=[])
+
+
+def settled_horizon(ctx: Context, *tables: type[models.Model]) -> datetime | None:
+    """A time before which every change of these tables' rows in the organization has
+    committed (None when all stored changes are), for a resource built from several
+    tables: a change feed returns only what was stamped before it."""
+    horizons = []
+    for model in tables:
+        try:
+            horizon = settled_before(model, ctx.organization.pk)
+        except OperationalError as exc:
+            raise FhirError(
+                503,
+                "Changes are being written (a large import?); try again shortly.",
+                code="transient",
+                headers={"Retry-After": "10"},
+            ) from exc
+        if horizon is not None:
+            horizons.append(horizon)
+    return min(horizons, default=None)
+
+
+def filter_last_updated(value: str) -> Q:
+    """_lastUpdated: FHIR date search on the change time, UTC when no offset is given."""
+    return date_q("last_updated", value, UTC)
 
 
 class EditableModelHandler(ModelHandler):

@@ -14,6 +14,7 @@ from careline.clinics.numbers import NumberTaken, claim_sender_number, release_u
 from careline.clinics.validators import normalize_phone, validate_time_zone
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
     LOGICAL_ID,
     Context,
     EditableModelHandler,
@@ -40,6 +41,7 @@ class LocationHandler(EditableModelHandler):
     )
     search_parameters = {
         "_id": LOGICAL_ID,
+        "_lastUpdated": LAST_UPDATED,
         "identifier": SearchParameter("token", "Practice code."),
         "name": SearchParameter("string", "Name, contains (case-insensitive)."),
     }

@@ -35,6 +35,7 @@ EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 
 class PatientHandler(PersonNameFilters, EditableModelHandler):
     resource_type = "Patient"
+    keeps_history = True
     model = Patient
     documentation = (
         "The MRN is the identifier typed MR (v2-0203), or the only identifier. The mobile "

@@ -7,9 +7,11 @@ from typing import Any
 
 from django.db.models import Q
 
+from careline.clinics.directory import save_provider
 from careline.clinics.models import Provider
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
     LOGICAL_ID,
     Context,
     EditableModelHandler,
@@ -32,6 +34,7 @@ class PractitionerHandler(PersonNameFilters, EditableModelHandler):
     )
     search_parameters = {
         "_id": LOGICAL_ID,
+        "_lastUpdated": LAST_UPDATED,
         "identifier": SearchParameter("token", "NPI."),
         "name": SearchParameter("string", "Any part of the name, contains (case-insensitive)."),
         "family": SearchParameter("string", "Family name, starts with."),
@@ -100,5 +103,4 @@ class PractitionerHandler(PersonNameFilters, EditableModelHandler):
                 "given_name": "Practitioner.name.given",
             },
         )
-        provider.save()
-        return provider
+        return save_provider(provider)

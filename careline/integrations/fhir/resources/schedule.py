@@ -1,20 +1,31 @@
 """Schedule: a practitioner's calendar at one location; read-only, it follows the links
-appointments make between practitioners and locations."""
+appointments make between practitioners and locations.
+
+A Schedule shows its practitioner and its location, so it changes when either does (and
+appears when the practitioner starts working there, which is the practitioner's next
+version): its meta.lastUpdated is the later of the two, its versionId their sum (each
+change of either adds one).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Greatest
 
 from careline.clinics.models import Practice, Provider
 from careline.integrations.fhir.errors import FhirError, not_found
 from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
     LOGICAL_ID,
     Context,
     Handler,
     SearchParameter,
+    filter_last_updated,
+    settled_horizon,
 )
 from careline.integrations.fhir.search import any_of, parse_pk, reference_pk, search_parameter
 
@@ -23,10 +34,24 @@ from careline.integrations.fhir.search import any_of, parse_pk, reference_pk, se
 class ScheduleRow:
     provider: Provider
     practice: Practice
+    # The link's own id: the change feed's tie-breaker (its cursor), never shown.
+    pk: int = 0
 
     @property
     def id(self) -> str:
         return f"{self.provider.pk}-{self.practice.pk}"
+
+    @property
+    def version(self) -> int:
+        return self.provider.version + self.practice.version
+
+    @property
+    def last_updated(self) -> datetime:
+        return max(self.provider.last_updated, self.practice.last_updated)
+
+
+def _row(link: Any) -> ScheduleRow:
+    return ScheduleRow(link.provider, link.practice, link.pk)
 
 
 class ScheduleHandler(Handler):
@@ -38,6 +63,7 @@ class ScheduleHandler(Handler):
     )
     search_parameters = {
         "_id": LOGICAL_ID,
+        "_lastUpdated": LAST_UPDATED,
         "actor": SearchParameter("reference", "Practitioner/<id> or Location/<id>."),
     }
 
@@ -45,6 +71,9 @@ class ScheduleHandler(Handler):
         return (
             Provider.practices.through.objects.filter(provider__organization=ctx.organization)
             .select_related("provider", "practice")
+            .annotate(
+                last_updated=Greatest(F("provider__last_updated"), F("practice__last_updated"))
+            )
             .order_by("provider_id", "practice_id")
         )
 
@@ -58,9 +87,18 @@ class ScheduleHandler(Handler):
         )
         if link is None:
             raise not_found("Schedule", resource_id)
-        return ScheduleRow(link.provider, link.practice)
+        return _row(link)
 
-    def search(self, ctx, params, offset, count) -> tuple[int, list[Any]]:
+    def search(
+        self,
+        ctx: Context,
+        params: dict[str, list[str]],
+        offset: int,
+        count: int,
+        *,
+        changed_after: tuple[datetime, int] | None = None,
+    ) -> tuple[int, list[Any]]:
+        """`changed_after` (last_updated, link id) sorts by change and pages from that key."""
         links = self._links(ctx)
         for name, values in params.items():
             for value in values:
@@ -70,14 +108,26 @@ class ScheduleHandler(Handler):
                         provider_id, _, practice_id = one.partition("-")
                         q |= Q(provider_id=parse_pk(provider_id), practice_id=parse_pk(practice_id))
                     links = links.filter(q)
+                elif name == "_lastUpdated":
+                    with search_parameter(name):
+                        links = links.filter(
+                            any_of(value, lambda v: filter_last_updated(v.strip()))
+                        )
                 else:
                     with search_parameter(name):
                         links = links.filter(any_of(value, _actor_q))
+        if changed_after is not None or "_lastUpdated" in params:
+            horizon = settled_horizon(ctx, Provider, Practice)
+            if horizon is not None:
+                links = links.filter(last_updated__lt=horizon)
         total = links.count()
-        rows = [
-            ScheduleRow(link.provider, link.practice) for link in links[offset : offset + count]
-        ]
-        return total, rows if count else []
+        if changed_after is None:
+            return total, [_row(link) for link in links[offset : offset + count]] if count else []
+        at, pk = changed_after
+        links = links.order_by("last_updated", "id").filter(
+            Q(last_updated__gt=at) | Q(last_updated=at, id__gt=pk)
+        )
+        return total, [_row(link) for link in links[:count]] if count else []
 
     def render(self, ctx: Context, row: ScheduleRow) -> dict[str, Any]:
         return {

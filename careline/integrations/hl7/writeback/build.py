@@ -71,14 +71,15 @@ def peer_of(feed: Hl7Feed) -> Peer:
             app, facility = header.sender
             return Peer(
                 version=header.version or DEFAULT_VERSION,
-                application=_hd(app) or escape(feed.routing_application),
-                facility=_hd(facility),
+                application=_joined(app) or escape(feed.routing_application),
+                facility=_joined(facility),
                 processing_id=feed.processing_id,
             )
     return Peer(DEFAULT_VERSION, escape(feed.routing_application), "", feed.processing_id)
 
 
-def _hd(components: Iterable[str]) -> str:
+def _joined(components: Iterable[str]) -> str:
+    """A composite field (HD, EI) from its components as received, escaped again."""
     return "^".join(escape(c) for c in components).rstrip("^")
 
 
@@ -152,13 +153,15 @@ def _own_pid(feed: Hl7Feed, patient: Patient) -> str:
 
 
 def _ids_from(inbound: str | None) -> tuple[str, str] | None:
+    """SCH-1 and SCH-2 of the EHR's last message, escaped for a new one: whole EIs, so
+    the EHR gets its ids back in the namespaces it sent them in."""
     if not inbound:
         return None
     try:
         siu = parse_siu(inbound)
     except MessageRejected:
         return None
-    return siu.placer_id, siu.filler_id
+    return _joined(siu.placer_ei), _joined(siu.filler_ei)
 
 
 def build_siu(
@@ -182,8 +185,7 @@ def build_siu(
     start_text, end_text = _dtm(start, zone), _dtm(end, zone)
 
     if appointment.external_id:
-        placer, filler = _ids_from(inbound) or ("", appointment.external_id)
-        placer, filler = escape(placer), escape(filler)
+        placer, filler = _ids_from(inbound) or ("", escape(appointment.external_id))
     else:
         placer, filler = f"{appointment.id}^{CARELINE}", ""
     appointment_type = appointment.appointment_type

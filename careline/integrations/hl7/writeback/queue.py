@@ -133,6 +133,12 @@ def _practices_served(feed: Hl7Feed) -> list[int] | None:
     )
 
 
+def _heard_from(feed: Hl7Feed, **match) -> QuerySet:
+    """Messages of this feed that were about a visit: the visits whose EHR it is (their
+    ids are the sending system's, which several feeds of one EHR may share)."""
+    return Hl7Message.objects.filter(feed=feed, appointment__isnull=False, **match)
+
+
 def _patient_changes(feed: Hl7Feed) -> Q:
     born_in_careline = Q(appointment__external_system="", appointment__external_id="")
     served = _practices_served(feed)
@@ -140,7 +146,7 @@ def _patient_changes(feed: Hl7Feed) -> Q:
         born_in_careline &= Q(appointment__practice_id__in=served)
     return (
         Q(source__in=PATIENT_SOURCES, appointment__organization_id=feed.organization_id)
-        & (Q(appointment__external_system=feed.name) | born_in_careline)
+        & (Q(Exists(_heard_from(feed, appointment=OuterRef("appointment_id")))) | born_in_careline)
         & (
             Q(to_status__in=[AppointmentStatus.CONFIRMED, AppointmentStatus.CANCELLED])
             | Q(old_start__isnull=False, new_start__isnull=False)
@@ -268,15 +274,7 @@ def _fill_consent_batch(
             mobile_phone__in={c.phone for c in changes},
         )
         .exclude(mrn="")
-        .filter(
-            Exists(
-                Appointment.objects.filter(
-                    patient=OuterRef("pk"),
-                    organization_id=feed.organization_id,
-                    external_system=feed.name,
-                )
-            )
-        )
+        .filter(Exists(_heard_from(feed, appointment__patient=OuterRef("pk"))))
     )
     by_phone: dict[str, list[Patient]] = defaultdict(list)
     for patient in patients:
