@@ -157,7 +157,7 @@ def test_the_upgrade_moves_each_feeds_visits_to_its_namespace(feeds, build):
     """Before: a feed's visits were keyed by the feed's name. The data migration keys them
     by the feed's namespace; other systems' ids and other organizations stay as they are."""
     migration = importlib.import_module(
-        "careline.integrations.migrations.0006_appointment_ids_per_system"
+        "careline.integrations.migrations.0007_appointment_ids_per_system"
     )
     org = feeds.organization
     provider = build.provider(feeds.troy)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scheduling', '0004_change_feed_versions'),
+        ('scheduling', '0005_desk_actions_undo'),
     ]
 
     operations = [

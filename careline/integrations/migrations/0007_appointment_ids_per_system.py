@@ -25,8 +25,8 @@ def to_feed_namespaces(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integrations", "0005_feed_time_zone_is_for_msh7"),
-        ("scheduling", "0005_appointment_ids_per_system"),
+        ("integrations", "0006_writeback_modification_label"),
+        ("scheduling", "0006_appointment_ids_per_system"),
     ]
 
     operations = [
