@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from careline.clinics.validators import normalize_phone
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
     LAST_UPDATED,
@@ -22,7 +23,6 @@ from careline.integrations.fhir.resources.handler import (
     pick_name,
     refuse_duplicate,
 )
-from careline.clinics.validators import normalize_phone
 from careline.integrations.fhir.search import date_q, parse_token
 from careline.patients.languages import language_as_received, language_code
 from careline.patients.models import Language, Patient, PhoneSystem, PhoneUse
