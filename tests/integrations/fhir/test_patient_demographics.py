@@ -67,6 +67,13 @@ def test_every_number_address_and_language_received_come_back(fhir: Fhir):
     assert communication["language"]["coding"][0]["code"] == "en"
     assert communication["extension"][0]["valueString"] == "Tagalog (tl)"
 
+    # A client that reads the patient and writes it back changes nothing.
+    written = fhir.put(f"Patient/{read['id']}", read)
+    assert written.status_code == 200, written.content
+    again = fhir.get(f"Patient/{read['id']}").json()
+    assert again["communication"] == read["communication"]
+    assert again["telecom"] == read["telecom"] and again["address"] == read["address"]
+
     # Staff see the numbers, the address and what language was asked for (a patient with
     # no visit and no home practice yet is visible to superusers only).
     staff = Client()

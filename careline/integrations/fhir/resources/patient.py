@@ -317,6 +317,19 @@ def _language_received(communications: list | None) -> str:
     concepts = _languages(communications)
     if not concepts or _language(communications) != Language.ENGLISH:
         return ""
+    # A client that read the patient and writes it back (English, with the extension)
+    # keeps what the EHR asked for.
+    echoed = next(
+        (
+            ext.valueString
+            for c in communications or []
+            for ext in c.extension or []
+            if ext.url == LANGUAGE_RECEIVED_EXTENSION and ext.valueString
+        ),
+        "",
+    )
+    if echoed:
+        return echoed.strip()[:80]
     if any(
         language_code(code)
         for concept in concepts
