@@ -287,7 +287,7 @@ def patient_context(conversation: Conversation, user: AbstractBaseUser) -> Patie
     entries.sort(key=lambda e: e.at, reverse=True)
     return PatientContext(
         patient=patient,
-        language=patient.get_preferred_language_display() if patient else "",
+        language=patient.language_for_staff if patient else "",
         consent=consent,
         next_visits=visits,
         timeline=entries[:TIMELINE_LENGTH],

@@ -12,7 +12,8 @@ class PatientAdmin(ScopedAdmin):
     search_fields = ["family_name", "given_name", "mrn"]
     list_select_related = ["home_practice"]
     show_full_result_count = False
-    readonly_fields = ["version", "last_updated"]
+    # Numbers come from the feeds; the admin edits the one texted (mobile_phone).
+    readonly_fields = ["version", "last_updated", "phones"]
 
     def save_model(self, request, obj, form, change) -> None:
         # Through the owner, so the change is a new version FHIR clients pull.

@@ -12,12 +12,45 @@ from django.db.models.functions import Now
 from careline.clinics.models import Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet
 from careline.clinics.validators import normalize_phone
-from careline.patients.time_zones import zones_for_number
+from careline.patients.time_zones import zones_for_patient
 
 
 class Language(models.TextChoices):
     ENGLISH = "en", "English"
     SPANISH = "es", "Spanish"
+
+
+class PhoneUse(models.TextChoices):
+    """What a stored number is for (FHIR ContactPointUse; HL7 XTN-2 and XTN-3 map here)."""
+
+    HOME = "home", "home"
+    WORK = "work", "work"
+    MOBILE = "mobile", "mobile"
+    TEMP = "temp", "temporary"
+    OLD = "old", "old"
+
+
+class PhoneSystem(models.TextChoices):
+    """What kind of line a stored number is (FHIR ContactPointSystem)."""
+
+    PHONE = "phone", "phone"
+    FAX = "fax", "fax"
+    PAGER = "pager", "pager"
+    SMS = "sms", "text"
+
+
+def phones_with_mobile(phones: list[dict[str, str]], mobile: str) -> list[dict[str, str]]:
+    """The stored numbers, with the texted one among them marked mobile.
+
+    Doors that only know the number to text (a CSV column, online booking, the admin)
+    set `mobile_phone`; it replaces the mobile numbers on file and keeps the others.
+    """
+    if not mobile:
+        return phones
+    if any(p.get("value") == mobile and p.get("use") == PhoneUse.MOBILE for p in phones):
+        return phones
+    others = [p for p in phones if p.get("use") != PhoneUse.MOBILE and p.get("value") != mobile]
+    return [{"system": PhoneSystem.PHONE, "use": PhoneUse.MOBILE, "value": mobile}, *others]
 
 
 # Where else staff see a patient besides their home practice: scheduling adds "the
@@ -46,10 +79,23 @@ class Patient(models.Model):
     preferred_language = models.CharField(
         max_length=8, choices=Language.choices, default=Language.ENGLISH
     )
-    # Not unique: family members often share one mobile number.
+    # A language a feed sent that Careline does not text in, as the sender wrote it
+    # ("Tagalog (tl)"): texts go in preferred_language, and staff see what was asked for.
+    language_received = models.CharField(max_length=80, blank=True, default="", db_default="")
+    # Not unique: family members often share one mobile number. The number Careline
+    # texts: the one of `phones` marked mobile.
     mobile_phone = models.CharField(max_length=20, blank=True, db_index=True)
-    # Derived from the mobile number's area code whenever it is saved: quiet hours are kept
-    # in every one of these zones (the practice's when blank). Space-separated IANA names.
+    # Every number a feed sent, as {"value", "system" (PhoneSystem), "use" (PhoneUse)};
+    # the value is E.164 when it is a valid number, else as the sender wrote it.
+    phones = models.JSONField(default=list, blank=True, db_default=[])
+    address_line = models.CharField(max_length=200, blank=True, default="", db_default="")
+    city = models.CharField(max_length=100, blank=True, default="", db_default="")
+    state = models.CharField(max_length=50, blank=True, default="", db_default="")
+    postal_code = models.CharField(max_length=20, blank=True, default="", db_default="")
+    country = models.CharField(max_length=60, blank=True, default="", db_default="")
+    # Derived whenever the patient is saved, from the address's state when known, else the
+    # mobile number's area code: quiet hours are kept in every one of these zones (the
+    # practice's when blank). Space-separated IANA names.
     time_zones = models.CharField(max_length=160, blank=True, editable=False, db_default="")
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -86,11 +132,43 @@ class Patient(models.Model):
         return visible
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        self.time_zones = zones_for_number(self.mobile_phone)
+        self.derive()
         fields = kwargs.get("update_fields")
-        if fields is not None and "mobile_phone" in fields and "time_zones" not in fields:
-            kwargs["update_fields"] = [*fields, "time_zones"]
+        if fields is not None:
+            derived = set()
+            if {"mobile_phone", "state", "country"} & set(fields):
+                derived.add("time_zones")
+            if "mobile_phone" in fields:
+                derived.add("phones")
+            kwargs["update_fields"] = [*fields, *(derived - set(fields))]
         super().save(*args, **kwargs)
+
+    def derive(self) -> None:
+        """The fields that follow from others: the zones and the mobile among the phones.
+        Bulk writes skip save(), so patients.records calls this for them."""
+        self.time_zones = zones_for_patient(self.state, self.country, self.mobile_phone)
+        self.phones = phones_with_mobile(list(self.phones or []), self.mobile_phone)
+
+    @property
+    def language_for_staff(self) -> str:
+        """The language texts go in, and the one a feed asked for when Careline has none."""
+        texted = self.get_preferred_language_display()
+        if self.language_received:
+            return f"Language received: {self.language_received} — texts in {texted}"
+        return texted
+
+    @property
+    def address(self) -> str:
+        parts = [self.address_line, self.city, f"{self.state} {self.postal_code}".strip()]
+        return ", ".join(p for p in [*parts, self.country] if p)
+
+    @property
+    def phone_list(self) -> list[dict[str, str]]:
+        """The stored numbers for display, each with whether it is the one texted."""
+        return [
+            {**p, "texted": bool(self.mobile_phone) and p.get("value") == self.mobile_phone}
+            for p in phones_with_mobile(list(self.phones or []), self.mobile_phone)
+        ]
 
     def clean(self) -> None:
         if self.mobile_phone:

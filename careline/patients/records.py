@@ -11,7 +11,6 @@ from django.db import transaction
 from django.db.models import F
 
 from careline.patients.models import Patient, PatientVersion
-from careline.patients.time_zones import zones_for_number
 from careline.versions import change_stamp, snapshot, stamp
 
 BATCH = 1000
@@ -51,14 +50,14 @@ def update_patient(patient: Patient, **fields: Any) -> Patient:
 def import_patients(new: list[Patient], changed: list[Patient], fields: Iterable[str]) -> None:
     """A file import's patients, written in batches: `new` inserted, `changed` updated, each
     as its next version with one change time (one UPDATE per batch bumps the versions).
-    Bulk writes skip `Patient.save`, so the number's zones are derived here."""
+    Bulk writes skip `Patient.save`, so the derived fields (zones, phones) are set here."""
     fields = list(fields)
-    for patient in new:
-        patient.time_zones = zones_for_number(patient.mobile_phone)
-    if "mobile_phone" in fields:
-        for patient in changed:
-            patient.time_zones = zones_for_number(patient.mobile_phone)
+    for patient in [*new, *changed]:
+        patient.derive()
+    if {"mobile_phone", "state", "country"} & set(fields):
         fields.append("time_zones")
+    if "mobile_phone" in fields:
+        fields.append("phones")
     rows = [*new, *changed]
     if not rows:
         return

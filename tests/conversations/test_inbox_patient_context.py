@@ -3,11 +3,14 @@ language, and every text sent to and received from the number."""
 
 from __future__ import annotations
 
+import json
+
 from django.test import Client
 from django.urls import reverse
 
 from careline.clinics.models import StaffRole
-from careline.patients.models import Language
+from careline.integrations.api_keys import issue_api_key
+from careline.patients.models import Language, Patient
 
 
 def _desk(build, twoway):
@@ -61,3 +64,26 @@ def test_an_unknown_number_has_no_patient_and_no_other_numbers_texts(build, twow
     assert context.patient is None and context.next_visits == []
     assert [e.body for e in context.timeline if e.direction == "in"] == ["who is this?"]
     assert "No patient record matches" in page.content.decode()
+
+
+def test_a_language_careline_does_not_text_in_is_shown_as_received(build, twoway):
+    phone = twoway.new_phone()
+    key = issue_api_key(organization_slug=twoway.org.slug, name="ehr").plaintext
+    created = Client().post(
+        "/fhir/R4/Patient",
+        json.dumps(
+            {
+                "resourceType": "Patient",
+                "name": [{"family": "Santos", "given": ["Maria"]}],
+                "telecom": [{"system": "sms", "value": phone}],
+                "communication": [{"language": {"coding": [{"code": "tl", "display": "Tagalog"}]}}],
+            }
+        ),
+        "application/fhir+json",
+        headers={"Authorization": f"Bearer {key}", "Accept": "application/fhir+json"},
+    )
+    assert created.status_code == 201, created.content
+    twoway.visit(Patient.objects.get(pk=created.json()["id"]))  # seen at the desk's practice
+    conversation = twoway.text(phone, "Can I bring my daughter?").conversation
+    page = _desk(build, twoway).get(reverse("conversations:detail", args=[conversation.id]))
+    assert "Language received: Tagalog (tl) — texts in English" in page.content.decode()

@@ -204,3 +204,49 @@ def test_nothing_is_sent_outside_the_hours_of_any_of_the_phones_zones(now, names
     if decision.action == DEFER:
         # The first moment every zone is open: a minute earlier, one of them is not.
         assert any(not 8 <= (when - timedelta(minutes=1)).astimezone(z).hour < 21 for z in zones)
+
+
+def test_a_california_address_outranks_a_colorado_number_through_fhir(build):
+    # Issue 20: quiet hours in the patient's zone "from their address or area code".
+    clinic = Clinic(build, time_zone="America/New_York")
+    fhir = Client()
+    key = issue_api_key(organization_slug=clinic.org.slug, name="tests").plaintext
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/fhir+json"}
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"family": "Reyes", "given": ["Ana"]}],
+        "telecom": [{"system": "sms", "value": "(303) 555-0129"}],
+        "address": [{"use": "home", "city": "Fresno", "state": "California"}],
+    }
+    created = fhir.post(
+        "/fhir/R4/Patient", json.dumps(resource), "application/fhir+json", headers=headers
+    )
+    assert created.status_code == 201, created.content
+    patient = Patient.objects.get(pk=created.json()["id"])
+    assert patient.time_zones == "America/Los_Angeles"
+
+    visit = local(NEW_YORK, 5, 10)  # due 10:00 New York: 8:00 Denver, 7:00 Pacific
+    appointment = clinic.appointment(visit, patient=patient)
+    plan_all_reminders()
+    run_at(visit - timedelta(days=1, minutes=-1))
+    assert texts_to(patient.mobile_phone) == 0
+    waiting = day_before_reminder(appointment)
+    assert waiting.due_at == local(LOS_ANGELES, 4, 8)
+    run_at(waiting.due_at)
+    assert texts_to(patient.mobile_phone) == 1
+
+
+def test_the_state_column_of_a_csv_import_sets_the_zone(build, tmp_path):
+    clinic = Clinic(build, time_zone="America/New_York")
+    header = "appointment_id,practice,provider,mrn,given_name,family_name,mobile_phone,state,start"
+    start = local(NEW_YORK, 5, 10).strftime("%Y-%m-%d %H:%M")
+    path = tmp_path / "with-state.csv"
+    path.write_text(
+        f"{header}\nV9,{clinic.practice.code},{clinic.provider.display_name},M9,Ana,Lopez,"
+        f"(303) 555-0130,CA,{start}\n",
+        encoding="utf-8",
+    )
+    call_command("import-csv", str(path), "--organization", clinic.org.slug, "--no-progress")
+    patient = Patient.objects.get(mrn="M9")
+    assert (patient.state, patient.time_zones) == ("CA", "America/Los_Angeles")
+    assert patient.phones == [{"system": "phone", "use": "mobile", "value": "+13035550130"}]

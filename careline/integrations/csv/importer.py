@@ -18,6 +18,12 @@ File layout: UTF-8 (a BOM is fine), comma-separated, one header row naming the c
                                 without a country code it is taken as US)
     email             no
     language          no        en or es (also English / Spanish / spa); new patients: en
+    address_line      no        the patient's street address
+    city              no
+    state             no        a US state (code or name) sets the patient's time zone for
+                                quiet hours, ahead of the mobile number's area code
+    postal_code       no
+    country           no        blank is the United States
     appointment_type  no        type code (added when new); default VISIT
     start             yes       YYYY-MM-DD HH:MM in the practice's time zone, or ISO 8601
                                 with a UTC offset (2026-12-03T09:30:00-05:00); from 1900
@@ -73,6 +79,15 @@ from careline.scheduling.models import ChangeSource as Source
 
 MAX_VISIT_MINUTES = int(LONGEST_VISIT.total_seconds() // 60)
 
+# Column → (Patient field, longest value).
+ADDRESS = {
+    "address_line": ("address_line", 200),
+    "city": ("city", 100),
+    "state": ("state", 50),
+    "postal_code": ("postal_code", 20),
+    "country": ("country", 60),
+}
+ADDRESS_COLUMNS = tuple(ADDRESS)
 REQUIRED = ("appointment_id", "practice", "provider", "mrn", "given_name", "family_name", "start")
 OPTIONAL = (
     "provider_npi",
@@ -80,6 +95,7 @@ OPTIONAL = (
     "mobile_phone",
     "email",
     "language",
+    *ADDRESS_COLUMNS,
     "appointment_type",
     "duration_minutes",
     "status",
@@ -107,6 +123,7 @@ class Row:
     mobile_phone: str
     email: str
     language: str
+    address: dict[str, str]  # Patient field → value, the filled address columns only
     type_code: str
     start: datetime
     duration_minutes: int | None
@@ -187,6 +204,9 @@ class _Validator:
         for name in ("appointment_id", "mrn"):
             if len(value[name]) > (120 if name == "appointment_id" else 64):
                 raise ValueError(f"{name} is too long")
+        for name, (_, longest) in ADDRESS.items():
+            if len(value[name]) > longest:
+                raise ValueError(f"{name} is longer than {longest} characters")
         return Row(
             line=line,
             appointment_id=value["appointment_id"],
@@ -200,6 +220,7 @@ class _Validator:
             mobile_phone=self._phone(value["mobile_phone"]),
             email=value["email"][:254],
             language=language,
+            address={ADDRESS[k][0]: value[k] for k in ADDRESS_COLUMNS if value[k]},
             type_code=(value["appointment_type"] or DEFAULT_TYPE_CODE)[:40],
             start=start,
             duration_minutes=duration,
@@ -394,6 +415,7 @@ class _BatchWriter:
                 ("mobile_phone", row.mobile_phone),
                 ("email", row.email),
                 ("preferred_language", row.language),
+                *row.address.items(),
             ):
                 if value not in ("", None):
                     merged[key] = value
@@ -407,6 +429,7 @@ class _BatchWriter:
             "mobile_phone",
             "email",
             "preferred_language",
+            *(field for field, _ in ADDRESS.values()),
         ]
         new, changed = [], []
         for mrn, values in by_mrn.items():

@@ -5,8 +5,8 @@ frame and answered in order. Database work runs in a thread pool so the event lo
 serving every other connection while one message is being applied.
 
 Bad input never stops the listener: bytes outside a frame are skipped without an answer
-(there is no message to answer), a frame that is not an SIU message gets AR, and a
-connection that drops mid-frame is closed without processing the partial message.
+(there is no message to answer), a frame that is not an SIU (or ADT A08/A31) message gets
+AR, and a connection that drops mid-frame is closed without processing the partial message.
 
 The listener is exposed to whatever can reach its port, so what one peer can hold is
 bounded (`MllpLimits`): at most `max_connections` at once (one more is closed at

@@ -1,4 +1,4 @@
-"""Reading HL7 v2 SIU messages into plain values.
+"""Reading HL7 v2 SIU messages (and ADT A08/A31 patient updates) into plain values.
 
 python-hl7 splits a message into segments, fields, repetitions and components; this
 module knows where SIU feeds put what, and how differently they do it:
@@ -13,6 +13,8 @@ module knows where SIU feeds put what, and how differently they do it:
   XTN-1 / a v2.3 bare string like (303)555-0143; the mobile one says so in XTN-3
   equipment type (CP; CELL from some engines) or XTN-2 use (CELL);
 - the location is AIL-3, else the visit's PV1-3 (point of care, else facility);
+- the address is PID-11 (XAD: street, other, city, state, ZIP, country, type), the home
+  (H) repetition, else the first;
 - \\Xhh\\ escapes are bytes in the message's character set (MSH-18).
 
 Segments may come in any order, Z-segments and unknown segments are ignored, and
@@ -35,6 +37,9 @@ from careline.scheduling.appointments import (
 )
 
 SIU_TRIGGERS = ("S12", "S13", "S14", "S15", "S17", "S26")
+# ADT events that update a patient's demographics (A08 update patient information, A31
+# update person information); other ADT events are refused.
+ADT_TRIGGERS = ("A08", "A31")
 
 # Segment action code (AIx-2) "D": the resource is being removed from the appointment.
 _ACTION_DELETE = "D"
@@ -234,6 +239,16 @@ class SiuPatient:
     language: str = ""  # PID-15.1 (CE/CWE code), else PID-15.2
     language_text: str = ""  # PID-15.2
     language_system: str = ""  # PID-15.3, e.g. HL70296 or ISO639
+    address: Address | None = None  # PID-11
+
+
+@dataclass(frozen=True)
+class Address:
+    line: str  # XAD-1 (street) and XAD-2 (other designation)
+    city: str  # XAD-3
+    state: str  # XAD-4
+    postal_code: str  # XAD-5
+    country: str  # XAD-6
 
 
 @dataclass(frozen=True)
@@ -293,6 +308,45 @@ def ei_system(ei: tuple[str, ...] | list[str]) -> str:
         prefix = _UNIVERSAL_ID_PREFIX.get(universal_type, "")
         return universal if universal.startswith(prefix) else prefix + universal
     return namespace
+
+
+@dataclass
+class AdtMessage:
+    """An ADT A08/A31: the patient's demographics, applied to the patient PID-3 names."""
+
+    header: Header
+    patient: SiuPatient
+    locations: list[Resource] = field(default_factory=list)  # PV1-3
+
+
+def parse_message(text: str) -> SiuMessage | AdtMessage:
+    """An SIU or an ADT A08/A31 message; MessageRejected (→ AR) for anything else."""
+    message = _parse(text)
+    header = _header(message)
+    if header.message_type != "ADT":
+        if header.message_type != "SIU":
+            raise MessageRejected(
+                f"Message type {header.message_type or '(empty)'}^{header.trigger} is not "
+                "accepted here; this interface takes SIU scheduling messages and ADT "
+                f"{'/'.join(ADT_TRIGGERS)} patient updates only.",
+                code="200",
+            )
+        return parse_siu(text)
+    if header.trigger not in ADT_TRIGGERS:
+        raise MessageRejected(
+            f"Message type ADT^{header.trigger or '(empty)'} is not accepted here; this "
+            f"interface takes ADT {'/'.join(ADT_TRIGGERS)} (update patient information) only.",
+            code="200",
+        )
+    segments = _segments(message)
+    pids = [s for s in segments if s.id == "PID"]
+    if not pids:
+        raise MessageRejected("The message has no PID segment: whose update is it?", code="100")
+    return AdtMessage(
+        header=header,
+        patient=_patient(pids[0]),
+        locations=_visit_location([s for s in segments if s.id == "PV1"]),
+    )
 
 
 def read_header(text: str) -> Header:
@@ -489,7 +543,27 @@ def _patient(pid: _Segment) -> SiuPatient:
     patient.language_text = pid.get(15, 2)
     patient.language_system = pid.get(15, 3)
     patient.language = pid.get(15, 1) or patient.language_text
+    patient.address = _address(pid)
     return patient
+
+
+def _address(pid: _Segment) -> Address | None:
+    """PID-11: the home (H) repetition, else the first that holds anything."""
+    found = []
+    for rep in pid.repetitions(11):
+        rep = [c.strip() for c in rep] + [""] * 7
+        if any(rep[:6]):
+            found.append(rep)
+    if not found:
+        return None
+    rep = next((r for r in found if r[6].upper() == "H"), found[0])
+    return Address(
+        line=", ".join(part for part in rep[:2] if part),
+        city=rep[2],
+        state=rep[3],
+        postal_code=rep[4],
+        country=rep[5],
+    )
 
 
 def _digits(text: str) -> str:

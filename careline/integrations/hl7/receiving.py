@@ -1,4 +1,5 @@
-"""Applying SIU messages: store raw, process in one transaction, answer with an ACK.
+"""Applying SIU messages (and ADT A08/A31 patient updates): store raw, process in one
+transaction, answer with an ACK.
 
 The rules:
 - Every message is stored as received before anything else happens, so nothing received
@@ -29,6 +30,14 @@ The rules:
   REJECTED_EXCERPT_CHARS, and REJECTED rows and AE rows that applied nothing are kept
   at most `RejectedRetention.keep` per feed and `days` days, trimmed here each time one
   is written (a flood of garbage cannot fill the disk).
+- ADT^A08 and ADT^A31 (update patient information) update the patient PID-3 names (the
+  same lookup as an SIU's patient): name, birth date, phones, language and address; a
+  patient Careline does not know yet is created (an EHR often sends A08/A31 for people
+  registered before the interface went live), with the practice PV1-3 maps to as home
+  practice, if any. AA, with a warning when the patient has no mobile number.
+- Every PID-13/PID-14 number is stored with its use (XTN-2 PRN/ORN/VHN home, WPN work)
+  and kind (XTN-3 PH phone, FX fax, BP pager, CP/CELL mobile); the valid mobile one is
+  texted. A PID-15 language Careline does not text in is kept as received for staff.
 - The appointment's status comes from the trigger event and SCH-25 (S15 + NOSHOW is a
   no-show); an older message never rolls a newer state back (integrations.appointments).
 """
@@ -54,15 +63,17 @@ from careline.integrations.hl7.parsing import (
     MAX_CONTROL_ID,
     MAX_MRN,
     MOBILE_EQUIPMENT,
+    AdtMessage,
     BadValue,
     Header,
     InvalidField,
     MessageRejected,
+    Phone,
     Resource,
     SiuMessage,
     SiuPatient,
     normalize_segment_breaks,
-    parse_siu,
+    parse_message,
     read_header,
     to_date,
     to_datetime,
@@ -70,7 +81,7 @@ from careline.integrations.hl7.parsing import (
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
 from careline.patients.languages import coded_language, language_as_received
-from careline.patients.models import Patient
+from careline.patients.models import Patient, PhoneSystem, PhoneUse, phones_with_mobile
 from careline.patients.records import create_patient, update_patient
 from careline.scheduling.appointments import VisitTimeError, check_visit_times
 from careline.scheduling.external import upsert_external_appointment
@@ -495,7 +506,7 @@ def process_message(message: Hl7Message) -> Receipt:
     """Apply a stored message in one transaction and record the outcome and its ACK."""
     header, location = None, ""
     try:
-        siu = parse_siu(message.raw)
+        siu = parse_message(message.raw)
         header = siu.header
         for attempt in (1, 2):
             try:
@@ -533,8 +544,11 @@ def _header_or_none(raw: str) -> Header | None:
         return None
 
 
-def _apply_and_finish(message: Hl7Message, siu: SiuMessage) -> Receipt:
-    outcome = apply_siu(message.feed, siu, received_at=message.received_at)
+def _apply_and_finish(message: Hl7Message, siu: SiuMessage | AdtMessage) -> Receipt:
+    if isinstance(siu, AdtMessage):
+        outcome = apply_adt(message.feed, siu)
+    else:
+        outcome = apply_siu(message.feed, siu, received_at=message.received_at)
     state, code, reason, error_code = Hl7MessageState.APPLIED, ACCEPT, "", "0"
     location, warning = outcome.problem_location, ""
     if outcome.problems:
@@ -713,6 +727,21 @@ def apply_siu(feed: Hl7Feed, siu: SiuMessage, *, received_at: datetime) -> Appli
     return result
 
 
+def apply_adt(feed: Hl7Feed, adt: AdtMessage) -> Applied:
+    """Update (or create) the patient an ADT A08/A31 describes."""
+    result = Applied()
+    codes = [feed.location_map.get(loc.code, loc.code) for loc in adt.locations]
+    practice = (
+        Practice.objects.filter(organization_id=feed.organization_id, code__in=codes).first()
+        if codes
+        else None
+    )
+    patient = _patient(feed, adt.patient, practice, None, result)
+    if not patient.mobile_phone and not result.problems:
+        result.warn(_no_mobile_warning(adt.patient), "101", "PID^1^13")
+    return result
+
+
 def visit_zone(feed: Hl7Feed, practice: Practice | None):
     """The zone a visit time without an offset is read in: the practice's, else the feed's."""
     if practice is not None and practice.time_zone:
@@ -783,7 +812,7 @@ def _mrn(feed: Hl7Feed, patient: SiuPatient) -> str:
 def _patient(
     feed: Hl7Feed,
     data: SiuPatient | None,
-    practice: Practice,
+    practice: Practice | None,
     current: Appointment | None,
     result: Applied,
 ) -> Patient:
@@ -829,11 +858,27 @@ def _patient(
     language = coded_language(data.language, data.language_text, data.language_system)
     if language:
         changed["preferred_language"] = language
+        changed["language_received"] = ""
     elif data.language or data.language_text:
         _unknown_language(data, patient, result)
+        changed["language_received"] = language_as_received(
+            data.language, data.language_text, data.language_system
+        )
     mobile = _mobile(data, result)
     if mobile:
         changed["mobile_phone"] = mobile
+    phones = [_stored_phone(p) for p in data.phones if p.number]
+    if phones:
+        texted = mobile or (patient.mobile_phone if patient else "")
+        changed["phones"] = phones_with_mobile(phones, texted)
+    if data.address is not None:
+        changed.update(
+            address_line=data.address.line[:200],
+            city=data.address.city[:100],
+            state=data.address.state[:50],
+            postal_code=data.address.postal_code[:20],
+            country=data.address.country[:60],
+        )
     email = next((p.email for p in data.phones if "@" in p.email), "")
     if email:
         changed["email"] = email[:254]
@@ -858,6 +903,36 @@ def _unknown_language(data: SiuPatient, patient: Patient | None, result: Applied
         "103",
         "PID^1^15",
     )
+
+
+# XTN-2 telecommunication use codes (HL7 table 0201) as FHIR ContactPoint uses.
+_XTN_USES = {
+    "PRN": PhoneUse.HOME,
+    "ORN": PhoneUse.HOME,
+    "VHN": PhoneUse.HOME,
+    "WPN": PhoneUse.WORK,
+}
+# XTN-3 equipment types (HL7 table 0202) that are not a voice phone.
+_XTN_SYSTEMS = {"FX": PhoneSystem.FAX, "BP": PhoneSystem.PAGER}
+
+
+def _stored_phone(phone: Phone) -> dict[str, str]:
+    """One XTN as stored on the patient: E.164 when any spelling is valid, else as sent."""
+    value = ""
+    for spelling in phone.alternatives:
+        try:
+            value = normalize_phone(spelling)
+        except ValidationError:
+            continue
+        # A work number's extension (XTN-8) is for the person dialling; keep it.
+        if " ext. " in spelling:
+            value += " ext. " + spelling.rsplit(" ext. ", 1)[1]
+        break
+    return {
+        "system": _XTN_SYSTEMS.get(phone.equipment, PhoneSystem.PHONE),
+        "use": PhoneUse.MOBILE if phone.is_mobile else _XTN_USES.get(phone.use, ""),
+        "value": value or phone.number[:40],
+    }
 
 
 def _mobile(data: SiuPatient, result: Applied) -> str:

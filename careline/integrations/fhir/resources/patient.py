@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from careline.clinics.validators import normalize_phone
 from careline.integrations.fhir.errors import FhirError
 from careline.integrations.fhir.resources.handler import (
     LAST_UPDATED,
@@ -22,14 +24,17 @@ from careline.integrations.fhir.resources.handler import (
     refuse_duplicate,
 )
 from careline.integrations.fhir.search import date_q, parse_token
-from careline.patients.languages import language_code
-from careline.patients.models import Language, Patient
+from careline.patients.languages import language_as_received, language_code
+from careline.patients.models import Language, Patient, PhoneSystem, PhoneUse
 from careline.patients.records import save_patient
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).
 SMS_OPT_OUT_EXTENSION = "https://careline.dev/fhir/StructureDefinition/sms-opt-out"
 BCP47 = "urn:ietf:bcp:47"
+# On Patient.communication when the sender's language is not one Careline texts in: the
+# language as received (the coding says the language texts actually go in).
+LANGUAGE_RECEIVED_EXTENSION = "https://careline.dev/fhir/StructureDefinition/language-received"
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 
 
@@ -41,8 +46,11 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
         "The MRN is the identifier typed MR (v2-0203), or the only identifier. The mobile "
         "number is telecom system=sms, or system=phone with use=mobile; it must be a real "
         "number (digits without a country code are read in the patient's address country, "
-        "else the server's default region). communication.language picks English or Spanish "
-        "texts; other languages get English."
+        "else the server's default region). Every phone, fax and pager number is kept with "
+        "its use and returned. communication.language picks English or Spanish texts; "
+        "other languages get English, and the language received is kept and returned in "
+        "the communication's language-received extension. The home address (else the "
+        "first) is kept; a US state in it sets the patient's time zone for quiet hours."
     )
     search_parameters = {
         "_id": LOGICAL_ID,
@@ -95,35 +103,60 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
             name["given"] = patient.given_name.split()
         resource["name"] = [name]
         telecom = []
-        if patient.mobile_phone:
-            sms: dict[str, Any] = {"system": "sms", "value": patient.mobile_phone, "use": "mobile"}
-            consent = patient.sms_consent
-            if consent is not None and consent.opted_out:
-                # The number stays the patient's; it just may not be texted.
-                sms["extension"] = [
-                    {"url": SMS_OPT_OUT_EXTENSION, "valueDateTime": consent.changed_at.isoformat()}
-                ]
-            telecom.append(sms)
+        for number in patient.phone_list:
+            if number["texted"]:
+                sms: dict[str, Any] = {"system": "sms", "value": number["value"], "use": "mobile"}
+                consent = patient.sms_consent
+                if consent is not None and consent.opted_out:
+                    # The number stays the patient's; it just may not be texted.
+                    sms["extension"] = [
+                        {
+                            "url": SMS_OPT_OUT_EXTENSION,
+                            "valueDateTime": consent.changed_at.isoformat(),
+                        }
+                    ]
+                telecom.append(sms)
+                continue
+            point = {"system": number.get("system") or PhoneSystem.PHONE, "value": number["value"]}
+            if number.get("use"):
+                point["use"] = number["use"]
+            telecom.append(point)
         if patient.email:
             telecom.append({"system": "email", "value": patient.email})
         if telecom:
             resource["telecom"] = telecom
         if patient.birth_date:
             resource["birthDate"] = patient.birth_date.isoformat()
-        resource["communication"] = [
-            {
-                "language": {
-                    "coding": [
-                        {
-                            "system": BCP47,
-                            "code": patient.preferred_language,
-                            "display": patient.get_preferred_language_display(),
-                        }
-                    ]
-                },
-                "preferred": True,
-            }
-        ]
+        if patient.address:
+            address: dict[str, Any] = {"use": "home"}
+            if patient.address_line:
+                address["line"] = [patient.address_line]
+            for key, value in (
+                ("city", patient.city),
+                ("state", patient.state),
+                ("postalCode", patient.postal_code),
+                ("country", patient.country),
+            ):
+                if value:
+                    address[key] = value
+            resource["address"] = [address]
+        communication: dict[str, Any] = {
+            "language": {
+                "coding": [
+                    {
+                        "system": BCP47,
+                        "code": patient.preferred_language,
+                        "display": patient.get_preferred_language_display(),
+                    }
+                ]
+            },
+            "preferred": True,
+        }
+        if patient.language_received:
+            communication["extension"] = [
+                {"url": LANGUAGE_RECEIVED_EXTENSION, "valueString": patient.language_received}
+            ]
+        resource["communication"] = [communication]
         return resource
 
     def save(self, ctx: Context, patient: Patient, resource) -> Patient:
@@ -144,11 +177,14 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
             None,
         )
         patient.mobile_phone = _mobile(resource.telecom, region)
+        patient.phones = _phones(resource.telecom, region)
+        _address(patient, resource.address)
         patient.email = next(
             (t.value for t in resource.telecom or [] if t.system == "email" and t.value), ""
         )
         patient.birth_date = _birth_date(resource.birthDate)
         patient.preferred_language = _language(resource.communication)
+        patient.language_received = _language_received(resource.communication)
         check_fields(
             patient,
             {
@@ -157,6 +193,11 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 "mrn": "Patient.identifier",
                 "mobile_phone": "Patient.telecom",
                 "email": "Patient.telecom",
+                "address_line": "Patient.address.line",
+                "city": "Patient.address.city",
+                "state": "Patient.address.state",
+                "postal_code": "Patient.address.postalCode",
+                "country": "Patient.address.country",
             },
         )
         if patient.mrn:
@@ -194,6 +235,51 @@ def _mobile(telecoms: list | None, region: str | None) -> str:
     return phone(telecom.value, f"Patient.telecom[{i}]", region)
 
 
+# FHIR ContactPoint use values Careline keeps (work, home, temp, old, mobile).
+_USES = frozenset(PhoneUse.values)
+_SYSTEMS = {
+    "phone": PhoneSystem.PHONE,
+    "sms": PhoneSystem.SMS,
+    "fax": PhoneSystem.FAX,
+    "pager": PhoneSystem.PAGER,
+}
+
+
+def _phones(telecoms: list | None, region: str | None) -> list[dict[str, str]]:
+    """Every phone, text, fax and pager number with its use: E.164 when valid, else as
+    sent (only the texted number must be valid; a landline is shown to staff as is)."""
+    found = []
+    for telecom in telecoms or []:
+        if telecom.system not in _SYSTEMS or not telecom.value:
+            continue
+        try:
+            value = normalize_phone(telecom.value, region)
+        except ValidationError:
+            value = telecom.value.strip()[:40]
+        use = PhoneUse.MOBILE if telecom.system == "sms" else telecom.use
+        found.append(
+            {
+                "system": _SYSTEMS[telecom.system],
+                "use": use if use in _USES else "",
+                "value": value,
+            }
+        )
+    return found
+
+
+def _address(patient: Patient, addresses: list | None) -> None:
+    """The home address, else the first one (a billing or old address says less)."""
+    addresses = [a for a in addresses or [] if a.use not in ("old", "billing")] or list(
+        addresses or []
+    )
+    chosen = next((a for a in addresses if a.use == "home"), addresses[0] if addresses else None)
+    patient.address_line = ", ".join(line for line in (chosen.line or []) if line) if chosen else ""
+    patient.city = (chosen.city or "") if chosen else ""
+    patient.state = (chosen.state or "") if chosen else ""
+    patient.postal_code = (chosen.postalCode or "") if chosen else ""
+    patient.country = (chosen.country or "") if chosen else ""
+
+
 def _birth_date(value) -> date | None:
     if value is None:
         return None
@@ -217,12 +303,47 @@ def _birth_date(value) -> date | None:
 
 def _language(communications: list | None) -> str:
     """The preferred communication first; English when none is a language we text in."""
-    ordered = sorted(communications or [], key=lambda c: not c.preferred)
-    for communication in ordered:
-        concept = communication.language
+    for concept in _languages(communications):
         codes = [c.code for c in concept.coding or [] if c.code] + [concept.text or ""]
         for code in codes:
             language = language_code(code)
             if language:
                 return language
     return Language.ENGLISH
+
+
+def _language_received(communications: list | None) -> str:
+    """The preferred language as sent (e.g. "Tagalog (tl)") when Careline does not text
+    in any of them, so staff see what was asked for; "" otherwise."""
+    concepts = _languages(communications)
+    if not concepts or _language(communications) != Language.ENGLISH:
+        return ""
+    # A client that read the patient and writes it back (English, with the extension)
+    # keeps what the EHR asked for.
+    echoed = next(
+        (
+            ext.valueString
+            for c in communications or []
+            for ext in c.extension or []
+            if ext.url == LANGUAGE_RECEIVED_EXTENSION and ext.valueString
+        ),
+        "",
+    )
+    if echoed:
+        return echoed.strip()[:80]
+    if any(
+        language_code(code)
+        for concept in concepts
+        for code in [c.code for c in concept.coding or [] if c.code] + [concept.text or ""]
+    ):
+        return ""
+    concept = concepts[0]
+    coding = next((c for c in concept.coding or [] if c.code or c.display), None)
+    code = (coding.code or "") if coding else ""
+    text = concept.text or ((coding.display or "") if coding else "")
+    return language_as_received(code, text)
+
+
+def _languages(communications: list | None) -> list:
+    ordered = sorted(communications or [], key=lambda c: not c.preferred)
+    return [c.language for c in ordered if c.language is not None]
