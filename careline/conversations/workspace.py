@@ -20,6 +20,7 @@ from careline.conversations.models import (
     InboundMessage,
     Queue,
 )
+from careline.conversations.response_limits import Limits, default_minutes
 from careline.messaging.models import Channel, OutboundMessage
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment, AppointmentStatus
@@ -88,21 +89,7 @@ def canned_replies_for(conversation: Conversation) -> list[tuple[str, str]]:
 
 # --- the inbox list: preview, counts per queue, search, response-time clock ----------------
 
-# How long a patient's oldest unanswered text may wait in each queue before the clock turns
-# red; clinical questions can't wait an hour.
-QUEUE_SLA = {
-    Queue.CLINICAL: timedelta(minutes=15),
-    Queue.SCHEDULING: timedelta(minutes=30),
-    Queue.REFILLS: timedelta(hours=2),
-    Queue.BILLING: timedelta(hours=4),
-    Queue.GENERAL: timedelta(hours=1),
-}
-DEFAULT_SLA = timedelta(hours=1)
 _DIGITS = re.compile(r"\D")
-
-
-def sla_for(queue: str) -> timedelta:
-    return QUEUE_SLA.get(queue, DEFAULT_SLA)
 
 
 def _unanswered_since() -> Subquery:
@@ -167,17 +154,14 @@ class QueueCount:
     conversations: int
     unread: int
     oldest_waiting: datetime | None
-    sla: timedelta
-
-    @property
-    def overdue(self) -> bool:
-        """The oldest unanswered text has waited longer than the queue's SLA."""
-        return self.oldest_waiting is not None and timezone.now() - self.oldest_waiting > self.sla
+    sla: timedelta  # the limit of the practice whose text waits longest
+    overdue: bool  # some text waited longer than its practice's limit for the queue
 
 
-def queue_counts(conversations: QuerySet[Conversation]) -> list[QueueCount]:
+def queue_counts(conversations: QuerySet[Conversation], limits: Limits) -> list[QueueCount]:
     """Per queue: conversations not closed, their unread texts and the oldest unanswered
-    text - two grouped queries, whatever the number of conversations."""
+    text, against each practice's own response-time limit - two grouped queries, whatever
+    the number of conversations."""
     active = conversations.exclude(state=ConversationState.CLOSED)
     counts = {
         row["queue"]: row
@@ -185,25 +169,36 @@ def queue_counts(conversations: QuerySet[Conversation]) -> list[QueueCount]:
         .values("queue")
         .annotate(n=Count("id"), unread=Sum("unread_count"))
     }
-    oldest = dict(
+    waiting = (
         InboundMessage.objects.filter(conversation__in=active.values("pk"))
         .filter(
             Q(received_at__gt=F("conversation__last_staff_reply_at"))
             | Q(conversation__last_staff_reply_at__isnull=True)
         )
         .order_by()
-        .values("conversation__queue")
+        .values_list(
+            "conversation__queue", "conversation__organization_id", "conversation__practice_id"
+        )
         .annotate(oldest=Min("received_at"))
-        .values_list("conversation__queue", "oldest")
     )
+    now = timezone.now()
+    oldest: dict[str, tuple[datetime, timedelta]] = {}
+    overdue: set[str] = set()
+    for queue, org_id, practice_id, since in waiting:
+        limit = limits.limit(org_id, practice_id, queue)
+        if now - since > limit:
+            overdue.add(queue)
+        if queue not in oldest or since < oldest[queue][0]:
+            oldest[queue] = (since, limit)
     return [
         QueueCount(
             value,
             label,
             counts.get(value, {}).get("n", 0),
             counts.get(value, {}).get("unread") or 0,
-            oldest.get(value),
-            sla_for(value),
+            oldest[value][0] if value in oldest else None,
+            oldest[value][1] if value in oldest else timedelta(minutes=default_minutes(value)),
+            value in overdue,
         )
         for value, label in Queue.choices
     ]
