@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db import connection
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from careline.conversations.models import (
@@ -21,7 +23,7 @@ from careline.conversations.models import (
     Queue,
 )
 from careline.conversations.response_limits import Limits, default_minutes
-from careline.messaging.models import Channel, OutboundMessage
+from careline.messaging.models import Channel, MessageKind, OutboundMessage
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment, AppointmentStatus
 
@@ -117,29 +119,77 @@ def with_preview(conversations: QuerySet[Conversation]) -> QuerySet[Conversation
     return conversations.annotate(preview=Subquery(last_text), waiting_since=_unanswered_since())
 
 
+# The shortest fragment a trigram index can find (PostgreSQL's pg_trgm and SQLite's FTS5
+# trigram tokenizer alike); a shorter one is looked for by reading the rows.
+TRIGRAM = 3
+
+
 def search(conversations: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
     """Conversations whose patient's name, phone number or any text (sent or received)
-    contains `text`; digits also match a phone written any way ("(737) 555-1234")."""
+    contains `text`, case-insensitively; digits also match a phone written any way
+    ("(737) 555-1234"). Each part is an indexed look-up (migration 0007: pg_trgm GIN
+    indexes on PostgreSQL, FTS5 trigram tables on SQLite) whose conversation ids the
+    list then keeps, rather than a scan of every text of every conversation."""
     text = text.strip()
     if not text:
         return conversations
-    found = Q(patient__given_name__icontains=text) | Q(patient__family_name__icontains=text)
-    parts = text.split()
-    if len(parts) == 2:
-        first, last = parts
-        found |= Q(patient__given_name__icontains=first, patient__family_name__icontains=last)
+    found = Q(patient_id__in=_patients_named(text)) | Q(pk__in=_received_containing(text))
+    found |= Q(pk__in=_replies_containing(text))
     digits = _DIGITS.sub("", text)
     if len(digits) >= 4:
         found |= Q(phone__contains=digits)
-    found |= Exists(
-        InboundMessage.objects.filter(conversation_id=OuterRef("pk"), body__icontains=text)
-    )
-    found |= Exists(
-        ConversationReply.objects.filter(
-            conversation_id=OuterRef("pk"), message__body__icontains=text
-        )
-    )
     return conversations.filter(found)
+
+
+def _sqlite_fts() -> bool:
+    return connection.vendor == "sqlite"
+
+
+def _phrase(text: str) -> str:
+    """`text` as one FTS5 phrase: with the trigram tokenizer, "a substring of the row"."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _fts_rowids(table: str, match: str) -> RawSQL:
+    return RawSQL(f"SELECT rowid FROM {table} WHERE {table} MATCH %s", [match])
+
+
+def _patients_named(text: str) -> QuerySet[Patient]:
+    """Patients whose given or family name contains `text`, or whose two names contain
+    its two words ("rosa veg")."""
+    words = text.split()
+    if _sqlite_fts() and all(len(w) >= TRIGRAM for w in words):
+        # One trigram table over "given family": each word anywhere in the full name.
+        match = " AND ".join(_phrase(w) for w in words)
+        return Patient.objects.filter(pk__in=_fts_rowids("patients_patient_name_fts", match))
+    named = Q(given_name__icontains=text) | Q(family_name__icontains=text)
+    if len(words) == 2:
+        first, last = words
+        named |= Q(given_name__icontains=first, family_name__icontains=last)
+    return Patient.objects.filter(named).values("pk")
+
+
+def _received_containing(text: str) -> QuerySet[InboundMessage]:
+    texts = InboundMessage.objects.filter(conversation__isnull=False)
+    if _sqlite_fts() and len(text) >= TRIGRAM:
+        texts = texts.filter(
+            pk__in=_fts_rowids("conversations_inboundmessage_body_fts", _phrase(text))
+        )
+    else:
+        texts = texts.filter(body__icontains=text)
+    return texts.values("conversation_id")
+
+
+def _replies_containing(text: str) -> QuerySet[ConversationReply]:
+    """Conversations' texts to the patient (the outbox's replies: only they are indexed)."""
+    if _sqlite_fts() and len(text) >= TRIGRAM:
+        sent = OutboundMessage.objects.filter(
+            pk__in=_fts_rowids("messaging_outboundmessage_reply_body_fts", _phrase(text))
+        )
+    else:
+        # kind = 'reply' is the predicate of PostgreSQL's partial trigram index.
+        sent = OutboundMessage.objects.filter(kind=MessageKind.REPLY, body__icontains=text)
+    return ConversationReply.objects.filter(message__in=sent.values("pk")).values("conversation_id")
 
 
 def looks_like_a_name(text: str) -> bool:
