@@ -118,11 +118,12 @@ def load(conversations: int):
                 for n, p in zip(range(low, high), patients, strict=True)
             )
         digits = " UNION ALL ".join(f"SELECT {d} AS n" for d in range(TEXTS_PER_CONVERSATION))
-        hashed = "((c.id * 10 + d.n) * 7919) % 10007"
+        # "%%": the statement has parameters, so a literal percent sign is doubled.
+        hashed = "((c.id * 10 + d.n) * 7919) %% 10007"
         named = " ".join(f"WHEN {n} THEN '{m}'" for n, m in enumerate(MEDICINES))
-        medicine = f"CASE {hashed} % {NAMED_SHARE} {named} ELSE 'pill ' || ({hashed} % 5000) END"
+        medicine = f"CASE {hashed} %% {NAMED_SHARE} {named} ELSE 'pill ' || ({hashed} %% 5000) END"
         body = (
-            f"CASE {hashed} % {len(TEMPLATES)} "
+            f"CASE {hashed} %% {len(TEMPLATES)} "
             + " ".join(
                 f"WHEN {n} THEN {before} || {medicine} || {after}"
                 for n, (before, after) in enumerate(TEMPLATES)

@@ -4,8 +4,7 @@ one writer of `QueueResponseLimit`, and the limits the inbox reads.
 An organization sets a limit per queue for all its practices; a practice may set its own
 for a queue, which wins (a pediatric practice answers clinical questions faster than the
 billing office). A queue with neither keeps Careline's default below, so existing
-installations behave as before. The settings pages, the REST API and the Django admin
-all come here.
+installations behave as before. The settings pages and the REST API both come here.
 """
 
 from __future__ import annotations
@@ -83,14 +82,12 @@ def limits_of(organization: Organization, practice: Practice | None = None) -> l
     limits = load([organization.pk])
     result = []
     for queue, label in Queue.choices:
-        inherited = limits.minutes(organization.pk, None, queue)
-        own = (
-            limits.organization.get((organization.pk, queue))
-            if practice is None
-            else limits.practice.get((practice.pk, queue))
-        )
         if practice is None:
+            own = limits.organization.get((organization.pk, queue))
             inherited = default_minutes(queue)
+        else:
+            own = limits.practice.get((practice.pk, queue))
+            inherited = limits.minutes(organization.pk, None, queue)
         result.append(
             QueueLimit(queue, label, own if own is not None else inherited, own, inherited)
         )

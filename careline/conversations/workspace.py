@@ -137,7 +137,10 @@ def search(conversations: QuerySet[Conversation], text: str) -> QuerySet[Convers
     found |= Q(pk__in=_replies_containing(text))
     digits = _DIGITS.sub("", text)
     if len(digits) >= 4:
-        found |= Q(phone__contains=digits)
+        if _sqlite_fts():
+            found |= Q(pk__in=_fts_rowids("conversations_conversation_phone_fts", _phrase(digits)))
+        else:
+            found |= Q(phone__contains=digits)
     return conversations.filter(found)
 
 
@@ -206,6 +209,10 @@ class QueueCount:
     oldest_waiting: datetime | None
     sla: timedelta  # the limit of the practice whose text waits longest
     overdue: bool  # some text waited longer than its practice's limit for the queue
+
+    @property
+    def sla_minutes(self) -> int:
+        return int(self.sla.total_seconds() // 60)
 
 
 def queue_counts(conversations: QuerySet[Conversation], limits: Limits) -> list[QueueCount]:

@@ -568,7 +568,8 @@ def _editable_canned_reply(request: HttpRequest, reply_id: int) -> CannedReply:
 @login_required
 def canned_replies(request: HttpRequest, canned_reply_id: int | None = None) -> HttpResponse:
     """The list of canned replies the user keeps, and the form to add or change one.
-    The practice "" is the whole organization: for organization admins only."""
+    "For" is a practice's id, or "org:<id>" for every practice of the organization, which
+    only its admins may choose (403 for anyone else, as for the organization's templates)."""
     orgs = _require_manager(request)
     practices = _managed_practices(request).select_related("organization")
     admin_of = [o for o in orgs if _is_org_admin(request.user, o.id)]

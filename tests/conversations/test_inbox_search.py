@@ -44,10 +44,11 @@ def inbox(build, twoway):
         preferred_language="es",
     )  # fmt: skip
     john = twoway.patient(phone="+15125550777", given_name="John", family_name="Alvarez")
+    asks = "¿Dónde me estaciono? Llego tarde a mi CITA del martes"
     threads = {
-        "maria": twoway.text(maria.mobile_phone, "¿Dónde me estaciono? Llego tarde a mi CITA del martes").conversation,
+        "maria": twoway.text(maria.mobile_phone, asks).conversation,
         "john": twoway.text(john.mobile_phone, "Can I get a refill of my Lisinopril?").conversation,
-    }  # fmt: skip
+    }
     far_org = build.organization(name="Far Away Health", default_sender_number=OTHER_ORG_NUMBER)
     far_practice = build.practice(far_org, name="Far Clinic")
     far_maria = build.patient(

@@ -6,7 +6,7 @@ cannot serve it. Each database gets what it has for substring search:
 - PostgreSQL: pg_trgm GIN indexes on the very expressions Django's `icontains` compares
   (`UPPER(column::text)`), so the planner uses them for `LIKE '%…%'`. CREATE EXTENSION needs
   a superuser (or a trusted-extension grant) once per database; docs/production.md says so.
-- SQLite: FTS5 tables with the trigram tokenizer (SQLite 3.34+), case-folded, kept in step
+- SQLite: FTS5 tables (names, phones, texts) with the trigram tokenizer (SQLite 3.34+), case-folded, kept in step
   with their tables by triggers, so every writer (the owners, the demo loader, the admin)
   keeps them current without knowing about them. A substring of three characters or more
   is a trigram query; a shorter one falls back to a scan, as before.
@@ -104,6 +104,14 @@ SQLITE = [
         "id",
         "{row}.given_name || ' ' || {row}.family_name",
         "given_name, family_name",
+    ),
+    *_fts(
+        "conversations_conversation",
+        "conversations_conversation_phone_fts",
+        "phone",
+        "id",
+        "{row}.phone",
+        "phone",
     ),
     *_fts(
         "conversations_inboundmessage",
