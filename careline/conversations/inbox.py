@@ -518,14 +518,16 @@ MAX_CANNED_TITLE = 80
 
 
 def save_canned_reply(
-    practice: Practice,
+    organization_id: int,
+    practice: Practice | None,
     *,
     title: str,
     body: str,
     language: str,
     reply: CannedReply | None = None,
 ) -> CannedReply:
-    """Add (or change) one of the practice's ready answers; the message names the field."""
+    """Add (or change) a ready answer of one practice, or of every practice of the
+    organization (`practice` None); the message names the field."""
     title, body = (title or "").strip(), (body or "").strip()
     if not title:
         raise InboxError("title: give the reply a short title.")
@@ -539,16 +541,20 @@ def save_canned_reply(
         raise InboxError("body: the text contains a NUL character.")
     if language not in Language.values:
         raise InboxError(f"language: choose one of {', '.join(Language.values)}.")
+    if practice is not None and practice.organization_id != organization_id:
+        raise InboxError("practice: choose one of the organization's practices.")
     if reply is None:
         return CannedReply.objects.create(
-            organization_id=practice.organization_id,
+            organization_id=organization_id,
             practice=practice,
             title=title,
             body=body,
             language=language,
         )
-    reply.title, reply.body, reply.language = title, body, language
-    reply.save(update_fields=["title", "body", "language"])
+    if reply.organization_id != organization_id:
+        raise InboxError("practice: a reply stays in its organization.")
+    reply.practice, reply.title, reply.body, reply.language = practice, title, body, language
+    reply.save(update_fields=["practice", "title", "body", "language"])
     return reply
 
 

@@ -353,3 +353,55 @@ class ConversationPresence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on conversation {self.conversation_id}"
+
+
+# A response-time limit is at least a minute and at most a week: past a week a text is not
+# "waiting for an answer" any more, it is lost.
+MAX_RESPONSE_MINUTES = 7 * 24 * 60
+
+
+class QueueResponseLimit(models.Model):
+    """How long a patient's text may wait for an answer in one inbox queue before the clock
+    turns red: the organization's limit (practice blank), or a practice's own, which wins.
+    A queue with neither keeps Careline's default (conversations.response_limits)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    practice = models.ForeignKey(
+        Practice,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Blank: the organization's limit, for practices without their own.",
+    )
+    queue = models.CharField(max_length=20, choices=Queue.choices)
+    minutes = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization", "practice", "queue"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "queue"],
+                condition=models.Q(practice__isnull=True),
+                name="one_organization_limit_per_queue",
+            ),
+            models.UniqueConstraint(
+                fields=["practice", "queue"],
+                condition=models.Q(practice__isnull=False),
+                name="one_practice_limit_per_queue",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(minutes__gte=1, minutes__lte=MAX_RESPONSE_MINUTES),
+                name="response_limit_a_minute_to_a_week",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue}: {self.minutes} min"
+
+    @classmethod
+    def scope_filter(cls, practice_ids: list[int]) -> models.Q:
+        return practice_or_organization_wide(practice_ids)

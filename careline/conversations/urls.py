@@ -13,10 +13,4 @@ urlpatterns = [
     path("inbox/<int:conversation_id>/reopen/", views.reopen, name="reopen"),
     path("inbox/<int:conversation_id>/presence/", views.presence, name="presence"),
     path("inbox/<int:conversation_id>/typing/", views.typing, name="typing"),
-    path("inbox/canned/", views.canned_replies, name="canned"),
-    path(
-        "inbox/canned/<int:canned_reply_id>/delete/",
-        views.delete_canned_reply,
-        name="delete_canned",
-    ),
 ]

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,9 +18,8 @@ from django.views.decorators.http import require_POST
 from careline.audit.access import record_patient_access
 from careline.clinics.models import Practice, StaffMembership, StaffRole
 from careline.clinics.validators import parse_id, query_id
-from careline.conversations import inbox, workspace
-from careline.conversations.models import CannedReply, Conversation, ConversationState, Queue
-from careline.patients.models import Language
+from careline.conversations import inbox, response_limits, workspace
+from careline.conversations.models import Conversation, ConversationState, Queue
 
 STATE_FILTERS = {
     "active": ~Q(state=ConversationState.CLOSED),
@@ -43,7 +42,7 @@ def _conversations(request: HttpRequest):
     return Conversation.objects.visible_to(request.user)
 
 
-def _inbox_rows(request: HttpRequest):
+def _inbox_rows(request: HttpRequest, limits: response_limits.Limits):
     qs = _conversations(request).select_related("practice", "patient", "assigned_to")
     queue = request.GET.get("queue", "")
     if queue in Queue.values:
@@ -64,7 +63,7 @@ def _inbox_rows(request: HttpRequest):
     )
     now = timezone.now()
     for row in rows:
-        row.sla = workspace.sla_for(row.queue)
+        row.sla = limits.limit(row.organization_id, row.practice_id, row.queue)
         row.late = row.waiting_since is not None and now - row.waiting_since > row.sla
     return rows
 
@@ -78,8 +77,11 @@ def _search_text(request: HttpRequest) -> str:
 
 @login_required
 def inbox_list(request: HttpRequest) -> HttpResponse:
+    limits = response_limits.load(
+        Practice.objects.visible_to(request.user).values_list("organization_id", flat=True)
+    )
     try:
-        rows = _inbox_rows(request)
+        rows = _inbox_rows(request, limits)
     except ValidationError as exc:
         return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
     text = _search_text(request)
@@ -91,9 +93,9 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
     context = {
         "conversations": rows,
         "queues": Queue.choices,
-        "queue_counts": workspace.queue_counts(_conversations(request)),
+        "queue_counts": workspace.queue_counts(_conversations(request), limits),
         "practices": Practice.objects.visible_to(request.user),
-        "manages_canned_replies": not request.htmx and _managed_practices(request).exists(),
+        "manages_canned_replies": not request.htmx and _manages_settings(request),
         "now": now,
         "filters": request.GET,
     }
@@ -277,67 +279,12 @@ def typing(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-# --- canned replies, per practice, for its managers ----------------------------------------
-
-MANAGER_ROLES = (StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER)
-
-
-def _managed_practices(request: HttpRequest):
-    """Practices the user manages (as their manager or their organization's admin)."""
-    practices = Practice.objects.visible_to(request.user)
-    if request.user.is_superuser:
-        return practices
-    return practices.filter(
-        organization_id__in=StaffMembership.objects.filter(
-            user=request.user, role__in=MANAGER_ROLES
-        ).values("organization_id")
+def _manages_settings(request: HttpRequest) -> bool:
+    """Practice managers and organization admins keep the canned replies (settings pages)."""
+    return (
+        request.user.is_superuser
+        or StaffMembership.objects.filter(
+            user=request.user,
+            role__in=(StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER),
+        ).exists()
     )
-
-
-@login_required
-def canned_replies(request: HttpRequest) -> HttpResponse:
-    practices = _managed_practices(request)
-    if not practices.exists():
-        raise PermissionDenied("Canned replies are set by practice managers.")
-    errors: list[str] = []
-    if request.method == "POST":
-        practice = practices.filter(pk=parse_id(request.POST.get("practice", ""))).first()
-        if practice is None:
-            errors.append("practice: choose one of your practices.")
-        else:
-            try:
-                inbox.save_canned_reply(
-                    practice,
-                    title=request.POST.get("title", ""),
-                    body=request.POST.get("body", ""),
-                    language=request.POST.get("language", ""),
-                )
-            except inbox.InboxError as exc:
-                errors.append(str(exc))
-            else:
-                messages.success(request, "Canned reply saved.")
-                return redirect("conversations:canned")
-    replies = (
-        CannedReply.objects.filter(practice__in=practices)
-        .select_related("practice")
-        .order_by("practice__name", "language", "title")
-    )
-    context = {
-        "practices": practices,
-        "replies": replies,
-        "languages": Language.choices,
-        "errors": errors,
-        "form": request.POST if errors else {},
-    }
-    return render(request, "conversations/canned.html", context, status=422 if errors else 200)
-
-
-@login_required
-@require_POST
-def delete_canned_reply(request: HttpRequest, canned_reply_id: int) -> HttpResponse:
-    reply = get_object_or_404(
-        CannedReply.objects.filter(practice__in=_managed_practices(request)), pk=canned_reply_id
-    )
-    inbox.delete_canned_reply(reply)
-    messages.success(request, "Canned reply deleted.")
-    return redirect("conversations:canned")

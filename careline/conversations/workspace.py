@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db import connection
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from careline.conversations.models import (
@@ -20,7 +22,8 @@ from careline.conversations.models import (
     InboundMessage,
     Queue,
 )
-from careline.messaging.models import Channel, OutboundMessage
+from careline.conversations.response_limits import Limits, default_minutes
+from careline.messaging.models import Channel, MessageKind, OutboundMessage
 from careline.patients.models import Patient, PhoneConsent
 from careline.scheduling.models import Appointment, AppointmentStatus
 
@@ -88,21 +91,7 @@ def canned_replies_for(conversation: Conversation) -> list[tuple[str, str]]:
 
 # --- the inbox list: preview, counts per queue, search, response-time clock ----------------
 
-# How long a patient's oldest unanswered text may wait in each queue before the clock turns
-# red; clinical questions can't wait an hour.
-QUEUE_SLA = {
-    Queue.CLINICAL: timedelta(minutes=15),
-    Queue.SCHEDULING: timedelta(minutes=30),
-    Queue.REFILLS: timedelta(hours=2),
-    Queue.BILLING: timedelta(hours=4),
-    Queue.GENERAL: timedelta(hours=1),
-}
-DEFAULT_SLA = timedelta(hours=1)
 _DIGITS = re.compile(r"\D")
-
-
-def sla_for(queue: str) -> timedelta:
-    return QUEUE_SLA.get(queue, DEFAULT_SLA)
 
 
 def _unanswered_since() -> Subquery:
@@ -130,29 +119,80 @@ def with_preview(conversations: QuerySet[Conversation]) -> QuerySet[Conversation
     return conversations.annotate(preview=Subquery(last_text), waiting_since=_unanswered_since())
 
 
+# The shortest fragment a trigram index can find (PostgreSQL's pg_trgm and SQLite's FTS5
+# trigram tokenizer alike); a shorter one is looked for by reading the rows.
+TRIGRAM = 3
+
+
 def search(conversations: QuerySet[Conversation], text: str) -> QuerySet[Conversation]:
     """Conversations whose patient's name, phone number or any text (sent or received)
-    contains `text`; digits also match a phone written any way ("(737) 555-1234")."""
+    contains `text`, case-insensitively; digits also match a phone written any way
+    ("(737) 555-1234"). Each part is an indexed look-up (migration 0007: pg_trgm GIN
+    indexes on PostgreSQL, FTS5 trigram tables on SQLite) whose conversation ids the
+    list then keeps, rather than a scan of every text of every conversation."""
     text = text.strip()
     if not text:
         return conversations
-    found = Q(patient__given_name__icontains=text) | Q(patient__family_name__icontains=text)
-    parts = text.split()
-    if len(parts) == 2:
-        first, last = parts
-        found |= Q(patient__given_name__icontains=first, patient__family_name__icontains=last)
+    found = Q(patient_id__in=_patients_named(text)) | Q(pk__in=_received_containing(text))
+    found |= Q(pk__in=_replies_containing(text))
     digits = _DIGITS.sub("", text)
     if len(digits) >= 4:
-        found |= Q(phone__contains=digits)
-    found |= Exists(
-        InboundMessage.objects.filter(conversation_id=OuterRef("pk"), body__icontains=text)
-    )
-    found |= Exists(
-        ConversationReply.objects.filter(
-            conversation_id=OuterRef("pk"), message__body__icontains=text
-        )
-    )
+        if _sqlite_fts():
+            found |= Q(pk__in=_fts_rowids("conversations_conversation_phone_fts", _phrase(digits)))
+        else:
+            found |= Q(phone__contains=digits)
     return conversations.filter(found)
+
+
+def _sqlite_fts() -> bool:
+    return connection.vendor == "sqlite"
+
+
+def _phrase(text: str) -> str:
+    """`text` as one FTS5 phrase: with the trigram tokenizer, "a substring of the row"."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _fts_rowids(table: str, match: str) -> RawSQL:
+    return RawSQL(f"SELECT rowid FROM {table} WHERE {table} MATCH %s", [match])
+
+
+def _patients_named(text: str) -> QuerySet[Patient]:
+    """Patients whose given or family name contains `text`, or whose two names contain
+    its two words ("rosa veg")."""
+    words = text.split()
+    if _sqlite_fts() and all(len(w) >= TRIGRAM for w in words):
+        # One trigram table over "given family": each word anywhere in the full name.
+        match = " AND ".join(_phrase(w) for w in words)
+        return Patient.objects.filter(pk__in=_fts_rowids("patients_patient_name_fts", match))
+    named = Q(given_name__icontains=text) | Q(family_name__icontains=text)
+    if len(words) == 2:
+        first, last = words
+        named |= Q(given_name__icontains=first, family_name__icontains=last)
+    return Patient.objects.filter(named).values("pk")
+
+
+def _received_containing(text: str) -> QuerySet[InboundMessage]:
+    texts = InboundMessage.objects.filter(conversation__isnull=False)
+    if _sqlite_fts() and len(text) >= TRIGRAM:
+        texts = texts.filter(
+            pk__in=_fts_rowids("conversations_inboundmessage_body_fts", _phrase(text))
+        )
+    else:
+        texts = texts.filter(body__icontains=text)
+    return texts.values("conversation_id")
+
+
+def _replies_containing(text: str) -> QuerySet[ConversationReply]:
+    """Conversations' texts to the patient (the outbox's replies: only they are indexed)."""
+    if _sqlite_fts() and len(text) >= TRIGRAM:
+        sent = OutboundMessage.objects.filter(
+            pk__in=_fts_rowids("messaging_outboundmessage_reply_body_fts", _phrase(text))
+        )
+    else:
+        # kind = 'reply' is the predicate of PostgreSQL's partial trigram index.
+        sent = OutboundMessage.objects.filter(kind=MessageKind.REPLY, body__icontains=text)
+    return ConversationReply.objects.filter(message__in=sent.values("pk")).values("conversation_id")
 
 
 def looks_like_a_name(text: str) -> bool:
@@ -167,17 +207,18 @@ class QueueCount:
     conversations: int
     unread: int
     oldest_waiting: datetime | None
-    sla: timedelta
+    sla: timedelta  # the limit of the practice whose text waits longest
+    overdue: bool  # some text waited longer than its practice's limit for the queue
 
     @property
-    def overdue(self) -> bool:
-        """The oldest unanswered text has waited longer than the queue's SLA."""
-        return self.oldest_waiting is not None and timezone.now() - self.oldest_waiting > self.sla
+    def sla_minutes(self) -> int:
+        return int(self.sla.total_seconds() // 60)
 
 
-def queue_counts(conversations: QuerySet[Conversation]) -> list[QueueCount]:
+def queue_counts(conversations: QuerySet[Conversation], limits: Limits) -> list[QueueCount]:
     """Per queue: conversations not closed, their unread texts and the oldest unanswered
-    text - two grouped queries, whatever the number of conversations."""
+    text, against each practice's own response-time limit - two grouped queries, whatever
+    the number of conversations."""
     active = conversations.exclude(state=ConversationState.CLOSED)
     counts = {
         row["queue"]: row
@@ -185,25 +226,36 @@ def queue_counts(conversations: QuerySet[Conversation]) -> list[QueueCount]:
         .values("queue")
         .annotate(n=Count("id"), unread=Sum("unread_count"))
     }
-    oldest = dict(
+    waiting = (
         InboundMessage.objects.filter(conversation__in=active.values("pk"))
         .filter(
             Q(received_at__gt=F("conversation__last_staff_reply_at"))
             | Q(conversation__last_staff_reply_at__isnull=True)
         )
         .order_by()
-        .values("conversation__queue")
+        .values_list(
+            "conversation__queue", "conversation__organization_id", "conversation__practice_id"
+        )
         .annotate(oldest=Min("received_at"))
-        .values_list("conversation__queue", "oldest")
     )
+    now = timezone.now()
+    oldest: dict[str, tuple[datetime, timedelta]] = {}
+    overdue: set[str] = set()
+    for queue, org_id, practice_id, since in waiting:
+        limit = limits.limit(org_id, practice_id, queue)
+        if now - since > limit:
+            overdue.add(queue)
+        if queue not in oldest or since < oldest[queue][0]:
+            oldest[queue] = (since, limit)
     return [
         QueueCount(
             value,
             label,
             counts.get(value, {}).get("n", 0),
             counts.get(value, {}).get("unread") or 0,
-            oldest.get(value),
-            sla_for(value),
+            oldest[value][0] if value in oldest else None,
+            oldest[value][1] if value in oldest else timedelta(minutes=default_minutes(value)),
+            value in overdue,
         )
         for value, label in Queue.choices
     ]

@@ -18,4 +18,21 @@ urlpatterns = [
         name="practice_cadence",
     ),
     path("practices/<int:practice_id>/hours/", views.office_hours, name="office_hours"),
+    path("canned-replies/", views.canned_replies, name="canned_replies"),
+    path("canned-replies/<int:canned_reply_id>/", views.canned_replies, name="canned_reply"),
+    path(
+        "canned-replies/<int:canned_reply_id>/delete/",
+        views.remove_canned_reply,
+        name="delete_canned_reply",
+    ),
+    path(
+        "response-times/<int:organization_id>/",
+        views.edit_response_limits,
+        name="response_limits",
+    ),
+    path(
+        "practices/<int:practice_id>/response-times/",
+        views.edit_practice_response_limits,
+        name="practice_response_limits",
+    ),
 ]

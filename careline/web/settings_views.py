@@ -11,7 +11,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseNotAllowed,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
@@ -29,7 +35,10 @@ from careline.clinics.office_hours import (
     use_default_hours,
 )
 from careline.clinics.validators import normalize_phone, parse_id
+from careline.conversations import response_limits
+from careline.conversations.inbox import InboxError, delete_canned_reply, save_canned_reply
 from careline.conversations.inbox import office_hours as inbox_hours
+from careline.conversations.models import CannedReply
 from careline.messaging.models import (
     MAX_OFFSET_MINUTES,
     MessageKind,
@@ -154,6 +163,9 @@ def overview(request: HttpRequest) -> HttpResponse:
             settings.CARELINE_SENDING_HOURS_END,
         ),
         "office_hours": getattr(settings, "CARELINE_OFFICE_HOURS", ""),
+        "response_limits": [
+            (o, response_limits.limits_of(o)) for o in orgs if _is_org_admin(request.user, o.id)
+        ],
         "staff": StaffMembership.objects.filter(organization_id__in=org_ids).select_related("user"),
     }
     return render(request, "web/settings/overview.html", context)
@@ -456,3 +468,180 @@ def office_hours(request: HttpRequest, practice_id: int) -> HttpResponse:
         "holidays": Holiday.objects.filter(practice=practice).order_by("date"),
     }
     return render(request, "web/settings/office_hours.html", context)
+
+
+# --- response-time limits per inbox queue ----------------------------------------------------
+
+
+class ResponseLimitsForm(forms.Form):
+    """One field per queue: whole minutes, or blank to take the organization's (for a
+    practice) or Careline's default (for the organization)."""
+
+    def __init__(self, *args, limits: list[response_limits.QueueLimit], inherit_from: str, **kw):
+        super().__init__(*args, **kw)
+        for limit in limits:
+            self.fields[limit.queue] = forms.CharField(
+                required=False,
+                max_length=10,
+                label=f"{limit.label}, minutes",
+                initial="" if limit.own is None else str(limit.own),
+                help_text=f"Blank: {inherit_from} ({limit.inherited} min).",
+                widget=forms.TextInput(attrs={"inputmode": "numeric", "size": 6}),
+            )
+
+
+def _response_limits_page(request, organization, practice) -> HttpResponse:
+    limits = response_limits.limits_of(organization, practice)
+    inherit_from = "the organization's limit" if practice else "Careline's default"
+    form = ResponseLimitsForm(request.POST or None, limits=limits, inherit_from=inherit_from)
+    if request.method == "POST" and form.is_valid():
+        try:
+            response_limits.save_limits(organization, practice, form.cleaned_data)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            subject = practice.name if practice else organization.name
+            messages.success(
+                request, f"{subject}'s response times saved; the inbox clocks follow them now."
+            )
+            return redirect("messaging_settings:overview")
+    context = {
+        "form": form,
+        "subject": practice or organization,
+        "limits": limits,
+        "practice": practice,
+    }
+    return render(
+        request,
+        "web/settings/response_limits.html",
+        context,
+        status=422 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+def edit_response_limits(request: HttpRequest, organization_id: int) -> HttpResponse:
+    orgs = _require_manager(request)
+    organization = next((o for o in orgs if o.id == organization_id), None)
+    if organization is None or not _is_org_admin(request.user, organization_id):
+        raise PermissionDenied(ORGANIZATION_WIDE_ONLY)
+    return _response_limits_page(request, organization, None)
+
+
+@login_required
+def edit_practice_response_limits(request: HttpRequest, practice_id: int) -> HttpResponse:
+    practice = _managed_practice(request, practice_id)
+    return _response_limits_page(request, practice.organization, practice)
+
+
+# --- canned replies: per practice (its managers) or organization-wide (its admins) -----------
+
+
+def _managed_practices(request: HttpRequest):
+    """Practices whose settings the user may change (see `_managed_practice`)."""
+    practices = Practice.objects.visible_to(request.user)
+    if request.user.is_superuser:
+        return practices
+    return practices.filter(
+        organization_id__in=StaffMembership.objects.filter(
+            user=request.user, role__in=MANAGER_ROLES
+        ).values("organization_id")
+    )
+
+
+def _editable_canned_reply(request: HttpRequest, reply_id: int) -> CannedReply:
+    """A canned reply the user may change: one of their practices' (404 for another
+    practice's), or an organization-wide one if they are its organization's admin."""
+    orgs = _require_manager(request)
+    reply = get_object_or_404(
+        CannedReply.objects.filter(organization_id__in=[o.id for o in orgs]).filter(
+            Q(practice__isnull=True) | Q(practice__in=_managed_practices(request))
+        ),
+        pk=reply_id,
+    )
+    if reply.practice_id is None and not _is_org_admin(request.user, reply.organization_id):
+        raise PermissionDenied(ORGANIZATION_WIDE_ONLY)
+    return reply
+
+
+@login_required
+def canned_replies(request: HttpRequest, canned_reply_id: int | None = None) -> HttpResponse:
+    """The list of canned replies the user keeps, and the form to add or change one.
+    "For" is a practice's id, or "org:<id>" for every practice of the organization, which
+    only its admins may choose (403 for anyone else, as for the organization's templates)."""
+    orgs = _require_manager(request)
+    practices = _managed_practices(request).select_related("organization")
+    admin_of = [o for o in orgs if _is_org_admin(request.user, o.id)]
+    reply = _editable_canned_reply(request, canned_reply_id) if canned_reply_id else None
+    errors: list[str] = []
+    if request.method == "POST":
+        chosen = request.POST.get("practice", "")
+        practice = None
+        if chosen.startswith("org:"):
+            if not admin_of:
+                raise PermissionDenied(ORGANIZATION_WIDE_ONLY)
+            organization = next((o for o in admin_of if o.id == parse_id(chosen[4:])), None)
+        else:
+            practice = practices.filter(pk=parse_id(chosen) or 0).first()
+            organization = practice.organization if practice else None
+        if organization is None:
+            errors.append("practice: choose one of your practices.")
+        else:
+            try:
+                save_canned_reply(
+                    organization.id,
+                    practice,
+                    title=request.POST.get("title", ""),
+                    body=request.POST.get("body", ""),
+                    language=request.POST.get("language", ""),
+                    reply=reply,
+                )
+            except InboxError as exc:
+                errors.append(str(exc))
+            else:
+                messages.success(request, "Canned reply saved.")
+                return redirect("messaging_settings:canned_replies")
+    if errors:
+        form = request.POST
+    elif reply is not None:
+        form = {
+            "practice": str(reply.practice_id)
+            if reply.practice_id
+            else f"org:{reply.organization_id}",
+            "language": reply.language,
+            "title": reply.title,
+            "body": reply.body,
+        }
+    else:
+        form = {}
+    replies = (
+        CannedReply.objects.filter(organization_id__in=[o.id for o in orgs])
+        .filter(Q(practice__isnull=True) | Q(practice__in=practices))
+        .select_related("organization", "practice")
+        .order_by("organization__name", "practice__name", "language", "title")
+    )
+    admin_ids = {o.id for o in admin_of}
+    context = {
+        "replies": [
+            (r, r.practice_id is not None or r.organization_id in admin_ids) for r in replies
+        ],
+        "choices": [(f"org:{o.id}", f"Every practice of {o.name}") for o in admin_of]
+        + [(str(p.id), p.name) for p in practices],
+        "languages": Language.choices,
+        "errors": errors,
+        "form": form,
+        "editing": reply,
+    }
+    return render(
+        request, "web/settings/canned_replies.html", context, status=422 if errors else 200
+    )
+
+
+@login_required
+def remove_canned_reply(request: HttpRequest, canned_reply_id: int) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    delete_canned_reply(_editable_canned_reply(request, canned_reply_id))
+    messages.success(request, "Canned reply deleted.")
+    return redirect("messaging_settings:canned_replies")

@@ -28,6 +28,8 @@ OPERATIONS = [
     ("GET", "broadcasts/{broadcast}"),
     ("GET", "reminder-rules"),
     ("PUT", "reminder-rules"),
+    ("GET", "response-limits"),
+    ("PUT", "response-limits"),
     ("GET", "appointments/{appointment}/planned-messages"),
     ("GET", "reports/appointments"),
     ("GET", "reports/before-after"),
@@ -67,7 +69,7 @@ def test_every_route_and_method_is_documented_and_nothing_else():
     }
     routes = {path: set(methods) for path, methods in _api_routes()}
     assert routes == documented
-    assert len(routes) == 17
+    assert len(routes) == 18
 
 
 @pytest.mark.django_db

@@ -20,7 +20,7 @@ def _login(build, org, role, practice, name):
 
 def test_a_manager_sets_canned_replies_per_practice_and_language(build, twoway):
     manager = _login(build, twoway.org, StaffRole.PRACTICE_MANAGER, twoway.practice, "mgr")
-    url = reverse("conversations:canned")
+    url = reverse("messaging_settings:canned_replies")
     for language, title, body in (
         ("en", "Parking", "Hi {first_name}, park in the blue garage at {practice}."),
         ("es", "Estacionamiento", "Hola {first_name}, estacione en el garaje azul."),
@@ -60,14 +60,15 @@ def test_a_manager_sets_canned_replies_per_practice_and_language(build, twoway):
     assert url not in desk.get(reverse("conversations:inbox")).content.decode()
     assert desk.get(url).status_code == 403
     reply = CannedReply.objects.get(title="Parking")
-    assert desk.post(reverse("conversations:delete_canned", args=[reply.id])).status_code == 404
-    assert manager.post(reverse("conversations:delete_canned", args=[reply.id])).status_code == 302
+    delete = reverse("messaging_settings:delete_canned_reply", args=[reply.id])
+    assert desk.post(delete).status_code == 403
+    assert manager.post(delete).status_code == 302
     assert not CannedReply.objects.filter(title="Parking").exists()
 
 
 def test_a_bad_canned_reply_names_the_field_and_stores_nothing(build, twoway):
     manager = _login(build, twoway.org, StaffRole.PRACTICE_MANAGER, twoway.practice, "mgr")
-    url = reverse("conversations:canned")
+    url = reverse("messaging_settings:canned_replies")
     cases = [
         ({"title": "", "body": "x", "language": "en"}, "title:"),
         ({"title": "T", "body": "  ", "language": "en"}, "body:"),

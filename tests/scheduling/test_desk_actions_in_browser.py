@@ -111,6 +111,7 @@ def test_front_desk_morning_answers_the_inbox_moves_a_visit_undoes_a_no_show_and
     )
 
     save_canned_reply(
+        m.org.id,
         m.practice,
         title="Parking",
         body="Hi {first_name}, free parking is behind {practice}, entrance on Oak St.",

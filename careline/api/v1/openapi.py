@@ -13,7 +13,7 @@ from careline.api.v1.http import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
 from careline.api.v1.representations import THREAD_LENGTH
 from careline.broadcasts.models import Broadcast
 from careline.conversations.inbox import MAX_REPLY_CHARACTERS
-from careline.conversations.models import ConversationState, Queue
+from careline.conversations.models import MAX_RESPONSE_MINUTES, ConversationState, Queue
 from careline.integrations.models import ProcessingId
 from careline.messaging.models import MAX_OFFSET_MINUTES, Channel, MessageKind, MessageState
 from careline.patients.models import Language
@@ -280,6 +280,44 @@ SCHEMAS: dict[str, Any] = {
             "active": BOOLEAN,
             "updated_at": _nullable(MOMENT),
         }
+    ),
+    "ResponseLimits": _object(
+        {
+            "practice_id": _nullable(INTEGER)
+            | {"description": "null: the organization's limits, for practices without their own."},
+            "limits": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "queue": {"type": "string", "enum": Queue.values},
+                        "minutes": INTEGER | {"description": "The limit in force."},
+                        "own": _nullable(INTEGER)
+                        | {"description": "Set at this level; null: inherited."},
+                        "inherited": INTEGER
+                        | {
+                            "description": "What applies without its own: the organization's "
+                            "limit (for a practice), else Careline's default."
+                        },
+                    }
+                ),
+            },
+        }
+    ),
+    "ResponseLimitsUpdate": _object(
+        {
+            "practice_id": _nullable(INTEGER)
+            | {"description": "null or omitted: the organization's limits."},
+            "minutes": {
+                "type": "object",
+                "propertyNames": {"enum": Queue.values},
+                "additionalProperties": _nullable(
+                    {"type": "integer", "minimum": 1, "maximum": MAX_RESPONSE_MINUTES}
+                ),
+                "description": "Queue name to whole minutes; null inherits again. Queues not "
+                "named keep their limit.",
+            },
+        },
+        required=["minutes"],
     ),
     "PlannedMessage": _object(
         {
@@ -739,6 +777,34 @@ PATHS: dict[str, Any] = {
             "requestBody": _body("CadenceUpdate"),
             "responses": {
                 "200": _json(_ref("Cadence"), "The cadence, saved."),
+                **_errors(400, 401, 405, 413, 415, 422),
+            },
+        },
+    },
+    "/response-limits": {
+        "get": {
+            "operationId": "getResponseLimits",
+            "summary": "How long a text may wait in each inbox queue before its clock turns red.",
+            "parameters": [
+                _query(
+                    "practice",
+                    {"type": "integer", "minimum": 1},
+                    "A practice's limits (its own, else the organization's); omitted: the "
+                    "organization's.",
+                )
+            ],
+            "responses": {
+                "200": _json(_ref("ResponseLimits"), "The limits per queue."),
+                **_errors(400, 401, 405),
+            },
+        },
+        "put": {
+            "operationId": "putResponseLimits",
+            "summary": "Set the organization's or a practice's response-time limits.",
+            "description": "The inbox clocks follow them at once.",
+            "requestBody": _body("ResponseLimitsUpdate"),
+            "responses": {
+                "200": _json(_ref("ResponseLimits"), "The limits, saved."),
                 **_errors(400, 401, 405, 413, 415, 422),
             },
         },

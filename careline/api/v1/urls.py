@@ -35,6 +35,11 @@ urlpatterns = [
         name="reminder-rules",
     ),
     path(
+        "response-limits",
+        route(GET=views.get_response_limits, PUT=views.put_response_limits),
+        name="response-limits",
+    ),
+    path(
         "appointments/<int:appointment_id>/planned-messages",
         route(GET=views.planned_messages),
         name="planned-messages",

@@ -31,7 +31,7 @@ from careline.api.v1.service_users import acting_user
 from careline.broadcasts import sending as broadcasts
 from careline.broadcasts.models import Broadcast
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
-from careline.conversations import inbox
+from careline.conversations import inbox, response_limits
 from careline.conversations.models import (
     Conversation,
     ConversationReply,
@@ -310,6 +310,69 @@ def put_reminder_rules(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
             fields=exc.message_dict,
         ) from exc
     return _cadence(api_key)
+
+
+# --- inbox response-time limits -------------------------------------------------------------
+
+
+def _response_limits(api_key: ApiKey, practice: Practice | None) -> HttpResponse:
+    limits = response_limits.limits_of(api_key.organization, practice)
+    return json_response(
+        {
+            "practice_id": practice.pk if practice else None,
+            "limits": [
+                {
+                    "queue": limit.queue,
+                    "minutes": limit.minutes,
+                    "own": limit.own,
+                    "inherited": limit.inherited,
+                }
+                for limit in limits
+            ],
+        }
+    )
+
+
+def get_response_limits(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """The organization's limits per inbox queue, or one practice's (`practice`)."""
+    params = query_params(request, {"practice"})
+    practice = None
+    if "practice" in params:
+        practice = Practice.objects.get(pk=_practice_filter(api_key, params["practice"]))
+    return _response_limits(api_key, practice)
+
+
+def put_response_limits(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Set the organization's (practice_id null) or a practice's limits; a queue given null
+    inherits again, a queue not named keeps its limit."""
+    query_params(request, ())
+    body = Body(json_body(request), {"practice_id", "minutes"})
+    practice_id = body.raw("practice_id")
+    minutes = body.raw("minutes", required=True)
+    practice = None
+    if practice_id is not None:
+        if isinstance(practice_id, bool) or not isinstance(practice_id, int):
+            body.fail("practice_id", "must be a practice's id or null")
+        else:
+            practice = Practice.objects.filter(
+                organization_id=api_key.organization_id, pk=practice_id
+            ).first()
+            if practice is None:
+                body.fail("practice_id", f"no practice {practice_id} in this organization")
+    if minutes is not None and not isinstance(minutes, dict):
+        body.fail("minutes", "must be an object mapping queue names to minutes or null")
+    elif isinstance(minutes, dict):
+        for queue, value in minutes.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                body.fail(f"minutes.{queue}", "must be whole minutes or null")
+    body.finish()
+    try:
+        response_limits.save_limits(api_key.organization, practice, minutes)
+    except ValidationError as exc:
+        fields = {f"minutes.{k}": v for k, v in exc.message_dict.items()}
+        summary = "; ".join(f"{k} {' and '.join(v)}" for k, v in fields.items())
+        raise ApiError(422, f"The request body is not valid: {summary}.", fields=fields) from exc
+    return _response_limits(api_key, practice)
 
 
 # --- planned messages -----------------------------------------------------------------------
