@@ -166,6 +166,28 @@ class _Segment:
             reps.append(comps)
         return reps
 
+    def subcomponents(self, n: int) -> list[list[list[str]]]:
+        """Field n as repetitions of components of subcomponents (e.g. CX-4's HD)."""
+        if n >= len(self.raw):
+            return []
+        node = self.raw[n]
+        if isinstance(node, str):
+            return [[[self._text(node)]]]
+        reps: list[list[list[str]]] = []
+        for rep in node:
+            if isinstance(rep, str):
+                reps.append([[self._text(rep)]])
+                continue
+            reps.append(
+                [
+                    [self._text(comp)]
+                    if isinstance(comp, str)
+                    else [self._text(sub) for sub in comp]
+                    for comp in rep
+                ]
+            )
+        return reps
+
     def get(self, n: int, component: int = 1, repetition: int = 1) -> str:
         reps = self.repetitions(n)
         if len(reps) < repetition:
@@ -198,8 +220,11 @@ class Header:
 @dataclass(frozen=True)
 class PatientIdentifier:
     value: str
-    authority: str  # CX-4
+    authority: str  # CX-4.1, the HD's namespace id
     type_code: str  # CX-5, e.g. MR
+    # CX-4.2 and CX-4.3: the HD's universal id and its type (ISO: an OID).
+    authority_id: str = ""
+    authority_id_type: str = ""
 
 
 # XTN-3 equipment types (table 0202 CP, and what engines write instead) and XTN-2 use
@@ -439,11 +464,18 @@ def _service(sch: _Segment, aiss: list[_Segment]) -> Resource | None:
 
 def _patient(pid: _Segment) -> SiuPatient:
     patient = SiuPatient()
-    for rep in pid.repetitions(3):
-        rep = [c.strip() for c in rep] + [""] * 5
-        if rep[0]:
+    for rep in pid.subcomponents(3):
+        rep = [[s.strip() for s in c] for c in rep] + [[""]] * 5
+        hd = rep[3] + ["", "", ""]
+        if rep[0][0]:
             patient.identifiers.append(
-                PatientIdentifier(value=rep[0], authority=rep[3], type_code=rep[4])
+                PatientIdentifier(
+                    value=rep[0][0],
+                    authority=hd[0],
+                    type_code=rep[4][0],
+                    authority_id=hd[1],
+                    authority_id_type=hd[2].upper(),
+                )
             )
     patient.family_name = pid.get(5, 1)
     patient.given_name = pid.get(5, 2)

@@ -58,6 +58,7 @@ from careline.integrations.hl7.parsing import (
     Header,
     InvalidField,
     MessageRejected,
+    PatientIdentifier as ParsedIdentifier,
     Resource,
     SiuMessage,
     SiuPatient,
@@ -70,8 +71,14 @@ from careline.integrations.hl7.parsing import (
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
 from careline.patients.languages import coded_language, language_as_received
+from careline.patients.identifiers import MAX_SYSTEM, Identifier, identified_patients
 from careline.patients.models import Patient
-from careline.patients.records import create_patient, update_patient
+from careline.patients.records import (
+    IdentifierConflict,
+    create_patient,
+    keep_identifiers,
+    update_patient,
+)
 from careline.scheduling.appointments import VisitTimeError, check_visit_times
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
@@ -805,15 +812,20 @@ def _patient(
             + ").",
             code="101",
         )
-    if len(mrn) > MAX_MRN:
-        # Cutting it could merge two patients whose MRNs share a prefix.
+    identifiers = _identifiers(feed, data)
+    found = identified_patients(feed.organization_id, identifiers)
+    if len(found) > 1:
+        named = "; ".join(
+            f"patient {pid} has {', '.join(keys)}" for pid, keys in sorted(found.items())
+        )
         raise NotApplicable(
-            f"The MRN in PID-3 is longer than {MAX_MRN} characters.", code="102", location="PID^1^3"
+            f"The PID-3 identifiers name different patients ({named}); nothing was applied. "
+            "Correct PID-3, or merge the patients in the EHR (ADT^A40) first.",
+            code="205",
+            location="PID^1^3",
         )
     patient = (
-        Patient.objects.select_for_update()
-        .filter(organization_id=feed.organization_id, mrn=mrn)
-        .first()
+        Patient.objects.select_for_update().filter(pk=next(iter(found))).first() if found else None
     )
     changed: dict[str, object] = {}
     if data.family_name:
@@ -843,9 +855,67 @@ def _patient(
         changed.setdefault("family_name", "")
         changed.setdefault("given_name", "")
         return create_patient(
-            organization_id=feed.organization_id, mrn=mrn, home_practice=practice, **changed
+            organization_id=feed.organization_id,
+            mrn=mrn[:MAX_MRN],
+            home_practice=practice,
+            identifiers=identifiers,
+            **changed,
         )
-    return update_patient(patient, **changed)
+    if not patient.mrn:
+        changed["mrn"] = mrn[:MAX_MRN]
+    update_patient(patient, **changed)
+    try:
+        keep_identifiers(patient, identifiers)
+    except IdentifierConflict as exc:
+        # Only when another connection stored one of them a moment ago.
+        raise NotApplicable(
+            f"PID-3 names patient {patient.pk} and, by {', '.join(exc.taken)}, patient "
+            f"{exc.other_patient_id}; nothing was applied.",
+            code="205",
+            location="PID^1^3",
+        ) from exc
+    return patient
+
+
+def identifier_system(feed: Hl7Feed, ident: ParsedIdentifier) -> str:
+    """The system of a PID-3 repetition: its assigning authority (CX-4) when sent, else
+    the feed's namespace. An HD whose universal id is an ISO OID is `urn:oid:<oid>`. The
+    authority the feed is configured to send its MRNs under (`mrn_assigning_authority`)
+    is the feed's namespace: feeds send it on some messages and leave it out on others."""
+    own = feed.mrn_assigning_authority.strip().upper()
+    if own and ident.authority.upper() == own:
+        return feed.namespace
+    kind = ident.authority_id_type
+    if ident.authority_id:
+        if kind == "ISO":
+            return f"urn:oid:{ident.authority_id}"
+        if kind == "UUID":
+            return f"urn:uuid:{ident.authority_id.lower()}"
+        if kind in ("URI", "URL") or not ident.authority:
+            return ident.authority_id
+    return ident.authority or feed.namespace
+
+
+def _identifiers(feed: Hl7Feed, data: SiuPatient) -> list[Identifier]:
+    identifiers = []
+    for n, ident in enumerate(data.identifiers, start=1):
+        if len(ident.value) > MAX_MRN:
+            # Cutting it could merge two patients whose identifiers share a prefix.
+            raise NotApplicable(
+                f"The identifier in PID-3 repetition {n} is longer than {MAX_MRN} characters.",
+                code="102",
+                location="PID^1^3",
+            )
+        system = identifier_system(feed, ident)
+        if len(system) > MAX_SYSTEM:
+            raise NotApplicable(
+                f"The assigning authority (CX-4) of PID-3 repetition {n} is longer than "
+                f"{MAX_SYSTEM} characters.",
+                code="102",
+                location="PID^1^3",
+            )
+        identifiers.append(Identifier(system, ident.value, type_code=ident.type_code[:20]))
+    return identifiers
 
 
 def _unknown_language(data: SiuPatient, patient: Patient | None, result: Applied) -> None:
