@@ -1,4 +1,4 @@
-"""Reading HL7 v2 SIU messages into plain values.
+"""Reading HL7 v2 SIU messages (and ADT^A40 patient merges) into plain values.
 
 python-hl7 splits a message into segments, fields, repetitions and components; this
 module knows where SIU feeds put what, and how differently they do it:
@@ -295,6 +295,43 @@ class SiuMessage:
         return self.filler_id or self.placer_id
 
 
+@dataclass
+class MergeMessage:
+    """ADT^A40: the patient in PID survives; MRG-1 lists the prior record's identifiers."""
+
+    header: Header
+    patient: SiuPatient
+    prior_identifiers: list[PatientIdentifier] = field(default_factory=list)
+
+
+MERGE_TRIGGERS = ("A40",)
+
+
+def parse_message(text: str) -> SiuMessage | MergeMessage:
+    """An SIU message, or an ADT^A40 patient merge; MessageRejected for anything else."""
+    message = _parse(text)
+    header = _header(message)
+    if header.message_type == "ADT" and header.trigger in MERGE_TRIGGERS:
+        return _merge(header, _segments(message))
+    return parse_siu(text)
+
+
+def _merge(header: Header, segments: list[_Segment]) -> MergeMessage:
+    pids = [s for s in segments if s.id == "PID"]
+    mrgs = [s for s in segments if s.id == "MRG"]
+    if not pids:
+        raise MessageRejected("ADT^A40 has no PID segment: who survives the merge?", code="100")
+    if not mrgs:
+        raise MessageRejected("ADT^A40 has no MRG segment: which record is merged?", code="100")
+    merge = MergeMessage(header=header, patient=_patient(pids[0]))
+    merge.prior_identifiers = _identifiers(mrgs[0].subcomponents(1))
+    if not merge.patient.identifiers:
+        raise MessageRejected("PID-3 of the surviving patient is empty.", code="101")
+    if not merge.prior_identifiers:
+        raise MessageRejected("MRG-1 (the prior patient's identifiers) is empty.", code="101")
+    return merge
+
+
 def read_header(text: str) -> Header:
     """MSH of a message, enough to route and acknowledge it; MessageRejected if none."""
     message = _parse(text)
@@ -308,7 +345,8 @@ def parse_siu(text: str) -> SiuMessage:
     if header.message_type != "SIU":
         raise MessageRejected(
             f"Message type {header.message_type or '(empty)'}^{header.trigger} is not "
-            "accepted here; this interface takes SIU scheduling messages only.",
+            "accepted here; this interface takes SIU scheduling messages only (and ADT^A40 "
+            "patient merges).",
             code="200",
         )
     if header.trigger not in SIU_TRIGGERS:
@@ -464,19 +502,7 @@ def _service(sch: _Segment, aiss: list[_Segment]) -> Resource | None:
 
 def _patient(pid: _Segment) -> SiuPatient:
     patient = SiuPatient()
-    for rep in pid.subcomponents(3):
-        rep = [[s.strip() for s in c] for c in rep] + [[""]] * 5
-        hd = rep[3] + ["", "", ""]
-        if rep[0][0]:
-            patient.identifiers.append(
-                PatientIdentifier(
-                    value=rep[0][0],
-                    authority=hd[0],
-                    type_code=rep[4][0],
-                    authority_id=hd[1],
-                    authority_id_type=hd[2].upper(),
-                )
-            )
+    patient.identifiers = _identifiers(pid.subcomponents(3))
     patient.family_name = pid.get(5, 1)
     patient.given_name = pid.get(5, 2)
     patient.birth_date = pid.get(7)
@@ -489,6 +515,26 @@ def _patient(pid: _Segment) -> SiuPatient:
     patient.language_system = pid.get(15, 3)
     patient.language = pid.get(15, 1) or patient.language_text
     return patient
+
+
+def _identifiers(field_reps: list[list[list[str]]]) -> list[PatientIdentifier]:
+    """CX repetitions (PID-3, MRG-1): value CX-1, assigning authority CX-4 (an HD:
+    namespace id & universal id & its type), identifier type CX-5."""
+    identifiers = []
+    for rep in field_reps:
+        rep = [[s.strip() for s in c] for c in rep] + [[""]] * 5
+        hd = rep[3] + ["", "", ""]
+        if rep[0][0]:
+            identifiers.append(
+                PatientIdentifier(
+                    value=rep[0][0],
+                    authority=hd[0],
+                    type_code=rep[4][0],
+                    authority_id=hd[1],
+                    authority_id_type=hd[2].upper(),
+                )
+            )
+    return identifiers
 
 
 def _digits(text: str) -> str:

@@ -49,6 +49,7 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
+from careline.conversations.inbox import move_conversations_to_patient
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack, escape
 from careline.integrations.hl7.parsing import (
     MAX_CONTROL_ID,
@@ -62,8 +63,9 @@ from careline.integrations.hl7.parsing import (
     Resource,
     SiuMessage,
     SiuPatient,
+    MergeMessage,
     normalize_segment_breaks,
-    parse_siu,
+    parse_message,
     read_header,
     to_date,
     to_datetime,
@@ -77,9 +79,14 @@ from careline.patients.records import (
     IdentifierConflict,
     create_patient,
     keep_identifiers,
+    merge_patients,
     update_patient,
 )
-from careline.scheduling.appointments import VisitTimeError, check_visit_times
+from careline.scheduling.appointments import (
+    VisitTimeError,
+    check_visit_times,
+    move_visits_to_patient,
+)
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
@@ -502,7 +509,7 @@ def process_message(message: Hl7Message) -> Receipt:
     """Apply a stored message in one transaction and record the outcome and its ACK."""
     header, location = None, ""
     try:
-        siu = parse_siu(message.raw)
+        siu = parse_message(message.raw)
         header = siu.header
         for attempt in (1, 2):
             try:
@@ -540,8 +547,11 @@ def _header_or_none(raw: str) -> Header | None:
         return None
 
 
-def _apply_and_finish(message: Hl7Message, siu: SiuMessage) -> Receipt:
-    outcome = apply_siu(message.feed, siu, received_at=message.received_at)
+def _apply_and_finish(message: Hl7Message, siu: SiuMessage | MergeMessage) -> Receipt:
+    if isinstance(siu, MergeMessage):
+        outcome = apply_merge(message.feed, siu)
+    else:
+        outcome = apply_siu(message.feed, siu, received_at=message.received_at)
     state, code, reason, error_code = Hl7MessageState.APPLIED, ACCEPT, "", "0"
     location, warning = outcome.problem_location, ""
     if outcome.problems:
@@ -916,6 +926,72 @@ def _identifiers(feed: Hl7Feed, data: SiuPatient) -> list[Identifier]:
             )
         identifiers.append(Identifier(system, ident.value, type_code=ident.type_code[:20]))
     return identifiers
+
+
+def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
+    """ADT^A40: the prior record (MRG-1) is merged into the surviving one (PID-3).
+
+    The prior patient's visits and conversations move to the survivor and its identifiers
+    become the survivor's, so a message that still names the prior MRN reaches the
+    survivor. Identifiers that name two different Careline patients on either side are
+    refused (AE), nothing applied. A prior record Careline never saw leaves its identifiers
+    with the survivor; a survivor Careline does not know yet is the prior record renamed.
+    """
+    result = Applied()
+    organization_id = feed.organization_id
+    survivor_ids = _identifiers(feed, merge.patient)
+    prior_ids = _identifiers(feed, SiuPatient(identifiers=merge.prior_identifiers))
+    survivors = identified_patients(organization_id, survivor_ids)
+    priors = identified_patients(organization_id, prior_ids)
+    for found, where in ((survivors, "PID-3"), (priors, "MRG-1")):
+        if len(found) > 1:
+            named = "; ".join(f"patient {pid} has {', '.join(k)}" for pid, k in sorted(found.items()))
+            raise NotApplicable(
+                f"The {where} identifiers name different patients ({named}); nothing was "
+                "applied.",
+                code="205",
+                location="PID^1^3" if where == "PID-3" else "MRG^1^1",
+            )
+    locked = {
+        p.pk: p
+        for p in Patient.objects.select_for_update().filter(pk__in=[*survivors, *priors])
+    }
+    survivor = locked.get(next(iter(survivors), None))
+    prior = locked.get(next(iter(priors), None))
+    if survivor is None and prior is None:
+        result.warn(
+            "Neither the surviving (PID-3) nor the prior patient (MRG-1) is known here; "
+            "nothing to merge. Later messages create the survivor.",
+            "204",
+            "MRG^1^1",
+        )
+        return result
+    if survivor is None:
+        # The EHR renumbered a patient Careline knows only by the prior identifiers.
+        survivor, prior = prior, None
+    if prior is not None and prior.pk != survivor.pk:
+        move_visits_to_patient(prior.pk, survivor.pk)
+        move_conversations_to_patient(prior.pk, survivor.pk)
+        blanks = {
+            name: getattr(prior, name)
+            for name in ("mobile_phone", "email", "birth_date", "home_practice_id")
+            if not getattr(survivor, name) and getattr(prior, name)
+        }
+        merge_patients(prior, survivor)
+        update_patient(survivor, **blanks)
+        logger.info("HL7 A40: patient %s merged into patient %s", prior.pk, survivor.pk)
+    try:
+        keep_identifiers(survivor, [*survivor_ids, *prior_ids])
+    except IdentifierConflict as exc:
+        raise NotApplicable(
+            f"{', '.join(exc.taken)} belongs to patient {exc.other_patient_id}; nothing was "
+            "applied.",
+            code="205",
+            location="PID^1^3",
+        ) from exc
+    if not survivor.mrn:
+        update_patient(survivor, mrn=_mrn(feed, merge.patient)[:MAX_MRN])
+    return result
 
 
 def _unknown_language(data: SiuPatient, patient: Patient | None, result: Applied) -> None:
