@@ -102,9 +102,7 @@ def _texts(appointment_id: str) -> list[OutboundMessage]:
         clock=lambda: visit.start - timedelta(hours=1),
         hours=SendingHours(0, 24),
     ).run_once()
-    return list(
-        OutboundMessage.objects.filter(appointment=visit, kind="reminder").exclude(body="")
-    )
+    return list(OutboundMessage.objects.filter(appointment=visit, kind="reminder").exclude(body=""))
 
 
 def _epic_patient(phone: str) -> dict:
@@ -210,7 +208,9 @@ def test_an_oid_in_cx4_finds_the_fhir_patient_and_keeps_every_identifier(listene
     created = fhir.post("Patient", _epic_patient("303-555-0143"))
     assert created.status_code == 201
     message = _pmsys(
-        "P3", "E4410^^^EPIC&1.2.840.114350.1.13.0.1.7.5.737384.0&ISO^PI~88^^^PMSYS^MR", "Tran^Minh",
+        "P3",
+        "E4410^^^EPIC&1.2.840.114350.1.13.0.1.7.5.737384.0&ISO^PI~88^^^PMSYS^MR",
+        "Tran^Minh",
         "3035550143",
     )
     [ack] = _send(listener, message)
@@ -319,11 +319,10 @@ def test_csv_names_its_identifier_system(feeds, fhir, tmp_path: Path):
     assert Appointment.objects.get(external_id="C1").patient_id == int(okafor["id"])
     assert Appointment.objects.get(external_id="C2").patient_id == int(tran["id"])
     # Without a system the file's MRNs are the organization's own: a third 12345.
-    path.write_text(
-        "\n".join([header, rows[0].replace("C1,", "C3,")]) + "\n", encoding="utf-8"
+    path.write_text("\n".join([header, rows[0].replace("C1,", "C3,")]) + "\n", encoding="utf-8")
+    call_command(
+        "import-csv", str(path), "--organization", feeds.organization.slug, "--no-progress"
     )
-    call_command("import-csv", str(path), "--organization", feeds.organization.slug,
-                 "--no-progress")
     [own] = _search(fhir, "urn:careline:capital-health:mrn|12345")
     assert own["id"] not in (okafor["id"], tran["id"])
 
@@ -345,7 +344,12 @@ def test_an_api_key_names_the_system_of_bare_identifiers(feeds):
     assert _identifiers(found) == {("urn:oid:2.16.840.1.113883.3.564", "12345")}
     # Another key's bare 12345 is another system's: no clash, another patient.
     default = Fhir(issue_api_key(organization_slug=feeds.organization.slug, name="x").plaintext)
-    assert default.post("Patient", {**body, "name": [{"family": "Else", "given": ["Eva"]}]}).status_code == 201
+    assert (
+        default.post(
+            "Patient", {**body, "name": [{"family": "Else", "given": ["Eva"]}]}
+        ).status_code
+        == 201
+    )
     assert [p["name"][0]["family"] for p in _search(default, "|12345")] == ["Else"]
 
 

@@ -60,10 +60,10 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code, link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import FIRST_DATE, calendar_date, normalize_phone
-from careline.messaging.planning import plan_all_reminders
-from careline.patients.languages import language_code
 from careline.integrations.models import validate_identifier_system
+from careline.messaging.planning import plan_all_reminders
 from careline.patients.identifiers import MAX_SYSTEM, Identifier, identifier_q
+from careline.patients.languages import language_code
 from careline.patients.models import Patient, PatientIdentifier, default_identifier_system
 from careline.patients.records import import_identifiers, import_patients
 from careline.scheduling.appointments import (
@@ -141,9 +141,7 @@ Progress = Callable[[int], None]  # called with the bytes read so far
 
 class _Validator:
     def __init__(self, organization: Organization, identifier_system: str = ""):
-        self.identifier_system = identifier_system or default_identifier_system(
-            organization.slug
-        )
+        self.identifier_system = identifier_system or default_identifier_system(organization.slug)
         self.practices = {
             p.code.lower(): (p.id, zoneinfo.ZoneInfo(p.time_zone))
             for p in Practice.objects.filter(organization=organization)

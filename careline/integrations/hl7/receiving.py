@@ -58,12 +58,11 @@ from careline.integrations.hl7.parsing import (
     BadValue,
     Header,
     InvalidField,
+    MergeMessage,
     MessageRejected,
-    PatientIdentifier as ParsedIdentifier,
     Resource,
     SiuMessage,
     SiuPatient,
-    MergeMessage,
     normalize_segment_breaks,
     parse_message,
     read_header,
@@ -71,9 +70,12 @@ from careline.integrations.hl7.parsing import (
     to_datetime,
     to_duration,
 )
+from careline.integrations.hl7.parsing import (
+    PatientIdentifier as ParsedIdentifier,
+)
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
-from careline.patients.languages import coded_language, language_as_received
 from careline.patients.identifiers import MAX_SYSTEM, Identifier, identified_patients
+from careline.patients.languages import coded_language, language_as_received
 from careline.patients.models import Patient
 from careline.patients.records import (
     IdentifierConflict,
@@ -945,16 +947,16 @@ def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
     priors = identified_patients(organization_id, prior_ids)
     for found, where in ((survivors, "PID-3"), (priors, "MRG-1")):
         if len(found) > 1:
-            named = "; ".join(f"patient {pid} has {', '.join(k)}" for pid, k in sorted(found.items()))
+            named = "; ".join(
+                f"patient {pid} has {', '.join(k)}" for pid, k in sorted(found.items())
+            )
             raise NotApplicable(
-                f"The {where} identifiers name different patients ({named}); nothing was "
-                "applied.",
+                f"The {where} identifiers name different patients ({named}); nothing was applied.",
                 code="205",
                 location="PID^1^3" if where == "PID-3" else "MRG^1^1",
             )
     locked = {
-        p.pk: p
-        for p in Patient.objects.select_for_update().filter(pk__in=[*survivors, *priors])
+        p.pk: p for p in Patient.objects.select_for_update().filter(pk__in=[*survivors, *priors])
     }
     survivor = locked.get(next(iter(survivors), None))
     prior = locked.get(next(iter(priors), None))

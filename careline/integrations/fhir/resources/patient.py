@@ -22,7 +22,6 @@ from careline.integrations.fhir.resources.handler import (
     pick_name,
 )
 from careline.integrations.fhir.search import date_q, parse_token
-from careline.patients.languages import language_code
 from careline.patients.identifiers import (
     MAX_SYSTEM,
     MAX_VALUE,
@@ -31,6 +30,7 @@ from careline.patients.identifiers import (
     identified_patients,
     mrn_copy,
 )
+from careline.patients.languages import language_code
 from careline.patients.models import Language, Patient, PatientIdentifier
 from careline.patients.records import IdentifierConflict, keep_identifiers, save_patient
 
