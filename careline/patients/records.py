@@ -31,21 +31,33 @@ class IdentifierConflict(Exception):
 def create_patient(
     *, organization_id: int, identifiers: Iterable[Identifier] = (), **fields: Any
 ) -> Patient:
+    return add_patient(Patient(organization_id=organization_id, **fields), identifiers)
+
+
+def add_patient(patient: Patient, identifiers: Iterable[Identifier] = ()) -> Patient:
+    """A new patient with its identifiers, as its first version. The caller has checked
+    that no other patient holds them (the unique constraint is the last word)."""
     with transaction.atomic():
-        patient = save_patient(Patient(organization_id=organization_id, **fields))
+        save_patient(patient)
         _add_identifiers(patient, distinct(identifiers))
+    _forget_identifiers(patient)
     return patient
 
 
 def keep_identifiers(
-    patient: Patient, identifiers: Iterable[Identifier], *, replace_systems: bool = False
+    patient: Patient,
+    identifiers: Iterable[Identifier],
+    *,
+    replace_systems: bool = False,
+    new_version: bool = True,
 ) -> bool:
     """Add the identifiers the patient does not have yet (types refreshed for those they
     do). With `replace_systems`, identifiers of the same systems that were not sent are
     dropped (a FHIR PUT restates the sender's identifiers; other systems' stay).
 
     IdentifierConflict when one belongs to another patient; nothing is written then.
-    The patient's next version is written when anything changed. True if it did.
+    True when anything changed; the patient's next version is written then, unless
+    `new_version` is False because the caller saves the patient next anyway.
     """
     identifiers = distinct(identifiers)
     others = {
@@ -82,9 +94,15 @@ def keep_identifiers(
         if new:
             _add_identifiers(patient, new)
             changed = True
-        if changed:
+        if changed and new_version:
             save_patient(patient, update_fields=[])
+    _forget_identifiers(patient)
     return changed
+
+
+def _forget_identifiers(patient: Patient) -> None:
+    # A prefetched list would be rendered back to the caller as it was before the change.
+    getattr(patient, "_prefetched_objects_cache", {}).pop("identifiers", None)
 
 
 def _add_identifiers(patient: Patient, identifiers: list[Identifier]) -> None:
@@ -144,7 +162,8 @@ def merge_patients(prior: Patient, survivor: Patient) -> None:
         PatientIdentifier.objects.filter(patient=prior).update(patient=survivor)
         prior.merged_into = survivor
         save_patient(prior, update_fields=["merged_into"])
-        save_patient(survivor, update_fields=[])
+    _forget_identifiers(prior)
+    _forget_identifiers(survivor)
 
 
 def save_patient(patient: Patient, update_fields: list[str] | None = None) -> Patient:
@@ -164,12 +183,13 @@ def save_patient(patient: Patient, update_fields: list[str] | None = None) -> Pa
     return patient
 
 
-def update_patient(patient: Patient, **fields: Any) -> Patient:
-    """Apply the fields that differ; writes nothing when none do."""
+def update_patient(patient: Patient, *, touched: bool = False, **fields: Any) -> Patient:
+    """Apply the fields that differ; writes nothing when none do, unless `touched` (its
+    identifiers changed: still a new version for FHIR clients that pull changes)."""
     changed = [k for k, v in fields.items() if getattr(patient, k) != v]
     for key in changed:
         setattr(patient, key, fields[key])
-    if changed:
+    if changed or touched:
         save_patient(patient, update_fields=changed)
     return patient
 

@@ -357,3 +357,23 @@ def _json(body: dict) -> str:
     import json
 
     return json.dumps(body)
+
+
+def test_a_put_keeps_other_systems_identifiers_and_answers_with_all_of_them(listener, feeds, fhir):
+    _send(listener, _pmsys("P1", "12345^^^PMSYS^MR", "Okafor^Daniel", "5185550177"))
+    [okafor] = _search(fhir, f"{PMSYS}|12345")
+    assert okafor["meta"]["versionId"] == "1"
+    body = {
+        "resourceType": "Patient",
+        "id": okafor["id"],
+        "identifier": [{"type": {"text": "EPI"}, "system": EPIC_EPI, "value": "E77"}],
+        "name": [{"family": "Okafor", "given": ["Daniel"]}],
+        "telecom": [{"system": "sms", "value": "+15185550177"}],
+    }
+    response = fhir.put(f"Patient/{okafor['id']}", body)
+    assert response.status_code == 200, response.content
+    # The feed's MRN stays; Epic's is added; one PUT is one version.
+    assert _identifiers(response.json()) == {(PMSYS, "12345"), (EPIC_EPI, "E77")}
+    assert response.json()["meta"]["versionId"] == "2"
+    [again] = _search(fhir, f"{EPIC_EPI}|E77")
+    assert again["id"] == okafor["id"]

@@ -875,9 +875,8 @@ def _patient(
         )
     if not patient.mrn:
         changed["mrn"] = mrn[:MAX_MRN]
-    update_patient(patient, **changed)
     try:
-        keep_identifiers(patient, identifiers)
+        added = keep_identifiers(patient, identifiers, new_version=False)
     except IdentifierConflict as exc:
         # Only when another connection stored one of them a moment ago.
         raise NotApplicable(
@@ -886,7 +885,7 @@ def _patient(
             code="205",
             location="PID^1^3",
         ) from exc
-    return patient
+    return update_patient(patient, touched=added, **changed)
 
 
 def identifier_system(feed: Hl7Feed, ident: ParsedIdentifier) -> str:
@@ -968,10 +967,12 @@ def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
             "MRG^1^1",
         )
         return result
+    blanks: dict[str, object] = {}
     if survivor is None:
         # The EHR renumbered a patient Careline knows only by the prior identifiers.
         survivor, prior = prior, None
-    if prior is not None and prior.pk != survivor.pk:
+    merged = prior is not None and prior.pk != survivor.pk
+    if merged:
         move_visits_to_patient(prior.pk, survivor.pk)
         move_conversations_to_patient(prior.pk, survivor.pk)
         blanks = {
@@ -980,10 +981,9 @@ def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
             if not getattr(survivor, name) and getattr(prior, name)
         }
         merge_patients(prior, survivor)
-        update_patient(survivor, **blanks)
         logger.info("HL7 A40: patient %s merged into patient %s", prior.pk, survivor.pk)
     try:
-        keep_identifiers(survivor, [*survivor_ids, *prior_ids])
+        added = keep_identifiers(survivor, [*survivor_ids, *prior_ids], new_version=False)
     except IdentifierConflict as exc:
         raise NotApplicable(
             f"{', '.join(exc.taken)} belongs to patient {exc.other_patient_id}; nothing was "
@@ -992,7 +992,8 @@ def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
             location="PID^1^3",
         ) from exc
     if not survivor.mrn:
-        update_patient(survivor, mrn=_mrn(feed, merge.patient)[:MAX_MRN])
+        blanks["mrn"] = _mrn(feed, merge.patient)[:MAX_MRN]
+    update_patient(survivor, touched=added or merged, **blanks)
     return result
 
 

@@ -32,7 +32,12 @@ from careline.patients.identifiers import (
 )
 from careline.patients.languages import language_code
 from careline.patients.models import Language, Patient, PatientIdentifier
-from careline.patients.records import IdentifierConflict, keep_identifiers, save_patient
+from careline.patients.records import (
+    IdentifierConflict,
+    add_patient,
+    keep_identifiers,
+    save_patient,
+)
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).
@@ -196,9 +201,10 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 code="duplicate",
                 expression=["Patient.identifier"],
             )
-        save_patient(patient)
+        if patient.pk is None:
+            return add_patient(patient, identifiers)
         try:
-            keep_identifiers(patient, identifiers, replace_systems=True)
+            keep_identifiers(patient, identifiers, replace_systems=True, new_version=False)
         except IdentifierConflict as exc:  # another request stored it a moment ago
             raise FhirError(
                 409,
@@ -207,7 +213,7 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 code="duplicate",
                 expression=["Patient.identifier"],
             ) from exc
-        return patient
+        return save_patient(patient)
 
 
 def _identifiers(ctx: Context, identifiers: list | None) -> list[Identifier]:
