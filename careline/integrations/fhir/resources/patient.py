@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, timedelta
 from typing import Any
 
+from django.db import IntegrityError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -202,7 +203,16 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 expression=["Patient.identifier"],
             )
         if patient.pk is None:
-            return add_patient(patient, identifiers)
+            try:
+                return add_patient(patient, identifiers)
+            except IntegrityError as exc:  # another request stored one a moment ago
+                raise FhirError(
+                    409,
+                    "Another request has just stored a patient with one of these identifiers; "
+                    "search for it, or create with If-None-Exist.",
+                    code="duplicate",
+                    expression=["Patient.identifier"],
+                ) from exc
         try:
             keep_identifiers(patient, identifiers, replace_systems=True, new_version=False)
         except IdentifierConflict as exc:  # another request stored it a moment ago
