@@ -51,11 +51,16 @@ def _dtm(moment: datetime) -> str:
     return moment.strftime("%Y%m%d%H%M%S")
 
 
+def _later(hour: int) -> str:
+    return _dtm((_day() + timedelta(days=2)).replace(hour=hour))
+
+
 def _segment(ack: str, name: str) -> list[str]:
     return next(s for s in ack.split("\r") if s.startswith(name + "|")).split("|")
 
 
 def _ehrnet(appointment_id: str, mrn: str, name: str, mobile: str, **kw) -> str:
+    kw.setdefault("start", _dtm(_day().replace(hour=14)))
     return siu(
         sending_app="EHRNET",
         appointment_id=appointment_id,
@@ -63,7 +68,6 @@ def _ehrnet(appointment_id: str, mrn: str, name: str, mobile: str, **kw) -> str:
         name=name,
         phones=f"^ORN^CP^^1^{mobile[:3]}^{mobile[3:]}",
         location="ALB",
-        start=_dtm(_day().replace(hour=14)),
         **kw,
     )
 
@@ -123,9 +127,10 @@ def test_two_feeds_and_an_epic_client_with_mrn_12345_are_three_people(listener, 
         listener,
         _ehrnet("E1", "12345", "Rivera^Elena", "5185550142"),
         _pmsys("P1", "12345^^^PMSYS^MR", "Okafor^Daniel", "5185550177"),
-        # Each system's next message about its own 12345 finds its own patient.
-        _ehrnet("E2", "12345", "Rivera^Elena", "5185550142"),
-        _pmsys("P2", "12345", "Okafor^Daniel", "5185550177"),
+        # Each system's next message about its own 12345 finds its own patient (visits
+        # on another day: same-day visits of one number share their reminders).
+        _ehrnet("E2", "12345", "Rivera^Elena", "5185550142", start=_later(14)),
+        _pmsys("P2", "12345", "Okafor^Daniel", "5185550177", start=_later(15)),
     )
     assert [_segment(a, "MSA")[1] for a in acks] == ["AA"] * 4
 
@@ -263,7 +268,7 @@ def test_a40_merge_moves_the_visits_and_the_prior_mrn_keeps_working(listener, fe
             "555^^^PMSYS^MR",
             "Okafor^Daniel",
             "5185550177",
-            start=_dtm(_day().replace(hour=16)),
+            start=_later(16),
         ),
     )
     assert _segment(late, "MSA")[1] == "AA"
