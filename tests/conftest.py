@@ -18,7 +18,7 @@ from careline.clinics.models import (
     StaffMembership,
     StaffRole,
 )
-from careline.patients.models import Patient
+from careline.patients.models import Patient, PatientIdentifier, default_identifier_system
 from careline.scheduling.models import WorkingHours
 
 _seq = itertools.count(1)
@@ -89,7 +89,18 @@ class ClinicBuilder:
         kw.setdefault("family_name", "Example")
         kw.setdefault("mrn", f"MRN{n}")
         kw.setdefault("mobile_phone", f"+1512555{n % 10000:04d}")
-        return Patient.objects.create(organization=organization, **kw)
+        # The MRN in the organization's own namespace unless a feed's is given.
+        system = kw.pop("identifier_system", None) or default_identifier_system(organization.slug)
+        patient = Patient.objects.create(organization=organization, **kw)
+        if patient.mrn:
+            PatientIdentifier.objects.create(
+                organization=organization,
+                patient=patient,
+                system=system,
+                value=patient.mrn,
+                type_code="MR",
+            )
+        return patient
 
     def staff(
         self,

@@ -517,6 +517,12 @@ def mark_read(conversation: Conversation, user: AbstractBaseUser) -> Conversatio
 MAX_CANNED_TITLE = 80
 
 
+def move_conversations_to_patient(prior_patient_id: int, survivor_id: int) -> int:
+    """An EHR merged two records of one person (ADT^A40): the prior record's threads are
+    the survivor's from now on."""
+    return Conversation.objects.filter(patient_id=prior_patient_id).update(patient_id=survivor_id)
+
+
 def save_canned_reply(
     organization_id: int,
     practice: Practice | None,

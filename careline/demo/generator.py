@@ -91,7 +91,12 @@ from careline.clinics.models import (
     StaffMembership,
     StaffRole,
 )
-from careline.patients.models import Language, Patient
+from careline.patients.models import (
+    Language,
+    Patient,
+    PatientIdentifier,
+    default_identifier_system,
+)
 from careline.scheduling.models import (
     Appointment,
     AppointmentStatus,
@@ -251,6 +256,15 @@ PATIENT_FIELDS = (
     "preferred_language",
     "mobile_phone",
     "email",
+    "created_at",
+)
+IDENTIFIER_FIELDS = (
+    "organization",
+    "patient",
+    "system",
+    "value",
+    "type_code",
+    "type_text",
     "created_at",
 )
 APPOINTMENT_FIELDS = (
@@ -684,6 +698,16 @@ class _Builder:
             .values_list("id", flat=True)
             .iterator(chunk_size=BATCH_SIZE),
         )
+        # Patients are found by (system, MRN): each MRN in the organization's namespace.
+        system = default_identifier_system(self.organization.slug)
+        identifiers = _BulkWriter(
+            PatientIdentifier, IDENTIFIER_FIELDS, "patient identifiers", total, self.report
+        )
+        for i, patient_id in enumerate(self.patient_ids):
+            identifiers.add(
+                (self.organization.pk, patient_id, system, f"{i + 1:08d}", "MR", "", created_at)
+            )
+        identifiers.flush()
 
     # --- appointments -------------------------------------------------------------------
 

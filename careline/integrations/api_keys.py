@@ -14,13 +14,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from careline.clinics.directory import add_organization, organization_named
 from careline.clinics.models import Organization
-from careline.integrations.models import ApiKey
+from careline.integrations.models import ApiKey, validate_identifier_system
 
 KEY_PATTERN = re.compile(r"^cl_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
 # Recording every use would turn each read into a write; minute precision is enough.
@@ -42,13 +43,24 @@ def _hash(secret: str) -> str:
 
 
 def issue_api_key(
-    *, organization_slug: str, name: str, create_organization: bool = False
+    *,
+    organization_slug: str,
+    name: str,
+    create_organization: bool = False,
+    identifier_system: str = "",
 ) -> IssuedKey:
     """Create a key for the organization. An unknown slug is refused naming the known ones
-    (a typo must not become a new, empty organization) unless `create_organization`."""
+    (a typo must not become a new, empty organization) unless `create_organization`.
+    `identifier_system` is the system of patient identifiers its client sends without one."""
     slug = organization_slug.strip()
     if not name.strip():
         raise ValueError("An API key needs a name saying who uses it.")
+    identifier_system = identifier_system.strip()
+    if identifier_system:
+        try:
+            validate_identifier_system(identifier_system)
+        except ValidationError as exc:
+            raise ValueError(f"--identifier-system: {' '.join(exc.messages)}") from exc
     with transaction.atomic():
         if create_organization and not Organization.objects.filter(slug=slug).exists():
             organization = add_organization(slug, name=slug)
@@ -57,7 +69,11 @@ def issue_api_key(
         prefix = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         api_key = ApiKey.objects.create(
-            organization=organization, name=name.strip(), prefix=prefix, secret_hash=_hash(secret)
+            organization=organization,
+            name=name.strip(),
+            prefix=prefix,
+            secret_hash=_hash(secret),
+            identifier_system=identifier_system,
         )
     return IssuedKey(api_key=api_key, plaintext=f"cl_{prefix}_{secret}")
 

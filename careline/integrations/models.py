@@ -397,6 +397,15 @@ class ApiKey(models.Model):
         Organization, on_delete=models.CASCADE, related_name="api_keys"
     )
     name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'Epic interface'.")
+    identifier_system = models.CharField(
+        "identifier system",
+        max_length=255,
+        blank=True,
+        default="",
+        validators=[validate_identifier_system],
+        help_text="System of the patient identifiers this key's client sends without one "
+        "(FHIR Identifier.system left out); blank: urn:careline:<organization>:mrn.",
+    )
     # Public part of the key, shown in lists and logs so a key can be told apart and revoked.
     prefix = models.CharField(max_length=16, unique=True)
     secret_hash = models.CharField(max_length=64, help_text="SHA-256 of the key's secret part.")

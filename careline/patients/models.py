@@ -72,6 +72,8 @@ class Patient(models.Model):
     home_practice = models.ForeignKey(
         Practice, on_delete=models.SET_NULL, null=True, blank=True, related_name="patients"
     )
+    # A display copy of the patient's MRN (the first MR-typed identifier Careline was
+    # sent); patients are found by PatientIdentifier (system, value), never by this.
     mrn = models.CharField("MRN", max_length=64, blank=True)
     given_name = models.CharField(max_length=100)
     family_name = models.CharField(max_length=100)
@@ -99,6 +101,11 @@ class Patient(models.Model):
     time_zones = models.CharField(max_length=160, blank=True, editable=False, db_default="")
     email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when an EHR merged this record into another (ADT^A40): its identifiers, visits
+    # and conversations moved to the survivor, and lookups go there.
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     # FHIR's meta.versionId and meta.lastUpdated, stamped by patients.records on every
     # change; each version is kept in PatientVersion.
     version = models.PositiveIntegerField(default=1, db_default=1)
@@ -108,15 +115,9 @@ class Patient(models.Model):
 
     class Meta:
         ordering = ["family_name", "given_name"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "mrn"],
-                condition=~models.Q(mrn=""),
-                name="patient_mrn_unique_in_org",
-            )
-        ]
         indexes = [
             models.Index(fields=["organization", "mobile_phone"]),
+            models.Index(fields=["organization", "mrn"]),
             # The change feed: _lastUpdated searches sorted by (last_updated, id).
             models.Index(fields=["organization", "last_updated", "id"]),
         ]
@@ -185,6 +186,43 @@ class Patient(models.Model):
         return PhoneConsent.objects.filter(
             organization_id=self.organization_id, phone=self.mobile_phone
         ).first()
+
+
+def default_identifier_system(organization_slug: str) -> str:
+    """The organization's own MRN namespace: identifiers that arrive without a system (a
+    CSV file, a FHIR identifier without one, MRNs stored before systems were kept)."""
+    return f"urn:careline:{organization_slug}:mrn"
+
+
+class PatientIdentifier(models.Model):
+    """One identifier of a patient: a value in a system (an EHR's MRN namespace, an OID).
+
+    MRN 12345 in one system and MRN 12345 in another are different people; a patient is
+    found by any one of their identifiers and keeps every identifier they arrived with.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="identifiers")
+    system = models.CharField(max_length=255)
+    value = models.CharField(max_length=128)
+    # HL7 table 0203 (MR, PI, PT, EPI…) as sent in CX-5 or Identifier.type.coding.
+    type_code = models.CharField(max_length=20, blank=True)
+    # Identifier.type.text (Epic sends "EPI", "MRN" here without a coding).
+    type_text = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "system", "value"],
+                name="patient_identifier_unique_in_system",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "value"])]
+
+    def __str__(self) -> str:
+        return f"{self.system}|{self.value}"
 
 
 class PatientVersion(models.Model):

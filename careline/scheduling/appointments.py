@@ -552,6 +552,20 @@ def save_version(appointment: Appointment) -> None:
     )
 
 
+def move_visits_to_patient(prior_patient_id: int, survivor_id: int) -> list[int]:
+    """An EHR merged two records of one person (ADT^A40): the prior record's visits become
+    the survivor's, each as its next version, and their reminders are re-planned (the
+    seam) in the caller's transaction. The status and history stay as they are."""
+    moved = []
+    for appointment in Appointment.objects.select_for_update().filter(patient_id=prior_patient_id):
+        appointment.patient_id = survivor_id
+        save_version(appointment)
+        moved.append(appointment.pk)
+    if moved:
+        changes.appointments_changed(moved)
+    return moved
+
+
 def record_imported_changes(events: list[AppointmentEvent]) -> None:
     """The history of a file import, written in one statement per batch.
 

@@ -182,7 +182,13 @@ def test_mrn_from_the_configured_pid3_repetition(feeds):
 
 
 def test_existing_patient_is_matched_and_updated(feeds, build):
-    patient = build.patient(feeds.organization, mrn="M500", given_name="Old", mobile_phone="")
+    patient = build.patient(
+        feeds.organization,
+        mrn="M500",
+        identifier_system=feeds.pms.namespace,
+        given_name="Old",
+        mobile_phone="",
+    )
     receive_message(siu(name="Lopez^Ana", language="spa^Spanish"))
     patient.refresh_from_db()
     assert (patient.given_name, patient.family_name) == ("Ana", "Lopez")

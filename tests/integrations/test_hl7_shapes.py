@@ -197,7 +197,12 @@ def test_language_shapes(listener, feeds, fhir, shape):
 
 def test_unknown_language_is_not_silently_english(listener, feeds, fhir, build):
     start = _visit_day().replace(hour=9)
-    build.patient(feeds.organization, mrn="M500", preferred_language="es")
+    build.patient(
+        feeds.organization,
+        mrn="M500",
+        identifier_system=feeds.pms.namespace,
+        preferred_language="es",
+    )
     message = siu(
         msg_id="LG-VIE", appointment_id="L2", language="VIE^Vietnamese^HL70296", start=_dtm(start)
     )

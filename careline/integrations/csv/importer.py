@@ -11,6 +11,11 @@ File layout: UTF-8 (a BOM is fine), comma-separated, one header row naming the c
                                 matched without regard to case, added when new
     provider_npi      no        10-digit NPI; when given, the provider is matched by it
     mrn               yes       the patient's medical record number
+    mrn_system        no        the system (a URI, e.g. urn:oid:1.2.3) the MRN belongs to;
+                                default: the import's --identifier-system, else the
+                                organization's own (urn:careline:<organization>:mrn).
+                                A patient is found by (system, MRN): MRN 12345 of two
+                                systems is two patients
     given_name        yes       patient's first name
     family_name       yes       patient's last name
     birth_date        no        YYYY-MM-DD
@@ -61,10 +66,12 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code, link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import FIRST_DATE, calendar_date, normalize_phone
+from careline.integrations.models import validate_identifier_system
 from careline.messaging.planning import plan_all_reminders
+from careline.patients.identifiers import MAX_SYSTEM, Identifier, identifier_q
 from careline.patients.languages import language_code
-from careline.patients.models import Patient
-from careline.patients.records import import_patients
+from careline.patients.models import Patient, PatientIdentifier, default_identifier_system
+from careline.patients.records import import_identifiers, import_patients
 from careline.scheduling.appointments import (
     LONGEST_VISIT,
     VisitTimeError,
@@ -90,6 +97,7 @@ ADDRESS = {
 ADDRESS_COLUMNS = tuple(ADDRESS)
 REQUIRED = ("appointment_id", "practice", "provider", "mrn", "given_name", "family_name", "start")
 OPTIONAL = (
+    "mrn_system",
     "provider_npi",
     "birth_date",
     "mobile_phone",
@@ -117,6 +125,7 @@ class Row:
     provider: str
     provider_npi: str
     mrn: str
+    mrn_system: str
     given_name: str
     family_name: str
     birth_date: date | None
@@ -148,7 +157,8 @@ Progress = Callable[[int], None]  # called with the bytes read so far
 
 
 class _Validator:
-    def __init__(self, organization: Organization):
+    def __init__(self, organization: Organization, identifier_system: str = ""):
+        self.identifier_system = identifier_system or default_identifier_system(organization.slug)
         self.practices = {
             p.code.lower(): (p.id, zoneinfo.ZoneInfo(p.time_zone))
             for p in Practice.objects.filter(organization=organization)
@@ -207,6 +217,16 @@ class _Validator:
         for name, (_, longest) in ADDRESS.items():
             if len(value[name]) > longest:
                 raise ValueError(f"{name} is longer than {longest} characters")
+        mrn_system = value["mrn_system"] or self.identifier_system
+        if value["mrn_system"]:
+            try:
+                validate_identifier_system(mrn_system)
+            except ValidationError:
+                raise ValueError(
+                    "mrn_system is not a URI (e.g. urn:oid:1.2.840.114350.1)"
+                ) from None
+            if len(mrn_system) > MAX_SYSTEM:
+                raise ValueError("mrn_system is too long")
         return Row(
             line=line,
             appointment_id=value["appointment_id"],
@@ -214,6 +234,7 @@ class _Validator:
             provider=value["provider"][:200],
             provider_npi=npi,
             mrn=value["mrn"],
+            mrn_system=mrn_system,
             given_name=value["given_name"][:100],
             family_name=value["family_name"][:100],
             birth_date=birth_date,
@@ -319,11 +340,14 @@ def _read(
 
 
 def validate_csv(
-    path: Path, organization: Organization, progress: Progress | None = None
+    path: Path,
+    organization: Organization,
+    progress: Progress | None = None,
+    identifier_system: str = "",
 ) -> ImportReport:
     """Check every row; nothing is written."""
     report = ImportReport()
-    validator = _Validator(organization)
+    validator = _Validator(organization, identifier_system)
     try:
         for line, item in _read(path, validator, progress):
             report.rows += 1
@@ -344,15 +368,25 @@ def import_csv(
     plan_reminders: bool = True,
     validate_progress: Progress | None = None,
     import_progress: Progress | None = None,
+    identifier_system: str = "",
 ) -> ImportReport:
-    """Validate the whole file, then import it in batches in one transaction."""
-    report = validate_csv(path, organization, validate_progress)
+    """Validate the whole file, then import it in batches in one transaction.
+
+    `identifier_system` is the system of MRNs in rows without a mrn_system (default: the
+    organization's own); ValueError when it is not a URI."""
+    if identifier_system:
+        try:
+            validate_identifier_system(identifier_system)
+        except ValidationError as exc:
+            raise CsvLayoutError(f"--identifier-system: {' '.join(exc.messages)}") from exc
+    report = validate_csv(path, organization, validate_progress, identifier_system)
     if report.errors and not skip_invalid:
         return report
     writer = _BatchWriter(organization, external_system[:255], report)
     with transaction.atomic():
         batch: list[Row] = []
-        for _line, item in _read(path, _Validator(organization), import_progress):
+        validator = _Validator(organization, identifier_system)
+        for _line, item in _read(path, validator, import_progress):
             if isinstance(item, str):
                 continue
             batch.append(item)
@@ -403,11 +437,13 @@ class _BatchWriter:
         self._types(rows)
         self._appointments(rows, patients, providers)
 
-    def _patients(self, rows: list[Row]) -> dict[str, int]:
-        # Several rows may describe one patient; a blank cell does not erase a filled one.
-        by_mrn: dict[str, dict] = {}
+    def _patients(self, rows: list[Row]) -> dict[tuple[str, str], int]:
+        """(system, MRN) → patient id; a patient is found by the identifier, never by the
+        bare MRN. Several rows may describe one patient; a blank cell does not erase a
+        filled one."""
+        by_key: dict[tuple[str, str], dict] = {}
         for row in rows:
-            merged = by_mrn.setdefault(row.mrn, {"practice_id": row.practice_id})
+            merged = by_key.setdefault((row.mrn_system, row.mrn), {"practice_id": row.practice_id})
             for key, value in (
                 ("given_name", row.given_name),
                 ("family_name", row.family_name),
@@ -419,9 +455,9 @@ class _BatchWriter:
             ):
                 if value not in ("", None):
                     merged[key] = value
-        existing = {
-            p.mrn: p for p in Patient.objects.filter(organization=self.org, mrn__in=list(by_mrn))
-        }
+        identifiers = {key: Identifier(key[0], key[1], "MR") for key in by_key}
+        found = self._identified(list(identifiers.values()))
+        existing = Patient.objects.in_bulk(set(found.values()))
         fields = [
             "given_name",
             "family_name",
@@ -431,25 +467,43 @@ class _BatchWriter:
             "preferred_language",
             *(field for field, _ in ADDRESS.values()),
         ]
-        new, changed = [], []
-        for mrn, values in by_mrn.items():
+        new: list[Patient] = []
+        new_keys: list[tuple[str, str]] = []
+        changed: dict[int, Patient] = {}
+        for key, values in by_key.items():
             practice_id = values.pop("practice_id")
-            patient = existing.get(mrn)
+            patient = existing.get(found.get(key))
             if patient is None:
                 new.append(
-                    Patient(organization=self.org, mrn=mrn, home_practice_id=practice_id, **values)
+                    Patient(
+                        organization=self.org, mrn=key[1], home_practice_id=practice_id, **values
+                    )
                 )
+                new_keys.append(key)
                 continue
             if any(getattr(patient, k) != v for k, v in values.items()):
                 for k, v in values.items():
                     setattr(patient, k, v)
-                changed.append(patient)
-        import_patients(new, changed, fields)
-        return dict(
-            Patient.objects.filter(organization=self.org, mrn__in=list(by_mrn)).values_list(
-                "mrn", "id"
-            )
+                changed[patient.pk] = patient
+        import_patients(new, list(changed.values()), fields)
+        import_identifiers(
+            self.org.pk, {p.pk: [identifiers[key]] for p, key in zip(new, new_keys, strict=True)}
         )
+        return {**found, **{key: p.pk for p, key in zip(new, new_keys, strict=True)}}
+
+    def _identified(self, identifiers: list[Identifier]) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for start in range(0, len(identifiers), 500):
+            chunk = identifiers[start : start + 500]
+            found.update(
+                {
+                    (system, value): pid
+                    for pid, system, value in PatientIdentifier.objects.filter(
+                        identifier_q(chunk), organization=self.org
+                    ).values_list("patient_id", "system", "value")
+                }
+            )
+        return found
 
     def _provider_id(self, row: Row) -> int | None:
         if row.provider_npi and row.provider_npi in self.providers_by_npi:
@@ -516,7 +570,7 @@ class _BatchWriter:
             values = {
                 "practice_id": row.practice_id,
                 "provider_id": providers[row.line],
-                "patient_id": patients[row.mrn],
+                "patient_id": patients[(row.mrn_system, row.mrn)],
                 "appointment_type_id": type_id,
                 "start": start,
                 "end": end,

@@ -74,7 +74,11 @@ def fhir_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
                     401, str(exc), code="login", headers={"WWW-Authenticate": "Bearer"}
                 ) from exc
             base = request.build_absolute_uri("/fhir/R4/")
-            ctx = Context(organization=api_key.organization, base_url=base)
+            ctx = Context(
+                organization=api_key.organization,
+                base_url=base,
+                identifier_system=api_key.identifier_system,
+            )
             if request.method in ("GET", "HEAD"):
                 return view(request, ctx, *args, **kwargs)
             # A write and its answer are one unit: whatever fails after the row is saved

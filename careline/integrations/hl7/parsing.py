@@ -1,4 +1,4 @@
-"""Reading HL7 v2 SIU messages (and ADT A08/A31 patient updates) into plain values.
+"""Reading HL7 v2 SIU messages (and ADT A08/A31 patient updates, A40 merges) into plain values.
 
 python-hl7 splits a message into segments, fields, repetitions and components; this
 module knows where SIU feeds put what, and how differently they do it:
@@ -171,6 +171,28 @@ class _Segment:
             reps.append(comps)
         return reps
 
+    def subcomponents(self, n: int) -> list[list[list[str]]]:
+        """Field n as repetitions of components of subcomponents (e.g. CX-4's HD)."""
+        if n >= len(self.raw):
+            return []
+        node = self.raw[n]
+        if isinstance(node, str):
+            return [[[self._text(node)]]]
+        reps: list[list[list[str]]] = []
+        for rep in node:
+            if isinstance(rep, str):
+                reps.append([[self._text(rep)]])
+                continue
+            reps.append(
+                [
+                    [self._text(comp)]
+                    if isinstance(comp, str)
+                    else [self._text(sub) for sub in comp]
+                    for comp in rep
+                ]
+            )
+        return reps
+
     def get(self, n: int, component: int = 1, repetition: int = 1) -> str:
         reps = self.repetitions(n)
         if len(reps) < repetition:
@@ -203,8 +225,11 @@ class Header:
 @dataclass(frozen=True)
 class PatientIdentifier:
     value: str
-    authority: str  # CX-4
+    authority: str  # CX-4.1, the HD's namespace id
     type_code: str  # CX-5, e.g. MR
+    # CX-4.2 and CX-4.3: the HD's universal id and its type (ISO: an OID).
+    authority_id: str = ""
+    authority_id_type: str = ""
 
 
 # XTN-3 equipment types (table 0202 CP, and what engines write instead) and XTN-2 use
@@ -319,23 +344,32 @@ class AdtMessage:
     locations: list[Resource] = field(default_factory=list)  # PV1-3
 
 
-def parse_message(text: str) -> SiuMessage | AdtMessage:
-    """An SIU or an ADT A08/A31 message; MessageRejected (→ AR) for anything else."""
+@dataclass
+class MergeMessage:
+    """ADT^A40: the patient in PID survives; MRG-1 lists the prior record's identifiers."""
+
+    header: Header
+    patient: SiuPatient
+    prior_identifiers: list[PatientIdentifier] = field(default_factory=list)
+
+
+MERGE_TRIGGERS = ("A40",)
+
+
+def parse_message(text: str) -> SiuMessage | AdtMessage | MergeMessage:
+    """An SIU message, an ADT A08/A31 patient update or an ADT^A40 merge; MessageRejected
+    (→ AR) for anything else."""
     message = _parse(text)
     header = _header(message)
     if header.message_type != "ADT":
-        if header.message_type != "SIU":
-            raise MessageRejected(
-                f"Message type {header.message_type or '(empty)'}^{header.trigger} is not "
-                "accepted here; this interface takes SIU scheduling messages and ADT "
-                f"{'/'.join(ADT_TRIGGERS)} patient updates only.",
-                code="200",
-            )
-        return parse_siu(text)
+        return parse_siu(text)  # which refuses any other type, naming what is taken
+    if header.trigger in MERGE_TRIGGERS:
+        return _merge(header, _segments(message))
     if header.trigger not in ADT_TRIGGERS:
         raise MessageRejected(
             f"Message type ADT^{header.trigger or '(empty)'} is not accepted here; this "
-            f"interface takes ADT {'/'.join(ADT_TRIGGERS)} (update patient information) only.",
+            f"interface takes ADT {'/'.join(ADT_TRIGGERS)} (update patient information) and "
+            f"{'/'.join(MERGE_TRIGGERS)} (merge patients) only.",
             code="200",
         )
     segments = _segments(message)
@@ -347,6 +381,22 @@ def parse_message(text: str) -> SiuMessage | AdtMessage:
         patient=_patient(pids[0]),
         locations=_visit_location([s for s in segments if s.id == "PV1"]),
     )
+
+
+def _merge(header: Header, segments: list[_Segment]) -> MergeMessage:
+    pids = [s for s in segments if s.id == "PID"]
+    mrgs = [s for s in segments if s.id == "MRG"]
+    if not pids:
+        raise MessageRejected("ADT^A40 has no PID segment: who survives the merge?", code="100")
+    if not mrgs:
+        raise MessageRejected("ADT^A40 has no MRG segment: which record is merged?", code="100")
+    merge = MergeMessage(header=header, patient=_patient(pids[0]))
+    merge.prior_identifiers = _identifiers(mrgs[0].subcomponents(1))
+    if not merge.patient.identifiers:
+        raise MessageRejected("PID-3 of the surviving patient is empty.", code="101")
+    if not merge.prior_identifiers:
+        raise MessageRejected("MRG-1 (the prior patient's identifiers) is empty.", code="101")
+    return merge
 
 
 def read_header(text: str) -> Header:
@@ -362,7 +412,8 @@ def parse_siu(text: str) -> SiuMessage:
     if header.message_type != "SIU":
         raise MessageRejected(
             f"Message type {header.message_type or '(empty)'}^{header.trigger} is not "
-            "accepted here; this interface takes SIU scheduling messages only.",
+            "accepted here; this interface takes SIU scheduling messages and ADT "
+            f"{'/'.join(ADT_TRIGGERS + MERGE_TRIGGERS)} patient updates and merges only.",
             code="200",
         )
     if header.trigger not in SIU_TRIGGERS:
@@ -526,12 +577,7 @@ def _service(sch: _Segment, aiss: list[_Segment]) -> Resource | None:
 
 def _patient(pid: _Segment) -> SiuPatient:
     patient = SiuPatient()
-    for rep in pid.repetitions(3):
-        rep = [c.strip() for c in rep] + [""] * 5
-        if rep[0]:
-            patient.identifiers.append(
-                PatientIdentifier(value=rep[0], authority=rep[3], type_code=rep[4])
-            )
+    patient.identifiers = _identifiers(pid.subcomponents(3))
     patient.family_name = pid.get(5, 1)
     patient.given_name = pid.get(5, 2)
     patient.birth_date = pid.get(7)
@@ -564,6 +610,26 @@ def _address(pid: _Segment) -> Address | None:
         postal_code=rep[4],
         country=rep[5],
     )
+
+
+def _identifiers(field_reps: list[list[list[str]]]) -> list[PatientIdentifier]:
+    """CX repetitions (PID-3, MRG-1): value CX-1, assigning authority CX-4 (an HD:
+    namespace id & universal id & its type), identifier type CX-5."""
+    identifiers = []
+    for rep in field_reps:
+        rep = [[s.strip() for s in c] for c in rep] + [[""]] * 5
+        hd = rep[3] + ["", "", ""]
+        if rep[0][0]:
+            identifiers.append(
+                PatientIdentifier(
+                    value=rep[0][0],
+                    authority=hd[0],
+                    type_code=rep[4][0],
+                    authority_id=hd[1],
+                    authority_id_type=hd[2].upper(),
+                )
+            )
+    return identifiers
 
 
 def _digits(text: str) -> str:

@@ -58,6 +58,7 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
+from careline.conversations.inbox import move_conversations_to_patient
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack, escape
 from careline.integrations.hl7.parsing import (
     MAX_CONTROL_ID,
@@ -67,6 +68,7 @@ from careline.integrations.hl7.parsing import (
     BadValue,
     Header,
     InvalidField,
+    MergeMessage,
     MessageRejected,
     Phone,
     Resource,
@@ -79,11 +81,25 @@ from careline.integrations.hl7.parsing import (
     to_datetime,
     to_duration,
 )
+from careline.integrations.hl7.parsing import (
+    PatientIdentifier as ParsedIdentifier,
+)
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
+from careline.patients.identifiers import MAX_SYSTEM, Identifier, identified_patients
 from careline.patients.languages import coded_language, language_as_received
 from careline.patients.models import Patient, PhoneSystem, PhoneUse, phones_with_mobile
-from careline.patients.records import create_patient, update_patient
-from careline.scheduling.appointments import VisitTimeError, check_visit_times
+from careline.patients.records import (
+    IdentifierConflict,
+    create_patient,
+    keep_identifiers,
+    merge_patients,
+    update_patient,
+)
+from careline.scheduling.appointments import (
+    VisitTimeError,
+    check_visit_times,
+    move_visits_to_patient,
+)
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
@@ -544,9 +560,11 @@ def _header_or_none(raw: str) -> Header | None:
         return None
 
 
-def _apply_and_finish(message: Hl7Message, siu: SiuMessage | AdtMessage) -> Receipt:
+def _apply_and_finish(message: Hl7Message, siu: SiuMessage | AdtMessage | MergeMessage) -> Receipt:
     if isinstance(siu, AdtMessage):
         outcome = apply_adt(message.feed, siu)
+    elif isinstance(siu, MergeMessage):
+        outcome = apply_merge(message.feed, siu)
     else:
         outcome = apply_siu(message.feed, siu, received_at=message.received_at)
     state, code, reason, error_code = Hl7MessageState.APPLIED, ACCEPT, "", "0"
@@ -835,15 +853,20 @@ def _patient(
             + ").",
             code="101",
         )
-    if len(mrn) > MAX_MRN:
-        # Cutting it could merge two patients whose MRNs share a prefix.
+    identifiers = _identifiers(feed, data)
+    found = identified_patients(feed.organization_id, identifiers)
+    if len(found) > 1:
+        named = "; ".join(
+            f"patient {pid} has {', '.join(keys)}" for pid, keys in sorted(found.items())
+        )
         raise NotApplicable(
-            f"The MRN in PID-3 is longer than {MAX_MRN} characters.", code="102", location="PID^1^3"
+            f"The PID-3 identifiers name different patients ({named}); nothing was applied. "
+            "Correct PID-3, or merge the patients in the EHR (ADT^A40) first.",
+            code="205",
+            location="PID^1^3",
         )
     patient = (
-        Patient.objects.select_for_update()
-        .filter(organization_id=feed.organization_id, mrn=mrn)
-        .first()
+        Patient.objects.select_for_update().filter(pk=next(iter(found))).first() if found else None
     )
     changed: dict[str, object] = {}
     if data.family_name:
@@ -889,9 +912,134 @@ def _patient(
         changed.setdefault("family_name", "")
         changed.setdefault("given_name", "")
         return create_patient(
-            organization_id=feed.organization_id, mrn=mrn, home_practice=practice, **changed
+            organization_id=feed.organization_id,
+            mrn=mrn[:MAX_MRN],
+            home_practice=practice,
+            identifiers=identifiers,
+            **changed,
         )
-    return update_patient(patient, **changed)
+    if not patient.mrn:
+        changed["mrn"] = mrn[:MAX_MRN]
+    try:
+        added = keep_identifiers(patient, identifiers, new_version=False)
+    except IdentifierConflict as exc:
+        # Only when another connection stored one of them a moment ago.
+        raise NotApplicable(
+            f"PID-3 names patient {patient.pk} and, by {', '.join(exc.taken)}, patient "
+            f"{exc.other_patient_id}; nothing was applied.",
+            code="205",
+            location="PID^1^3",
+        ) from exc
+    return update_patient(patient, touched=added, **changed)
+
+
+def identifier_system(feed: Hl7Feed, ident: ParsedIdentifier) -> str:
+    """The system of a PID-3 repetition: its assigning authority (CX-4) when sent, else
+    the feed's namespace. An HD whose universal id is an ISO OID is `urn:oid:<oid>`. The
+    authority the feed is configured to send its MRNs under (`mrn_assigning_authority`)
+    is the feed's namespace: feeds send it on some messages and leave it out on others."""
+    own = feed.mrn_assigning_authority.strip().upper()
+    if own and ident.authority.upper() == own:
+        return feed.namespace
+    kind = ident.authority_id_type
+    if ident.authority_id:
+        if kind == "ISO":
+            return f"urn:oid:{ident.authority_id}"
+        if kind == "UUID":
+            return f"urn:uuid:{ident.authority_id.lower()}"
+        if kind in ("URI", "URL") or not ident.authority:
+            return ident.authority_id
+    return ident.authority or feed.namespace
+
+
+def _identifiers(feed: Hl7Feed, data: SiuPatient) -> list[Identifier]:
+    identifiers = []
+    for n, ident in enumerate(data.identifiers, start=1):
+        if len(ident.value) > MAX_MRN:
+            # Cutting it could merge two patients whose identifiers share a prefix.
+            raise NotApplicable(
+                f"The identifier in PID-3 repetition {n} is longer than {MAX_MRN} characters.",
+                code="102",
+                location="PID^1^3",
+            )
+        system = identifier_system(feed, ident)
+        if len(system) > MAX_SYSTEM:
+            raise NotApplicable(
+                f"The assigning authority (CX-4) of PID-3 repetition {n} is longer than "
+                f"{MAX_SYSTEM} characters.",
+                code="102",
+                location="PID^1^3",
+            )
+        identifiers.append(Identifier(system, ident.value, type_code=ident.type_code[:20]))
+    return identifiers
+
+
+def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
+    """ADT^A40: the prior record (MRG-1) is merged into the surviving one (PID-3).
+
+    The prior patient's visits and conversations move to the survivor and its identifiers
+    become the survivor's, so a message that still names the prior MRN reaches the
+    survivor. Identifiers that name two different Careline patients on either side are
+    refused (AE), nothing applied. A prior record Careline never saw leaves its identifiers
+    with the survivor; a survivor Careline does not know yet is the prior record renamed.
+    """
+    result = Applied()
+    organization_id = feed.organization_id
+    survivor_ids = _identifiers(feed, merge.patient)
+    prior_ids = _identifiers(feed, SiuPatient(identifiers=merge.prior_identifiers))
+    survivors = identified_patients(organization_id, survivor_ids)
+    priors = identified_patients(organization_id, prior_ids)
+    for found, where in ((survivors, "PID-3"), (priors, "MRG-1")):
+        if len(found) > 1:
+            named = "; ".join(
+                f"patient {pid} has {', '.join(k)}" for pid, k in sorted(found.items())
+            )
+            raise NotApplicable(
+                f"The {where} identifiers name different patients ({named}); nothing was applied.",
+                code="205",
+                location="PID^1^3" if where == "PID-3" else "MRG^1^1",
+            )
+    locked = {
+        p.pk: p for p in Patient.objects.select_for_update().filter(pk__in=[*survivors, *priors])
+    }
+    survivor = locked.get(next(iter(survivors), None))
+    prior = locked.get(next(iter(priors), None))
+    if survivor is None and prior is None:
+        result.warn(
+            "Neither the surviving (PID-3) nor the prior patient (MRG-1) is known here; "
+            "nothing to merge. Later messages create the survivor.",
+            "204",
+            "MRG^1^1",
+        )
+        return result
+    blanks: dict[str, object] = {}
+    if survivor is None:
+        # The EHR renumbered a patient Careline knows only by the prior identifiers.
+        survivor, prior = prior, None
+    merged = prior is not None and prior.pk != survivor.pk
+    if merged:
+        move_visits_to_patient(prior.pk, survivor.pk)
+        move_conversations_to_patient(prior.pk, survivor.pk)
+        blanks = {
+            name: getattr(prior, name)
+            for name in ("mobile_phone", "email", "birth_date", "home_practice_id")
+            if not getattr(survivor, name) and getattr(prior, name)
+        }
+        merge_patients(prior, survivor)
+        logger.info("HL7 A40: patient %s merged into patient %s", prior.pk, survivor.pk)
+    try:
+        added = keep_identifiers(survivor, [*survivor_ids, *prior_ids], new_version=False)
+    except IdentifierConflict as exc:
+        raise NotApplicable(
+            f"{', '.join(exc.taken)} belongs to patient {exc.other_patient_id}; nothing was "
+            "applied.",
+            code="205",
+            location="PID^1^3",
+        ) from exc
+    if not survivor.mrn:
+        blanks["mrn"] = _mrn(feed, merge.patient)[:MAX_MRN]
+    update_patient(survivor, touched=added or merged, **blanks)
+    return result
 
 
 def _unknown_language(data: SiuPatient, patient: Patient | None, result: Applied) -> None:

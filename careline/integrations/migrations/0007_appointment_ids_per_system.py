@@ -27,6 +27,9 @@ class Migration(migrations.Migration):
     dependencies = [
         ("integrations", "0006_writeback_modification_label"),
         ("scheduling", "0006_appointment_ids_per_system"),
+        # The patients' upgrade finds each feed's patients by visits still named after the
+        # feed, so it runs before this moves them to the feed's namespace.
+        ("patients", "0005_patient_identifiers_by_system"),
     ]
 
     operations = [

@@ -49,7 +49,7 @@ def test_an_ehr_feed_round_trip(client):
     practitioner.save()
     patient = client.resource(
         "Patient",
-        identifier=[{"type": {"coding": [{"code": "MR"}]}, "value": "RV-100"}],
+        identifier=[{"type": {"coding": [{"code": "MR"}]}, "system": "urn:any", "value": "RV-100"}],
         name=[{"family": "Nguyen", "given": ["Bao"]}],
         telecom=[{"system": "phone", "use": "mobile", "value": "415-555-0177"}],
     )

@@ -178,7 +178,7 @@ def test_bad_phone_is_400_with_the_validators_message(fhir):
 def test_conditional_create_returns_the_existing_patient(fhir):
     body = {
         "resourceType": "Patient",
-        "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "M1"}],
+        "identifier": [{"type": {"coding": [{"code": "MR"}]}, "system": "urn:x", "value": "M1"}],
         "name": [{"family": "Doe", "given": ["Jo"]}],
     }
     first = fhir.post("Patient", body, headers={"If-None-Exist": "identifier=urn:x|M1"})
@@ -187,7 +187,7 @@ def test_conditional_create_returns_the_existing_patient(fhir):
     assert first.json()["id"] == again.json()["id"]
     assert Patient.objects.count() == 1
     duplicate = fhir.post("Patient", body)
-    assert duplicate.status_code == 409 and "MRN 'M1'" in outcome(duplicate)
+    assert duplicate.status_code == 409 and "identifier urn:x|M1" in outcome(duplicate)
 
 
 @pytest.mark.django_db

@@ -21,6 +21,7 @@ from careline.integrations.fhir.search import (
     reference_pk,
     search_parameter,
 )
+from careline.patients.identifiers import default_identifier_system
 from careline.versions import restore, settled_before
 
 
@@ -28,6 +29,12 @@ from careline.versions import restore, settled_before
 class Context:
     organization: Organization
     base_url: str  # absolute, ending in "/"
+    # The system of identifiers the client sends without one (its API key's namespace).
+    identifier_system: str = ""
+
+    @property
+    def namespace(self) -> str:
+        return self.identifier_system or default_identifier_system(self.organization.slug)
 
 
 @dataclass(frozen=True)

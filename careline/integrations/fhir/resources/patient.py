@@ -1,4 +1,5 @@
-"""Patient: a patient of the organization, found by MRN, texted on their mobile number."""
+"""Patient: a patient of the organization, found by any of its identifiers (system and
+value), texted on their mobile number."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from datetime import UTC, date, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db import IntegrityError
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from careline.clinics.validators import normalize_phone
@@ -21,12 +23,24 @@ from careline.integrations.fhir.resources.handler import (
     check_fields,
     phone,
     pick_name,
-    refuse_duplicate,
 )
 from careline.integrations.fhir.search import date_q, parse_token
+from careline.patients.identifiers import (
+    MAX_SYSTEM,
+    MAX_VALUE,
+    Identifier,
+    distinct,
+    identified_patients,
+    mrn_copy,
+)
 from careline.patients.languages import language_as_received, language_code
-from careline.patients.models import Language, Patient, PhoneSystem, PhoneUse
-from careline.patients.records import save_patient
+from careline.patients.models import Language, Patient, PatientIdentifier, PhoneSystem, PhoneUse
+from careline.patients.records import (
+    IdentifierConflict,
+    add_patient,
+    keep_identifiers,
+    save_patient,
+)
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # Set on a Patient's sms telecom while the number is opted out of texts (when it opted out).
@@ -43,7 +57,11 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
     keeps_history = True
     model = Patient
     documentation = (
-        "The MRN is the identifier typed MR (v2-0203), or the only identifier. The mobile "
+        "Every identifier is kept and returned; a patient is found by (system, value), so "
+        "MRN 12345 of one system is not MRN 12345 of another. An identifier without a "
+        "system is in the API key's identifier system (default urn:careline:<organization>:mrn). "
+        "An identifier naming another patient is refused (409). A PUT replaces the "
+        "identifiers of the systems it sends and keeps the others'. The mobile "
         "number is telecom system=sms, or system=phone with use=mobile; it must be a real "
         "number (digits without a country code are read in the patient's address country, "
         "else the server's default region). Every phone, fax and pager number is kept with "
@@ -55,7 +73,11 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
     search_parameters = {
         "_id": LOGICAL_ID,
         "_lastUpdated": LAST_UPDATED,
-        "identifier": SearchParameter("token", "MRN; only the value is compared."),
+        "identifier": SearchParameter(
+            "token",
+            "system|value, value (any system), |value (identifiers sent without a system) "
+            "or system| (any value in the system).",
+        ),
         "telecom": SearchParameter("token", "Mobile number in any format, or e-mail."),
         "phone": SearchParameter("token", "Mobile number in any format."),
         "email": SearchParameter("token", "E-mail address."),
@@ -65,9 +87,17 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
         "birthdate": SearchParameter("date", "Birth date, with FHIR date prefixes."),
     }
 
+    def queryset(self, ctx: Context) -> QuerySet:
+        return super().queryset(ctx).prefetch_related("identifiers")
+
     def filter_identifier(self, ctx, value, params) -> Q:
         token = parse_token(value)
-        return Q(mrn=token.code) if token.code else ~Q(mrn="")
+        rows = PatientIdentifier.objects.filter(organization=ctx.organization)
+        if token.system is not None:
+            rows = rows.filter(system=token.system or ctx.namespace)
+        if token.code is not None:
+            rows = rows.filter(value=token.code)
+        return Q(pk__in=rows.values("patient_id"))
 
     def filter_telecom(self, ctx, value, params) -> Q:
         token = parse_token(value)
@@ -89,15 +119,14 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
 
     def render(self, ctx: Context, patient: Patient) -> dict[str, Any]:
         resource: dict[str, Any] = {"resourceType": "Patient", "id": str(patient.pk)}
-        if patient.mrn:
-            resource["identifier"] = [
-                {
-                    "use": "usual",
-                    "type": {"coding": [{"system": V2_0203, "code": "MR"}]},
-                    "value": patient.mrn,
-                }
+        identifiers = [_render_identifier(i) for i in patient.identifiers.all()]
+        if identifiers:
+            resource["identifier"] = identifiers
+        resource["active"] = patient.merged_into_id is None
+        if patient.merged_into_id is not None:
+            resource["link"] = [
+                {"other": {"reference": f"Patient/{patient.merged_into_id}"}, "type": "replaced-by"}
             ]
-        resource["active"] = True
         name: dict[str, Any] = {"use": "official", "family": patient.family_name}
         if patient.given_name.split():
             name["given"] = patient.given_name.split()
@@ -167,7 +196,8 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
             )
         patient.family_name = name.family or ""
         patient.given_name = " ".join(part for part in name.given or [] if part)
-        patient.mrn = _mrn(resource.identifier)
+        identifiers = _identifiers(ctx, resource.identifier)
+        patient.mrn = mrn_copy(identifiers) or patient.mrn
         region = next(
             (
                 a.country.upper()
@@ -200,26 +230,84 @@ class PatientHandler(PersonNameFilters, EditableModelHandler):
                 "country": "Patient.address.country",
             },
         )
-        if patient.mrn:
-            refuse_duplicate(
-                Patient.objects.filter(organization=ctx.organization, mrn=patient.mrn),
-                patient,
-                "Patient.identifier",
-                f"already has MRN '{patient.mrn}'. Update that patient, "
-                "or create with If-None-Exist: identifier=<system>|<MRN>.",
+        others = {
+            pid: keys
+            for pid, keys in identified_patients(ctx.organization.pk, identifiers).items()
+            if pid != patient.pk
+        }
+        if others:
+            other = min(others)
+            raise FhirError(
+                409,
+                f"Patient/{other} already has the identifier {', '.join(others[other])}. "
+                "Update that patient, or create with If-None-Exist: identifier=<system>|<value>.",
+                code="duplicate",
+                expression=["Patient.identifier"],
             )
+        if patient.pk is None:
+            try:
+                return add_patient(patient, identifiers)
+            except IntegrityError as exc:  # another request stored one a moment ago
+                raise FhirError(
+                    409,
+                    "Another request has just stored a patient with one of these identifiers; "
+                    "search for it, or create with If-None-Exist.",
+                    code="duplicate",
+                    expression=["Patient.identifier"],
+                ) from exc
+        try:
+            keep_identifiers(patient, identifiers, replace_systems=True, new_version=False)
+        except IdentifierConflict as exc:  # another request stored it a moment ago
+            raise FhirError(
+                409,
+                f"Patient/{exc.other_patient_id} already has the identifier "
+                f"{', '.join(exc.taken)}.",
+                code="duplicate",
+                expression=["Patient.identifier"],
+            ) from exc
         return save_patient(patient)
 
 
-def _mrn(identifiers: list | None) -> str:
-    identifiers = [i for i in identifiers or [] if i.value]
-    for identifier in identifiers:
-        codes = [c.code for c in (identifier.type.coding or [])] if identifier.type else []
-        if "MR" in codes:
-            return identifier.value
-    if len(identifiers) == 1 and identifiers[0].type is None:
-        return identifiers[0].value
-    return ""
+def _identifiers(ctx: Context, identifiers: list | None) -> list[Identifier]:
+    """Every identifier with a value, in the client's identifier system when it names none."""
+    found = []
+    for n, identifier in enumerate(identifiers or []):
+        if not identifier.value:
+            continue
+        path = f"Patient.identifier[{n}]"
+        system = (identifier.system or "").strip() or ctx.namespace
+        value = identifier.value.strip()
+        for what, text, limit in (("system", system, MAX_SYSTEM), ("value", value, MAX_VALUE)):
+            if len(text) > limit:
+                raise FhirError(
+                    422,
+                    f"{path}.{what} is longer than {limit} characters.",
+                    code="value",
+                    expression=[f"{path}.{what}"],
+                )
+        concept = identifier.type
+        codings = [c for c in (concept.coding or []) if c.code] if concept else []
+        v2 = [c.code for c in codings if c.system == V2_0203]
+        type_code = (v2 or [c.code for c in codings] or [""])[0]
+        type_text = (concept.text or "").strip() if concept else ""
+        found.append(Identifier(system, value, type_code[:20], type_text[:100]))
+    return distinct(found)
+
+
+def _render_identifier(row: PatientIdentifier) -> dict[str, Any]:
+    rendered: dict[str, Any] = {}
+    if row.type_code.upper() == "MR":
+        rendered["use"] = "usual"
+    if row.type_code or row.type_text:
+        concept: dict[str, Any] = {}
+        if row.type_code:
+            concept["coding"] = [{"system": V2_0203, "code": row.type_code}]
+        if row.type_text:
+            concept["text"] = row.type_text
+        rendered["type"] = concept
+    rendered["system"] = row.system
+    rendered["value"] = row.value
+    return rendered
 
 
 def _mobile(telecoms: list | None, region: str | None) -> str:

@@ -134,8 +134,14 @@ def _segment(raw: str | None, segment_id: str) -> str | None:
 
 
 def _own_pid(feed: Hl7Feed, patient: Patient) -> str:
-    if patient.mrn:
-        cx = [escape(patient.mrn), "", "", escape(feed.mrn_assigning_authority)]
+    # Only the feed's own MRN: another system's 12345 is another person at this EHR.
+    mrn = (
+        patient.identifiers.filter(system=feed.namespace)
+        .order_by("id")
+        .values_list("value", flat=True)
+    ).first()
+    if mrn:
+        cx = [escape(mrn), "", "", escape(feed.mrn_assigning_authority)]
         cx.append(escape(feed.mrn_identifier_type))
         pid3 = "^".join(cx).rstrip("^")
     else:

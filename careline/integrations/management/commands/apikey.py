@@ -24,6 +24,13 @@ class Command(BaseCommand):
             help="Create the organization (named after its slug) if it does not exist, "
             "for scripts; without it an unknown slug is an error.",
         )
+        create.add_argument(
+            "--identifier-system",
+            default="",
+            metavar="SYSTEM",
+            help="System (a URI) of patient identifiers the client sends without one; "
+            "default urn:careline:<organization>:mrn.",
+        )
         revoke = sub.add_parser("revoke", help="Revoke a key by its prefix or the whole key.")
         revoke.add_argument("key", help="The key's prefix (see `apikey list`) or the key itself.")
         listing = sub.add_parser("list", help="List keys (prefixes only, never secrets).")
@@ -38,13 +45,16 @@ class Command(BaseCommand):
                 organization_slug=opts["organization"],
                 name=opts["name"],
                 create_organization=opts["create_organization"],
+                identifier_system=opts["identifier_system"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         key = issued.api_key
         self.stdout.write(
             f"API key '{key.name}' for organization '{key.organization.slug}' "
-            f"(prefix {key.prefix}). Store it now: it is not shown again."
+            f"(prefix {key.prefix}"
+            + (f", identifier system {key.identifier_system}" if key.identifier_system else "")
+            + "). Store it now: it is not shown again."
         )
         self.stdout.write(issued.plaintext)
 

@@ -36,6 +36,13 @@ class Command(BaseCommand):
             "different systems keep separate appointment ids.",
         )
         parser.add_argument(
+            "--identifier-system",
+            default="",
+            metavar="SYSTEM",
+            help="System (a URI) of the MRNs in rows without a mrn_system column value "
+            "(default: urn:careline:<organization>:mrn). Give each EHR's files its own.",
+        )
+        parser.add_argument(
             "--skip-invalid",
             action="store_true",
             help="Import the valid rows even when some rows are bad (they are still listed).",
@@ -72,6 +79,7 @@ class Command(BaseCommand):
                     organization,
                     external_system=options["source"],
                     skip_invalid=options["skip_invalid"],
+                    identifier_system=options["identifier_system"].strip(),
                     validate_progress=checked,
                     import_progress=imported,
                 )
