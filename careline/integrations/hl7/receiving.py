@@ -72,6 +72,7 @@ from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, H
 from careline.patients.languages import coded_language, language_as_received
 from careline.patients.models import Patient
 from careline.patients.records import create_patient, update_patient
+from careline.scheduling import changes
 from careline.scheduling.appointments import VisitTimeError, check_visit_times
 from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import (
@@ -146,6 +147,22 @@ class FeedSelector:
         wanted = header.sending_application.strip().lower()
         matches = [f for f in feeds if f.routing_application.lower() == wanted]
         return matches[0] if len(matches) == 1 else None
+
+    def pinned(self) -> PinnedFeeds:
+        """This selector with its feeds read once, for messages applied in one
+        transaction (a feed changed meanwhile counts from the next transaction on)."""
+        return PinnedFeeds(self.organization_slug, self.feed_name, tuple(self.feeds()))
+
+
+@dataclass(frozen=True)
+class PinnedFeeds(FeedSelector):
+    loaded: tuple[Hl7Feed, ...] = ()
+
+    def feeds(self):
+        return self.loaded
+
+    def pinned(self) -> PinnedFeeds:
+        return self
 
 
 # Enough to see what a sender sent (MSH and the first segments); the rest is dropped.
@@ -258,6 +275,36 @@ def receive_message(
     if receipt.ack_code != ACCEPT and message.appointment_id is None:
         trim_refused(feed.id, retention, now)
     return receipt
+
+
+def receive_together(
+    raws: list[str],
+    selector: FeedSelector | None = None,
+    retention: RejectedRetention | None = None,
+) -> list[Receipt | None]:
+    """Several messages (say, one from each open connection) received in one transaction.
+
+    Each is received as `receive_message` would receive it alone, in a savepoint of its
+    own, in order; their reminders are planned together at the end, in one set-based
+    pass, and all commit at once: one commit, one feed lookup and one planning pass for
+    the lot instead of one each. Nothing is acknowledged before the commit (the caller
+    sends the ACKs once this returns). A message whose savepoint failed (a database
+    error, e.g. a row another connection inserted first) has None: the caller receives
+    it alone after the commit. If the transaction itself fails, nothing of any of them
+    is stored and this raises; the caller receives each alone.
+    """
+    retention = retention or RejectedRetention.from_settings()
+    receipts: list[Receipt | None] = []
+    with transaction.atomic(), changes.announced_together():
+        pinned = (selector or FeedSelector()).pinned()
+        for raw in raws:
+            try:
+                with transaction.atomic():
+                    receipts.append(receive_message(raw, pinned, retention))
+            except Exception as exc:  # noqa: BLE001 — received alone after the commit
+                logger.info("HL7 message left for a transaction of its own: %s", type(exc).__name__)
+                receipts.append(None)
+    return receipts
 
 
 # ---- batches ---------------------------------------------------------------------------
