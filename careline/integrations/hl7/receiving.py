@@ -36,7 +36,10 @@ The rules:
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -295,7 +298,7 @@ def receive_together(
     """
     retention = retention or RejectedRetention.from_settings()
     receipts: list[Receipt | None] = []
-    with transaction.atomic(), changes.announced_together():
+    with transaction.atomic(), changes.announced_together(), _lookups_kept():
         pinned = (selector or FeedSelector()).pinned()
         for raw in raws:
             try:
@@ -305,6 +308,35 @@ def receive_together(
                 logger.info("HL7 message left for a transaction of its own: %s", type(exc).__name__)
                 receipts.append(None)
     return receipts
+
+
+# Configuration rows (practices by location code, provider links, visit types) found
+# while receiving messages in one transaction, set by `receive_together`; None: every
+# message reads them afresh. Only rows found are kept, never an absence (a message may
+# create the missing link or type) nor a row created here (a rolled-back savepoint
+# would take it away); a change made in the admin counts from the next transaction.
+_lookups = threading.local()
+
+
+@contextmanager
+def _lookups_kept() -> Iterator[None]:
+    _lookups.found = {}
+    try:
+        yield
+    finally:
+        _lookups.found = None
+
+
+def _found(key: tuple, load: Callable[[], object]):
+    kept = getattr(_lookups, "found", None)
+    if kept is None:
+        return load()
+    if key not in kept:
+        value = load()
+        if not value:
+            return value
+        kept[key] = value
+    return kept[key]
 
 
 # ---- batches ---------------------------------------------------------------------------
@@ -791,10 +823,13 @@ def _practice(
             return current.practice
         raise NotApplicable("No AIL segment names the location of this visit.", code="101")
     codes = [feed.location_map.get(loc.code, loc.code) for loc in siu.locations]
-    practices = {
-        p.code: p
-        for p in Practice.objects.filter(organization_id=feed.organization_id, code__in=codes)
-    }
+    practices = _found(
+        ("practices", feed.organization_id, tuple(codes)),
+        lambda: {
+            p.code: p
+            for p in Practice.objects.filter(organization_id=feed.organization_id, code__in=codes)
+        },
+    )
     for code in codes:
         if code in practices:
             return practices[code]
@@ -936,12 +971,16 @@ def _provider(
         if current is not None:
             return current.provider
         raise NotApplicable("No AIP or AIG segment names the provider.", code="101")
-    links = {
-        link.code: link.provider
-        for link in Hl7ProviderLink.objects.select_related("provider").filter(
-            feed=feed, code__in=[r.code for r in resources]
-        )
-    }
+    codes = [r.code for r in resources]
+    links = _found(
+        ("provider links", feed.id, tuple(codes)),
+        lambda: {
+            link.code: link.provider
+            for link in Hl7ProviderLink.objects.select_related("provider").filter(
+                feed=feed, code__in=codes
+            )
+        },
+    )
     for resource in resources:
         if resource.code in links:
             return links[resource.code]
@@ -1014,9 +1053,12 @@ def _appointment_type(
         return current.appointment_type
     code = service.code if service else feed.default_appointment_type_code
     code = feed.appointment_type_map.get(code, code)[:40]
-    existing = AppointmentType.objects.filter(
-        organization_id=feed.organization_id, code=code
-    ).first()
+    existing = _found(
+        ("appointment type", feed.organization_id, code),
+        lambda: AppointmentType.objects.filter(
+            organization_id=feed.organization_id, code=code
+        ).first(),
+    )
     if existing is not None:
         return existing
     if not feed.create_unknown_appointment_types:
