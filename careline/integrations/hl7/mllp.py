@@ -9,8 +9,9 @@ running wait for it, then go in together as the next transaction
 (`receiving.receive_together`: one commit and one planning pass for all of them, each
 message in its own savepoint). Every ACK is written only after its transaction has
 committed, so AA still means "applied"; a connection never has more than one message
-in flight, so each one's messages keep their order. On SQLite, which has one writer,
-one transaction runs at a time; on PostgreSQL, `_CONCURRENT_TRANSACTIONS`.
+in flight, so each one's messages keep their order. One transaction runs at a time:
+SQLite has one writer anyway, and on PostgreSQL the work is this process's Python (one
+core under the GIL), so a second transaction would only make both smaller.
 
 Bad input never stops the listener: bytes outside a frame are skipped without an answer
 (there is no message to answer), a frame that is not an SIU message gets AR, and a
@@ -58,8 +59,6 @@ _OVERSIZE_HEAD_BYTES = 4096
 # Messages per group-commit transaction at most (a bound on how long one transaction
 # holds the write lock, and on what one failure sends back to be received one by one).
 _MAX_TOGETHER = 32
-# Transactions running at once on PostgreSQL (SQLite: one).
-_CONCURRENT_TRANSACTIONS = 2
 
 
 @dataclass(frozen=True)
@@ -229,9 +228,8 @@ class MllpListener:
         self._connections: set[asyncio.Task] = set()
         # Frames waiting for the next transaction, each with the future of its receipt.
         self._waiting: list[tuple[bytes, asyncio.Future]] = []
-        self._running = 0
+        self._running = False
         self._transactions: set[asyncio.Task] = set()
-        self._concurrent = 1 if connection.vendor == "sqlite" else _CONCURRENT_TRANSACTIONS
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
@@ -306,10 +304,10 @@ class MllpListener:
         return await receipt
 
     def _start_transactions(self) -> None:
-        while self._waiting and self._running < self._concurrent:
+        while self._waiting and not self._running:
             batch = self._waiting[:_MAX_TOGETHER]
             del self._waiting[:_MAX_TOGETHER]
-            self._running += 1
+            self._running = True
             task = asyncio.get_running_loop().create_task(self._run_transaction(batch))
             self._transactions.add(task)
             task.add_done_callback(self._transactions.discard)
@@ -341,7 +339,7 @@ class MllpListener:
                 else:
                     waiting.set_result(receipt)
         finally:
-            self._running -= 1
+            self._running = False
             self._start_transactions()
 
     async def _serve_connection(
