@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # visit stored with their versions and history, reminders planned, ACK recorded): alone,
 # and per message when eight are received in one transaction.
 QUERIES_ALONE = {"sqlite": 37, "postgresql": 41}
-QUERIES_TOGETHER_PER_MESSAGE = {"sqlite": 27, "postgresql": 31}
+QUERIES_TOGETHER_PER_MESSAGE = {"sqlite": 26, "postgresql": 26}
 
 
 @pytest.fixture
