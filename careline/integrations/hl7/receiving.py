@@ -49,10 +49,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from careline import versions
 from careline.clinics.directory import add_provider, appointment_type_for_code
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
-from careline import versions
 from careline.integrations.hl7.ack import ACCEPT, ERROR, REJECT, build_ack, escape
 from careline.integrations.hl7.parsing import (
     MAX_CONTROL_ID,
@@ -291,11 +291,12 @@ def receive_together(
     Each is received as `receive_message` would receive it alone, in a savepoint of its
     own, in order; their reminders are planned together at the end, in one set-based
     pass, and all commit at once: one commit, one feed lookup, one planning pass and one
-    change time (careline.versions) for the lot instead of one each. Nothing is acknowledged before the commit (the caller
-    sends the ACKs once this returns). A message whose savepoint failed (a database
-    error, e.g. a row another connection inserted first) has None: the caller receives
-    it alone after the commit. If the transaction itself fails, nothing of any of them
-    is stored and this raises; the caller receives each alone.
+    change time (careline.versions) for the lot instead of one each. Nothing is
+    acknowledged before the commit (the caller sends the ACKs once this returns). A
+    message whose savepoint failed (a database error, e.g. a row another connection
+    inserted first) has None: the caller receives it alone after the commit. If the
+    transaction itself fails, nothing of any of them is stored and this raises; the
+    caller receives each alone.
     """
     retention = retention or RejectedRetention.from_settings()
     receipts: list[Receipt | None] = []
