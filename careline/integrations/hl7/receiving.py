@@ -8,6 +8,9 @@ The rules:
   nothing of it is applied: the sender reused an id, and either message may be wrong.
 - A batch (FHS/BHS … BTS/FTS) in one frame is taken message by message, each as if it
   had come alone; the answer is a batch of their ACKs (see receive_batch).
+- Messages from several MLLP connections may be received in one transaction
+  (receive_together): each is stored in it, so none is acknowledged unless stored and
+  applied, and a transaction that fails leaves each to be received alone.
 - AR: not a parseable SIU message (or an MSH we cannot store), or no feed to take it.
   AE: understood, but (part of) it cannot be applied. An unknown location or provider
   leaves the message for staff to replay after fixing the feed mapping; a patient
