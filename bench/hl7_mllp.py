@@ -148,6 +148,11 @@ def _check_applied(expected: int) -> None:
 
 
 def _run_here(messages: int) -> None:
+    from bench.common import BENCH_DIR
+
+    # The SQLite test database goes there, not beside a test run in the checkout.
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("CARELINE_DATA_DIR", str(BENCH_DIR))
     import django
 
     django.setup()

@@ -59,6 +59,10 @@ _OVERSIZE_HEAD_BYTES = 4096
 # Messages per group-commit transaction at most (a bound on how long one transaction
 # holds the write lock, and on what one failure sends back to be received one by one).
 _MAX_TOGETHER = 32
+# When fewer messages wait than the last transaction took, the next one waits this long
+# for the others: their senders are still reading the ACKs just sent and writing their
+# next message. Without it a transaction of one and one of the rest alternate.
+_GATHER_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,8 @@ class MllpListener:
         # Frames waiting for the next transaction, each with the future of its receipt.
         self._waiting: list[tuple[bytes, asyncio.Future]] = []
         self._running = False
+        self._last_size = 0
+        self._gathering: asyncio.TimerHandle | None = None
         self._transactions: set[asyncio.Task] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -251,7 +257,12 @@ class MllpListener:
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
-        # Transactions under way finish (and commit) before the pool's connections close.
+        # Frames still waiting go unanswered (their connections are closed: senders
+        # resend); transactions under way finish and commit before the pool's connections
+        # close.
+        if self._gathering is not None:
+            self._gathering.cancel()
+        self._waiting.clear()
         await asyncio.gather(*self._transactions, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -304,13 +315,32 @@ class MllpListener:
         return await receipt
 
     def _start_transactions(self) -> None:
-        while self._waiting and not self._running:
-            batch = self._waiting[:_MAX_TOGETHER]
-            del self._waiting[:_MAX_TOGETHER]
-            self._running = True
-            task = asyncio.get_running_loop().create_task(self._run_transaction(batch))
-            self._transactions.add(task)
-            task.add_done_callback(self._transactions.discard)
+        if self._running or not self._waiting:
+            return
+        if len(self._waiting) < self._last_size:
+            if self._gathering is None:
+                self._gathering = asyncio.get_running_loop().call_later(
+                    _GATHER_SECONDS, self._start_gathered
+                )
+            return
+        self._start_now()
+
+    def _start_gathered(self) -> None:
+        self._gathering = None
+        if self._waiting and not self._running:
+            self._start_now()
+
+    def _start_now(self) -> None:
+        if self._gathering is not None:
+            self._gathering.cancel()
+            self._gathering = None
+        batch = self._waiting[:_MAX_TOGETHER]
+        del self._waiting[:_MAX_TOGETHER]
+        self._last_size = len(batch)
+        self._running = True
+        task = asyncio.get_running_loop().create_task(self._run_transaction(batch))
+        self._transactions.add(task)
+        task.add_done_callback(self._transactions.discard)
 
     async def _run_transaction(self, batch: list[tuple[bytes, asyncio.Future]]) -> None:
         loop = asyncio.get_running_loop()
