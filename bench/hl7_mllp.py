@@ -20,8 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -150,9 +152,18 @@ def _check_applied(expected: int) -> None:
 def _run_here(messages: int) -> None:
     from bench.common import BENCH_DIR
 
-    # The SQLite test database goes there, not beside a test run in the checkout.
+    # A directory of this run's own for the SQLite test database: not the checkout's
+    # (a test run there) nor the bench directory's (other benchmarks' test databases).
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("CARELINE_DATA_DIR", str(BENCH_DIR))
+    data_dir = tempfile.mkdtemp(prefix="hl7_mllp-", dir=BENCH_DIR)
+    os.environ.setdefault("CARELINE_DATA_DIR", data_dir)
+    try:
+        _measure(messages)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _measure(messages: int) -> None:
     import django
 
     django.setup()
