@@ -173,6 +173,9 @@ def _measure(messages: int) -> None:
     from careline.integrations.hl7.mllp import start_background_listener
     from careline.integrations.models import Hl7Feed
 
+    if connection.vendor == "postgresql":
+        # Not Django's test_<name>, which a test run on the same cluster uses.
+        connection.settings_dict["TEST"]["NAME"] = "careline_bench_hl7_mllp"
     echo = _EchoServer()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
