@@ -15,7 +15,10 @@ clients page ties with the Bundle's next link (sorted by last_updated, then id).
 
 from __future__ import annotations
 
+import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,6 +30,27 @@ from django.utils import timezone
 _LOCK_SPACE = 0x0C4A7
 
 M = TypeVar("M", bound=models.Model)
+# Per thread (as Django's connections are): the stamps of a `one_time_per_transaction`
+# block, by model and organization, or None.
+_shared = threading.local()
+
+
+@contextmanager
+def one_time_per_transaction() -> Iterator[None]:
+    """Inside the block, every change of a model's rows in one organization gets the
+    first one's stamp (changes in one transaction share a time, as the docstring above
+    allows): one clock reading, and on PostgreSQL one lock, per model and organization
+    instead of one per row. The block must lie inside a single transaction."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("one_time_per_transaction must run inside a transaction")
+    outer = getattr(_shared, "stamps", None)
+    if outer is None:
+        _shared.stamps = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _shared.stamps = None
 
 
 def change_stamp(model: type[models.Model], organization_id: int) -> datetime:
@@ -34,6 +58,17 @@ def change_stamp(model: type[models.Model], organization_id: int) -> datetime:
     every time already stored. Must run inside the change's transaction."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("change_stamp must run inside the change's transaction")
+    shared = getattr(_shared, "stamps", None)
+    key = (model._meta.label, organization_id)
+    if shared is not None and key in shared:
+        return shared[key]
+    now = _new_stamp(model, organization_id)
+    if shared is not None:
+        shared[key] = now
+    return now
+
+
+def _new_stamp(model: type[models.Model], organization_id: int) -> datetime:
     now = timezone.now()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -2,7 +2,16 @@
 
 Framing is <VT> message <FS><CR> (0x0b … 0x1c 0x0d). Each connection is read frame by
 frame and answered in order. Database work runs in a thread pool so the event loop keeps
-serving every other connection while one message is being applied.
+serving every other connection while messages are being applied.
+
+Group commit: the messages that arrive on other connections while a transaction is
+running wait for it, then go in together as the next transaction
+(`receiving.receive_together`: one commit and one planning pass for all of them, each
+message in its own savepoint). Every ACK is written only after its transaction has
+committed, so AA still means "applied"; a connection never has more than one message
+in flight, so each one's messages keep their order. One transaction runs at a time:
+SQLite has one writer anyway, and on PostgreSQL the work is this process's Python (one
+core under the GIL), so a second transaction would only make both smaller.
 
 Bad input never stops the listener: bytes outside a frame are skipped without an answer
 (there is no message to answer), a frame that is not an SIU (or ADT A08/A31) message gets
@@ -37,6 +46,7 @@ from careline.integrations.hl7.receiving import (
     RejectedRetention,
     receive_message,
     receive_oversize,
+    receive_together,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,6 +56,13 @@ END_BLOCK = b"\x1c\x0d"
 _READ_BYTES = 64 * 1024
 # Of an oversize frame, what is kept to read its MSH and answer it.
 _OVERSIZE_HEAD_BYTES = 4096
+# Messages per group-commit transaction at most (a bound on how long one transaction
+# holds the write lock, and on what one failure sends back to be received one by one).
+_MAX_TOGETHER = 32
+# When fewer messages wait than the last transaction took, the next one waits this long
+# for the others: their senders are still reading the ACKs just sent and writing their
+# next message. Without it a transaction of one and one of the rest alternate.
+_GATHER_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,37 @@ def _with_reconnect(work: Callable[[], Receipt | None]) -> Receipt | None:
         # The database went away (restart, idle timeout): reconnect once.
         connection.close()
         return work()
+
+
+def _receive_frames(
+    frames: list[bytes], limits: MllpLimits, selector: FeedSelector
+) -> list[Receipt | None | Exception]:
+    """Receipts for frames from different connections, received in one transaction when
+    there are several (see the module docstring); any the transaction could not take
+    are received alone after it."""
+    raws = [decode(data) for data in frames]
+    receipts: list[Receipt | None] = [None] * len(raws)
+    if len(raws) > 1:
+        try:
+            receipts = receive_together(raws, selector, limits.retention)
+        except Exception as exc:  # noqa: BLE001 — nothing of it committed; one by one below
+            logger.warning(
+                "MLLP: %s messages received one by one after %s",
+                len(raws),
+                type(exc).__name__,
+            )
+            if isinstance(exc, (OperationalError, InterfaceError)):
+                connection.close()
+    answers: list[Receipt | None | Exception] = []
+    for receipt, raw in zip(receipts, raws, strict=True):
+        try:
+            answers.append(
+                receipt
+                or _with_reconnect(lambda raw=raw: receive_message(raw, selector, limits.retention))
+            )
+        except Exception as exc:  # noqa: BLE001 — fails its own connection, not the others
+            answers.append(exc)
+    return answers
 
 
 @dataclass(frozen=True)
@@ -182,6 +230,12 @@ class MllpListener:
         self._server: asyncio.Server | None = None
         self._open = 0
         self._connections: set[asyncio.Task] = set()
+        # Frames waiting for the next transaction, each with the future of its receipt.
+        self._waiting: list[tuple[bytes, asyncio.Future]] = []
+        self._running = False
+        self._last_size = 0
+        self._gathering: asyncio.TimerHandle | None = None
+        self._transactions: set[asyncio.Task] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
@@ -203,6 +257,13 @@ class MllpListener:
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
+        # Frames still waiting go unanswered (their connections are closed: senders
+        # resend); transactions under way finish and commit before the pool's connections
+        # close.
+        if self._gathering is not None:
+            self._gathering.cancel()
+        self._waiting.clear()
+        await asyncio.gather(*self._transactions, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
         # Each pool thread holds its own database connection; the barrier makes every
@@ -246,6 +307,71 @@ class MllpListener:
             self._open -= 1
             self._connections.discard(task)
 
+    async def _receive(self, data: bytes) -> Receipt | None:
+        """This frame's receipt, once the transaction that received it has committed."""
+        receipt: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._waiting.append((data, receipt))
+        self._start_transactions()
+        return await receipt
+
+    def _start_transactions(self) -> None:
+        if self._running or not self._waiting:
+            return
+        if len(self._waiting) < self._last_size:
+            if self._gathering is None:
+                self._gathering = asyncio.get_running_loop().call_later(
+                    _GATHER_SECONDS, self._start_gathered
+                )
+            return
+        self._start_now()
+
+    def _start_gathered(self) -> None:
+        self._gathering = None
+        if self._waiting and not self._running:
+            self._start_now()
+
+    def _start_now(self) -> None:
+        if self._gathering is not None:
+            self._gathering.cancel()
+            self._gathering = None
+        batch = self._waiting[:_MAX_TOGETHER]
+        del self._waiting[:_MAX_TOGETHER]
+        self._last_size = len(batch)
+        self._running = True
+        task = asyncio.get_running_loop().create_task(self._run_transaction(batch))
+        self._transactions.add(task)
+        task.add_done_callback(self._transactions.discard)
+
+    async def _run_transaction(self, batch: list[tuple[bytes, asyncio.Future]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            receipts = await loop.run_in_executor(
+                self._executor,
+                _receive_frames,
+                [data for data, _ in batch],
+                self.limits,
+                self.selector,
+            )
+        except BaseException as exc:  # noqa: BLE001 — each waiting connection hears of it
+            for _, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(
+                        exc if isinstance(exc, Exception) else ConnectionError("stopped")
+                    )
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for (_, waiting), receipt in zip(batch, receipts, strict=True):
+                if waiting.done():
+                    continue  # its connection was closed meanwhile
+                if isinstance(receipt, Exception):
+                    waiting.set_exception(receipt)
+                else:
+                    waiting.set_result(receipt)
+        finally:
+            self._running = False
+            self._start_transactions()
+
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer
     ) -> None:
@@ -268,9 +394,9 @@ class MllpListener:
                     continue
                 if isinstance(data, _Oversize):
                     work = _oversize_work(data, self.limits, self.selector)
+                    receipt = await loop.run_in_executor(self._executor, _with_reconnect, work)
                 else:
-                    work = _message_work(data, self.limits, self.selector)
-                receipt = await loop.run_in_executor(self._executor, _with_reconnect, work)
+                    receipt = await self._receive(data)
                 if receipt is None:
                     break  # an oversize frame with no MSH: no one to answer
                 writer.write(frame(receipt.ack))
@@ -285,10 +411,6 @@ class MllpListener:
                 await writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
-
-
-def _message_work(data: bytes, limits: MllpLimits, selector: FeedSelector):
-    return lambda: receive_message(decode(data), selector, limits.retention)
 
 
 def _oversize_work(data: _Oversize, limits: MllpLimits, selector: FeedSelector):

@@ -9,6 +9,9 @@ The rules:
   nothing of it is applied: the sender reused an id, and either message may be wrong.
 - A batch (FHS/BHS … BTS/FTS) in one frame is taken message by message, each as if it
   had come alone; the answer is a batch of their ACKs (see receive_batch).
+- Messages from several MLLP connections may be received in one transaction
+  (receive_together): each is stored in it, so none is acknowledged unless stored and
+  applied, and a transaction that fails leaves each to be received alone.
 - AR: not a parseable SIU message (or an MSH we cannot store), or no feed to take it.
   AE: understood, but (part of) it cannot be applied. An unknown location or provider
   leaves the message for staff to replay after fixing the feed mapping; a patient
@@ -45,7 +48,10 @@ The rules:
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -55,6 +61,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from careline import versions
 from careline.clinics.directory import add_provider, appointment_type_for_code
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.clinics.validators import normalize_phone
@@ -95,6 +102,7 @@ from careline.patients.records import (
     merge_patients,
     update_patient,
 )
+from careline.scheduling import changes
 from careline.scheduling.appointments import (
     VisitTimeError,
     check_visit_times,
@@ -173,6 +181,22 @@ class FeedSelector:
         wanted = header.sending_application.strip().lower()
         matches = [f for f in feeds if f.routing_application.lower() == wanted]
         return matches[0] if len(matches) == 1 else None
+
+    def pinned(self) -> PinnedFeeds:
+        """This selector with its feeds read once, for messages applied in one
+        transaction (a feed changed meanwhile counts from the next transaction on)."""
+        return PinnedFeeds(self.organization_slug, self.feed_name, tuple(self.feeds()))
+
+
+@dataclass(frozen=True)
+class PinnedFeeds(FeedSelector):
+    loaded: tuple[Hl7Feed, ...] = ()
+
+    def feeds(self):
+        return self.loaded
+
+    def pinned(self) -> PinnedFeeds:
+        return self
 
 
 # Enough to see what a sender sent (MSH and the first segments); the rest is dropped.
@@ -285,6 +309,71 @@ def receive_message(
     if receipt.ack_code != ACCEPT and message.appointment_id is None:
         trim_refused(feed.id, retention, now)
     return receipt
+
+
+def receive_together(
+    raws: list[str],
+    selector: FeedSelector | None = None,
+    retention: RejectedRetention | None = None,
+) -> list[Receipt | None]:
+    """Several messages (say, one from each open connection) received in one transaction.
+
+    Each is received as `receive_message` would receive it alone, in a savepoint of its
+    own, in order; their reminders are planned together at the end, in one set-based
+    pass, and all commit at once: one commit, one feed lookup, one planning pass and one
+    change time (careline.versions) for the lot instead of one each. Nothing is
+    acknowledged before the commit (the caller sends the ACKs once this returns). A
+    message whose savepoint failed (a database error, e.g. a row another connection
+    inserted first) has None: the caller receives it alone after the commit. If the
+    transaction itself fails, nothing of any of them is stored and this raises; the
+    caller receives each alone.
+    """
+    retention = retention or RejectedRetention.from_settings()
+    receipts: list[Receipt | None] = []
+    with (
+        transaction.atomic(),
+        changes.announced_together(),
+        versions.one_time_per_transaction(),
+        _lookups_kept(),
+    ):
+        pinned = (selector or FeedSelector()).pinned()
+        for raw in raws:
+            try:
+                with transaction.atomic():
+                    receipts.append(receive_message(raw, pinned, retention))
+            except Exception as exc:  # noqa: BLE001 — received alone after the commit
+                logger.info("HL7 message left for a transaction of its own: %s", type(exc).__name__)
+                receipts.append(None)
+    return receipts
+
+
+# Configuration rows (practices by location code, provider links, visit types) found
+# while receiving messages in one transaction, set by `receive_together`; None: every
+# message reads them afresh. Only rows found are kept, never an absence (a message may
+# create the missing link or type) nor a row created here (a rolled-back savepoint
+# would take it away); a change made in the admin counts from the next transaction.
+_lookups = threading.local()
+
+
+@contextmanager
+def _lookups_kept() -> Iterator[None]:
+    _lookups.found = {}
+    try:
+        yield
+    finally:
+        _lookups.found = None
+
+
+def _found(key: tuple, load: Callable[[], object]):
+    kept = getattr(_lookups, "found", None)
+    if kept is None:
+        return load()
+    if key not in kept:
+        value = load()
+        if not value:
+            return value
+        kept[key] = value
+    return kept[key]
 
 
 # ---- batches ---------------------------------------------------------------------------
@@ -792,10 +881,13 @@ def _practice(
             return current.practice
         raise NotApplicable("No AIL segment names the location of this visit.", code="101")
     codes = [feed.location_map.get(loc.code, loc.code) for loc in siu.locations]
-    practices = {
-        p.code: p
-        for p in Practice.objects.filter(organization_id=feed.organization_id, code__in=codes)
-    }
+    practices = _found(
+        ("practices", feed.organization_id, tuple(codes)),
+        lambda: {
+            p.code: p
+            for p in Practice.objects.filter(organization_id=feed.organization_id, code__in=codes)
+        },
+    )
     for code in codes:
         if code in practices:
             return practices[code]
@@ -1113,12 +1205,16 @@ def _provider(
         if current is not None:
             return current.provider
         raise NotApplicable("No AIP or AIG segment names the provider.", code="101")
-    links = {
-        link.code: link.provider
-        for link in Hl7ProviderLink.objects.select_related("provider").filter(
-            feed=feed, code__in=[r.code for r in resources]
-        )
-    }
+    codes = [r.code for r in resources]
+    links = _found(
+        ("provider links", feed.id, tuple(codes)),
+        lambda: {
+            link.code: link.provider
+            for link in Hl7ProviderLink.objects.select_related("provider").filter(
+                feed=feed, code__in=codes
+            )
+        },
+    )
     for resource in resources:
         if resource.code in links:
             return links[resource.code]
@@ -1191,9 +1287,12 @@ def _appointment_type(
         return current.appointment_type
     code = service.code if service else feed.default_appointment_type_code
     code = feed.appointment_type_map.get(code, code)[:40]
-    existing = AppointmentType.objects.filter(
-        organization_id=feed.organization_id, code=code
-    ).first()
+    existing = _found(
+        ("appointment type", feed.organization_id, code),
+        lambda: AppointmentType.objects.filter(
+            organization_id=feed.organization_id, code=code
+        ).first(),
+    )
     if existing is not None:
         return existing
     if not feed.create_unknown_appointment_types:
