@@ -100,6 +100,7 @@ from careline.scheduling.models import (
     RecurringBreak,
     WorkingHours,
 )
+from careline.tablestats import refresh_statistics
 
 DEFAULT_SLUG = "riverbend-medical"
 DEFAULT_NAME = "Riverbend Medical Group"
@@ -291,7 +292,20 @@ def generate_demo(
             "pick another --organization-slug (or use --if-empty)."
         )
     with transaction.atomic():
-        return _Builder(options, now, report).build()
+        result = _Builder(options, now, report).build()
+    # Fresh statistics, or the first queries over the new rows are planned blind.
+    refresh_statistics(
+        Practice,
+        Provider,
+        Provider.practices.through,
+        AppointmentType,
+        Patient,
+        Appointment,
+        Holiday,
+        WorkingHours,
+        RecurringBreak,
+    )
+    return result
 
 
 def _check(options: DemoOptions) -> None:

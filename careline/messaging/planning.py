@@ -20,8 +20,10 @@ from django.utils import timezone
 from careline.messaging import experiments
 from careline.messaging.models import (
     DEFAULT_OFFSETS_MINUTES,
+    ExperimentAssignment,
     MessageKind,
     MessageState,
+    OutboundMessage,
     Priority,
     ReminderRule,
 )
@@ -32,6 +34,7 @@ from careline.messaging.outbox import (
     reschedule_planned,
 )
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, AppointmentStatus
+from careline.tablestats import refresh_statistics
 
 APPOINTMENT = Appointment._meta.db_table
 
@@ -319,6 +322,8 @@ def plan_all_reminders(
             params.append(organization_id)
         with transaction.atomic():
             _plan_chunk(rules, f"a.id >= %s AND a.id < %s{org_filter}", params, now, events=False)
+    # A bulk load: the outbox's statistics before it may say it is empty.
+    refresh_statistics(OutboundMessage, ExperimentAssignment)
 
 
 # -- re-planning after a rule change ------------------------------------------------

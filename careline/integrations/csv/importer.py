@@ -57,7 +57,7 @@ from careline.clinics.models import AppointmentType, Organization, Practice, Pro
 from careline.clinics.validators import FIRST_DATE, calendar_date, normalize_phone
 from careline.messaging.planning import plan_all_reminders
 from careline.patients.languages import language_code
-from careline.patients.models import Patient
+from careline.patients.models import Patient, PatientVersion
 from careline.patients.records import import_patients
 from careline.scheduling.appointments import (
     LONGEST_VISIT,
@@ -68,8 +68,14 @@ from careline.scheduling.appointments import (
     stamp_status,
 )
 from careline.scheduling.external import feed_change
-from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
+from careline.scheduling.models import (
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    AppointmentVersion,
+)
 from careline.scheduling.models import ChangeSource as Source
+from careline.tablestats import refresh_statistics
 
 MAX_VISIT_MINUTES = int(LONGEST_VISIT.total_seconds() // 60)
 
@@ -343,6 +349,11 @@ def import_csv(
     report.imported = True
     if plan_reminders:
         plan_all_reminders(organization_id=organization.id)
+    if report.created or report.updated:
+        # A bulk load; a file that changed nothing leaves the statistics as they are.
+        refresh_statistics(
+            Patient, PatientVersion, Appointment, AppointmentEvent, AppointmentVersion
+        )
     return report
 
 
