@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -46,6 +47,23 @@ class Audience:
             or self.appointment_type_ids
             or self.appointments_from
             or self.appointments_to
+        )
+
+    @classmethod
+    def from_record(cls, record: dict) -> Audience:
+        """The audience as_record() stored with the broadcast."""
+
+        def day(value: str | None) -> date | None:
+            return date.fromisoformat(value) if value else None
+
+        return cls(
+            practice_ids=tuple(record.get("practice_ids") or ()),
+            provider_ids=tuple(record.get("provider_ids") or ()),
+            appointment_type_ids=tuple(record.get("appointment_type_ids") or ()),
+            appointments_from=day(record.get("appointments_from")),
+            appointments_to=day(record.get("appointments_to")),
+            language=record.get("language") or "",
+            seen_since=day(record.get("seen_since")),
         )
 
     def as_record(self) -> dict:
@@ -164,19 +182,34 @@ def recipients(organization_id: int, audience: Audience) -> QuerySet:
 def preview(
     organization_id: int, audience: Audience, *, send_at: datetime | None = None
 ) -> Preview:
-    patients = audience_patients(organization_id, audience)
-    no_mobile = patients.filter(mobile_phone="").count()
-    with_mobile = patients.exclude(mobile_phone="")
-    opted_out = with_mobile.filter(Exists(_opted_out(organization_id))).count()
-    reachable = with_mobile.exclude(Exists(_opted_out(organization_id)))
-    total_reachable = reachable.count()
-    chosen = Patient.objects.filter(id__in=recipients(organization_id, audience))
-    reach = chosen.count()
-    by_language = _count_by(chosen, "preferred_language")
+    # Two queries whatever the size: the exclusions and the reach (distinct reachable
+    # numbers) in one pass, then the chosen recipients by language and home practice.
+    has_mobile = ~Q(mobile_phone="")
+    totals = (
+        audience_patients(organization_id, audience)
+        .annotate(out=Exists(_opted_out(organization_id)))
+        .aggregate(
+            no_mobile=Count("id", filter=Q(mobile_phone="")),
+            opted_out=Count("id", filter=has_mobile & Q(out=True)),
+            reachable=Count("id", filter=has_mobile & Q(out=False)),
+            reach=Count("mobile_phone", filter=has_mobile & Q(out=False), distinct=True),
+        )
+    )
+    no_mobile, opted_out = totals["no_mobile"], totals["opted_out"]
+    total_reachable, reach = totals["reachable"], totals["reach"]
+    by_language: dict[str, int] = {}
+    per_practice: dict[int | None, int] = {}
+    for language, practice_id, n in (
+        Patient.objects.filter(id__in=recipients(organization_id, audience))
+        .values_list("preferred_language", "home_practice_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        by_language[language] = by_language.get(language, 0) + n
+        per_practice[practice_id] = per_practice.get(practice_id, 0) + n
     hours = SendingHours(settings.CARELINE_SENDING_HOURS_START, settings.CARELINE_SENDING_HOURS_END)
     moment = send_at or timezone.now()
     waiting = 0
-    per_practice = _count_by(chosen, "home_practice_id")
     zones = dict(
         Practice.objects.filter(id__in=[*per_practice, audience.practice_ids[0]]).values_list(
             "id", "time_zone"
@@ -234,7 +267,8 @@ def send_broadcast(
     send_at: datetime | None = None,
     user=None,
 ) -> Broadcast:
-    """Record the broadcast and queue one outbox row per recipient in a single INSERT … SELECT."""
+    """Record the broadcast, Queued, with the reach its preview counts; the worker queues
+    its texts (queue_broadcasts), so a page or API request never writes thousands of rows."""
     validate_bodies(body_en, body_es)
     now = timezone.now()
     send_at = send_at or now
@@ -248,13 +282,53 @@ def send_broadcast(
         body_es=body_es,
         audience=audience.as_record(),
         send_at=send_at,
+        state=Broadcast.State.QUEUED,
         recipients=summary.reach,
         excluded=summary.excluded,
         created_by=user,
     )
     broadcast.practices.set(audience.practice_ids)
+    return broadcast
+
+
+def queue_broadcasts(limit: int = 10) -> Counter[str]:
+    """The worker's part: queue the texts of Queued broadcasts (one INSERT … SELECT each, in
+    the transaction that moves it to Sending), then mark Done the sending ones with nothing
+    left to send. Returns what it did, for the worker's summary."""
+    done: Counter[str] = Counter()
+    waiting = Broadcast.objects.filter(state=Broadcast.State.QUEUED).order_by("id")
+    for broadcast_id in list(waiting.values_list("id", flat=True)[:limit]):
+        with transaction.atomic():
+            # The conditional UPDATE is the claim: a second worker, or a cancel that came
+            # first, leaves nothing to do here.
+            if not Broadcast.objects.filter(id=broadcast_id, state=Broadcast.State.QUEUED).update(
+                state=Broadcast.State.SENDING
+            ):
+                continue
+            broadcast = Broadcast.objects.get(id=broadcast_id)
+            queued = _queue_texts(broadcast)
+            Broadcast.objects.filter(id=broadcast_id).update(recipients=queued)
+        done["broadcast texts queued"] += queued
+    pending = OutboundMessage.objects.filter(
+        broadcast_id=OuterRef("pk"), state__in=[MessageState.SCHEDULED, MessageState.SENDING]
+    )
+    finished = (
+        Broadcast.objects.filter(state=Broadcast.State.SENDING)
+        .exclude(Exists(pending))
+        .update(state=Broadcast.State.DONE)
+    )
+    if finished:
+        done["broadcasts done"] += finished
+    return done
+
+
+def _queue_texts(broadcast: Broadcast) -> int:
+    """One outbox row per recipient of the broadcast's audience, in one INSERT … SELECT."""
+    audience = Audience.from_record(broadcast.audience)
+    organization_id = broadcast.organization_id
     chosen_sql, chosen_params = recipients(organization_id, audience).query.sql_with_params()
-    body_es = body_es or body_en
+    body_en = broadcast.body_en
+    body_es = broadcast.body_es or body_en
     # A value per outbox column, in careline.messaging.outbox.COLUMNS order.
     select_sql = f"""
         SELECT p.organization_id, COALESCE(p.home_practice_id, %s), p.id, NULL, %s, 'sms',
@@ -279,14 +353,24 @@ def send_broadcast(
         MessageKind.BROADCAST,
         False,
         Priority.BROADCAST,
-        send_at,
-        send_at + BROADCAST_EXPIRY,
+        broadcast.send_at,
+        broadcast.send_at + BROADCAST_EXPIRY,
         MessageState.SCHEDULED,
-        now,
+        timezone.now(),
         *chosen_params,
     ]
-    outbox.insert_broadcast(select_sql, params)
-    return broadcast
+    return outbox.insert_broadcast(select_sql, params)
+
+
+def progress(broadcast: Broadcast, report: dict[str, int]) -> str:
+    """Queued → Sending → Sent (n of N) → Done, as its page shows it."""
+    if broadcast.state != Broadcast.State.SENDING:
+        return Broadcast.State(broadcast.state).label
+    gone = sum(
+        report.get(state.label, 0)
+        for state in (MessageState.SENT, MessageState.DELIVERED, MessageState.UNDELIVERED)
+    )
+    return f"Sent ({gone:,} of {broadcast.recipients:,})" if gone else "Sending"
 
 
 def delivery_report(broadcast: Broadcast) -> dict[str, int]:
@@ -303,7 +387,9 @@ def delivery_report(broadcast: Broadcast) -> dict[str, int]:
 def cancel_broadcast(broadcast: Broadcast) -> int:
     """Stop what has not gone out yet; what was sent stays sent."""
     with transaction.atomic():
+        # First, and an UPDATE: it waits for a worker queueing this broadcast's texts right
+        # now, and a worker coming after it finds it no longer Queued.
+        Broadcast.objects.filter(id=broadcast.id).update(state=Broadcast.State.CANCELLED)
         stopped = outbox.cancel_broadcast_messages(broadcast.id)
         broadcast.state = Broadcast.State.CANCELLED
-        broadcast.save(update_fields=["state"])
     return stopped

@@ -85,7 +85,9 @@ def compose(request: HttpRequest) -> HttpResponse:
                 except sending.BroadcastError as exc:
                     form.add_error(None, str(exc))
                 else:
-                    messages.success(request, f"Queued for {broadcast.recipients} patients.")
+                    messages.success(
+                        request, f"Queued for {broadcast.recipients} patients; sending starts now."
+                    )
                     return redirect("broadcasts:detail", broadcast_id=broadcast.id)
     template = "broadcasts/_preview.html" if request.htmx else "broadcasts/compose.html"
     return render(request, template, context)
@@ -98,7 +100,8 @@ def detail(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     context = {
         "broadcast": broadcast,
         "report": report,
-        "done": report["Scheduled"] == 0 and report["Sending"] == 0,
+        "progress": sending.progress(broadcast, report),
+        "done": broadcast.state in (Broadcast.State.DONE, Broadcast.State.CANCELLED),
     }
     template = "broadcasts/_progress.html" if request.htmx else "broadcasts/detail.html"
     return render(request, template, context)
