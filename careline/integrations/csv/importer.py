@@ -31,9 +31,10 @@ holds a NUL character or cannot be read as CSV) is reported with its line number
 column and the reason; unless skipping invalid rows was asked for, one bad row means
 nothing is imported. The file is read twice as a stream and written in batches inside one
 transaction, so memory stays flat for a million rows. A later row with the same
-appointment_id overrides an earlier one. Reminders are planned afterwards for the whole
-organization in one set-based pass; imported changes send no booking or cancellation
-notices.
+appointment_id overrides an earlier one. Reminders are planned batch by batch for the
+visits the batch added or changed (set-based, a few statements per batch); a row that
+changes nothing writes nothing and plans nothing. Imported changes send no booking or
+cancellation notices.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ from django.utils import timezone
 from careline.clinics.directory import add_provider, appointment_type_for_code, link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import FIRST_DATE, calendar_date, normalize_phone
-from careline.messaging.planning import plan_all_reminders
+from careline.messaging.models import OutboundMessage
+from careline.messaging.planning import sync_reminders
 from careline.patients.languages import language_code
 from careline.patients.models import Patient, PatientVersion
 from careline.patients.records import import_patients
@@ -334,7 +336,7 @@ def import_csv(
     report = validate_csv(path, organization, validate_progress)
     if report.errors and not skip_invalid:
         return report
-    writer = _BatchWriter(organization, external_system[:60], report)
+    writer = _BatchWriter(organization, external_system[:60], report, plan=plan_reminders)
     with transaction.atomic():
         batch: list[Row] = []
         for _line, item in _read(path, _Validator(organization), import_progress):
@@ -347,12 +349,15 @@ def import_csv(
         if batch:
             writer.write(batch)
     report.imported = True
-    if plan_reminders:
-        plan_all_reminders(organization_id=organization.id)
     if report.created or report.updated:
         # A bulk load; a file that changed nothing leaves the statistics as they are.
         refresh_statistics(
-            Patient, PatientVersion, Appointment, AppointmentEvent, AppointmentVersion
+            Patient,
+            PatientVersion,
+            Appointment,
+            AppointmentEvent,
+            AppointmentVersion,
+            OutboundMessage,
         )
     return report
 
@@ -360,8 +365,16 @@ def import_csv(
 class _BatchWriter:
     """Set-based upserts of patients, providers, types and appointments, batch by batch."""
 
-    def __init__(self, organization: Organization, external_system: str, report: ImportReport):
+    def __init__(
+        self,
+        organization: Organization,
+        external_system: str,
+        report: ImportReport,
+        *,
+        plan: bool = True,
+    ):
         self.org = organization
+        self.plan = plan
         self.system = external_system
         self.report = report
         self.now = timezone.now()
@@ -581,3 +594,10 @@ class _BatchWriter:
         record_imported_changes(events)
         self.report.created += len(new)
         self.report.updated += len(changed)
+        if self.plan:
+            # Only the visits this batch added or changed: a re-import of unchanged rows
+            # plans nothing, and one changed row re-plans one visit, not the organization.
+            touched = [a.pk for a in changed]
+            if new:
+                touched.extend(new_ids.values())
+            sync_reminders(touched, notices=False, chunk_size=len(touched) or 1)
