@@ -9,7 +9,7 @@ preview of the whole practice (target: under 2 s), `send_broadcast` (the page's 
 the preview it records, reach and exclusions) and the worker's `queue_broadcasts`, the one
 INSERT … SELECT that queues a text per reachable number. The same-run baseline inserts
 the very outbox rows it queued again, straight into the same table in one transaction,
-rolled back (executemany on SQLite, COPY on PostgreSQL: each database's fastest plain path).
+rolled back (multi-row INSERTs on SQLite, COPY on PostgreSQL: each database's true limit).
 
     .venv/bin/python -m bench.broadcast [--rows 100000] [--database sqlite]
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.common import BATCH, figure, fresh_database, timer
+from bench.common import BATCH, copy_rows, figure, fresh_database, multirow_insert, timer
 from bench.reports import each_database, use_database
 
 BODY_EN = "{first_name}, {practice} is closed Friday for staff training. Reply R to reschedule."
@@ -81,16 +81,13 @@ def _raw_insert_seconds(connection, broadcast_id: int) -> float:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {quoted} FROM {table} WHERE broadcast_id = %s", [broadcast_id])
         rows = cursor.fetchall()
-    sql = f"INSERT INTO {table} ({quoted}) VALUES ({', '.join(['%s'] * len(columns))})"
+    names = [connection.ops.quote_name(c) for c in columns]
     with transaction.atomic():
         with timer() as t, connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                with cursor.cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+                copy_rows(cursor.cursor, table, names, rows)
             else:
-                for low in range(0, len(rows), BATCH):
-                    cursor.executemany(sql, rows[low : low + BATCH])
+                multirow_insert(cursor, table, names, rows)
         transaction.set_rollback(True)
     return t.seconds
 

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -69,7 +70,7 @@ from careline.scheduling.appointments import (
     record_imported_changes,
     stamp_status,
 )
-from careline.scheduling.external import feed_change
+from careline.scheduling.external import FeedChange, feed_change
 from careline.scheduling.models import (
     Appointment,
     AppointmentEvent,
@@ -92,6 +93,7 @@ OPTIONAL = (
     "duration_minutes",
     "status",
 )
+_COLUMNS = (*REQUIRED, *OPTIONAL)
 DEFAULT_TYPE_CODE = "VISIT"
 _STATUSES = frozenset(AppointmentStatus.values)
 BATCH_SIZE = 2000
@@ -148,12 +150,15 @@ class _Validator:
 
     def row(self, line: int, raw: dict[str, str | None]) -> Row:
         """A clean row, or ValueError with the reason."""
-        value = {k: (raw.get(k) or "").strip() for k in (*REQUIRED, *OPTIONAL)}
-        for name, text in value.items():
-            problem = _text_problem(text)
-            if problem:
-                # The reason names the column, not the value: it may be a patient's name.
-                raise ValueError(f"{name} {problem}")
+        value = {k: (raw.get(k) or "").strip() for k in _COLUMNS}
+        joined = "".join(value.values())
+        # Plain ASCII without NUL, nearly every row: no cell needs a look of its own.
+        if "\x00" in joined or not joined.isascii():
+            for name, text in value.items():
+                problem = _text_problem(text)
+                if problem:
+                    # The reason names the column, not the value: it may be a patient's name.
+                    raise ValueError(f"{name} {problem}")
         missing = [k for k in REQUIRED if not value[k]]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
@@ -362,6 +367,20 @@ def import_csv(
     return report
 
 
+class _Stored(NamedTuple):
+    """What of a stored visit an import compares (named as on Appointment)."""
+
+    id: int
+    external_id: str
+    practice_id: int
+    provider_id: int
+    patient_id: int
+    appointment_type_id: int
+    start: datetime
+    end: datetime
+    status: str
+
+
 class _BatchWriter:
     """Set-based upserts of patients, providers, types and appointments, batch by batch."""
 
@@ -421,9 +440,6 @@ class _BatchWriter:
             ):
                 if value not in ("", None):
                     merged[key] = value
-        existing = {
-            p.mrn: p for p in Patient.objects.filter(organization=self.org, mrn__in=list(by_mrn))
-        }
         fields = [
             "given_name",
             "family_name",
@@ -432,17 +448,27 @@ class _BatchWriter:
             "email",
             "preferred_language",
         ]
-        new, changed = [], []
+        # Compared as plain values; whole patients are read only for those that change.
+        stored = {
+            values[0]: dict(zip(fields, values[1:], strict=True))
+            for values in Patient.objects.filter(
+                organization=self.org, mrn__in=list(by_mrn)
+            ).values_list("mrn", *fields)
+        }
+        new, changing = [], {}
         for mrn, values in by_mrn.items():
             practice_id = values.pop("practice_id")
-            patient = existing.get(mrn)
-            if patient is None:
+            before = stored.get(mrn)
+            if before is None:
                 new.append(
                     Patient(organization=self.org, mrn=mrn, home_practice_id=practice_id, **values)
                 )
-                continue
-            if any(getattr(patient, k) != v for k, v in values.items()):
-                for k, v in values.items():
+            elif any(before[k] != v for k, v in values.items()):
+                changing[mrn] = values
+        changed = []
+        if changing:
+            for patient in Patient.objects.filter(organization=self.org, mrn__in=list(changing)):
+                for k, v in changing[patient.mrn].items():
                     setattr(patient, k, v)
                 changed.append(patient)
         import_patients(new, changed, fields)
@@ -489,12 +515,51 @@ class _BatchWriter:
         self, rows: list[Row], patients: dict[str, int], providers: dict[int, int]
     ) -> None:
         ids = [row.appointment_id for row in rows]
-        existing = {
-            a.external_id: a
-            for a in Appointment.objects.filter(
-                organization=self.org, external_system=self.system, external_id__in=ids
+        # Compared as plain tuples first; whole rows are read only for the visits that
+        # change (a re-import of an unchanged file builds no model instance at all).
+        light = {
+            visit.external_id: visit
+            for visit in map(
+                _Stored._make,
+                Appointment.objects.filter(
+                    organization=self.org, external_system=self.system, external_id__in=ids
+                ).values_list(*_Stored._fields),
             )
         }
+        planned: list[tuple[Row, dict, FeedChange | None, str]] = []
+        for row in rows:
+            type_id, type_minutes = self.types[row.type_code]
+            start = row.start
+            values = {
+                "practice_id": row.practice_id,
+                "provider_id": providers[row.line],
+                "patient_id": patients[row.mrn],
+                "appointment_type_id": type_id,
+                "start": start,
+                "end": start + timedelta(minutes=row.duration_minutes or type_minutes),
+            }
+            stored = light.get(row.appointment_id)
+            if stored is None:
+                planned.append((row, values, None, row.status))
+                continue
+            change = feed_change(
+                stored,  # type: ignore[arg-type]  # reads start, provider_id and status
+                start=start,
+                provider_id=values["provider_id"],
+                status=row.status,
+            )
+            # Set directly, not through the state machine: imports send no notices.
+            status = AppointmentStatus.CONFIRMED if change.confirms else change.status
+            if status == stored.status and all(getattr(stored, k) == v for k, v in values.items()):
+                self.report.unchanged += 1
+                continue
+            planned.append((row, values, change, status))
+        changing = [light[row.appointment_id].id for row, _, change, _ in planned if change]
+        existing = (
+            {a.external_id: a for a in Appointment.objects.filter(id__in=changing)}
+            if changing
+            else {}
+        )
         fields = [
             "practice_id",
             "provider_id",
@@ -510,20 +575,9 @@ class _BatchWriter:
             "external_updated_at",
         ]
         new, changed, events = [], [], []
-        for row in rows:
-            type_id, type_minutes = self.types[row.type_code]
-            start = row.start
-            end = start + timedelta(minutes=row.duration_minutes or type_minutes)
-            values = {
-                "practice_id": row.practice_id,
-                "provider_id": providers[row.line],
-                "patient_id": patients[row.mrn],
-                "appointment_type_id": type_id,
-                "start": start,
-                "end": end,
-            }
-            current = existing.get(row.appointment_id)
-            if current is None:
+        for row, values, change, status in planned:
+            start = values["start"]
+            if change is None:
                 new.append(
                     Appointment(
                         organization=self.org,
@@ -541,17 +595,8 @@ class _BatchWriter:
                     )
                 )
                 continue
-            change = feed_change(
-                current, start=start, provider_id=providers[row.line], status=row.status
-            )
+            current = existing[row.appointment_id]
             moved = change.moved
-            # Set directly, not through the state machine: imports send no notices.
-            status = AppointmentStatus.CONFIRMED if change.confirms else change.status
-            if status == current.status and all(
-                getattr(current, k) == v for k, v in values.items()
-            ):
-                self.report.unchanged += 1
-                continue
             old_status, old_start = current.status, current.start
             for k, v in values.items():
                 setattr(current, k, v)
