@@ -85,9 +85,7 @@ def compose(request: HttpRequest) -> HttpResponse:
                 except sending.BroadcastError as exc:
                     form.add_error(None, str(exc))
                 else:
-                    messages.success(
-                        request, f"Queued for {broadcast.recipients} patients; sending starts now."
-                    )
+                    messages.success(request, f"Queued for {broadcast.recipients} patients.")
                     return redirect("broadcasts:detail", broadcast_id=broadcast.id)
     template = "broadcasts/_preview.html" if request.htmx else "broadcasts/compose.html"
     return render(request, template, context)

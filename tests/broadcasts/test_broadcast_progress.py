@@ -105,19 +105,21 @@ def test_sending_until_its_time_and_a_cancel_before_the_worker_queues_nothing(cl
 
 def test_a_date_filter_means_the_practices_local_days_across_midnight_utc(build, client):
     org = build.organization()
+    # The admin's clock is New York's (their first practice); the visits are in Denver.
+    build.practice(org, name="Hudson Clinic", time_zone="America/New_York")
     denver = build.practice(org, name="Denver Clinic", time_zone="America/Denver")
-    doctor = build.provider(denver, hours=(time(6), time(23)), weekdays=range(7))
+    doctor = build.provider(denver, hours=(time(6), time(23, 59)), weekdays=range(7))
     kind = build.appointment_type(org)
-    manager = build.staff(org, StaffRole.PRACTICE_MANAGER, practices=[denver])
+    admin = build.staff(org, StaffRole.ORGANIZATION_ADMIN)
     day = timezone.localdate() + timedelta(days=14)
-    # 7:30 p.m. in Denver is already the next day in UTC (02:30 or 03:30).
+    # 10:30 p.m. in Denver: already the next day in UTC and in New York.
     late = build.patient(org, home_practice=denver, given_name="Late")
-    start = datetime.combine(day, time(19, 30), tzinfo=denver.zone)
+    start = datetime.combine(day, time(22, 30), tzinfo=denver.zone)
     assert start.astimezone(timezone.get_fixed_timezone(0)).date() == day + timedelta(days=1)
     book_appointment(
         patient=late, provider=doctor, practice=denver, appointment_type=kind, start=start
     )
-    # 6:30 a.m. the next morning in Denver: the next local day, though still 13:30 UTC.
+    # 6:30 a.m. the next morning in Denver.
     early = build.patient(org, home_practice=denver, given_name="Early")
     book_appointment(
         patient=early,
@@ -126,7 +128,7 @@ def test_a_date_filter_means_the_practices_local_days_across_midnight_utc(build,
         appointment_type=kind,
         start=datetime.combine(day + timedelta(days=1), time(6, 30), tzinfo=denver.zone),
     )
-    client.force_login(manager)
+    client.force_login(admin)
 
     def reach(on: date) -> int:
         form = {
@@ -141,6 +143,6 @@ def test_a_date_filter_means_the_practices_local_days_across_midnight_utc(build,
         assert response.status_code == 200
         return response.context["preview"].reach
 
-    assert reach(day) == 1  # Late's evening visit
+    assert reach(day) == 1  # Late's evening visit, on Denver's calendar day
     assert reach(day + timedelta(days=1)) == 1  # Early's morning visit only, not Late's
     assert reach(day + timedelta(days=2)) == 0
