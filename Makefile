@@ -1,5 +1,7 @@
 # Careline: `make run` to try it, `make test` to check it.
 PYTHON ?= python3
+# `make run PORT=8010`: the port served; CARELINE_BASE_URL follows it unless set.
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -16,7 +18,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/careline migrate --noinput
 	$(BIN)/careline demo --if-empty
-	CARELINE_SMS_GATEWAY=$${CARELINE_SMS_GATEWAY:-simulator} $(BIN)/careline serve
+	CARELINE_SMS_GATEWAY=$${CARELINE_SMS_GATEWAY:-simulator} \
+	  CARELINE_BASE_URL=$${CARELINE_BASE_URL:-http://127.0.0.1:$(PORT)} \
+	  $(BIN)/careline serve --bind 127.0.0.1:$(PORT)
 
 ## Set up from nothing and run every test, on SQLite and on PostgreSQL.
 test: $(STAMP) browser-deps

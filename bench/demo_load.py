@@ -2,9 +2,10 @@
 bench.common.anonymous_memory_mib), beside a raw bulk insert.
 
 For each database (SQLite, PostgreSQL) it makes a fresh migrated database, inserts N
-appointment-shaped rows straight into a copy of the appointment table (executemany on
-SQLite, COPY on PostgreSQL) as the same-run baseline, drops the copy, then runs the real
-`careline demo` in a child process and prints `name | value | baseline | ratio` lines:
+appointment-shaped rows straight into a copy of the appointment table (multi-row INSERTs
+on SQLite, COPY on PostgreSQL: the true limit) as the same-run baseline, drops the
+copy, then runs the real `careline demo` in a child process and prints
+`name | value | baseline | ratio` lines:
 
     .venv/bin/python -m bench.demo_load [--appointments 1000000] [--database sqlite]
 """

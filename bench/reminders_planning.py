@@ -14,14 +14,16 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from bench.common import copy_rows, multirow_insert
 from bench.reminders_common import BATCH, make_clinic, parse_args, report, throwaway_database
 
 
 def _raw_insert_rate(connection) -> float:
-    """Rows/s of a raw multi-row insert (executemany) of the very rows planning produced,
-    into the same (emptied) table with the same indexes; the rows are removed again
-    afterwards. The rows wait in a temporary table and are streamed from it, so memory
-    does not grow with their number; only the inserts are timed."""
+    """Rows/s of the true bulk-insert limit (COPY on PostgreSQL, multi-row INSERTs on
+    SQLite, in one transaction) of the very rows planning produced, into the same
+    (emptied) table with the same indexes; the rows are removed again afterwards. The rows
+    wait in a temporary table and are streamed from it, so memory does not grow with their
+    number; only the inserts are timed."""
     from django.db import transaction
 
     from careline.messaging.outbox import COLUMNS, OUTBOX
@@ -31,15 +33,16 @@ def _raw_insert_rate(connection) -> float:
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMPORARY TABLE bench_planned AS SELECT {columns} FROM {OUTBOX}")
         cursor.execute(f"DELETE FROM {OUTBOX}")
-    placeholders = ", ".join(["%s"] * len(COLUMNS))
-    sql = f"INSERT INTO {OUTBOX} ({columns}) VALUES ({placeholders})"
     elapsed, count = 0.0, 0
     with transaction.atomic():
         with connection.chunked_cursor() as source, connection.cursor() as cursor:
             source.execute(f"SELECT {columns} FROM bench_planned")
             while rows := source.fetchmany(BATCH):
                 started = time.perf_counter()
-                cursor.executemany(sql, rows)
+                if connection.vendor == "postgresql":
+                    copy_rows(cursor.cursor, OUTBOX, COLUMNS, rows)
+                else:
+                    multirow_insert(cursor, OUTBOX, COLUMNS, rows)
                 elapsed += time.perf_counter() - started
                 count += len(rows)
     with connection.cursor() as cursor:

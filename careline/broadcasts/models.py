@@ -11,7 +11,12 @@ from careline.clinics.scoping import ScopedQuerySet
 
 class Broadcast(models.Model):
     class State(models.TextChoices):
+        # Recorded by the page; the worker has not queued its texts yet.
         QUEUED = "queued", "Queued"
+        # Its texts are in the outbox and going out (the page shows "Sent (n of N)").
+        SENDING = "sending", "Sending"
+        # Nothing of it is left to send.
+        DONE = "done", "Done"
         CANCELLED = "cancelled", "Cancelled"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -48,6 +49,23 @@ class Audience:
             or self.appointments_to
         )
 
+    @classmethod
+    def from_record(cls, record: dict) -> Audience:
+        """The audience as_record() stored with the broadcast."""
+
+        def day(value: str | None) -> date | None:
+            return date.fromisoformat(value) if value else None
+
+        return cls(
+            practice_ids=tuple(record.get("practice_ids") or ()),
+            provider_ids=tuple(record.get("provider_ids") or ()),
+            appointment_type_ids=tuple(record.get("appointment_type_ids") or ()),
+            appointments_from=day(record.get("appointments_from")),
+            appointments_to=day(record.get("appointments_to")),
+            language=record.get("language") or "",
+            seen_since=day(record.get("seen_since")),
+        )
+
     def as_record(self) -> dict:
         return {
             k: (v.isoformat() if isinstance(v, date) else list(v) if isinstance(v, tuple) else v)
@@ -63,8 +81,37 @@ class Preview:
     by_language: dict[str, int] = field(default_factory=dict)
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+def _local_midnight(day: date, zone: zoneinfo.ZoneInfo) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=zone)
+
+
+def _in_practice_days(
+    visits: QuerySet[Appointment],
+    practice_ids: tuple[int, ...],
+    *,
+    since: date | None = None,
+    through: date | None = None,
+) -> QuerySet[Appointment]:
+    """Visits on or after `since` and on or before `through` (inclusive), each day in the
+    time zone of the visit's practice: a day filter means the practice's calendar day, not
+    UTC's (a 7 p.m. visit in Denver is the next day in UTC)."""
+    if since is None and through is None:
+        return visits
+    zones: dict[str, list[int]] = {}
+    for practice_id, zone in Practice.objects.filter(id__in=practice_ids).values_list(
+        "id", "time_zone"
+    ):
+        zones.setdefault(zone, []).append(practice_id)
+    by_zone = Q(pk__in=[])
+    for zone_name, ids in zones.items():
+        zone = zoneinfo.ZoneInfo(zone_name)
+        window = Q(practice_id__in=ids)
+        if since is not None:
+            window &= Q(start__gte=_local_midnight(since, zone))
+        if through is not None:
+            window &= Q(start__lt=_local_midnight(through + timedelta(days=1), zone))
+        by_zone |= window
+    return visits.filter(by_zone)
 
 
 def _matching_appointments(audience: Audience) -> QuerySet[Appointment]:
@@ -73,40 +120,44 @@ def _matching_appointments(audience: Audience) -> QuerySet[Appointment]:
         qs = qs.filter(provider_id__in=audience.provider_ids)
     if audience.appointment_type_ids:
         qs = qs.filter(appointment_type_id__in=audience.appointment_type_ids)
-    if audience.appointments_from:
-        qs = qs.filter(start__gte=_day_start(audience.appointments_from))
-    if audience.appointments_to:
-        qs = qs.filter(start__lt=_day_start(audience.appointments_to + timedelta(days=1)))
+    qs = _in_practice_days(
+        qs,
+        audience.practice_ids,
+        since=audience.appointments_from,
+        through=audience.appointments_to,
+    )
     if audience.about_appointments:
         qs = qs.filter(status__in=[AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED])
     return qs
 
 
 def audience_patients(organization_id: int, audience: Audience) -> QuerySet[Patient]:
-    """Patients the filters select, before any exclusion."""
+    """Patients the filters select, before any exclusion.
+
+    The visits are read in uncorrelated subqueries (`id IN (SELECT patient_id …)`): each
+    database reads the chosen practices' visits once, whatever its statistics say. A
+    correlated EXISTS per patient let SQLite, on a fresh load without statistics, walk a
+    whole practice's visits for every patient of the organization (119 s, issue 21)."""
     if not audience.practice_ids:
         raise BroadcastError("Choose at least one practice.")
     patients = Patient.objects.filter(organization_id=organization_id)
-    appointments = _matching_appointments(audience).filter(patient_id=OuterRef("pk"))
+    booked = Q(id__in=_matching_appointments(audience).values("patient_id"))
     if audience.about_appointments:
-        patients = patients.filter(Exists(appointments))
+        patients = patients.filter(booked)
     else:
-        patients = patients.filter(
-            Q(home_practice_id__in=audience.practice_ids) | Exists(appointments)
-        )
+        patients = patients.filter(Q(home_practice_id__in=audience.practice_ids) | booked)
     if audience.language:
         patients = patients.filter(preferred_language=audience.language)
     if audience.seen_since:
-        patients = patients.filter(
-            Exists(
-                Appointment.objects.filter(
-                    patient_id=OuterRef("pk"),
-                    practice_id__in=audience.practice_ids,
-                    status__in=[AppointmentStatus.FULFILLED, AppointmentStatus.ARRIVED],
-                    start__gte=_day_start(audience.seen_since),
-                )
-            )
+        seen = _in_practice_days(
+            Appointment.objects.filter(
+                practice_id__in=audience.practice_ids,
+                status__in=[AppointmentStatus.FULFILLED, AppointmentStatus.ARRIVED],
+            ),
+            audience.practice_ids,
+            since=audience.seen_since,
         )
+        patients = patients.filter(id__in=seen.values("patient_id"))
     return patients
 
 
@@ -131,19 +182,34 @@ def recipients(organization_id: int, audience: Audience) -> QuerySet:
 def preview(
     organization_id: int, audience: Audience, *, send_at: datetime | None = None
 ) -> Preview:
-    patients = audience_patients(organization_id, audience)
-    no_mobile = patients.filter(mobile_phone="").count()
-    with_mobile = patients.exclude(mobile_phone="")
-    opted_out = with_mobile.filter(Exists(_opted_out(organization_id))).count()
-    reachable = with_mobile.exclude(Exists(_opted_out(organization_id)))
-    total_reachable = reachable.count()
-    chosen = Patient.objects.filter(id__in=recipients(organization_id, audience))
-    reach = chosen.count()
-    by_language = _count_by(chosen, "preferred_language")
+    # Two queries whatever the size: the exclusions and the reach (distinct reachable
+    # numbers) in one pass, then the chosen recipients by language and home practice.
+    has_mobile = ~Q(mobile_phone="")
+    totals = (
+        audience_patients(organization_id, audience)
+        .annotate(out=Exists(_opted_out(organization_id)))
+        .aggregate(
+            no_mobile=Count("id", filter=Q(mobile_phone="")),
+            opted_out=Count("id", filter=has_mobile & Q(out=True)),
+            reachable=Count("id", filter=has_mobile & Q(out=False)),
+            reach=Count("mobile_phone", filter=has_mobile & Q(out=False), distinct=True),
+        )
+    )
+    no_mobile, opted_out = totals["no_mobile"], totals["opted_out"]
+    total_reachable, reach = totals["reachable"], totals["reach"]
+    by_language: dict[str, int] = {}
+    per_practice: dict[int | None, int] = {}
+    for language, practice_id, n in (
+        Patient.objects.filter(id__in=recipients(organization_id, audience))
+        .values_list("preferred_language", "home_practice_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        by_language[language] = by_language.get(language, 0) + n
+        per_practice[practice_id] = per_practice.get(practice_id, 0) + n
     hours = SendingHours(settings.CARELINE_SENDING_HOURS_START, settings.CARELINE_SENDING_HOURS_END)
     moment = send_at or timezone.now()
     waiting = 0
-    per_practice = _count_by(chosen, "home_practice_id")
     zones = dict(
         Practice.objects.filter(id__in=[*per_practice, audience.practice_ids[0]]).values_list(
             "id", "time_zone"
@@ -201,7 +267,8 @@ def send_broadcast(
     send_at: datetime | None = None,
     user=None,
 ) -> Broadcast:
-    """Record the broadcast and queue one outbox row per recipient in a single INSERT … SELECT."""
+    """Record the broadcast, Queued, with the reach its preview counts; the worker queues
+    its texts (queue_broadcasts), so a page or API request never writes thousands of rows."""
     validate_bodies(body_en, body_es)
     now = timezone.now()
     send_at = send_at or now
@@ -215,13 +282,53 @@ def send_broadcast(
         body_es=body_es,
         audience=audience.as_record(),
         send_at=send_at,
+        state=Broadcast.State.QUEUED,
         recipients=summary.reach,
         excluded=summary.excluded,
         created_by=user,
     )
     broadcast.practices.set(audience.practice_ids)
+    return broadcast
+
+
+def queue_broadcasts(limit: int = 10) -> Counter[str]:
+    """The worker's part: queue the texts of Queued broadcasts (one INSERT … SELECT each, in
+    the transaction that moves it to Sending), then mark Done the sending ones with nothing
+    left to send. Returns what it did, for the worker's summary."""
+    done: Counter[str] = Counter()
+    waiting = Broadcast.objects.filter(state=Broadcast.State.QUEUED).order_by("id")
+    for broadcast_id in list(waiting.values_list("id", flat=True)[:limit]):
+        with transaction.atomic():
+            # The conditional UPDATE is the claim: a second worker, or a cancel that came
+            # first, leaves nothing to do here.
+            if not Broadcast.objects.filter(id=broadcast_id, state=Broadcast.State.QUEUED).update(
+                state=Broadcast.State.SENDING
+            ):
+                continue
+            broadcast = Broadcast.objects.get(id=broadcast_id)
+            queued = _queue_texts(broadcast)
+            Broadcast.objects.filter(id=broadcast_id).update(recipients=queued)
+        done["broadcast texts queued"] += queued
+    pending = OutboundMessage.objects.filter(
+        broadcast_id=OuterRef("pk"), state__in=[MessageState.SCHEDULED, MessageState.SENDING]
+    )
+    finished = (
+        Broadcast.objects.filter(state=Broadcast.State.SENDING)
+        .exclude(Exists(pending))
+        .update(state=Broadcast.State.DONE)
+    )
+    if finished:
+        done["broadcasts done"] += finished
+    return done
+
+
+def _queue_texts(broadcast: Broadcast) -> int:
+    """One outbox row per recipient of the broadcast's audience, in one INSERT … SELECT."""
+    audience = Audience.from_record(broadcast.audience)
+    organization_id = broadcast.organization_id
     chosen_sql, chosen_params = recipients(organization_id, audience).query.sql_with_params()
-    body_es = body_es or body_en
+    body_en = broadcast.body_en
+    body_es = broadcast.body_es or body_en
     # A value per outbox column, in careline.messaging.outbox.COLUMNS order.
     select_sql = f"""
         SELECT p.organization_id, COALESCE(p.home_practice_id, %s), p.id, NULL, %s, 'sms',
@@ -246,14 +353,24 @@ def send_broadcast(
         MessageKind.BROADCAST,
         False,
         Priority.BROADCAST,
-        send_at,
-        send_at + BROADCAST_EXPIRY,
+        broadcast.send_at,
+        broadcast.send_at + BROADCAST_EXPIRY,
         MessageState.SCHEDULED,
-        now,
+        timezone.now(),
         *chosen_params,
     ]
-    outbox.insert_broadcast(select_sql, params)
-    return broadcast
+    return outbox.insert_broadcast(select_sql, params)
+
+
+def progress(broadcast: Broadcast, report: dict[str, int]) -> str:
+    """Queued → Sending → Sent (n of N) → Done, as its page shows it."""
+    if broadcast.state != Broadcast.State.SENDING:
+        return Broadcast.State(broadcast.state).label
+    gone = sum(
+        report.get(state.label, 0)
+        for state in (MessageState.SENT, MessageState.DELIVERED, MessageState.UNDELIVERED)
+    )
+    return f"Sent ({gone:,} of {broadcast.recipients:,})" if gone else "Sending"
 
 
 def delivery_report(broadcast: Broadcast) -> dict[str, int]:
@@ -270,7 +387,9 @@ def delivery_report(broadcast: Broadcast) -> dict[str, int]:
 def cancel_broadcast(broadcast: Broadcast) -> int:
     """Stop what has not gone out yet; what was sent stays sent."""
     with transaction.atomic():
+        # First, and an UPDATE: it waits for a worker queueing this broadcast's texts right
+        # now, and a worker coming after it finds it no longer Queued.
+        Broadcast.objects.filter(id=broadcast.id).update(state=Broadcast.State.CANCELLED)
         stopped = outbox.cancel_broadcast_messages(broadcast.id)
         broadcast.state = Broadcast.State.CANCELLED
-        broadcast.save(update_fields=["state"])
     return stopped

@@ -98,7 +98,8 @@ def detail(request: HttpRequest, broadcast_id: int) -> HttpResponse:
     context = {
         "broadcast": broadcast,
         "report": report,
-        "done": report["Scheduled"] == 0 and report["Sending"] == 0,
+        "progress": sending.progress(broadcast, report),
+        "done": broadcast.state in (Broadcast.State.DONE, Broadcast.State.CANCELLED),
     }
     template = "broadcasts/_progress.html" if request.htmx else "broadcasts/detail.html"
     return render(request, template, context)

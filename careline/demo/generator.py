@@ -105,6 +105,7 @@ from careline.scheduling.models import (
     RecurringBreak,
     WorkingHours,
 )
+from careline.tablestats import refresh_statistics
 
 DEFAULT_SLUG = "riverbend-medical"
 DEFAULT_NAME = "Riverbend Medical Group"
@@ -115,6 +116,8 @@ DEMO_PASSWORD = "careline-demo"  # demo data only; printed by `careline demo`
 HISTORY_DAYS = 548  # ~18 months
 UPCOMING_DAYS = 28
 BATCH_SIZE = 10_000
+# Values per multi-row INSERT on SQLite (its limit is 32,766 bound variables).
+MULTIROW_VARIABLES = 8_000
 # A demo calendar fuller than this looks fake and leaves no open slots to book.
 MAX_UTILIZATION = 0.55
 
@@ -305,7 +308,20 @@ def generate_demo(
             "pick another --organization-slug (or use --if-empty)."
         )
     with transaction.atomic():
-        return _Builder(options, now, report).build()
+        result = _Builder(options, now, report).build()
+    # Fresh statistics, or the first queries over the new rows are planned blind.
+    refresh_statistics(
+        Practice,
+        Provider,
+        Provider.practices.through,
+        AppointmentType,
+        Patient,
+        Appointment,
+        Holiday,
+        WorkingHours,
+        RecurringBreak,
+    )
+    return result
 
 
 def _check(options: DemoOptions) -> None:
@@ -949,9 +965,12 @@ class _BulkWriter:
         columns = ", ".join(quote(model._meta.get_field(f).column) for f in fields)
         table = quote(model._meta.db_table)
         self.copy_sql = f"COPY {table} ({columns}) FROM STDIN"
-        self.insert_sql = (
-            f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
-        )
+        # SQLite: multi-row INSERTs, a statement parsed once per batch instead of a VALUES
+        # tuple stepped per row by executemany; within SQLite's limit of 32,766 variables.
+        self.per_statement = max(1, MULTIROW_VARIABLES // len(fields))
+        self.insert_head = f"INSERT INTO {table} ({columns}) VALUES "
+        self.row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        self.full_sql = self.insert_head + ", ".join([self.row_sql] * self.per_statement)
 
     def add(self, row: tuple) -> None:
         self.rows.append(row)
@@ -968,7 +987,15 @@ class _BulkWriter:
                     for row in self.rows:
                         copy.write_row(row)
             else:
-                cursor.executemany(self.insert_sql, self.rows)
+                rows, step = self.rows, self.per_statement
+                for low in range(0, len(rows), step):
+                    part = rows[low : low + step]
+                    sql = (
+                        self.full_sql
+                        if len(part) == step
+                        else self.insert_head + ", ".join([self.row_sql] * len(part))
+                    )
+                    cursor.execute(sql, [value for row in part for value in row])
         self.written += len(self.rows)
         self.rows = []
         self.report(self.phase, self.written, self.total)

@@ -308,11 +308,12 @@ def texted_visits(appointment_ids: list[int]) -> set[int]:
 # -- broadcasts ---------------------------------------------------------------------
 
 
-def insert_broadcast(select_sql: str, params: Sequence) -> None:
+def insert_broadcast(select_sql: str, params: Sequence) -> int:
     """Queue a broadcast's messages, one per row `select_sql` gives (a value per COLUMNS
-    entry, in that order), in one INSERT … SELECT."""
+    entry, in that order), in one INSERT … SELECT; returns how many."""
     with connection.cursor() as cursor:
         cursor.execute(f"{_INSERT}{select_sql}", list(params))
+        return cursor.rowcount
 
 
 def cancel_broadcast_messages(broadcast_id: int) -> int:

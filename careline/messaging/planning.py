@@ -20,8 +20,10 @@ from django.utils import timezone
 from careline.messaging import experiments
 from careline.messaging.models import (
     DEFAULT_OFFSETS_MINUTES,
+    ExperimentAssignment,
     MessageKind,
     MessageState,
+    OutboundMessage,
     Priority,
     ReminderRule,
 )
@@ -32,6 +34,7 @@ from careline.messaging.outbox import (
     reschedule_planned,
 )
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, AppointmentStatus
+from careline.tablestats import refresh_statistics
 
 APPOINTMENT = Appointment._meta.db_table
 
@@ -293,20 +296,23 @@ def _plan_chunk(
     )
 
 
-def sync_reminders(appointment_ids: Iterable[int]) -> None:
+def sync_reminders(
+    appointment_ids: Iterable[int], *, notices: bool = True, chunk_size: int = SYNC_CHUNK
+) -> None:
     """Re-plan the messages of these appointments inside the caller's transaction: cancel
     what no longer fits (moved, cancelled, confirmed, rule changed), add what is missing,
-    and plan booked / rescheduled / cancelled notices. Calling it twice adds nothing."""
+    and (unless `notices` is off, as for a file import) plan booked / rescheduled /
+    cancelled notices. Calling it twice adds nothing."""
     ids = sorted({int(i) for i in appointment_ids})
     if not ids:
         return
     now = timezone.now()
     rules = _Rules.load()
     with transaction.atomic():
-        for start in range(0, len(ids), SYNC_CHUNK):
-            chunk = ids[start : start + SYNC_CHUNK]
+        for start in range(0, len(ids), chunk_size):
+            chunk = ids[start : start + chunk_size]
             placeholders = ", ".join(["%s"] * len(chunk))
-            _plan_chunk(rules, f"a.id IN ({placeholders})", chunk, now, events=True)
+            _plan_chunk(rules, f"a.id IN ({placeholders})", chunk, now, events=notices)
 
 
 def plan_all_reminders(
@@ -333,6 +339,8 @@ def plan_all_reminders(
             params.append(organization_id)
         with transaction.atomic():
             _plan_chunk(rules, f"a.id >= %s AND a.id < %s{org_filter}", params, now, events=False)
+    # A bulk load: the outbox's statistics before it may say it is empty.
+    refresh_statistics(OutboundMessage, ExperimentAssignment)
 
 
 # -- re-planning after a rule change ------------------------------------------------

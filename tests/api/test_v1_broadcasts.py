@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.utils import timezone
 
 from careline.api.v1.service_users import service_username
@@ -68,13 +70,24 @@ def test_dry_run_counts_reach_and_exclusions_and_stores_nothing(api, practice, p
     assert not Broadcast.objects.exists() and not OutboundMessage.objects.exists()
 
 
+def _worker() -> None:
+    """One round of `careline worker`: it queues the texts of recorded broadcasts."""
+    call_command("worker", "--once", stdout=io.StringIO())
+
+
 def test_send_queues_one_text_per_number_and_reports_delivery(api, org, practice, patients):
-    response = api.post("broadcasts", _broadcast(practice))
+    later = (timezone.now() + timedelta(hours=1)).isoformat()
+    response = api.post("broadcasts", _broadcast(practice, send_at=later))
     assert response.status_code == 201, response.content
     body = response.json()
     assert response["Location"] == f"http://testserver/api/v1/broadcasts/{body['id']}"
     assert body["recipients"] == 2 and body["practice_ids"] == [practice.pk]
     assert body["created_by"].startswith("api-epic-interface-")
+    # Recorded by the request; the worker queues its texts.
+    assert body["state"] == "queued" and not OutboundMessage.objects.exists()
+    _worker()
+    body = api.get(f"broadcasts/{body['id']}").json()
+    assert body["state"] == "sending"
     assert body["delivery"]["by_state"]["scheduled"] == 2
     texts = OutboundMessage.objects.filter(broadcast_id=body["id"]).order_by("to_address")
     assert [t.body for t in texts] == [
@@ -110,6 +123,7 @@ def test_send_at_in_the_future_is_scheduled_then(api, practice, patients):
     when = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
     response = api.post("broadcasts", _broadcast(practice, send_at=when.isoformat()))
     assert response.status_code == 201, response.content
+    _worker()
     assert {t.due_at for t in OutboundMessage.objects.all()} == {when}
 
 

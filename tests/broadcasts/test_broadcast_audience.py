@@ -1,8 +1,10 @@
 """Who a broadcast reaches, who it skips and why, and that it is queued set-based."""
 
+import io
 from datetime import date, datetime, time, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -109,6 +111,8 @@ def test_send_queues_exact_rows_with_language_and_variables(world):
         body_es="Hola {first_name}, {practice}: la clínica del jueves será por video.",
         send_at=send_at,
     )
+    assert not OutboundMessage.objects.filter(broadcast_id=broadcast.id).exists()
+    call_command("worker", "--once", stdout=io.StringIO())  # queues its texts
     rows = OutboundMessage.objects.filter(broadcast_id=broadcast.id)
     bodies = {m.patient.given_name: m.body for m in rows.select_related("patient")}
     assert set(bodies) == {"Ana", "Bea", "Eve"}
@@ -181,4 +185,5 @@ def test_manager_previews_then_sends_through_the_page(client, build, world):
     sent = client.post(reverse("broadcasts:compose"), {**form, "action": "send"})
     broadcast = Broadcast.objects.get(name="Flu shots")
     assert sent.status_code == 302 and sent["Location"].endswith(f"/broadcasts/{broadcast.id}/")
+    call_command("worker", "--once", stdout=io.StringIO())
     assert OutboundMessage.objects.filter(broadcast_id=broadcast.id).count() == 1

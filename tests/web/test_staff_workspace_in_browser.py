@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from careline.broadcasts.sending import queue_broadcasts
 from careline.clinics.models import StaffRole
 from careline.conversations.inbound import receive_sms
 from careline.messaging.compliance import SendingHours
@@ -140,7 +141,9 @@ def tablet_page(chromium, request):
 
 
 def run_worker() -> None:
-    """What `careline worker --once` does, at any hour of the day."""
+    """What `careline worker --once` does, at any hour of the day: queue recorded
+    broadcasts' texts, then send what is due."""
+    queue_broadcasts()
     Dispatcher(SimulatorGateway(), hours=SendingHours(0, 24)).run_once()
 
 

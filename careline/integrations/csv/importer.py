@@ -42,9 +42,10 @@ holds a NUL character or cannot be read as CSV) is reported with its line number
 column and the reason; unless skipping invalid rows was asked for, one bad row means
 nothing is imported. The file is read twice as a stream and written in batches inside one
 transaction, so memory stays flat for a million rows. A later row with the same
-appointment_id overrides an earlier one. Reminders are planned afterwards for the whole
-organization in one set-based pass; imported changes send no booking or cancellation
-notices.
+appointment_id overrides an earlier one. Reminders are planned batch by batch for the
+visits the batch added or changed (set-based, a few statements per batch); a row that
+changes nothing writes nothing and plans nothing. Imported changes send no booking or
+cancellation notices.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -67,10 +69,16 @@ from careline.clinics.directory import add_provider, appointment_type_for_code, 
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import FIRST_DATE, calendar_date, normalize_phone
 from careline.integrations.models import validate_identifier_system
-from careline.messaging.planning import plan_all_reminders
+from careline.messaging.models import OutboundMessage
+from careline.messaging.planning import sync_reminders
 from careline.patients.identifiers import MAX_SYSTEM, Identifier, identifier_q
 from careline.patients.languages import language_code
-from careline.patients.models import Patient, PatientIdentifier, default_identifier_system
+from careline.patients.models import (
+    Patient,
+    PatientIdentifier,
+    PatientVersion,
+    default_identifier_system,
+)
 from careline.patients.records import import_identifiers, import_patients
 from careline.scheduling.appointments import (
     LONGEST_VISIT,
@@ -80,9 +88,15 @@ from careline.scheduling.appointments import (
     record_imported_changes,
     stamp_status,
 )
-from careline.scheduling.external import feed_change
-from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentStatus
+from careline.scheduling.external import FeedChange, feed_change
+from careline.scheduling.models import (
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    AppointmentVersion,
+)
 from careline.scheduling.models import ChangeSource as Source
+from careline.tablestats import refresh_statistics
 
 MAX_VISIT_MINUTES = int(LONGEST_VISIT.total_seconds() // 60)
 
@@ -108,6 +122,7 @@ OPTIONAL = (
     "duration_minutes",
     "status",
 )
+_COLUMNS = (*REQUIRED, *OPTIONAL)
 DEFAULT_TYPE_CODE = "VISIT"
 _STATUSES = frozenset(AppointmentStatus.values)
 BATCH_SIZE = 2000
@@ -167,12 +182,15 @@ class _Validator:
 
     def row(self, line: int, raw: dict[str, str | None]) -> Row:
         """A clean row, or ValueError with the reason."""
-        value = {k: (raw.get(k) or "").strip() for k in (*REQUIRED, *OPTIONAL)}
-        for name, text in value.items():
-            problem = _text_problem(text)
-            if problem:
-                # The reason names the column, not the value: it may be a patient's name.
-                raise ValueError(f"{name} {problem}")
+        value = {k: (raw.get(k) or "").strip() for k in _COLUMNS}
+        joined = "".join(value.values())
+        # Plain ASCII without NUL, nearly every row: no cell needs a look of its own.
+        if "\x00" in joined or not joined.isascii():
+            for name, text in value.items():
+                problem = _text_problem(text)
+                if problem:
+                    # The reason names the column, not the value: it may be a patient's name.
+                    raise ValueError(f"{name} {problem}")
         missing = [k for k in REQUIRED if not value[k]]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
@@ -382,7 +400,7 @@ def import_csv(
     report = validate_csv(path, organization, validate_progress, identifier_system)
     if report.errors and not skip_invalid:
         return report
-    writer = _BatchWriter(organization, external_system[:255], report)
+    writer = _BatchWriter(organization, external_system[:255], report, plan=plan_reminders)
     with transaction.atomic():
         batch: list[Row] = []
         validator = _Validator(organization, identifier_system)
@@ -396,16 +414,46 @@ def import_csv(
         if batch:
             writer.write(batch)
     report.imported = True
-    if plan_reminders:
-        plan_all_reminders(organization_id=organization.id)
+    if report.created or report.updated:
+        # A bulk load; a file that changed nothing leaves the statistics as they are.
+        refresh_statistics(
+            Patient,
+            PatientVersion,
+            Appointment,
+            AppointmentEvent,
+            AppointmentVersion,
+            OutboundMessage,
+        )
     return report
+
+
+class _Stored(NamedTuple):
+    """What of a stored visit an import compares (named as on Appointment)."""
+
+    id: int
+    external_id: str
+    practice_id: int
+    provider_id: int
+    patient_id: int
+    appointment_type_id: int
+    start: datetime
+    end: datetime
+    status: str
 
 
 class _BatchWriter:
     """Set-based upserts of patients, providers, types and appointments, batch by batch."""
 
-    def __init__(self, organization: Organization, external_system: str, report: ImportReport):
+    def __init__(
+        self,
+        organization: Organization,
+        external_system: str,
+        report: ImportReport,
+        *,
+        plan: bool = True,
+    ):
         self.org = organization
+        self.plan = plan
         self.system = external_system
         self.report = report
         self.now = timezone.now()
@@ -542,12 +590,51 @@ class _BatchWriter:
         self, rows: list[Row], patients: dict[str, int], providers: dict[int, int]
     ) -> None:
         ids = [row.appointment_id for row in rows]
-        existing = {
-            a.external_id: a
-            for a in Appointment.objects.filter(
-                organization=self.org, external_system=self.system, external_id__in=ids
+        # Compared as plain tuples first; whole rows are read only for the visits that
+        # change (a re-import of an unchanged file builds no model instance at all).
+        light = {
+            visit.external_id: visit
+            for visit in map(
+                _Stored._make,
+                Appointment.objects.filter(
+                    organization=self.org, external_system=self.system, external_id__in=ids
+                ).values_list(*_Stored._fields),
             )
         }
+        planned: list[tuple[Row, dict, FeedChange | None, str]] = []
+        for row in rows:
+            type_id, type_minutes = self.types[row.type_code]
+            start = row.start
+            values = {
+                "practice_id": row.practice_id,
+                "provider_id": providers[row.line],
+                "patient_id": patients[(row.mrn_system, row.mrn)],
+                "appointment_type_id": type_id,
+                "start": start,
+                "end": start + timedelta(minutes=row.duration_minutes or type_minutes),
+            }
+            stored = light.get(row.appointment_id)
+            if stored is None:
+                planned.append((row, values, None, row.status))
+                continue
+            change = feed_change(
+                stored,  # type: ignore[arg-type]  # reads start, provider_id and status
+                start=start,
+                provider_id=values["provider_id"],
+                status=row.status,
+            )
+            # Set directly, not through the state machine: imports send no notices.
+            status = AppointmentStatus.CONFIRMED if change.confirms else change.status
+            if status == stored.status and all(getattr(stored, k) == v for k, v in values.items()):
+                self.report.unchanged += 1
+                continue
+            planned.append((row, values, change, status))
+        changing = [light[row.appointment_id].id for row, _, change, _ in planned if change]
+        existing = (
+            {a.external_id: a for a in Appointment.objects.filter(id__in=changing)}
+            if changing
+            else {}
+        )
         fields = [
             "practice_id",
             "provider_id",
@@ -563,20 +650,9 @@ class _BatchWriter:
             "external_updated_at",
         ]
         new, changed, events = [], [], []
-        for row in rows:
-            type_id, type_minutes = self.types[row.type_code]
-            start = row.start
-            end = start + timedelta(minutes=row.duration_minutes or type_minutes)
-            values = {
-                "practice_id": row.practice_id,
-                "provider_id": providers[row.line],
-                "patient_id": patients[(row.mrn_system, row.mrn)],
-                "appointment_type_id": type_id,
-                "start": start,
-                "end": end,
-            }
-            current = existing.get(row.appointment_id)
-            if current is None:
+        for row, values, change, status in planned:
+            start = values["start"]
+            if change is None:
                 new.append(
                     Appointment(
                         organization=self.org,
@@ -594,17 +670,8 @@ class _BatchWriter:
                     )
                 )
                 continue
-            change = feed_change(
-                current, start=start, provider_id=providers[row.line], status=row.status
-            )
+            current = existing[row.appointment_id]
             moved = change.moved
-            # Set directly, not through the state machine: imports send no notices.
-            status = AppointmentStatus.CONFIRMED if change.confirms else change.status
-            if status == current.status and all(
-                getattr(current, k) == v for k, v in values.items()
-            ):
-                self.report.unchanged += 1
-                continue
             old_status, old_start = current.status, current.start
             for k, v in values.items():
                 setattr(current, k, v)
@@ -647,3 +714,10 @@ class _BatchWriter:
         record_imported_changes(events)
         self.report.created += len(new)
         self.report.updated += len(changed)
+        if self.plan:
+            # Only the visits this batch added or changed: a re-import of unchanged rows
+            # plans nothing, and one changed row re-plans one visit, not the organization.
+            touched = [a.pk for a in changed]
+            if new:
+                touched.extend(new_ids.values())
+            sync_reminders(touched, notices=False, chunk_size=len(touched) or 1)

@@ -10,6 +10,11 @@ from django.core.management.base import BaseCommand, CommandError
 from careline.integrations.hl7.files import iter_messages
 from careline.integrations.hl7.receiving import receive_message
 from careline.integrations.management.feeds import feed_selector
+from careline.integrations.models import Hl7Message
+from careline.messaging.models import OutboundMessage
+from careline.patients.models import Patient, PatientVersion
+from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentVersion
+from careline.tablestats import refresh_statistics
 
 
 class Command(BaseCommand):
@@ -44,6 +49,16 @@ class Command(BaseCommand):
                         self.stdout.write(
                             f"{path}: message {number}: {receipt.ack_code} {receipt.reason}"
                         )
+        # A batch file is a bulk load: fresh statistics for the tables it filled.
+        refresh_statistics(
+            Hl7Message,
+            Patient,
+            PatientVersion,
+            Appointment,
+            AppointmentEvent,
+            AppointmentVersion,
+            OutboundMessage,
+        )
         total = sum(counts.values())
         summary = f"{total} message(s): {counts['AA']} AA, {counts['AE']} AE, {counts['AR']} AR" + (
             f" ({duplicates} duplicate(s), not re-applied)" if duplicates else ""

@@ -1,9 +1,10 @@
 """`careline worker`: sends due messages and, alongside, runs the waitlist's periodic work.
 
-Two passes in the one background harness (careline.background): the dispatcher
+Three passes in the one background harness (careline.background): the dispatcher
 (essential: an error that is not the database's stops the worker rather than letting
-reminders silently stop going out), and the waitlist every 15 seconds, whose failures are
-logged and never hold up the reminders.
+reminders silently stop going out), the waitlist every 15 seconds, and broadcasts (a
+recorded broadcast's texts are queued here, not in the web request that recorded it),
+whose failures are logged and never hold up the reminders.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 
 from careline.background import Pass, run_passes, run_round, summary
+from careline.broadcasts.sending import queue_broadcasts
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.base import get_gateway
 from careline.waitlist import offers as waitlist
@@ -45,6 +47,10 @@ def waitlist_pass() -> Pass:
     return Pass("waitlist", run, every=WAITLIST_EVERY_SECONDS)
 
 
+def broadcasts_pass() -> Pass:
+    return Pass("broadcasts", queue_broadcasts)
+
+
 class Command(BaseCommand):
     help = "Send due messages: reconcile interrupted sends, apply the compliance gate, send."
 
@@ -67,7 +73,7 @@ class Command(BaseCommand):
         except (ValueError, ImportError) as exc:
             raise CommandError(str(exc)) from exc
         dispatcher = Dispatcher(gateway, batch_size=opts["batch_size"])
-        passes = [waitlist_pass(), dispatcher_pass(dispatcher)]
+        passes = [waitlist_pass(), broadcasts_pass(), dispatcher_pass(dispatcher)]
         if opts["once"]:
             done, database_down = run_round(passes, due_only=False)
             if database_down:
