@@ -9,6 +9,7 @@ from datetime import time
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from hypothesis import settings as hypothesis_settings
 
 from careline.clinics.models import (
     AppointmentType,
@@ -27,6 +28,11 @@ _seq = itertools.count(1)
 # one (settings only default to it with DEBUG on).
 if not os.environ.get("CARELINE_SMS_GATEWAY"):
     django_settings.CARELINE_SMS_GATEWAY = "simulator"
+
+# Property tests check what is true, not how fast: a loaded CI machine (two cores, a
+# browser and a database server beside the tests) must not fail one on a slow example.
+hypothesis_settings.register_profile("careline", deadline=None)
+hypothesis_settings.load_profile("careline")
 
 
 class ClinicBuilder:

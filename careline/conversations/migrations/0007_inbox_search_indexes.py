@@ -161,9 +161,12 @@ def backwards(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
+    # After every migration that rebuilds the patients table: SQLite rebuilds a table to
+    # alter it, and the copy has none of the triggers this adds. A later migration that
+    # rebuilds it must create them again (tests/conversations/test_inbox_search.py fails).
     dependencies = [
         ("conversations", "0006_queue_response_limits"),
-        ("patients", "0003_patient_time_zones"),
+        ("patients", "0005_patient_identifiers_by_system"),
         ("messaging", "0004_experiments_from_analytics"),
     ]
 
