@@ -1,8 +1,12 @@
 """Receiving a patient's text: store it first, act on consent keywords, then on the reply.
 
-`receive_sms` is the one inbound path: the Twilio webhook and the simulator's patient
-phones both call it. It is idempotent on the provider's message id, because Twilio
-retries webhooks: a second delivery of the same text finds its row and changes nothing.
+Two halves, one table. `store_sms` appends the text as it arrived (one INSERT … ON
+CONFLICT (provider_message_id) DO NOTHING, so a retried webhook changes nothing); the
+Twilio webhook calls only that and acknowledges once the row is committed, so a burst
+of replies costs the web server one small write each. `interpret_waiting` (run by
+`careline worker`) then reads the stored texts in arrival order and acts on each exactly
+once: consent keywords, then the reply. `receive_sms` does both at once, for the
+simulator's patient phones.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from careline.clinics.models import Practice
@@ -30,6 +34,115 @@ from careline.scheduling.models import Appointment
 log = logging.getLogger(__name__)
 
 
+class InboundBusy(Exception):
+    """The database could not take the text within the wait allowed (its write lock is
+    held, or the server is overloaded): the caller refuses it so the sender retries."""
+
+
+def store_sms(
+    from_phone: str,
+    to_phone: str,
+    body: str,
+    provider_message_id: str,
+    received_at: datetime | None = None,
+    *,
+    wait_seconds: float | None = None,
+) -> None:
+    """Append one text to the inbound table, once per provider_message_id, uninterpreted.
+
+    Committed when it returns (the caller runs in autocommit), so acknowledging the sender
+    afterwards cannot lose it. With `wait_seconds`, a write that cannot start within that
+    time (another writer holds the table) raises InboundBusy instead of queueing behind it.
+    """
+    _check(from_phone, to_phone, provider_message_id)
+    row = InboundMessage(
+        provider_message_id=provider_message_id,
+        from_phone=from_phone.strip(),
+        to_phone=to_phone.strip(),
+        body=body or "",
+        received_at=received_at or timezone.now(),
+    )
+    if wait_seconds is None:
+        InboundMessage.objects.bulk_create([row], ignore_conflicts=True)
+        return
+    with _bounded_wait(wait_seconds):
+        InboundMessage.objects.bulk_create([row], ignore_conflicts=True)
+
+
+class _bounded_wait:
+    """Make this connection give up on a lock after `seconds` (SQLite's busy timeout,
+    PostgreSQL's lock_timeout), then put the connection's own setting back."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ms = max(1, int(seconds * 1000))
+
+    def __enter__(self) -> None:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute(f"PRAGMA busy_timeout = {self.ms}")
+            elif connection.vendor == "postgresql":
+                cursor.execute(f"SET lock_timeout = {self.ms}")
+
+    def __exit__(self, kind, error, traceback) -> None:
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                # Python's sqlite3 turns the connection's `timeout` option into this.
+                previous = connection.settings_dict["OPTIONS"].get("timeout", 5.0)
+                cursor.execute(f"PRAGMA busy_timeout = {int(previous * 1000)}")
+            elif connection.vendor == "postgresql" and not connection.needs_rollback:
+                cursor.execute("RESET lock_timeout")
+        if isinstance(error, OperationalError) and _lock_timed_out(error):
+            raise InboundBusy() from error
+
+
+def _lock_timed_out(error: OperationalError) -> bool:
+    cause = error.__cause__
+    if getattr(cause, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return True
+    if getattr(cause, "sqlstate", None) == "55P03":  # PostgreSQL lock_not_available
+        return True
+    return "database is locked" in str(error)
+
+
+def _check(from_phone: str, to_phone: str, provider_message_id: str) -> None:
+    if not provider_message_id:
+        raise ValueError("An inbound text needs the provider's message id.")
+    if not from_phone or not to_phone:
+        raise ValueError("An inbound text needs both the sender's and the recipient's number.")
+
+
+UNREADABLE_NOTE = "Careline could not read this text automatically (error logged)."
+
+
+def interpret_waiting(limit: int = 200) -> int:
+    """Interpret up to `limit` stored texts not read yet, oldest first; returns how many.
+
+    One worker reads them in arrival order, so a patient's "1" follows the question it
+    answers. A text whose interpretation fails on anything but the database is marked
+    read with a note (the error is logged by id) rather than holding up the ones after it.
+    """
+    waiting = list(
+        InboundMessage.objects.filter(interpreted_at__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    for message_id in waiting:
+        try:
+            _interpret(message_id)
+        except DatabaseError:
+            raise
+        except Exception:
+            log.exception("Inbound message %s could not be interpreted", message_id)
+            InboundMessage.objects.filter(pk=message_id, interpreted_at__isnull=True).update(
+                intent=InboundIntent.UNCLEAR,
+                action_taken=InboundAction.NONE,
+                note=UNREADABLE_NOTE,
+                interpreted_at=timezone.now(),
+            )
+    return len(waiting)
+
+
 def receive_sms(
     from_phone: str,
     to_phone: str,
@@ -42,10 +155,7 @@ def receive_sms(
     Calling it again with the same provider_message_id returns the same row and does
     nothing more (unless the first call stopped before interpreting it).
     """
-    if not provider_message_id:
-        raise ValueError("An inbound text needs the provider's message id.")
-    if not from_phone or not to_phone:
-        raise ValueError("An inbound text needs both the sender's and the recipient's number.")
+    _check(from_phone, to_phone, provider_message_id)
     message, created = InboundMessage.objects.get_or_create(
         provider_message_id=provider_message_id,
         defaults={

@@ -1,9 +1,11 @@
-"""`careline worker`: sends due messages and, alongside, runs the waitlist's periodic work.
+"""`careline worker`: reads patients' texts, sends due messages and, alongside, runs the
+waitlist's periodic work.
 
-Two passes in the one background harness (careline.background): the dispatcher
-(essential: an error that is not the database's stops the worker rather than letting
-reminders silently stop going out), and the waitlist every 15 seconds, whose failures are
-logged and never hold up the reminders.
+Three passes in the one background harness (careline.background): the texts the Twilio
+webhook stored (`conversations.inbound.interpret_waiting`, first, so an answer it queues
+goes out in the same round), the dispatcher (essential: an error that is not the
+database's stops the worker rather than letting reminders silently stop going out), and
+the waitlist every 15 seconds, whose failures are logged and never hold up the reminders.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 
 from careline.background import Pass, run_passes, run_round, summary
+from careline.conversations.inbound import interpret_waiting
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.base import get_gateway
 from careline.waitlist import offers as waitlist
@@ -34,6 +37,13 @@ def dispatcher_pass(dispatcher: Dispatcher) -> Pass:
         dispatcher.stop_requested = True
 
     return Pass("dispatcher", run, essential=True, on_stop=stop)
+
+
+def inbound_pass() -> Pass:
+    def run() -> Counter[str]:
+        return Counter(texts_interpreted=interpret_waiting())
+
+    return Pass("inbound", run)
 
 
 def waitlist_pass() -> Pass:
@@ -67,7 +77,7 @@ class Command(BaseCommand):
         except (ValueError, ImportError) as exc:
             raise CommandError(str(exc)) from exc
         dispatcher = Dispatcher(gateway, batch_size=opts["batch_size"])
-        passes = [waitlist_pass(), dispatcher_pass(dispatcher)]
+        passes = [inbound_pass(), waitlist_pass(), dispatcher_pass(dispatcher)]
         if opts["once"]:
             done, database_down = run_round(passes, due_only=False)
             if database_down:
