@@ -12,6 +12,7 @@ simulator's patient phones.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from django.db import DatabaseError, OperationalError, connection, transaction
@@ -39,6 +40,21 @@ class InboundBusy(Exception):
     held, or the server is overloaded): the caller refuses it so the sender retries."""
 
 
+_INBOX = InboundMessage._meta.db_table
+# One statement in autocommit: committed when execute returns. A retried webhook (the same
+# MessageSid) finds the unique index and changes nothing.
+_APPEND = (
+    f"INSERT INTO {_INBOX} (provider_message_id, from_phone, to_phone, body, received_at, "
+    "intent, action_taken, note) VALUES (%s, %s, %s, %s, %s, '', '', '') "
+    "ON CONFLICT (provider_message_id) DO NOTHING"
+)
+# While another writer holds SQLite's lock, a waiting webhook polls this often: SQLite's
+# own busy handler backs off to 25-100 ms sleeps and keeps missing the short gaps
+# between the worker's transactions.
+_SQLITE_POLL_SECONDS = 0.0005
+_SQLITE_WORKER_PAUSE_SECONDS = 0.002
+
+
 def store_sms(
     from_phone: str,
     to_phone: str,
@@ -50,59 +66,68 @@ def store_sms(
 ) -> None:
     """Append one text to the inbound table, once per provider_message_id, uninterpreted.
 
-    Committed when it returns (the caller runs in autocommit), so acknowledging the sender
-    afterwards cannot lose it. With `wait_seconds`, a write that cannot start within that
-    time (another writer holds the table) raises InboundBusy instead of queueing behind it.
+    Committed when it returns (outside a transaction), so acknowledging the sender
+    afterwards cannot lose it. With `wait_seconds`, a write that cannot get the database's
+    lock within that time raises InboundBusy instead of queueing behind another writer.
     """
     _check(from_phone, to_phone, provider_message_id)
-    row = InboundMessage(
-        provider_message_id=provider_message_id,
-        from_phone=from_phone.strip(),
-        to_phone=to_phone.strip(),
-        body=body or "",
-        received_at=received_at or timezone.now(),
-    )
+    params = [
+        provider_message_id,
+        from_phone.strip(),
+        to_phone.strip(),
+        body or "",
+        connection.ops.adapt_datetimefield_value(received_at or timezone.now()),
+    ]
     if wait_seconds is None:
-        InboundMessage.objects.bulk_create([row], ignore_conflicts=True)
-        return
-    with _bounded_wait(wait_seconds):
-        InboundMessage.objects.bulk_create([row], ignore_conflicts=True)
-
-
-class _bounded_wait:
-    """Make this connection give up on a lock after `seconds` (SQLite's busy timeout,
-    PostgreSQL's lock_timeout), then put the connection's own setting back."""
-
-    def __init__(self, seconds: float) -> None:
-        self.ms = max(1, int(seconds * 1000))
-
-    def __enter__(self) -> None:
-        connection.ensure_connection()
         with connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                cursor.execute(f"PRAGMA busy_timeout = {self.ms}")
-            elif connection.vendor == "postgresql":
-                cursor.execute(f"SET lock_timeout = {self.ms}")
+            cursor.execute(_APPEND, params)
+    elif connection.vendor == "sqlite":
+        _append_polling(params, wait_seconds)
+    else:
+        _append_within(params, wait_seconds)
 
-    def __exit__(self, kind, error, traceback) -> None:
-        with connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                # Python's sqlite3 turns the connection's `timeout` option into this.
-                previous = connection.settings_dict["OPTIONS"].get("timeout", 5.0)
-                cursor.execute(f"PRAGMA busy_timeout = {int(previous * 1000)}")
-            elif connection.vendor == "postgresql" and not connection.needs_rollback:
+
+def _append_polling(params: list, wait_seconds: float) -> None:
+    """SQLite: try without SQLite's busy wait, and poll every half millisecond until the
+    lock is free or `wait_seconds` have passed."""
+    deadline = time.monotonic() + wait_seconds
+    # Python's sqlite3 turns the connection's `timeout` option into SQLite's busy timeout.
+    usual_ms = int(connection.settings_dict["OPTIONS"].get("timeout", 5.0) * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    cursor.execute(_APPEND, params)
+                    return
+                except OperationalError as error:
+                    if not _locked(error):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise InboundBusy() from error
+                time.sleep(_SQLITE_POLL_SECONDS)
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {usual_ms}")
+
+
+def _append_within(params: list, wait_seconds: float) -> None:
+    """PostgreSQL: the insert waits for a row lock (the same MessageSid being inserted by a
+    concurrent delivery) at most `wait_seconds`."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {max(1, int(wait_seconds * 1000))}")
+        try:
+            cursor.execute(_APPEND, params)
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+                raise InboundBusy() from error
+            raise
+        finally:
+            if not connection.in_atomic_block:  # an aborted transaction takes no command
                 cursor.execute("RESET lock_timeout")
-        if isinstance(error, OperationalError) and _lock_timed_out(error):
-            raise InboundBusy() from error
 
 
-def _lock_timed_out(error: OperationalError) -> bool:
-    cause = error.__cause__
-    if getattr(cause, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
-        return True
-    if getattr(cause, "sqlstate", None) == "55P03":  # PostgreSQL lock_not_available
-        return True
-    return "database is locked" in str(error)
+def _locked(error: OperationalError) -> bool:
+    return "database is locked" in str(error) or "database table is locked" in str(error)
 
 
 def _check(from_phone: str, to_phone: str, provider_message_id: str) -> None:
@@ -128,6 +153,10 @@ def interpret_waiting(limit: int = 200) -> int:
         .values_list("id", flat=True)[:limit]
     )
     for message_id in waiting:
+        if connection.vendor == "sqlite":
+            # SQLite has one writer: a short pause between texts lets the webhooks polling
+            # for the lock store theirs, instead of waiting out the whole backlog.
+            time.sleep(_SQLITE_WORKER_PAUSE_SECONDS)
         try:
             _interpret(message_id)
         except DatabaseError:
