@@ -15,7 +15,7 @@ import logging
 import time
 from datetime import datetime
 
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from careline.clinics.models import Practice
@@ -143,9 +143,10 @@ UNREADABLE_NOTE = "Careline could not read this text automatically (error logged
 def interpret_waiting(limit: int = 200) -> int:
     """Interpret up to `limit` stored texts not read yet, oldest first; returns how many.
 
-    One worker reads them in arrival order, so a patient's "1" follows the question it
-    answers. A text whose interpretation fails on anything but the database is marked
-    read with a note (the error is logged by id) rather than holding up the ones after it.
+    Texts are read in arrival order (workers running this at once queue on each text's
+    row lock, oldest first), so a patient's "1" follows the question it answers. A text
+    whose interpretation fails on anything but a lost database is marked read with a note
+    (the error is logged by id) rather than holding up the ones after it.
     """
     waiting = list(
         InboundMessage.objects.filter(interpreted_at__isnull=True)
@@ -159,8 +160,8 @@ def interpret_waiting(limit: int = 200) -> int:
             time.sleep(_SQLITE_WORKER_PAUSE_SECONDS)
         try:
             _interpret(message_id)
-        except DatabaseError:
-            raise
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the harness waits and the text is read later
         except Exception:
             log.exception("Inbound message %s could not be interpreted", message_id)
             InboundMessage.objects.filter(pk=message_id, interpreted_at__isnull=True).update(

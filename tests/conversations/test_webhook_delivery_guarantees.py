@@ -8,14 +8,16 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
 from django.test import Client
 
 from careline.conversations.inbound import interpret_waiting
-from careline.conversations.models import InboundMessage
-from careline.messaging.models import MessageKind, OutboundMessage
+from careline.conversations.models import InboundIntent, InboundMessage
+from careline.messaging.models import MessageKind, MessageState, OutboundMessage
 from careline.patients.models import ConsentEvent, PhoneConsent
 from tests.messaging.test_twilio_webhooks import (
     BASE,
@@ -120,3 +122,19 @@ def test_a_text_that_cannot_be_stored_in_time_is_refused_fast_and_taken_on_retry
     # Twilio's retry, once the lock is gone, is stored.
     assert signed_post(Client(), SMS_PATH, params).status_code == 200
     assert InboundMessage.objects.filter(provider_message_id="SMbusy").count() == 1
+
+
+def test_the_worker_reads_a_stored_text_and_sends_its_answer_in_the_same_round(org):
+    assert signed_post(Client(), SMS_PATH, sms_params("HELP", sid="SMworker")).status_code == 200
+    assert InboundMessage.objects.get(provider_message_id="SMworker").interpreted_at is None
+
+    out = StringIO()
+    call_command("worker", "--once", "--gateway", "simulator", stdout=out)
+
+    assert out.getvalue().strip() == "sent=1, texts_interpreted=1"
+    message = InboundMessage.objects.get(provider_message_id="SMworker")
+    assert message.intent == InboundIntent.HELP
+    assert message.reply.state == MessageState.DELIVERED
+    out = StringIO()
+    call_command("worker", "--once", "--gateway", "simulator", stdout=out)
+    assert out.getvalue().strip() == "nothing due"
