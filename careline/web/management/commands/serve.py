@@ -22,6 +22,8 @@ DEFAULT_CONN_MAX_AGE = "60"
 
 # The worker's work (reading stored texts, sending) can wait a moment; answering a
 # webhook within Twilio's timeout cannot, so on a busy machine the web processes go first.
+# Not on SQLite: there the worker holds the one write lock while it reads a text, and a
+# worker starved of CPU would keep every webhook waiting for it.
 WORKER_NICENESS = 10
 
 
@@ -68,6 +70,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         from django.conf import settings
         from django.core.management.base import CommandError
+        from django.db import connection
 
         if not settings.CARELINE_SMS_GATEWAY:
             raise CommandError(
@@ -86,7 +89,8 @@ class Command(BaseCommand):
             if not opts["no_worker"] and "worker" in self._commands():
                 children.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "careline", "worker"], preexec_fn=_background
+                        [sys.executable, "-m", "careline", "worker"],
+                        preexec_fn=None if connection.vendor == "sqlite" else _background,
                     )
                 )
             if not opts["no_worker"] and writeback_configured():
