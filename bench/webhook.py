@@ -312,7 +312,7 @@ def measure(kind: str, rows: int, rate: float, seconds: float) -> list[str]:
         health = offered_load(server.port, None, rate, seconds)
         webhook_max = ceiling(server.port, texts)
         health_max = ceiling(server.port, None)
-        drained = _all_interpreted(limit=300)
+        drained = _all_interpreted(limit=120)
     finally:
         server.close()
     answered = warm.answered_sids + webhook.answered_sids + webhook_max.answered_sids
