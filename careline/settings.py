@@ -226,6 +226,9 @@ TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", ""
 TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
 TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "").rstrip("/")
 TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
+# A text that waited this long for a web process, or for the database's write lock, is
+# refused with 503 + Retry-After (Twilio sends it again) instead of queueing further.
+CARELINE_WEBHOOK_MAX_WAIT_SECONDS = float(os.environ.get("CARELINE_WEBHOOK_MAX_WAIT_SECONDS", "1"))
 
 # Messaging: which gateway sends texts, and the rules the worker checks at the last moment.
 # The simulator (texts land on /simulator/, never on a phone) is the default only with

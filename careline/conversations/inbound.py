@@ -1,16 +1,21 @@
 """Receiving a patient's text: store it first, act on consent keywords, then on the reply.
 
-`receive_sms` is the one inbound path: the Twilio webhook and the simulator's patient
-phones both call it. It is idempotent on the provider's message id, because Twilio
-retries webhooks: a second delivery of the same text finds its row and changes nothing.
+Two halves, one table. `store_sms` appends the text as it arrived (one INSERT … ON
+CONFLICT (provider_message_id) DO NOTHING, so a retried webhook changes nothing); the
+Twilio webhook calls only that and acknowledges once the row is committed, so a burst
+of replies costs the web server one small write each. `interpret_waiting` (run by
+`careline worker`) then reads the stored texts in arrival order and acts on each exactly
+once: consent keywords, then the reply. `receive_sms` does both at once, for the
+simulator's patient phones.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -31,6 +36,148 @@ from careline.scheduling.models import Appointment
 log = logging.getLogger(__name__)
 
 
+class InboundBusy(Exception):
+    """The database could not take the text within the wait allowed (its write lock is
+    held, or the server is overloaded): the caller refuses it so the sender retries."""
+
+
+_INBOX = InboundMessage._meta.db_table
+# One statement in autocommit: committed when execute returns. A retried webhook (the same
+# MessageSid) finds the unique index and changes nothing.
+_APPEND = (
+    f"INSERT INTO {_INBOX} (provider_message_id, from_phone, to_phone, body, received_at, "
+    "intent, action_taken, note) VALUES (%s, %s, %s, %s, %s, '', '', '') "
+    "ON CONFLICT (provider_message_id) DO NOTHING"
+)
+# While another writer holds SQLite's lock, a waiting webhook polls this often: SQLite's
+# own busy handler backs off to 25-100 ms sleeps and keeps missing the short gaps
+# between the worker's transactions.
+_SQLITE_POLL_SECONDS = 0.0005
+_SQLITE_WORKER_PAUSE_SECONDS = 0.002
+
+
+def store_sms(
+    from_phone: str,
+    to_phone: str,
+    body: str,
+    provider_message_id: str,
+    received_at: datetime | None = None,
+    *,
+    wait_seconds: float | None = None,
+) -> None:
+    """Append one text to the inbound table, once per provider_message_id, uninterpreted.
+
+    Committed when it returns (outside a transaction), so acknowledging the sender
+    afterwards cannot lose it. With `wait_seconds`, a write that cannot get the database's
+    lock within that time raises InboundBusy instead of queueing behind another writer.
+    """
+    _check(from_phone, to_phone, provider_message_id)
+    params = [
+        provider_message_id,
+        from_phone.strip(),
+        to_phone.strip(),
+        body or "",
+        connection.ops.adapt_datetimefield_value(received_at or timezone.now()),
+    ]
+    if wait_seconds is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_APPEND, params)
+    elif connection.vendor == "sqlite":
+        _append_polling(params, wait_seconds)
+    else:
+        _append_within(params, wait_seconds)
+
+
+def _append_polling(params: list, wait_seconds: float) -> None:
+    """SQLite: try without SQLite's busy wait, and poll every half millisecond until the
+    lock is free or `wait_seconds` have passed."""
+    deadline = time.monotonic() + wait_seconds
+    # Python's sqlite3 turns the connection's `timeout` option into SQLite's busy timeout.
+    usual_ms = int(connection.settings_dict["OPTIONS"].get("timeout", 5.0) * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    cursor.execute(_APPEND, params)
+                    return
+                except OperationalError as error:
+                    if not _locked(error):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise InboundBusy() from error
+                time.sleep(_SQLITE_POLL_SECONDS)
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {usual_ms}")
+
+
+def _append_within(params: list, wait_seconds: float) -> None:
+    """PostgreSQL: the insert waits for a row lock (the same MessageSid being inserted by a
+    concurrent delivery) at most `wait_seconds`."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {max(1, int(wait_seconds * 1000))}")
+        try:
+            cursor.execute(_APPEND, params)
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+                raise InboundBusy() from error
+            raise
+        finally:
+            if not connection.in_atomic_block:  # an aborted transaction takes no command
+                cursor.execute("RESET lock_timeout")
+
+
+def _locked(error: OperationalError) -> bool:
+    return "database is locked" in str(error) or "database table is locked" in str(error)
+
+
+def _check(from_phone: str, to_phone: str, provider_message_id: str) -> None:
+    if not provider_message_id:
+        raise ValueError("An inbound text needs the provider's message id.")
+    if not from_phone or not to_phone:
+        raise ValueError("An inbound text needs both the sender's and the recipient's number.")
+
+
+UNREADABLE_NOTE = "Careline could not read this text automatically (error logged)."
+
+
+def interpret_waiting(limit: int = 200) -> int:
+    """Interpret up to `limit` stored texts not read yet, oldest first; returns how many.
+
+    Texts are read in arrival order (workers running this at once queue on each text's
+    row lock, oldest first), so a patient's "1" follows the question it answers. A text
+    whose interpretation fails on anything but a lost database is marked read with a note
+    (the error is logged by id) rather than holding up the ones after it.
+    """
+    waiting = list(
+        InboundMessage.objects.filter(interpreted_at__isnull=True)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    held = 0.0
+    for message_id in waiting:
+        if connection.vendor == "sqlite":
+            # SQLite has one writer, and this pass holds it while it reads a text: pausing
+            # as long as the last text took leaves the webhooks at least half the time to
+            # store theirs during a burst, instead of waiting out the whole backlog.
+            time.sleep(max(_SQLITE_WORKER_PAUSE_SECONDS, held))
+        started = time.monotonic()
+        try:
+            _interpret(message_id)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the harness waits and the text is read later
+        except Exception:
+            log.exception("Inbound message %s could not be interpreted", message_id)
+            InboundMessage.objects.filter(pk=message_id, interpreted_at__isnull=True).update(
+                intent=InboundIntent.UNCLEAR,
+                action_taken=InboundAction.NONE,
+                note=UNREADABLE_NOTE,
+                interpreted_at=timezone.now(),
+            )
+        held = time.monotonic() - started
+    return len(waiting)
+
+
 def receive_sms(
     from_phone: str,
     to_phone: str,
@@ -43,10 +190,7 @@ def receive_sms(
     Calling it again with the same provider_message_id returns the same row and does
     nothing more (unless the first call stopped before interpreting it).
     """
-    if not provider_message_id:
-        raise ValueError("An inbound text needs the provider's message id.")
-    if not from_phone or not to_phone:
-        raise ValueError("An inbound text needs both the sender's and the recipient's number.")
+    _check(from_phone, to_phone, provider_message_id)
     message, created = InboundMessage.objects.get_or_create(
         provider_message_id=provider_message_id,
         defaults={

@@ -108,6 +108,12 @@ class InboundMessage(models.Model):
         indexes = [
             models.Index(fields=["organization", "from_phone", "received_at"]),
             models.Index(fields=["intent", "received_at"]),
+            # The worker's queue: texts the webhook stored and no one has read yet.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(interpreted_at__isnull=True),
+                name="conversations_inbound_waiting",
+            ),
         ]
 
     def __str__(self) -> str:

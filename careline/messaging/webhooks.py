@@ -8,6 +8,8 @@ send in arrive at careline.conversations.webhooks, which uses the checks here.
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -46,6 +48,34 @@ def signed_by_twilio(request: HttpRequest) -> bool:
 
 def plain_response(status: int, text: str) -> HttpResponse:
     return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+
+
+def try_again_later(reason: str) -> HttpResponse:
+    """503 with Retry-After: Twilio sends the request again later; nothing was stored."""
+    response = plain_response(503, f"{reason} Try again later.")
+    response["Retry-After"] = "1"
+    return response
+
+
+# struct tcp_info (linux/tcp.h): eight one-byte fields, then u32s; tcpi_last_data_recv
+# is the 12th u32 (milliseconds since the kernel last received data on the socket).
+_TCP_INFO_LAST_DATA_RECV = struct.Struct("=52xI")
+
+
+def queued_seconds(request: HttpRequest) -> float | None:
+    """How long the request waited in the server's queue before a worker read it: the time
+    since its bytes reached the socket (Linux TCP_INFO). None where not known (not Linux,
+    not gunicorn, the test client)."""
+    sock = request.META.get("gunicorn.socket")
+    if sock is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LAST_DATA_RECV.size)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_LAST_DATA_RECV.size:
+        return None
+    return _TCP_INFO_LAST_DATA_RECV.unpack(info)[0] / 1000
 
 
 # Ids and numbers Twilio sends are short; anything longer is not a Twilio request.

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
+from careline.conversations.inbound import interpret_waiting
 from careline.conversations.models import InboundMessage
 from careline.messaging.compliance import SendingHours
 from careline.messaging.dispatch import Dispatcher
@@ -120,6 +121,8 @@ class TwoWay:
         signature = RequestValidator(TOKEN).compute_signature(BASE + SMS_PATH, params)
         response = self.client.post(SMS_PATH, params, HTTP_X_TWILIO_SIGNATURE=signature)
         assert response.status_code == 200, response.content
+        # The webhook only stores the text; the worker's inbound pass reads it.
+        interpret_waiting()
         return InboundMessage.objects.get(provider_message_id=params["MessageSid"])
 
     def replies_to(self, phone: str) -> list[str]:

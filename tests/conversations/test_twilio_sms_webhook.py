@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from careline.conversations.inbound import interpret_waiting
 from careline.conversations.models import InboundIntent, InboundMessage
 from careline.messaging.models import MessageKind, OutboundMessage
 from careline.patients.models import PhoneConsent
@@ -49,7 +50,11 @@ def test_signed_sms_is_stored_and_answered_with_empty_twiml(client, org):
     assert b"<Response" in response.content and b"<Message" not in response.content
     message = InboundMessage.objects.get(provider_message_id="SMok")
     assert message.body == "See you then"
-    assert message.organization == org
+    # Stored, not read yet: the worker's inbound pass interprets it.
+    assert message.interpreted_at is None and message.organization is None
+    assert interpret_waiting() == 1
+    message.refresh_from_db()
+    assert message.organization == org and message.interpreted_at is not None
 
 
 def test_get_is_not_allowed(client, org):
@@ -68,6 +73,7 @@ def test_stop_replayed_three_times_is_one_row_and_one_confirmation(client, org):
     params = sms_params("STOP", sid="SMreplay")
     for _ in range(3):
         assert signed_post(client, SMS_PATH, params).status_code == 200
+        interpret_waiting()
 
     assert InboundMessage.objects.filter(provider_message_id="SMreplay").count() == 1
     assert PhoneConsent.objects.get(organization=org, phone=PHONE).opted_out
@@ -77,15 +83,18 @@ def test_stop_replayed_three_times_is_one_row_and_one_confirmation(client, org):
 def test_start_then_ordinary_text_through_the_webhook(client, org):
     signed_post(client, SMS_PATH, sms_params("STOP"))
     signed_post(client, SMS_PATH, sms_params("yes"))
+    interpret_waiting()
     assert PhoneConsent.objects.get(organization=org, phone=PHONE).opted_out
 
     signed_post(client, SMS_PATH, sms_params("START"))
+    interpret_waiting()
     assert not PhoneConsent.objects.get(organization=org, phone=PHONE).opted_out
 
 
 def test_help_through_the_webhook_while_opted_out(client, org):
     signed_post(client, SMS_PATH, sms_params("STOP"))
     signed_post(client, SMS_PATH, sms_params("HELP", sid="SMhelp"))
+    interpret_waiting()
 
     assert InboundMessage.objects.get(provider_message_id="SMhelp").intent == InboundIntent.HELP
     reply = OutboundMessage.objects.filter(kind=MessageKind.REPLY).latest("id")

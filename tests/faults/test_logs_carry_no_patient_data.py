@@ -26,6 +26,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from careline.clinics.models import StaffRole
+from careline.conversations.inbound import interpret_waiting
 from careline.conversations.models import InboundMessage
 from careline.integrations.api_keys import issue_api_key
 from careline.integrations.hl7.mllp import MllpClient, start_background_listener
@@ -162,6 +163,7 @@ def patient_texts(client: Client, phone: str, body: str) -> InboundMessage:
         "NumMedia": "0",
     }
     assert signed_post(client, "/webhooks/twilio/sms", params).status_code == 200
+    interpret_waiting()  # the worker's inbound pass
     return InboundMessage.objects.get(provider_message_id=sid)
 
 

@@ -8,6 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
+from careline.conversations.inbound import UNREADABLE_NOTE, interpret_waiting
+from careline.conversations.models import InboundMessage
 from careline.integrations.hl7.receiving import receive_message
 from careline.integrations.models import Hl7Message
 from tests.integrations.conftest import sample
@@ -50,6 +52,10 @@ def test_signed_inbound_sms_of_any_shape_never_breaks_the_webhook(
         "/webhooks/twilio/sms", {"MessageSid": sid, "From": sender, "To": to, "Body": body, **extra}
     )
     assert response.status_code in (200, 400)
+    # The worker's inbound pass reads whatever was stored without an error.
+    interpret_waiting()
+    assert not InboundMessage.objects.filter(interpreted_at__isnull=True).exists()
+    assert not InboundMessage.objects.filter(note=UNREADABLE_NOTE).exists()
 
 
 @pytest.mark.django_db

@@ -12,6 +12,29 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOP_TIMEOUT_SECONDS = 30
 
 
+# Each web process answers one request at a time; a request waiting on the database (a
+# PostgreSQL round trip, SQLite's write lock) leaves its core to another process.
+WEB_WORKERS_PER_CORE = 2
+# Persistent database connections: a new one per request costs more than a stored text
+# (SQLite's pragmas and file mapping, PostgreSQL's authentication).
+DEFAULT_CONN_MAX_AGE = "60"
+
+
+# The worker's work (reading stored texts, sending) can wait a moment; answering a
+# webhook within Twilio's timeout cannot, so on a busy machine the web processes go first.
+# Not on SQLite: there the worker holds the one write lock while it reads a text, and a
+# worker starved of CPU would keep every webhook waiting for it.
+WORKER_NICENESS = 10
+
+
+def _background() -> None:
+    os.nice(WORKER_NICENESS)
+
+
+def default_web_workers() -> int:
+    return max(2, WEB_WORKERS_PER_CORE * (os.cpu_count() or 1))
+
+
 class _Stop(Exception):
     """SIGTERM or SIGINT reached `serve`."""
 
@@ -34,7 +57,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000")
-        parser.add_argument("--workers", type=int, default=2, help="Web worker processes")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=default_web_workers(),
+            help="Web worker processes (default: 2 per CPU core, at least 2)",
+        )
         parser.add_argument(
             "--no-worker", action="store_true", help="Do not start the message worker"
         )
@@ -42,6 +70,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         from django.conf import settings
         from django.core.management.base import CommandError
+        from django.db import connection
 
         if not settings.CARELINE_SMS_GATEWAY:
             raise CommandError(
@@ -58,7 +87,12 @@ class Command(BaseCommand):
         previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
         try:
             if not opts["no_worker"] and "worker" in self._commands():
-                children.append(subprocess.Popen([sys.executable, "-m", "careline", "worker"]))
+                children.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "careline", "worker"],
+                        preexec_fn=None if connection.vendor == "sqlite" else _background,
+                    )
+                )
             if not opts["no_worker"] and writeback_configured():
                 children.append(
                     subprocess.Popen([sys.executable, "-m", "careline", "hl7-writeback"])
@@ -81,7 +115,7 @@ class Command(BaseCommand):
                     "--logger-class",
                     "careline.web.access_log.RedactingGunicornLogger",
                 ],
-                env={**os.environ},
+                env={"CONN_MAX_AGE": DEFAULT_CONN_MAX_AGE, **os.environ},
             )
             children.append(web)
             self.stdout.write(f"Careline is serving at http://{opts['bind']}/ (Ctrl-C to stop)")

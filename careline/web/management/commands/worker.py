@@ -1,10 +1,13 @@
-"""`careline worker`: sends due messages and, alongside, runs the waitlist's periodic work.
+"""`careline worker`: reads patients' texts, sends due messages and, alongside, runs the
+waitlist's periodic work.
 
-Three passes in the one background harness (careline.background): the dispatcher
-(essential: an error that is not the database's stops the worker rather than letting
-reminders silently stop going out), the waitlist every 15 seconds, and broadcasts (a
-recorded broadcast's texts are queued here, not in the web request that recorded it),
-whose failures are logged and never hold up the reminders.
+Four passes in the one background harness (careline.background): the texts the Twilio
+webhook stored (`conversations.inbound.interpret_waiting`, first, so an answer it queues
+goes out in the same round), the dispatcher (essential: an error that is not the
+database's stops the worker rather than letting reminders silently stop going out), the
+waitlist every 15 seconds, and broadcasts (a recorded broadcast's texts are queued here,
+not in the web request that recorded it), whose failures are logged and never hold up the
+reminders.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from careline.background import Pass, run_passes, run_round, summary
 from careline.broadcasts.sending import queue_broadcasts
+from careline.conversations.inbound import interpret_waiting
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.base import get_gateway
 from careline.waitlist import offers as waitlist
@@ -36,6 +40,14 @@ def dispatcher_pass(dispatcher: Dispatcher) -> Pass:
         dispatcher.stop_requested = True
 
     return Pass("dispatcher", run, essential=True, on_stop=stop)
+
+
+def inbound_pass() -> Pass:
+    def run() -> Counter[str]:
+        # A pass that read nothing reports nothing (the summary says "nothing due").
+        return +Counter(texts_interpreted=interpret_waiting())
+
+    return Pass("inbound", run)
 
 
 def waitlist_pass() -> Pass:
@@ -73,7 +85,7 @@ class Command(BaseCommand):
         except (ValueError, ImportError) as exc:
             raise CommandError(str(exc)) from exc
         dispatcher = Dispatcher(gateway, batch_size=opts["batch_size"])
-        passes = [waitlist_pass(), broadcasts_pass(), dispatcher_pass(dispatcher)]
+        passes = [inbound_pass(), waitlist_pass(), broadcasts_pass(), dispatcher_pass(dispatcher)]
         if opts["once"]:
             done, database_down = run_round(passes, due_only=False)
             if database_down:
