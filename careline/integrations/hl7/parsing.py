@@ -412,8 +412,8 @@ def parse_siu(text: str) -> SiuMessage:
     if header.message_type != "SIU":
         raise MessageRejected(
             f"Message type {header.message_type or '(empty)'}^{header.trigger} is not "
-            "accepted here; this interface takes SIU scheduling messages and ADT "
-            f"{'/'.join(ADT_TRIGGERS + MERGE_TRIGGERS)} patient updates and merges only.",
+            "accepted here; this interface takes SIU scheduling messages only (and ADT "
+            f"{'/'.join(ADT_TRIGGERS)} patient updates, {'/'.join(MERGE_TRIGGERS)} merges).",
             code="200",
         )
     if header.trigger not in SIU_TRIGGERS:
