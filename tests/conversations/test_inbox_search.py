@@ -13,6 +13,7 @@ from django.urls import reverse
 from twilio.request_validator import RequestValidator
 
 from careline.clinics.models import StaffRole
+from careline.conversations.inbound import interpret_waiting
 from careline.conversations.models import InboundMessage
 
 from .conftest import BASE, SMS_PATH, TOKEN
@@ -33,6 +34,7 @@ def _text_to(client, number: str, phone: str, body: str) -> InboundMessage:
     signature = RequestValidator(TOKEN).compute_signature(BASE + SMS_PATH, params)
     response = client.post(SMS_PATH, params, HTTP_X_TWILIO_SIGNATURE=signature)
     assert response.status_code == 200, response.content
+    interpret_waiting()  # the worker's inbound pass
     return InboundMessage.objects.get(provider_message_id=params["MessageSid"])
 
 
