@@ -27,11 +27,22 @@ def _make_run(tmp_path: Path, *make_args: str, base_url: str | None = None) -> s
     fake.chmod(0o755)
     stamp = tmp_path / "installed"
     stamp.touch()  # newer than pyproject.toml: nothing is installed
-    env = {k: v for k, v in os.environ.items() if k != "CARELINE_BASE_URL"}
+    # Not the make that may be running these tests (`make test`): its flags and level would
+    # have this one print "Entering directory" lines.
+    outer = {"CARELINE_BASE_URL", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"}
+    env = {k: v for k, v in os.environ.items() if k not in outer}
     if base_url is not None:
         env["CARELINE_BASE_URL"] = base_url
     out = subprocess.run(
-        ["make", "-s", "run", f"BIN={bin_dir}", f"STAMP={stamp}", *make_args],
+        [
+            "make",
+            "-s",
+            "--no-print-directory",
+            "run",
+            f"BIN={bin_dir}",
+            f"STAMP={stamp}",
+            *make_args,
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
