@@ -128,6 +128,8 @@ def act(
             raise DeskError("Say why the visit is cancelled.", "reason")
         if len(reason) > REASON_MAX_LENGTH:
             raise DeskError(f"Keep the reason to {REASON_MAX_LENGTH} characters.", "reason")
+        if "\x00" in reason:  # PostgreSQL cannot store it in a text column
+            raise DeskError("The reason contains a NUL character; type it again.", "reason")
     try:
         if action == RESCHEDULE:
             moved = _reschedule(appointment, user=user, start=start, provider_id=provider_id)

@@ -90,6 +90,15 @@ def test_cancel_needs_a_reason_then_texts_the_patient_and_undo_takes_it_back(cli
     client.force_login(desk.front_desk)
     refused = post(client, "scheduling:desk_action", visit, f"appt-{visit.id}", action="cancel")
     assert "Say why the visit is cancelled" in refused.content.decode()
+    nul = post(
+        client,
+        "scheduling:desk_action",
+        visit,
+        f"appt-{visit.id}",
+        action="cancel",
+        reason="a\x00b",
+    )
+    assert nul.status_code == 200 and "NUL character" in nul.content.decode()
     visit.refresh_from_db()
     assert visit.status == AppointmentStatus.BOOKED
     reminders_before = OutboundMessage.objects.filter(
