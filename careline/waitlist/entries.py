@@ -88,6 +88,12 @@ def join_waitlist(
     return entry
 
 
+def move_entries_to_patient(prior_patient_id: int, survivor_id: int) -> int:
+    """An EHR merged two records of one person (ADT^A40): the prior record's places on the
+    waitlist are the survivor's from now on, so offers go to the surviving record."""
+    return WaitlistEntry.objects.filter(patient_id=prior_patient_id).update(patient_id=survivor_id)
+
+
 def close_entry(entry_id: int, reason: str, now) -> None:
     """The patient's place on the waitlist ends (filled, withdrawn, expired)."""
     WaitlistEntry.objects.filter(pk=entry_id).update(

@@ -20,6 +20,7 @@ from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.messaging.models import OutboundMessage
 from careline.scheduling.models import Appointment
+from careline.waitlist.entries import join_waitlist
 from tests.integrations.fhir.conftest import Fhir
 from tests.integrations.messages import siu
 
@@ -234,6 +235,15 @@ def test_a40_merge_moves_the_visits_and_the_prior_mrn_keeps_working(listener, fe
     )
     [prior] = _search(fhir, f"{PMSYS}|555")
     [survivor] = _search(fhir, f"{PMSYS}|777")
+    first = Appointment.objects.get(external_id="OLD1")
+    waiting = join_waitlist(
+        patient=first.patient,
+        practice=first.practice,
+        appointment_type=first.appointment_type,
+        earliest=first.start.date(),
+        latest=first.start.date() + timedelta(days=7),
+        source="staff",
+    )
     merge = (
         "MSH|^~\\&|PMSYS|CLINIC|CARELINE|CARELINE|20261201090000||ADT^A40^ADT_A39|MRG-1|P|2.5.1\r"
         "EVN|A40|20261201090000\r"
@@ -259,6 +269,8 @@ def test_a40_merge_moves_the_visits_and_the_prior_mrn_keeps_working(listener, fe
         if p["actor"].get("reference", "").startswith("Patient/")
     ]
     assert patients == [f"Patient/{survivor['id']}"]
+    waiting.refresh_from_db()
+    assert str(waiting.patient_id) == survivor["id"]  # offers reach the surviving record
 
     # A message after the merge that still uses the prior MRN reaches the survivor.
     [late] = _send(

@@ -115,6 +115,7 @@ from careline.scheduling.models import (
     AppointmentStatus,
     ChangeSource,
 )
+from careline.waitlist.entries import move_entries_to_patient
 
 logger = logging.getLogger(__name__)
 
@@ -1069,9 +1070,9 @@ def _identifiers(feed: Hl7Feed, data: SiuPatient) -> list[Identifier]:
 def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
     """ADT^A40: the prior record (MRG-1) is merged into the surviving one (PID-3).
 
-    The prior patient's visits and conversations move to the survivor and its identifiers
-    become the survivor's, so a message that still names the prior MRN reaches the
-    survivor. Identifiers that name two different Careline patients on either side are
+    The prior patient's visits, conversations and waitlist places move to the survivor
+    and its identifiers become the survivor's, so a message that still names the prior MRN
+    reaches the survivor. Identifiers that name two different Careline patients on either side are
     refused (AE), nothing applied. A prior record Careline never saw leaves its identifiers
     with the survivor; a survivor Careline does not know yet is the prior record renamed.
     """
@@ -1112,6 +1113,7 @@ def apply_merge(feed: Hl7Feed, merge: MergeMessage) -> Applied:
     if merged:
         move_visits_to_patient(prior.pk, survivor.pk)
         move_conversations_to_patient(prior.pk, survivor.pk)
+        move_entries_to_patient(prior.pk, survivor.pk)
         blanks = {
             name: getattr(prior, name)
             for name in ("mobile_phone", "email", "birth_date", "home_practice_id")
