@@ -47,6 +47,26 @@ def run_worker_at(moment: datetime) -> None:
     )
 
 
+def post_sms(
+    client: Client, to_number: str, phone: str, body: str, sid: str | None = None
+) -> InboundMessage:
+    """A text to `to_number` as Twilio posts it, signed with Twilio's own validator, then
+    read by the worker's inbound pass (the webhook only stores it)."""
+    params = {
+        "MessageSid": sid or f"SM{next(_sids):032d}",
+        "AccountSid": "AC" + "0" * 32,
+        "From": phone,
+        "To": to_number,
+        "Body": body,
+        "NumMedia": "0",
+    }
+    signature = RequestValidator(TOKEN).compute_signature(BASE + SMS_PATH, params)
+    response = client.post(SMS_PATH, params, HTTP_X_TWILIO_SIGNATURE=signature)
+    assert response.status_code == 200, response.content
+    interpret_waiting()
+    return InboundMessage.objects.get(provider_message_id=params["MessageSid"])
+
+
 class TwoWay:
     """One organization, one practice in Chicago, one provider working 9-17 every day."""
 
@@ -110,20 +130,7 @@ class TwoWay:
 
     def text(self, phone: str, body: str, sid: str | None = None) -> InboundMessage:
         """The patient's reply, as Twilio posts it, signed with Twilio's own validator."""
-        params = {
-            "MessageSid": sid or f"SM{next(_sids):032d}",
-            "AccountSid": "AC" + "0" * 32,
-            "From": phone,
-            "To": ORG_NUMBER,
-            "Body": body,
-            "NumMedia": "0",
-        }
-        signature = RequestValidator(TOKEN).compute_signature(BASE + SMS_PATH, params)
-        response = self.client.post(SMS_PATH, params, HTTP_X_TWILIO_SIGNATURE=signature)
-        assert response.status_code == 200, response.content
-        # The webhook only stores the text; the worker's inbound pass reads it.
-        interpret_waiting()
-        return InboundMessage.objects.get(provider_message_id=params["MessageSid"])
+        return post_sms(self.client, ORG_NUMBER, phone, body, sid)
 
     def replies_to(self, phone: str) -> list[str]:
         return list(

@@ -5,37 +5,20 @@ SQLite), and never across organizations. Not timed: bench/inbox_search.py times 
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from django.test import Client
 from django.urls import reverse
-from twilio.request_validator import RequestValidator
 
 from careline.clinics.models import StaffRole
-from careline.conversations.inbound import interpret_waiting
 from careline.conversations.models import InboundMessage
 
-from .conftest import BASE, SMS_PATH, TOKEN
+from .conftest import post_sms
 
 OTHER_ORG_NUMBER = "+15125550300"
-_sids = itertools.count(1)
 
 
 def _text_to(client, number: str, phone: str, body: str) -> InboundMessage:
-    params = {
-        "MessageSid": f"SMinboxsearch{next(_sids):022d}",
-        "AccountSid": "AC" + "0" * 32,
-        "From": phone,
-        "To": number,
-        "Body": body,
-        "NumMedia": "0",
-    }
-    signature = RequestValidator(TOKEN).compute_signature(BASE + SMS_PATH, params)
-    response = client.post(SMS_PATH, params, HTTP_X_TWILIO_SIGNATURE=signature)
-    assert response.status_code == 200, response.content
-    interpret_waiting()  # the worker's inbound pass
-    return InboundMessage.objects.get(provider_message_id=params["MessageSid"])
+    return post_sms(client, number, phone, body)
 
 
 @pytest.fixture
