@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
 
 from careline.clinics.models import AppointmentType, Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet, practice_or_organization_wide
@@ -217,6 +218,11 @@ class OutboundMessage(models.Model):
     finished_at = models.DateTimeField(
         null=True, blank=True, help_text="Delivered, undelivered, failed, suppressed or cancelled."
     )
+    # FHIR Communication's meta.versionId and meta.lastUpdated: bumped, in the same
+    # statement, by every write of messaging.outbox that changes what Communication shows
+    # (not a worker's lease or a put-off due time). No past versions are kept.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    last_updated = models.DateTimeField(db_default=Now())
 
     objects = ScopedQuerySet.as_manager()
     practice_lookup = "practice"
@@ -241,6 +247,9 @@ class OutboundMessage(models.Model):
             # Status callbacks look a message up by the provider's id; a plain index, as
             # db_index would add a second, pattern-matching one on PostgreSQL.
             models.Index(fields=["provider_message_id"], name="outbox_provider_message"),
+            # The Communication change feed: _lastUpdated sorted by (last_updated, id), and
+            # the newest stamp of an organization (versions.change_stamp).
+            models.Index(fields=["organization", "last_updated", "id"], name="outbox_change_feed"),
         ]
 
     def __str__(self) -> str:
