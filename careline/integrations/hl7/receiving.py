@@ -81,6 +81,7 @@ from careline.integrations.hl7.parsing import (
     Resource,
     SiuMessage,
     SiuPatient,
+    hd_system,
     normalize_segment_breaks,
     parse_message,
     read_header,
@@ -1027,22 +1028,16 @@ def _patient(
 
 
 def identifier_system(feed: Hl7Feed, ident: ParsedIdentifier) -> str:
-    """The system of a PID-3 repetition: its assigning authority (CX-4) when sent, else
-    the feed's namespace. An HD whose universal id is an ISO OID is `urn:oid:<oid>`. The
-    authority the feed is configured to send its MRNs under (`mrn_assigning_authority`)
-    is the feed's namespace: feeds send it on some messages and leave it out on others."""
+    """The system of a PID-3 repetition: its assigning authority (CX-4, read as every HD
+    is, `parsing.hd_system`) when sent, else the feed's namespace. The authority the feed
+    is configured to send its MRNs under (`mrn_assigning_authority`) is the feed's
+    namespace: feeds send it on some messages and leave it out on others."""
     own = feed.mrn_assigning_authority.strip().upper()
     if own and ident.authority.upper() == own:
         return feed.namespace
-    kind = ident.authority_id_type
-    if ident.authority_id:
-        if kind == "ISO":
-            return f"urn:oid:{ident.authority_id}"
-        if kind == "UUID":
-            return f"urn:uuid:{ident.authority_id.lower()}"
-        if kind in ("URI", "URL") or not ident.authority:
-            return ident.authority_id
-    return ident.authority or feed.namespace
+    return (
+        hd_system(ident.authority, ident.authority_id, ident.authority_id_type) or feed.namespace
+    )
 
 
 def _identifiers(feed: Hl7Feed, data: SiuPatient) -> list[Identifier]:
