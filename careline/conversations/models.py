@@ -113,9 +113,7 @@ class InboundMessage(models.Model):
         ordering = ["-received_at", "-id"]
         indexes = [
             # The Communication change feed: _lastUpdated sorted by (last_updated, id).
-            models.Index(
-                fields=["organization", "last_updated", "id"], name="inbound_change_feed"
-            ),
+            models.Index(fields=["organization", "last_updated", "id"], name="inbound_change_feed"),
             models.Index(fields=["organization", "from_phone", "received_at"]),
             models.Index(fields=["intent", "received_at"]),
             # The worker's queue: texts the webhook stored and no one has read yet.

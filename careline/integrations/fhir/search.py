@@ -256,9 +256,7 @@ def sort_by_last_updated(values: list[str], versioned: bool, resource_type: str)
     )
 
 
-def page_cursor(
-    raw: str | None, read_key: Callable[[str], Any] = parse_pk
-) -> tuple[datetime, Any]:
+def page_cursor(raw: str | None, read_key: Callable[[str], Any] = parse_pk) -> tuple[datetime, Any]:
     """The (last_updated, key) after which a change-feed page starts: `_cursor` from a next
     link, or the feed's start. `read_key` reads the key (an id, by default), None when it
     is not one."""

@@ -1035,9 +1035,7 @@ def identifier_system(feed: Hl7Feed, ident: ParsedIdentifier) -> str:
     own = feed.mrn_assigning_authority.strip().upper()
     if own and ident.authority.upper() == own:
         return feed.namespace
-    return (
-        hd_system(ident.authority, ident.authority_id, ident.authority_id_type) or feed.namespace
-    )
+    return hd_system(ident.authority, ident.authority_id, ident.authority_id_type) or feed.namespace
 
 
 def _identifiers(feed: Hl7Feed, data: SiuPatient) -> list[Identifier]:

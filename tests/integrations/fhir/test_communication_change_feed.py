@@ -232,9 +232,7 @@ def test_a_poller_sees_each_change_of_each_text_exactly_once(
         assert seen == sorted(seen) and seen[-1] == version
 
 
-def test_status_callbacks_racing_the_poller_are_each_seen_once(
-    client, twoway, twilio, live_server
-):
+def test_status_callbacks_racing_the_poller_are_each_seen_once(client, twoway, twilio, live_server):
     """Twilio's reports commit in any order while the poller polls; a report that commits
     after a poll read past its change time would be lost for good. None is."""
     patients = [twoway.patient() for _ in range(8)]
