@@ -187,6 +187,17 @@ class Patient(models.Model):
             organization_id=self.organization_id, phone=self.mobile_phone
         ).first()
 
+    @property
+    def email_consent(self) -> PhoneConsent | None:
+        """The current email consent of this patient's address in the organization."""
+        if not self.email:
+            return None
+        return PhoneConsent.objects.filter(
+            organization_id=self.organization_id,
+            channel=ConsentChannel.EMAIL,
+            phone=email_key(self.email),
+        ).first()
+
 
 def default_identifier_system(organization_slug: str) -> str:
     """The organization's own MRN namespace: identifiers that arrive without a system (a

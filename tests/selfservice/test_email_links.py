@@ -186,6 +186,15 @@ def test_unsubscribing_stops_email_to_that_address_and_texts_go_on(clinic):
     assert len(sent()) == before
 
 
+def test_staff_see_the_email_opt_out_on_the_patient_page(client, clinic):
+    visit, email = emailed_visit(clinic)
+    client.post(urlsplit(email.header("List-Unsubscribe").strip("<>")).path)
+    client.force_login(clinic.build.staff(clinic.org, practices=[clinic.practice]))
+    page = client.get(f"/patients/{visit.patient_id}/").content.decode()
+    assert "opted out of email</strong> (Unsubscribe link in an email" in page
+    assert "Opted out of email (Unsubscribe link in an email: unsubscribe page)" in page
+
+
 def test_the_unsubscribe_page_asks_before_it_stops_anything(client, clinic):
     _, email = emailed_visit(clinic)
     path = urlsplit(email.header("List-Unsubscribe").strip("<>")).path
