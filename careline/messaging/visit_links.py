@@ -40,7 +40,7 @@ class ManageLinkIssuer:
     # left out.
     reissue: Callable[[dict[int, str]], dict[int, tuple[str, object]]]
     # An email's links: (appointment id or None, the email's outbox id, the buttons
-    # wanted: "confirm", "cancel", "move", "manage") → ({button: URL, "unsubscribe": URL},
+    # wanted: "confirm", "cancel", "move") → ({button: URL, "unsubscribe": URL},
     # the link records, not yet saved). Each button's link does its one thing once.
     email_links: Callable[[int | None, int, tuple[str, ...]], tuple[dict[str, str], list]]
 

@@ -38,7 +38,6 @@ EMAIL_ACTIONS = {
     "confirm": LinkPurpose.CONFIRM,
     "cancel": LinkPurpose.CANCEL,
     "move": LinkPurpose.MOVE,
-    "manage": LinkPurpose.MANAGE,
 }
 
 
@@ -100,9 +99,9 @@ def new_email_links(
     appointment_id: int | None, message_id: int, actions: tuple[str, ...]
 ) -> tuple[dict[str, str], list[PatientLink]]:
     """The links of one email (through careline.messaging.visit_links): a single-use link
-    per button in `actions` ("confirm", "cancel", "move"; "manage" opens the visit's page)
-    for the email's visit, and always "unsubscribe" for the address the email goes to.
-    Returns ({name: URL}, the rows, not yet saved)."""
+    per button in `actions` ("confirm", "cancel", "move") for the email's visit, and
+    always "unsubscribe" for the address the email goes to. Returns ({name: URL}, the
+    rows, not yet saved)."""
     urls: dict[str, str] = {}
     rows: list[PatientLink] = []
     now = timezone.now()
