@@ -92,11 +92,12 @@ def due_email(build):
     return OutboundMessage.objects.get(channel="email", state=MessageState.SCHEDULED)
 
 
-def _worker(email_url: str, ca_file: str) -> subprocess.CompletedProcess:
+def _worker(email_url: str, ca_file: str, **email_env: str) -> subprocess.CompletedProcess:
     env = careline_env(
         DATABASE_URL=database_url(),
         EMAIL_URL=email_url,
         SSL_CERT_FILE=ca_file,
+        **email_env,
         CARELINE_EMAIL_FROM="reminders@lakeside.example.org",
         CARELINE_SMS_GATEWAY="simulator",
         CARELINE_BASE_URL="https://careline.example.org",
@@ -113,7 +114,14 @@ def _worker(email_url: str, ca_file: str) -> subprocess.CompletedProcess:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "mode, query",
-    [("plain", ""), ("starttls", "?tls=True"), ("implicit_tls", "?ssl=True")],
+    [
+        ("plain", ""),
+        ("starttls", "?tls=True"),
+        ("implicit_tls", "?ssl=True"),
+        # Without EMAIL_URL: Django's own EMAIL_* variables.
+        ("starttls", None),
+        ("implicit_tls", None),
+    ],
 )
 def test_the_worker_sends_through_the_server_email_url_names(due_email, ca, mode, query):
     authority, ca_file = ca
@@ -128,8 +136,20 @@ def test_the_worker_sends_through_the_server_email_url_names(due_email, ca, mode
     controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
-        quoted = PASSWORD.replace(" ", "%20").replace("/", "%2F")
-        result = _worker(f"smtp://{USER}:{quoted}@127.0.0.1:{port}/{query}", ca_file)
+        if query is None:
+            result = _worker(
+                "",
+                ca_file,
+                EMAIL_HOST="127.0.0.1",
+                EMAIL_PORT=str(port),
+                EMAIL_HOST_USER=USER,
+                EMAIL_HOST_PASSWORD=PASSWORD,
+                EMAIL_USE_TLS="1" if mode == "starttls" else "0",
+                EMAIL_USE_SSL="1" if mode == "implicit_tls" else "0",
+            )
+        else:
+            quoted = PASSWORD.replace(" ", "%20").replace("/", "%2F")
+            result = _worker(f"smtp://{USER}:{quoted}@127.0.0.1:{port}/{query}", ca_file)
     finally:
         controller.stop()
     assert result.returncode == 0, result.stderr
@@ -159,3 +179,24 @@ def test_an_email_url_careline_cannot_use_stops_it_at_start_naming_the_variable(
     result = _worker("smtps+oops://user:hunter2secret@mail.example.org", ca[1])
     assert result.returncode != 0
     assert "EMAIL_URL" in result.stderr and "hunter2secret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "environment, variable",
+    [
+        ({"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"}, "EMAIL_USE_TLS and EMAIL_USE_SSL"),
+        ({"EMAIL_PORT": "smtp"}, "EMAIL_PORT"),
+        ({"EMAIL_TIMEOUT": "soon"}, "EMAIL_TIMEOUT"),
+        ({"EMAIL_URL": "smtp://mail.example.org:submission"}, "EMAIL_URL"),
+    ],
+)
+def test_email_settings_careline_cannot_use_stop_it_naming_the_variable(environment, variable):
+    result = subprocess.run(
+        [sys.executable, "-m", "careline", "check"],
+        env=careline_env(**{"EMAIL_URL": "", **environment}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {variable}" in result.stderr, result.stderr
