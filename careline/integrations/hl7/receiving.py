@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -93,9 +94,16 @@ from careline.integrations.hl7.parsing import (
     PatientIdentifier as ParsedIdentifier,
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
+from careline.messaging.models import OutboundMessage
 from careline.patients.identifiers import MAX_SYSTEM, Identifier, identified_patients
 from careline.patients.languages import coded_language, language_as_received
-from careline.patients.models import Patient, PhoneSystem, PhoneUse, phones_with_mobile
+from careline.patients.models import (
+    Patient,
+    PatientVersion,
+    PhoneSystem,
+    PhoneUse,
+    phones_with_mobile,
+)
 from careline.patients.records import (
     IdentifierConflict,
     add_patients,
@@ -118,9 +126,12 @@ from careline.scheduling.external import (
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
     Appointment,
+    AppointmentEvent,
     AppointmentStatus,
+    AppointmentVersion,
     ChangeSource,
 )
+from careline.tablestats import refresh_statistics
 from careline.waitlist.entries import move_entries_to_patient
 
 logger = logging.getLogger(__name__)
@@ -322,6 +333,8 @@ def receive_together(
     raws: list[str],
     selector: FeedSelector | None = None,
     retention: RejectedRetention | None = None,
+    *,
+    keep_lookups: float = 0.0,
 ) -> list[Receipt | None]:
     """Several messages (say, one from each open connection) received in one transaction.
 
@@ -334,14 +347,17 @@ def receive_together(
     inserted first) has None: the caller receives it alone after the commit. If the
     transaction itself fails, nothing of any of them is stored and this raises; the
     caller receives each alone.
+
+    Configuration rows are read once per transaction, or kept this thread's
+    `keep_lookups` seconds across transactions (the listener's threads; see _lookups).
     """
     retention = retention or RejectedRetention.from_settings()
     receipts: list[Receipt | None] = [None] * len(raws)
     with (
+        _lookups_kept(keep_lookups),  # outermost: it hears of a failed commit too
         transaction.atomic(),
         changes.announced_together(),
         versions.one_time_per_transaction(),
-        _lookups_kept(),
     ):
         pinned = (selector or FeedSelector()).pinned()
         booked = _book_together(raws, pinned)
@@ -606,18 +622,31 @@ def _applied_message(booking: _Booking, appointment_id: int, now: datetime) -> H
 
 
 # Configuration rows (practices by location code, provider links, visit types) found
-# while receiving messages in one transaction, set by `receive_together`; None: every
-# message reads them afresh. Only rows found are kept, never an absence (a message may
-# create the missing link or type) nor a row created here (a rolled-back savepoint
-# would take it away); a change made in the admin counts from the next transaction.
+# while receiving messages together, set by `receive_together`; None: every message
+# reads them afresh. Kept for the transaction, or (the MLLP listener's threads, each with
+# its own database connection, living as long as the listener) for a second across
+# transactions: re-reading them cost three statements per group, as many as a group's
+# new bookings. Only rows found are kept, never an absence (a message may create the
+# missing link or type); a change made in the admin counts within that second. A
+# transaction that fails drops what was kept (a row it read may have been its own,
+# rolled back with it).
+LISTENER_LOOKUPS_SECONDS = 1.0
 _lookups = threading.local()
 
 
 @contextmanager
-def _lookups_kept() -> Iterator[None]:
-    _lookups.found = {}
+def _lookups_kept(seconds: float) -> Iterator[None]:
+    now = time.monotonic()
+    kept = getattr(_lookups, "kept", None)
+    if kept is None or now - kept[0] > seconds:
+        kept = (now, {})
+    _lookups.kept = kept if seconds > 0 else None
+    _lookups.found = kept[1]
     try:
         yield
+    except BaseException:
+        _lookups.kept = None
+        raise
     finally:
         _lookups.found = None
 
@@ -730,6 +759,26 @@ def receive_batch(
         None,
         reason=comment or " ".join(r.reason for r in receipts if r.reason)[:2000],
         batch=receipts,
+    )
+
+
+# A batch frame of at least this many messages is a bulk load: the listener refreshes
+# the planner's statistics after it (smaller ones are a feed's ordinary traffic, which
+# would pay an ANALYZE per frame).
+BULK_BATCH_MESSAGES = 100
+
+
+def refresh_statistics_after_bulk() -> None:
+    """Fresh planner statistics for the tables received messages fill (`careline
+    import-hl7`, a large batch over MLLP), like every other bulk path."""
+    refresh_statistics(
+        Hl7Message,
+        Patient,
+        PatientVersion,
+        Appointment,
+        AppointmentEvent,
+        AppointmentVersion,
+        OutboundMessage,
     )
 
 
