@@ -10,11 +10,17 @@ The listener applies messages in its own threads, so these tests commit for real
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -25,6 +31,8 @@ from careline.messaging.models import OutboundMessage
 from careline.patients.models import Patient, PatientIdentifier, PatientVersion
 from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentVersion
 from tests.demo.test_statistics_after_bulk_loads import _forget_statistics, _has_statistics
+from tests.faults.pgcluster import free_port
+from tests.faults.support import careline_env, database_url
 from tests.integrations.messages import siu
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -236,3 +244,59 @@ def test_a_large_batch_over_mllp_leaves_statistics(feeds):
     assert ack.count("MSA|AA|") == 100
     assert Appointment.objects.count() == 100
     assert [t for t in tables if not _has_statistics(t)] == []
+
+
+def test_processes_need_postgresql_and_a_fixed_port(feeds):
+    with pytest.raises(CommandError, match="--processes"):
+        call_command("mllp", "--processes", "2", "--port", "0")
+    if connection.vendor == "sqlite":
+        with pytest.raises(CommandError, match="PostgreSQL"):
+            call_command("mllp", "--processes", "2", "--port", "2575")
+
+
+def test_two_listener_processes_share_the_port_and_apply_each_message_once(feeds):
+    if connection.vendor != "postgresql":
+        pytest.skip("several listener processes are for PostgreSQL")
+    port = free_port()
+    env = careline_env(
+        DATABASE_URL=database_url(), PYTHONPATH=str(Path(__file__).resolve().parents[2])
+    )
+    command = [sys.executable, "-m", "careline", "mllp", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--processes", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    answers: list[str] = []
+    errors: list[BaseException] = []
+    try:
+        started = [process.stdout.readline() for _ in range(2)]
+        assert all(line.startswith("Listening for MLLP on") for line in started), started
+
+        def sender(c: int) -> None:
+            try:
+                with MllpClient("127.0.0.1", port, timeout=60) as client:
+                    for n in range(c * 100, c * 100 + 5):
+                        answers.append(_msa(client.send(_new_visit(n)))[1])
+                    # A copy of a message already applied by either process: its ACK.
+                    answers.append(_msa(client.send(_new_visit(c * 100)))[1])
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=sender, args=(c,)) for c in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert not errors
+    assert answers == ["AA"] * 48
+    assert Hl7Message.objects.count() == 40
+    assert Appointment.objects.count() == 40
+    assert AppointmentEvent.objects.count() == 40
+    assert process.returncode == 0

@@ -254,8 +254,12 @@ class MllpListener:
         self._gathering: asyncio.TimerHandle | None = None
         self._transactions: set[asyncio.Task] = set()
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        """Listen; with `reuse_port`, beside other processes on the same port
+        (SO_REUSEPORT: the kernel spreads new connections over them)."""
+        self._server = await asyncio.start_server(
+            self._handle, host, port, reuse_address=True, reuse_port=reuse_port or None
+        )
         bound = self._server.sockets[0].getsockname()
         logger.info(
             "MLLP listener on %s:%s (max %s connections, %ss idle timeout, %s-byte frames)",
@@ -450,10 +454,11 @@ async def serve(
     stop: asyncio.Event,
     on_ready: Callable[[str, int], None] | None = None,
     limits: MllpLimits | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Run a listener until `stop` is set."""
     listener = MllpListener(selector, limits=limits)
-    bound = await listener.start(host, port)
+    bound = await listener.start(host, port, reuse_port=reuse_port)
     if on_ready is not None:
         on_ready(*bound)
     try:
