@@ -51,7 +51,8 @@ def add_patients(new: list[tuple[Patient, list[Identifier]]]) -> None:
     by_organization: dict[int, list[tuple[Patient, list[Identifier]]]] = {}
     for patient, identifiers in new:
         by_organization.setdefault(patient.organization_id, []).append((patient, identifiers))
-    with transaction.atomic():
+    # No savepoint of its own: a failure fails the caller's (the group's) savepoint.
+    with transaction.atomic(savepoint=False):
         for rows in by_organization.values():
             import_patients([patient for patient, _ in rows], [], ())
         PatientIdentifier.objects.bulk_create(
@@ -235,7 +236,7 @@ def import_patients(new: list[Patient], changed: list[Patient], fields: Iterable
     rows = [*new, *changed]
     if not rows:
         return
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         at = change_stamp(Patient, rows[0].organization_id)
         for patient in new:
             patient.version, patient.last_updated = 1, at

@@ -139,7 +139,9 @@ def add_external_appointments(
         for visit in visits
     ]
     sources = {visit.source for visit in visits}
-    with transaction.atomic():
+    # No savepoint of its own (a round trip each on PostgreSQL): a failure fails the
+    # caller's.
+    with transaction.atomic(savepoint=False):
         for source in sorted(sources):
             mine = [(a, v) for a, v in zip(appointments, visits, strict=True) if v.source == source]
             record_new_visits(

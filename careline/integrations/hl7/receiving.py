@@ -359,7 +359,12 @@ def receive_together(
         changes.announced_together(),
         versions.one_time_per_transaction(),
     ):
-        pinned = (selector or FeedSelector()).pinned()
+        selector = selector or FeedSelector()
+        feeds = _found(
+            ("feeds", selector.organization_slug, selector.feed_name),
+            lambda: selector.pinned().loaded,
+        )
+        pinned = PinnedFeeds(selector.organization_slug, selector.feed_name, feeds or ())
         booked = _book_together(raws, pinned)
         for n, raw in enumerate(raws):
             if n in booked:
@@ -621,7 +626,7 @@ def _applied_message(booking: _Booking, appointment_id: int, now: datetime) -> H
     )
 
 
-# Configuration rows (practices by location code, provider links, visit types) found
+# Configuration rows (the feeds, practices by location code, provider links, visit types) found
 # while receiving messages together, set by `receive_together`; None: every message
 # reads them afresh. Kept for the transaction, or (the MLLP listener's threads, each with
 # its own database connection, living as long as the listener) for a second across
