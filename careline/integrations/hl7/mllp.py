@@ -6,12 +6,14 @@ serving every other connection while messages are being applied.
 
 Group commit: the messages that arrive on other connections while a transaction is
 running wait for it, then go in together as the next transaction
-(`receiving.receive_together`: one commit and one planning pass for all of them, each
-message in its own savepoint). Every ACK is written only after its transaction has
-committed, so AA still means "applied"; a connection never has more than one message
-in flight, so each one's messages keep their order. One transaction runs at a time:
-SQLite has one writer anyway, and on PostgreSQL the work is this process's Python (one
-core under the GIL), so a second transaction would only make both smaller.
+(`receiving.receive_together`: one commit and one planning pass for all of them, new
+bookings applied set-based, every other message in its own savepoint). Every ACK is
+written only after its transaction has committed, so AA still means "applied"; a
+connection never has more than one message in flight, so each one's messages keep
+their order. One transaction runs at a time: SQLite has one writer anyway, and on
+PostgreSQL the work is this process's Python (one core under the GIL), so a second
+transaction would only make both smaller; `careline mllp --processes N` runs several
+processes on one port instead (`start(reuse_port=True)`).
 
 Bad input never stops the listener: bytes outside a frame are skipped without an answer
 (there is no message to answer), a frame that is not an SIU (or ADT A08/A31) message gets
