@@ -134,7 +134,9 @@ def link_providers(pairs: Iterable[tuple[int, int]]) -> None:
     wanted = set(pairs)
     if not wanted:
         return
-    with transaction.atomic():
+    # No savepoint of its own (called per message and per group): a failure fails the
+    # caller's.
+    with transaction.atomic(savepoint=False):
         providers = {p for p, _ in wanted}
         known = set(
             through.objects.filter(provider_id__in=providers).values_list(

@@ -23,6 +23,7 @@ segments may end in \\r, \\r\\n or \\n.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
@@ -482,6 +483,10 @@ def parse_siu(text: str) -> SiuMessage:
     return siu
 
 
+# Receiving reads a message's header, then the whole of it, then (group path) looks at it
+# once more: the same text parsed once. Parsing is the costliest step of receiving a
+# message after the database; parsed messages are only ever read, never changed.
+@functools.lru_cache(maxsize=256)
 def _parse(text: str) -> hl7.Message:
     text = normalize_segment_breaks(text)
     if not text.startswith("MSH") or len(text) < 8:
