@@ -87,8 +87,9 @@ def test_a_number_another_organization_texts_from_is_refused(org):
 def test_provider_add_with_working_hours_is_idempotent(org):
     run(*PRACTICE)
     run("practice", "add", "EST", "--organization", org, "--name", "Eastside")
+    hours = "Mon-Thu 08:00-16:00; Fri 08:00-12:00"
     args = ("provider", "add", "--organization", org, "--name", "Dr. Ana Lee", "--npi",
-            "1234567893", "--practice", "RIV", "--hours", "Mon-Thu 08:00-16:00; Fri 08:00-12:00")  # fmt: skip
+            "1234567893", "--practice", "RIV", "--hours", hours)  # fmt: skip
     assert run(*args).strip() == "Provider Dr. Ana Lee: added."
     provider = Provider.objects.get(npi="1234567893")
     hours = sorted(
