@@ -37,6 +37,8 @@ from django.utils import timezone
 
 from careline.analytics.models import NoShowModel
 from careline.clinics.models import Practice
+from careline.messaging import touches
+from careline.messaging.touches import DECISION_LEAD, decision_time
 from careline.scheduling.appointments import record_risk_scores
 from careline.scheduling.models import Appointment, AppointmentStatus
 
@@ -51,18 +53,11 @@ FEATURES = (
 DUE = (AppointmentStatus.ARRIVED, AppointmentStatus.FULFILLED, AppointmentStatus.NO_SHOW)
 # Prior no-show rate is smoothed toward the organization's rate with this many visits.
 PRIOR_WEIGHT = 2.0
-# The extra touch (a call or another reminder) is decided this long before the visit.
-DECISION_LEAD = timedelta(days=2)
 BOOTSTRAP_RESAMPLES = 400
 
 
 class NotEnoughHistory(Exception):
     pass
-
-
-def decision_time(start: datetime, created: datetime) -> datetime:
-    """When a visit's extra touch is decided: `DECISION_LEAD` before it, or at booking."""
-    return min(start, max(created, start - DECISION_LEAD))
 
 
 def _band(value: float, bands) -> int:
@@ -86,9 +81,7 @@ class _PatientPast:
         self.starts.append(start.timestamp())
         self.due.append(self.due[-1] + (status in DUE))
         self.noshows.append(self.noshows[-1] + (status == AppointmentStatus.NO_SHOW))
-        self.cancellations.append(
-            self.cancellations[-1] + (status == AppointmentStatus.CANCELLED)
-        )
+        self.cancellations.append(self.cancellations[-1] + (status == AppointmentStatus.CANCELLED))
 
     def known_before(self, moment: datetime) -> tuple[int, int, int]:
         i = bisect_left(self.starts, moment.timestamp())
@@ -120,7 +113,15 @@ def _row(
     return row
 
 
-_COLUMNS = ("id", "patient_id", "start", "created_at", "practice_id", "status", "patient__birth_date")
+_COLUMNS = (
+    "id",
+    "patient_id",
+    "start",
+    "created_at",
+    "practice_id",
+    "status",
+    "patient__birth_date",
+)
 
 
 def _zones(organization_id: int) -> dict[int, zoneinfo.ZoneInfo]:
@@ -135,8 +136,10 @@ def _zones(organization_id: int) -> dict[int, zoneinfo.ZoneInfo]:
 def _walk(visits) -> Iterator[tuple[tuple, _PatientPast]]:
     """Each visit (ordered by patient, start) with its patient's visits before it."""
     past = _PatientPast()
-    for visit in visits.order_by("patient_id", "start", "id").values_list(*_COLUMNS).iterator(
-        chunk_size=20_000
+    for visit in (
+        visits.order_by("patient_id", "start", "id")
+        .values_list(*_COLUMNS)
+        .iterator(chunk_size=20_000)
     ):
         if visit[1] != past.patient_id:
             past = _PatientPast(patient_id=visit[1])
@@ -215,14 +218,17 @@ def upcoming_features(
         if start < now:
             past.add(start, status)
             continue
-        yield pk, _row(
-            start=start,
-            created=created,
-            zone=zones[practice_id],
-            birth=birth,
-            past=past,
-            known_until=min(now, decision_time(start, created)),
-            base_rate=base_rate,
+        yield (
+            pk,
+            _row(
+                start=start,
+                created=created,
+                zone=zones[practice_id],
+                birth=birth,
+                past=past,
+                known_until=min(now, decision_time(start, created)),
+                base_rate=base_rate,
+            ),
         )
 
 
@@ -359,7 +365,8 @@ def latest_model(organization_id: int) -> NoShowModel:
 
 
 def score_upcoming(organization_id: int, *, now: datetime | None = None, batch: int = 5000) -> int:
-    """Write `noshow_risk` on every upcoming visit with the latest model; returns how many."""
+    """Write `noshow_risk` on every upcoming visit with the latest model, and decide the
+    extra touch for the high-risk ones whose decision time has come; returns how many."""
     model = latest_model(organization_id)
     now = now or timezone.now()
     scored, pending = 0, []
@@ -367,7 +374,9 @@ def score_upcoming(organization_id: int, *, now: datetime | None = None, batch: 
     def flush() -> None:
         features = np.array([row for _, row in pending]).reshape(-1, len(FEATURES))
         risks = predict(model, features)
-        record_risk_scores({a_id: float(r) for (a_id, _), r in zip(pending, risks, strict=True)})
+        scores = {a_id: float(r) for (a_id, _), r in zip(pending, risks, strict=True)}
+        record_risk_scores(scores)
+        touches.decide(organization_id, scores, now)
 
     for pk, row in upcoming_features(
         organization_id, now=now, base_rate=model.report["organization_rate"]

@@ -17,7 +17,8 @@ from careline.clinics.models import Organization, Practice, StaffMembership, Sta
 from careline.clinics.scoping import administered_organization_ids
 from careline.clinics.validators import query_date, query_id
 from careline.messaging.experiments import end_experiment, start_experiment
-from careline.messaging.models import Experiment
+from careline.messaging.models import Experiment, RiskTouchPolicy
+from careline.messaging.touches import start_policy, stop_policy
 from careline.scheduling.models import Appointment
 
 COLUMNS = [
@@ -277,3 +278,64 @@ def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
             raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
         end_experiment(experiment)
     return render(request, "analytics/experiment.html", {"result": experiments.results(experiment)})
+
+
+class RiskTouchForm(forms.Form):
+    practice = forms.ModelChoiceField(
+        queryset=Practice.objects.none(), required=False, empty_label="Every practice"
+    )
+    threshold_percent = forms.IntegerField(
+        min_value=1, max_value=99, initial=30, label="High risk from (no-show risk, %)"
+    )
+    touch_percent = forms.IntegerField(
+        min_value=1, max_value=99, initial=50, label="Share of high-risk visits touched (%)"
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["practice"].queryset = Practice.objects.visible_to(user).filter(
+            organization_id__in=_experiment_orgs(user)
+        )
+
+
+def _visible_touch_policies(user):
+    practices = Practice.objects.visible_to(user)
+    return RiskTouchPolicy.objects.filter(organization_id__in=_experiment_orgs(user)).filter(
+        Q(practice__isnull=True) | Q(practice__in=practices)
+    )
+
+
+@login_required
+def extra_touch(request: HttpRequest) -> HttpResponse:
+    """The extra touch for high-risk visits: start or stop a policy, and its randomized
+    result (touch vs no touch)."""
+    org_ids = _experiment_orgs(request.user)
+    if not org_ids:
+        raise PermissionDenied("Experiments are for practice managers and organization admins.")
+    form = RiskTouchForm(request.POST or None, user=request.user)
+    if request.method == "POST" and request.POST.get("action") == "stop":
+        policy = get_object_or_404(
+            _visible_touch_policies(request.user), pk=query_id(request.POST, "policy")
+        )
+        if policy.practice_id is None and not _administers(request.user, policy.organization_id):
+            raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
+        stop_policy(policy, now=timezone.now())
+        return redirect("analytics:extra-touch")
+    if request.method == "POST" and form.is_valid():
+        practice = form.cleaned_data.get("practice")
+        administered = administered_organization_ids(request.user)
+        if practice is None and administered == []:
+            raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
+        start_policy(
+            organization_id=practice.organization_id if practice else (administered or org_ids)[0],
+            practice_id=practice.pk if practice else None,
+            threshold=form.cleaned_data["threshold_percent"] / 100,
+            touch_basis_points=form.cleaned_data["touch_percent"] * 100,
+            now=timezone.now(),
+        )
+        return redirect("analytics:extra-touch")
+    results = [
+        experiments.touch_results(p)
+        for p in _visible_touch_policies(request.user).select_related("practice")
+    ]
+    return render(request, "analytics/extra_touch.html", {"results": results, "form": form})

@@ -90,9 +90,7 @@ def test_training_sees_each_visit_as_scoring_saw_it_at_decision_time(demo_org):
     later = datetime(2025, 6, 20, tzinfo=UTC)
     # Visits whose decision time has passed by NOW and that happen before `later`.
     upcoming = dict(risk.upcoming_features(demo_org.id, now=NOW, base_rate=base_rate))
-    window = Appointment.objects.filter(
-        id__in=list(upcoming), start__lt=NOW + risk.DECISION_LEAD
-    )
+    window = Appointment.objects.filter(id__in=list(upcoming), start__lt=NOW + risk.DECISION_LEAD)
     assert window.count() > 50
     # The future happens: these visits are confirmed by reply, then kept or missed.
     ids = list(window.order_by("id").values_list("id", flat=True))
@@ -102,7 +100,9 @@ def test_training_sees_each_visit_as_scoring_saw_it_at_decision_time(demo_org):
             status=AppointmentStatus.NO_SHOW if i % 3 == 0 else AppointmentStatus.FULFILLED,
         )
     history = risk.load_history(demo_org.id, until=later, base_rate=base_rate)
-    trained = {int(pk): row for pk, row in zip(history.appointment_ids, history.features)}
+    trained = {
+        int(pk): row for pk, row in zip(history.appointment_ids, history.features, strict=True)
+    }
     for pk in ids:
         np.testing.assert_allclose(trained[pk], upcoming[pk], err_msg=f"visit {pk}")
 
