@@ -23,6 +23,7 @@ memory is the feature matrix itself, not the rows.
 
 from __future__ import annotations
 
+import logging
 import math
 import zoneinfo
 from array import array
@@ -41,6 +42,8 @@ from careline.messaging import touches
 from careline.messaging.touches import DECISION_LEAD, decision_time
 from careline.scheduling.appointments import record_risk_scores
 from careline.scheduling.models import Appointment, AppointmentStatus
+
+logger = logging.getLogger("careline.analytics.risk")
 
 AGE_BANDS = ((0, 18), (18, 30), (30, 45), (45, 65), (65, 200))
 HOUR_BANDS = ((0, 9), (9, 12), (12, 15), (15, 24))
@@ -389,4 +392,22 @@ def score_upcoming(organization_id: int, *, now: datetime | None = None, batch: 
     if pending:
         flush()
         scored += len(pending)
+    return scored
+
+
+def score_organizations(now: datetime | None = None) -> int:
+    """The regular scoring run: every organization with a current model; returns how many
+    visits were scored. An organization whose model predates today's features is skipped
+    (and logged) until `careline train-noshow` runs again."""
+    scored = 0
+    for organization_id in (
+        NoShowModel.objects.order_by().values_list("organization_id", flat=True).distinct()
+    ):
+        try:
+            scored += score_upcoming(organization_id, now=now)
+        except NotEnoughHistory:
+            logger.warning(
+                "No-show scoring skipped for organization %s: retrain with train-noshow",
+                organization_id,
+            )
     return scored

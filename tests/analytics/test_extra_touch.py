@@ -200,3 +200,55 @@ def test_manager_starts_reads_and_stops_a_touch_on_the_page(client, build, clini
     client.force_login(build.staff(practice.organization, StaffRole.FRONT_DESK,
                                    practices=[practice]))  # fmt: skip
     assert client.get(url).status_code == 403
+
+
+def test_the_worker_scores_and_fires_the_touch_in_its_regular_run(db):
+    demo = generate_demo(
+        DemoOptions(practices=1, providers=3, patients=800, appointments=8000,
+                    organization_slug="worker-touch")
+    ).organization  # fmt: skip
+    _policy(demo.practices.get(), threshold=0.01)
+    call_command("train-noshow", "--organization", "worker-touch", "--no-score", stdout=StringIO())
+    assert not RiskTouch.objects.exists()
+    out = StringIO()
+    call_command("worker", "--once", stdout=out)
+    assert "visits_scored=" in out.getvalue()
+    assert RiskTouch.objects.filter(arm=TouchArm.TOUCH).exists()
+    assert Appointment.objects.filter(organization=demo, noshow_risk__isnull=False).exists()
+
+
+def test_the_rest_api_starts_reads_and_stops_a_touch_within_its_organization(build, clinic):
+    from careline.integrations.api_keys import issue_api_key
+    from tests.api.conftest import Api
+
+    practice = clinic[0]
+    org = practice.organization
+    api = Api(issue_api_key(organization_slug=org.slug, name="analytics").plaintext)
+    started = api.post("extra-touch", {"practice": practice.id, "threshold": 0.35})
+    assert started.status_code == 201, started.content
+    body = started.json()
+    assert (body["threshold"], body["touch_share"], body["practice"]["id"]) == (
+        0.35, 0.5, practice.id)  # fmt: skip
+    assert started["Location"].endswith(f"/api/v1/extra-touch/{body['id']}")
+    policy = touches.RiskTouchPolicy.objects.get(pk=body["id"])
+
+    visits = visits_for(build, clinic, 24, days_ahead=1)
+    touches.decide(org.id, {v.id: 0.5 for v in visits}, timezone.now())
+    read = api.get(f"extra-touch/{policy.id}").json()
+    arms = RiskTouch.objects.filter(policy=policy)
+    assert read["touch"]["visits"] == arms.filter(arm=TouchArm.TOUCH).count()
+    assert read["touch"]["visits"] + read["no_touch"]["visits"] == 24
+    assert read["enough_data"] is False and read["verdict"].startswith("Not enough data")
+    assert [d["id"] for d in api.get("extra-touch").json()["data"]] == [policy.id]
+
+    bad = api.post("extra-touch", {"practice": build.practice().id, "threshold": 1.5})
+    assert bad.status_code == 422
+    assert set(bad.json()["error"]["fields"]) == {"practice", "threshold"}
+    assert touches.RiskTouchPolicy.objects.count() == 1
+
+    stranger = Api(issue_api_key(organization_slug=build.organization().slug, name="x").plaintext)
+    assert stranger.get(f"extra-touch/{policy.id}").status_code == 404
+    assert stranger.post(f"extra-touch/{policy.id}/stop").status_code == 404
+    assert stranger.get("extra-touch").json()["data"] == []
+    stopped = api.post(f"extra-touch/{policy.id}/stop")
+    assert stopped.status_code == 200 and stopped.json()["ended_at"] is not None
