@@ -118,3 +118,12 @@ def stop_policy(policy: RiskTouchPolicy, *, now: datetime) -> None:
     if policy.ended_at is None:
         policy.ended_at = now
         policy.save(update_fields=["ended_at"])
+
+
+def not_to_touch(appointment_ids: list[int]) -> set[int]:
+    """Which of these visits the extra touch randomized to no touch."""
+    return set(
+        RiskTouch.objects.filter(
+            appointment_id__in=appointment_ids, arm=TouchArm.NO_TOUCH
+        ).values_list("appointment_id", flat=True)
+    )

@@ -252,3 +252,20 @@ def test_the_rest_api_starts_reads_and_stops_a_touch_within_its_organization(bui
     assert stranger.get("extra-touch").json()["data"] == []
     stopped = api.post(f"extra-touch/{policy.id}/stop")
     assert stopped.status_code == 200 and stopped.json()["ended_at"] is not None
+
+
+def test_the_call_list_phones_high_risk_visits_of_the_touch_arm_only(client, build, clinic):
+    """A call for risk is a touch too: the no-touch arm is not phoned for its risk."""
+    practice = clinic[0]
+    _policy(practice, threshold=0.3)
+    visits = visits_for(build, clinic, 24, days_ahead=1)
+    ids = [v.id for v in visits]
+    Appointment.objects.filter(id__in=ids).update(noshow_risk=0.5)
+    touches.decide(practice.organization_id, dict.fromkeys(ids, 0.5), timezone.now())
+    arms = dict(RiskTouch.objects.values_list("appointment_id", "arm"))
+    client.force_login(build.staff(practice.organization, StaffRole.FRONT_DESK,
+                                   practices=[practice]))  # fmt: skip
+    rows = client.get(reverse("scheduling:call_list", args=[practice.id])).context["rows"]
+    listed = {r.appointment.id for r in rows}
+    assert listed == {pk for pk, arm in arms.items() if arm == TouchArm.TOUCH}
+    assert 0 < len(listed) < 24
