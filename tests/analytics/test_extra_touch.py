@@ -156,9 +156,9 @@ def test_the_scoring_run_fires_the_touch(db):
                     organization_slug="touchy")
     ).organization  # fmt: skip
     practice = demo.practices.get()
-    _policy(practice, threshold=0.01)
+    policy = _policy(practice, threshold=0.01)
     call_command("train-noshow", "--organization", "touchy", stdout=StringIO())
-    decided = RiskTouch.objects.all()
+    decided = RiskTouch.objects.filter(policy=policy)
     now = timezone.now()
     due_soon = Appointment.objects.filter(
         organization=demo,
@@ -207,14 +207,16 @@ def test_the_worker_scores_and_fires_the_touch_in_its_regular_run(db):
         DemoOptions(practices=1, providers=3, patients=800, appointments=8000,
                     organization_slug="worker-touch")
     ).organization  # fmt: skip
-    _policy(demo.practices.get(), threshold=0.01)
+    policy = _policy(demo.practices.get(), threshold=0.01)
     call_command("train-noshow", "--organization", "worker-touch", "--no-score", stdout=StringIO())
-    assert not RiskTouch.objects.exists()
+    assert not RiskTouch.objects.filter(policy=policy).exists()
     out = StringIO()
     call_command("worker", "--once", stdout=out)
     assert "visits_scored=" in out.getvalue()
-    assert RiskTouch.objects.filter(arm=TouchArm.TOUCH).exists()
-    assert Appointment.objects.filter(organization=demo, noshow_risk__isnull=False).exists()
+    assert RiskTouch.objects.filter(policy=policy, arm=TouchArm.TOUCH).exists()
+    assert Appointment.objects.filter(
+        organization=demo, start__gt=timezone.now(), noshow_risk__isnull=False
+    ).exists()
 
 
 def test_the_rest_api_starts_reads_and_stops_a_touch_within_its_organization(build, clinic):
@@ -269,3 +271,28 @@ def test_the_call_list_phones_high_risk_visits_of_the_touch_arm_only(client, bui
     listed = {r.appointment.id for r in rows}
     assert listed == {pk for pk, arm in arms.items() if arm == TouchArm.TOUCH}
     assert 0 < len(listed) < 24
+
+
+def test_the_demos_planted_touch_lift_is_recovered(db):
+    """The demo randomizes high-risk visits of the last 120 days and plants a relative risk
+    of 0.7 for the touch: the measured difference's interval holds the planted one and
+    excludes zero."""
+    from careline.demo import generator
+
+    demo = generate_demo(
+        DemoOptions(practices=6, providers=24, patients=3000, appointments=30_000,
+                    organization_slug="touch-demo")
+    ).organization  # fmt: skip
+    policy = touches.RiskTouchPolicy.objects.get(organization=demo)
+    result = experiments.touch_results(policy)
+    assert result.touch.due > 500 and result.no_touch.due > 500
+    share = result.touch.visits / (result.touch.visits + result.no_touch.visits)
+    assert abs(share - 0.5) < 0.03
+    planted = result.no_touch.rate * (generator.TOUCH_RELATIVE_RISK - 1)
+    c = result.comparison
+    assert c.difference_low < planted < c.difference_high
+    assert c.difference_high < 0
+    assert all(
+        arm == touches.arm_of(policy, pk)
+        for pk, arm in RiskTouch.objects.values_list("appointment_id", "arm")
+    )
