@@ -48,7 +48,7 @@ def read_variables(path: Path | None = None) -> dict[str, str | None]:
 
 def shown(name: str, value: object) -> str:
     """The value as printed: secrets as '(set, hidden)', a URL's password as '***'."""
-    if value in (None, ""):
+    if value in (None, "") or value == []:
         return "(empty)"
     if any(word in name for word in SECRET_WORDS):
         return "(set, hidden)"
@@ -69,6 +69,8 @@ class Command(BaseCommand):
             from_environment = name in os.environ
             if from_environment:
                 value: object = os.environ[name]
+            elif name == "DATABASE_URL":
+                value = f"sqlite:///{settings.DATABASES['default']['NAME']}"
             elif hasattr(settings, name):
                 value = getattr(settings, name)
             else:
