@@ -341,6 +341,9 @@ CARELINE_WAITLIST_MIN_LEAD_MINUTES = int(os.environ.get("CARELINE_WAITLIST_MIN_L
 
 # Upcoming visits the no-show model rates at or above this go on the call list.
 CARELINE_NOSHOW_CALL_THRESHOLD = float(os.environ.get("CARELINE_NOSHOW_CALL_THRESHOLD", "0.3"))
+# How often the worker re-scores upcoming visits with the no-show model (and so decides
+# the extra touch for high-risk visits two days ahead).
+CARELINE_NOSHOW_SCORING_SECONDS = float(os.environ.get("CARELINE_NOSHOW_SCORING_SECONDS", "3600"))
 
 LOGGING = {
     "version": 1,

@@ -348,3 +348,60 @@ class ExperimentAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.appointment_id} in {self.arm}"
+
+
+class RiskTouchPolicy(models.Model):
+    """A practice's (or the whole organization's) extra touch for visits the no-show model
+    rates at or above `threshold`: a randomized share gets one more reminder, the rest
+    none, so the touch's effect is measured rather than assumed."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    practice = models.ForeignKey(
+        Practice,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Blank: every practice of the organization.",
+    )
+    threshold = models.FloatField(help_text="No-show risk (0–1) from which a visit is high-risk.")
+    touch_basis_points = models.PositiveIntegerField(
+        default=5000, help_text="Share of high-risk visits that get the touch, in 1/10000."
+    )
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(threshold__gt=0, threshold__lt=1),
+                name="risk_touch_threshold_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(touch_basis_points__gt=0, touch_basis_points__lt=10000),
+                name="risk_touch_share_between_0_and_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"extra touch from risk {self.threshold:.0%}"
+
+
+class TouchArm(models.TextChoices):
+    TOUCH = "touch", "Extra touch"
+    NO_TOUCH = "no_touch", "No extra touch"
+
+
+class RiskTouch(models.Model):
+    """A high-risk visit's arm, decided once: when it was first scored at or after its
+    decision time (careline.messaging.touches)."""
+
+    policy = models.ForeignKey(RiskTouchPolicy, on_delete=models.CASCADE, related_name="touches")
+    appointment = models.OneToOneField(Appointment, on_delete=models.CASCADE, related_name="+")
+    arm = models.CharField(max_length=10, choices=TouchArm.choices)
+    risk = models.FloatField()
+    decided_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.appointment_id} in {self.arm}"

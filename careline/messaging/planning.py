@@ -44,6 +44,8 @@ APPOINTMENT = Appointment._meta.db_table
 EVENT_NEWS_WINDOW = timedelta(days=1)
 EVENT_EXPIRY = timedelta(days=1)
 SYNC_CHUNK = 500
+# The step key of the extra touch for a high-risk visit (careline.messaging.touches).
+EXTRA_TOUCH_STEP = "touch"
 BULK_CHUNK = 50_000
 
 _UPCOMING_SQL = ", ".join(f"'{s}'" for s in UPCOMING_STATUSES)
@@ -256,7 +258,8 @@ def _plan_chunk(
         with_sql=cte,
         with_params=cte_params,
         where=f"{o}.appointment_id IS NOT NULL AND {outbox_filter} "
-        f"AND {o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
+        f"AND {o}.kind = '{MessageKind.REMINDER}' AND {o}.step_key <> '{EXTRA_TOUCH_STEP}' "
+        "AND NOT EXISTS ("
         "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
         f"WHERE e.id = {o}.appointment_id AND s.step_key = {o}.step_key)",
         where_params=filter_params,
@@ -583,6 +586,29 @@ def _insert_missing_reminders(
         [*cte_params, n, at, n],
         with_sql=cte,
     )
+
+
+def plan_extra_touch(appointment_ids: list[int], *, now: datetime) -> None:
+    """One more reminder, due now, for these high-risk visits (careline.messaging.touches):
+    through the visit's rule's channel, never for a visit the rule stops texting once
+    confirmed, nor one withheld from every reminder by a holdout."""
+    if not appointment_ids:
+        return
+    rules, n = _Rules.load(), _dt(now)
+    withheld = experiments.withheld_condition(f"'{EXTRA_TOUCH_STEP}'")
+    for start in range(0, len(appointment_ids), SYNC_CHUNK):
+        chunk = appointment_ids[start : start + SYNC_CHUNK]
+        chunk_filter = f"a.id IN ({', '.join(['%s'] * len(chunk))})"
+        at = _dt(_chunk_stamp(chunk_filter, chunk))
+        cte, cte_params = rules.cte(chunk_filter, chunk)
+        insert_planned(
+            _select("reminder", f"'{EXTRA_TOUCH_STEP}'", Priority.REMINDER, "%s", "a.start")
+            + f" AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s "
+            f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+            f"AND NOT {withheld}",
+            [*cte_params, n, n, at, n],
+            with_sql=cte,
+        )
 
 
 def _ask_now_when_no_reminder_is_ahead(cte: str, cte_params: list, n, at) -> None:

@@ -6,6 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
+from careline.analytics.experiments import TouchResult
 from careline.analytics.metrics import BeforeAfter, MetricsRow
 from careline.broadcasts.models import Broadcast
 from careline.broadcasts.sending import Preview
@@ -237,3 +238,28 @@ def appointment_change(e: AppointmentEvent, undo_until: datetime | None) -> dict
 
 def open_time(slot: Slot) -> dict[str, Any]:
     return {"start": slot.start, "end": slot.end, "provider_id": slot.provider_id}
+
+
+def extra_touch(result: TouchResult) -> dict[str, Any]:
+    policy, c = result.policy, result.comparison
+
+    def arm(a) -> dict[str, Any]:
+        return {"visits": a.visits, "due": a.due, "no_shows": a.no_shows, "no_show_rate": a.rate}
+
+    return {
+        "id": policy.pk,
+        "practice": None
+        if policy.practice is None
+        else {"id": policy.practice.pk, "name": policy.practice.name},
+        "threshold": policy.threshold,
+        "touch_share": policy.touch_basis_points / 10_000,
+        "started_at": policy.started_at,
+        "ended_at": policy.ended_at,
+        "touch": arm(result.touch),
+        "no_touch": arm(result.no_touch),
+        "difference": c.difference,
+        "difference_95ci": [c.difference_low, c.difference_high],
+        "p_value": result.p_value,
+        "enough_data": result.enough_data,
+        "verdict": result.verdict,
+    }
