@@ -17,6 +17,7 @@ def record_consent(
     opted_out: bool,
     source: str,
     detail: str = "",
+    channel: str = "",
     at: datetime | None = None,
     user=None,
 ) -> ConsentEvent:
@@ -29,6 +30,7 @@ def record_consent(
             kind=ConsentEvent.Kind.OPT_OUT if opted_out else ConsentEvent.Kind.OPT_IN,
             source=source,
             detail=detail[:200],
+            channel=channel,
             occurred_at=at,
             recorded_by=user,
         )

@@ -43,6 +43,9 @@ class FakeTwilio:
     auth_token: str
     base_url: str = ""
     messages: dict[str, dict] = field(default_factory=dict)
+    # Calls placed (Calls.json), by sid, each with the parameters it was created with
+    # under "_params" (Url, StatusCallback, StatusCallbackEvent as a list, ...).
+    calls: dict[str, dict] = field(default_factory=dict)
     # Numbers that always fail like Twilio does for them.
     number_errors: dict[str, FakeError] = field(default_factory=dict)
     # Errors returned, in order, by the next requests (whatever they are).
@@ -150,7 +153,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Basic {expected}":
             self._error(FakeError(401, 20003, "Authenticate"))
             return None
-        if parts.path != f"/{API_VERSION}/Accounts/{fake.account_sid}/Messages.json":
+        if parts.path not in (
+            f"/{API_VERSION}/Accounts/{fake.account_sid}/Messages.json",
+            f"/{API_VERSION}/Accounts/{fake.account_sid}/Calls.json",
+        ):
             self._error(FakeError(404, 20404, "The requested resource was not found"))
             return None
         if error:
@@ -163,6 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
         if checked is None:
             return
         fake = self.server.fake
+        if checked[0].endswith("/Calls.json"):
+            return self._create_call(checked[1])
         params = {k: v[0] for k, v in checked[1].items()}
         to, from_, service = params.get("To"), params.get("From"), params.get("MessagingServiceSid")
         if not to:
@@ -185,6 +193,56 @@ class _Handler(BaseHTTPRequestHandler):
             # The history shows it sent from now on; the create answer is still "queued".
             message.update(status="sent", date_sent=message["date_created"])
         self._send_json(201, response)
+
+    def _create_call(self, raw: dict[str, list[str]]) -> None:
+        """Calls.create as Twilio answers it: 201 with a queued call; the call's progress
+        is the test's to post to the status callback, as Twilio would."""
+        fake = self.server.fake
+        params = {k: v[0] for k, v in raw.items()}
+        to, from_ = params.get("To"), params.get("From")
+        if not to:
+            return self._error(FakeError(400, 21201, "No 'To' number is specified"))
+        if not from_:
+            return self._error(FakeError(400, 21213, "No 'From' number is specified"))
+        if not params.get("Url") and not params.get("Twiml"):
+            return self._error(FakeError(400, 21205, "Url parameter is required."))
+        if to in fake.number_errors:
+            return self._error(fake.number_errors[to])
+        now = datetime.now(UTC)
+        stamp = format_datetime(now, usegmt=True)
+        with fake.lock:
+            sid = f"CA{next(fake._seq):032x}"
+        call = {
+            "account_sid": fake.account_sid,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": stamp,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": from_,
+            "from_formatted": from_,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {},
+            "to": to,
+            "to_formatted": to,
+            "uri": f"/{API_VERSION}/Accounts/{fake.account_sid}/Calls/{sid}.json",
+        }
+        with fake.lock:
+            fake.calls[sid] = {
+                **call,
+                "_params": {**params, "StatusCallbackEvent": raw.get("StatusCallbackEvent", [])},
+            }
+        self._send_json(201, call)
 
     def do_GET(self) -> None:
         checked = self._prelude("GET")
