@@ -46,8 +46,9 @@ class FakeTwilio:
     # Calls placed (Calls.json), by sid, each with the parameters it was created with
     # under "_params" (Url, StatusCallback, StatusCallbackEvent as a list, ...).
     calls: dict[str, dict] = field(default_factory=dict)
-    # Numbers that always fail like Twilio does for them.
+    # Numbers that always fail like Twilio does for them: texts, and calls.
     number_errors: dict[str, FakeError] = field(default_factory=dict)
+    call_errors: dict[str, FakeError] = field(default_factory=dict)
     # Errors returned, in order, by the next requests (whatever they are).
     next_errors: list[FakeError] = field(default_factory=list)
     # Seconds each request waits before answering (timeouts).
@@ -206,8 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(FakeError(400, 21213, "No 'From' number is specified"))
         if not params.get("Url") and not params.get("Twiml"):
             return self._error(FakeError(400, 21205, "Url parameter is required."))
-        if to in fake.number_errors:
-            return self._error(fake.number_errors[to])
+        if to in fake.call_errors:
+            return self._error(fake.call_errors[to])
         now = datetime.now(UTC)
         stamp = format_datetime(now, usegmt=True)
         with fake.lock:
