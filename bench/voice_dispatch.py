@@ -5,7 +5,7 @@ Figures: the rate at which the fake server received Calls.create requests, next 
 configured limit (target: within 2%), and the worker's CPU per call. Calling hours are
 the real ones (the clinic's zone is one where it is now daytime).
 
-    .venv/bin/python -m bench.voice_dispatch [--rows 10000] [--cps 100] [--database sqlite|postgres]
+    .venv/bin/python -m bench.voice_dispatch [--rows 10000] [--cps 50] [--database sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ WARM_UP = 10
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000, help="calls to place")
-    parser.add_argument("--cps", type=float, default=100.0, help="calls per second limit")
+    parser.add_argument("--cps", type=float, default=50.0, help="calls per second limit")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args(argv)
     if args.rows < WARM_UP + 2 or args.cps <= 0:

@@ -14,6 +14,7 @@ from careline.integrations.api_keys import issue_api_key
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.twilio import TwilioGateway
 from careline.messaging.models import Channel, MessageKind, MessageState, OutboundMessage
+from careline.messaging.planning import sync_reminders
 from careline.patients.models import LineType, Patient, PhoneLine
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from tests.conversations.voice import ACCOUNT_SID, BASE, TOKEN, VoicePractice
@@ -159,8 +160,6 @@ def test_a_call_is_not_started_after_hours_even_when_the_worker_is_late(build, f
         status_source=ChangeSource.FHIR,
         allow_overlap=True,
     )
-    from careline.messaging.planning import sync_reminders
-
     sync_reminders([visit.pk])
     # Claimed a second before the hours close; the worker reaches the dial after they did.
     claim = datetime.combine(day - timedelta(days=1), time(20, 59, 59), tzinfo=zone)
