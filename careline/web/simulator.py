@@ -112,9 +112,12 @@ def reply(request: HttpRequest) -> HttpResponse:
 
 
 def _call(request: HttpRequest, token: str) -> VoiceCall:
+    organization_ids = _organization_ids(request)
     call = find_call(token)
-    if call is None or call.outbound_message.organization_id not in _organization_ids(request):
+    if call is None:
         raise Http404("No such call.")
+    if call.outbound_message.organization_id not in organization_ids:
+        raise PermissionDenied("That call is not from your organization.")
     return call
 
 

@@ -36,5 +36,5 @@ def test_another_organizations_staff_cannot_answer(client, build, ringing):
     client.force_login(build.staff(build.organization()))
     token = VoiceCall.objects.get().token
 
-    assert client.post(f"/simulator/call/{token}/answer", {"as": "person"}).status_code == 404
+    assert client.post(f"/simulator/call/{token}/answer", {"as": "person"}).status_code == 403
     assert VoiceCall.objects.get().status == ""
