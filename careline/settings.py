@@ -228,6 +228,9 @@ TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", ""
 TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
 TWILIO_API_BASE_URL = os.environ.get("TWILIO_API_BASE_URL", "").rstrip("/")
 TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
+# Reminder calls (Programmable Voice) come from the practice's number when it is a number
+# (calls cannot come from a Messaging Service), else from this voice-capable number.
+TWILIO_VOICE_FROM_NUMBER = os.environ.get("TWILIO_VOICE_FROM_NUMBER", "")
 # A text that waited this long for a web process, or for the database's write lock, is
 # refused with 503 + Retry-After (Twilio sends it again) instead of queueing further.
 CARELINE_WEBHOOK_MAX_WAIT_SECONDS = float(os.environ.get("CARELINE_WEBHOOK_MAX_WAIT_SECONDS", "1"))
@@ -243,6 +246,14 @@ CARELINE_SIMULATOR_DELAY_MS = float(os.environ.get("CARELINE_SIMULATOR_DELAY_MS"
 # Texts other than replies go out only between these local hours of the practice.
 CARELINE_SENDING_HOURS_START = int(os.environ.get("CARELINE_SENDING_HOURS_START", "8"))
 CARELINE_SENDING_HOURS_END = int(os.environ.get("CARELINE_SENDING_HOURS_END", "21"))
+# Automated calls start only between these local hours of the patient (TCPA), at most one a
+# day and three a week per patient, texts included; a busy or unanswered call is tried
+# once more this many minutes later, the same day, within the hours.
+CARELINE_CALLING_HOURS_START = int(os.environ.get("CARELINE_CALLING_HOURS_START", "8"))
+CARELINE_CALLING_HOURS_END = int(os.environ.get("CARELINE_CALLING_HOURS_END", "21"))
+CARELINE_CALL_RETRY_MINUTES = int(os.environ.get("CARELINE_CALL_RETRY_MINUTES", "60"))
+# Calls placed per second per worker (Twilio's default account limit is 1); 0 = no limit.
+CARELINE_CALLS_PER_SECOND = float(os.environ.get("CARELINE_CALLS_PER_SECOND", "1"))
 CARELINE_MAX_TEXTS_PER_PATIENT_PER_DAY = int(
     os.environ.get("CARELINE_MAX_TEXTS_PER_PATIENT_PER_DAY", "4")
 )

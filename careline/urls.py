@@ -1,18 +1,23 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from careline.conversations.voice_webhooks import call_answered, call_key_pressed
 from careline.conversations.webhooks import incoming_sms
-from careline.messaging.webhooks import status_callback
+from careline.messaging.webhooks import call_status, status_callback
 
 admin.site.site_header = "Careline administration"
 admin.site.site_title = "Careline"
 
-# Twilio calls both under one prefix: delivery reports update the outbox (messaging),
-# texts patients send go to conversations.
+# Twilio calls all of these under one prefix: delivery reports update the outbox
+# (messaging), texts patients send and keys pressed on calls go to conversations.
 twilio_webhooks = (
     [
         path("status", status_callback, name="status"),
         path("sms", incoming_sms, name="sms"),
+        # A reminder call's URLs carry its unguessable token (careline.messaging.calls).
+        path("voice/<str:token>", call_answered, name="call"),
+        path("voice/<str:token>/gather", call_key_pressed, name="call_gather"),
+        path("voice/<str:token>/status", call_status, name="call_status"),
     ],
     "twilio_webhooks",
 )

@@ -35,7 +35,7 @@ DIMENSIONS = {
     "week": ("period", None),
     "month": ("period", None),
 }
-PATIENT_SOURCES = (ChangeSource.PATIENT_TEXT, ChangeSource.PATIENT_LINK)
+PATIENT_SOURCES = (ChangeSource.PATIENT_TEXT, ChangeSource.PATIENT_LINK, ChangeSource.PATIENT_CALL)
 
 
 class _PeriodStart(Func):

@@ -68,6 +68,11 @@ class Facts:
     stop_when_confirmed: bool = False
     # Messages (not replies) this patient got in the last 24 hours.
     sent_to_patient_last_day: int = 0
+    # Calls only: automated messages (texts and calls, not replies, not the ones the
+    # carrier reported undelivered or failed) this patient got in the last 24 hours and
+    # 7 days, for the healthcare-exemption limits on automated calls.
+    reached_last_day: int = 0
+    reached_last_week: int = 0
     # Another visit's reminder of the same step already went to this number for the same
     # practice and local day (a family sharing one phone).
     number_already_reminded: bool = False
@@ -81,9 +86,20 @@ class Decision:
 
 
 APPOINTMENT_KINDS = (MessageKind.REMINDER, MessageKind.BOOKED, MessageKind.RESCHEDULED)
+# Automated calls (TCPA healthcare exemption): at most this many a day and a week per
+# patient, texts counted with them.
+CALLS_PER_DAY = 1
+CALLS_PER_WEEK = 3
+CALLING_HOURS = SendingHours(8, 21)
 
 
-def decide(facts: Facts, *, hours: SendingHours, daily_cap: int) -> Decision:
+def decide(
+    facts: Facts,
+    *,
+    hours: SendingHours,
+    daily_cap: int,
+    call_hours: SendingHours = CALLING_HOURS,
+) -> Decision:
     f = facts
     if f.expires_at is not None and f.expires_at <= f.now:
         return Decision(SUPPRESS, "expired")
@@ -108,11 +124,59 @@ def decide(facts: Facts, *, hours: SendingHours, daily_cap: int) -> Decision:
             if f.expires_at is not None and f.expires_at <= opening:
                 return Decision(SUPPRESS, "expired")
             return Decision(DEFER, "quiet_hours", opening)
+    if f.channel == Channel.VOICE:
+        return _decide_call(f, call_hours)
     if f.sent_to_patient_last_day >= daily_cap:
         return Decision(SUPPRESS, "frequency_cap")
     if f.kind == MessageKind.REMINDER and f.number_already_reminded:
         return Decision(SUPPRESS, "shared_number")
     return Decision(SEND)
+
+
+def _decide_call(f: Facts, hours: SendingHours) -> Decision:
+    """An automated call: never to an opted-out number, only within calling hours in every
+    zone the patient may be in (deferred to the next opening, dropped when that is too
+    late), and within the day and week limits."""
+    if f.opted_out:
+        return Decision(SUPPRESS, "opted_out")
+    opening = hours.next_opening_everywhere(f.now, f.patient_zones or (f.zone,))
+    if opening is not None:
+        if f.visit_start is not None and f.visit_start <= opening:
+            return Decision(SUPPRESS, "calling_hours")
+        if f.expires_at is not None and f.expires_at <= opening:
+            return Decision(SUPPRESS, "expired")
+        return Decision(DEFER, "calling_hours", opening)
+    if f.reached_last_day >= CALLS_PER_DAY:
+        return Decision(SUPPRESS, "call_limit_day")
+    if f.reached_last_week >= CALLS_PER_WEEK:
+        return Decision(SUPPRESS, "call_limit_week")
+    if f.kind == MessageKind.REMINDER and f.number_already_reminded:
+        return Decision(SUPPRESS, "shared_number")
+    return Decision(SEND)
+
+
+def may_call_now(
+    now: datetime, zones: tuple[zoneinfo.ZoneInfo, ...], hours: SendingHours = CALLING_HOURS
+) -> bool:
+    """Whether a call may start at `now` (checked again just before dialing: a worker
+    that fell behind must not start a call claimed in hours once they have closed)."""
+    return hours.next_opening_everywhere(now, zones) is None
+
+
+def call_retry_time(
+    now: datetime,
+    zones: tuple[zoneinfo.ZoneInfo, ...],
+    hours: SendingHours,
+    delay: timedelta,
+) -> datetime | None:
+    """When a busy or unanswered call is tried again: `delay` after `now`, if that is
+    still the same local day and within calling hours everywhere; else never."""
+    at = now + delay
+    if not may_call_now(at, zones, hours):
+        return None
+    if any(at.astimezone(z).date() != now.astimezone(z).date() for z in zones):
+        return None
+    return at
 
 
 def _appointment_problem(f: Facts) -> str:

@@ -26,17 +26,37 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from careline.background import backoff
-from careline.messaging import outbox, visit_links
-from careline.messaging.compliance import DEFER, SEND, Decision, Facts, SendingHours, decide
+from careline.messaging import calls, outbox, visit_links
+from careline.messaging.call_script import call_summary
+from careline.messaging.compliance import (
+    DEFER,
+    SEND,
+    Decision,
+    Facts,
+    SendingHours,
+    decide,
+    may_call_now,
+)
 from careline.messaging.email import EmailContent, compose, email_buttons, send_message_email
-from careline.messaging.gateways.base import GatewayError, OutgoingSms, SendResult, SmsGateway
+from careline.messaging.gateways.base import (
+    GatewayError,
+    OutgoingCall,
+    OutgoingSms,
+    SendResult,
+    SmsGateway,
+)
 from careline.messaging.models import (
     Channel,
     MessageKind,
     MessageState,
     OutboundMessage,
 )
-from careline.messaging.outbox import OPTED_OUT_ERROR_CODES, record_provider_opt_out
+from careline.messaging.outbox import (
+    LANDLINE_ERROR_CODES,
+    OPTED_OUT_ERROR_CODES,
+    record_landline,
+    record_provider_opt_out,
+)
 from careline.messaging.ratelimit import SenderRateLimiter
 from careline.messaging.rendering import appointment_variables, render_body
 from careline.messaging.segments import count_segments
@@ -44,6 +64,7 @@ from careline.messaging.template_syntax import template_variables
 from careline.messaging.texts import find_template
 from careline.patients.consent import emails_opted_out
 from careline.patients.models import Patient, PhoneConsent, email_key
+from careline.patients.phone_lines import landlines
 from careline.scheduling.models import Appointment
 
 logger = logging.getLogger(__name__)
@@ -77,6 +98,8 @@ _APPOINTMENT_FIELDS = [
             "mobile_phone",
             "email",
             "time_zones",
+            "phones",
+            "prefers_calls",
         )
     ),
 ]
@@ -95,6 +118,18 @@ def _zones(names: str) -> tuple[zoneinfo.ZoneInfo, ...]:
 
 def status_callback_url() -> str:
     return f"{settings.CARELINE_BASE_URL}/webhooks/twilio/status"
+
+
+def voice_number(patient: Patient) -> str:
+    """The number a call goes to: the mobile when there is one, else the first valid
+    phone (system phone) on file."""
+    if patient.mobile_phone:
+        return patient.mobile_phone
+    for phone in patient.phones or []:
+        value = phone.get("value", "")
+        if phone.get("system", "phone") == "phone" and value.startswith("+"):
+            return value
+    return ""
 
 
 class _Batch:
@@ -123,7 +158,13 @@ class _Batch:
             )
         )
         self.zones = {a.practice_id: a.practice.zone for a in self.appointments.values()}
-        numbers = {self.address(m) for m in rows if m.channel == Channel.SMS}
+        orgs = {m.organization_id for m in rows}
+        self.landlines = landlines(
+            orgs, {p.mobile_phone for p in self.patients.values() if p.mobile_phone}
+        )
+        for m in rows:
+            self.route(m)
+        numbers = {self.address(m) for m in rows if m.channel in (Channel.SMS, Channel.VOICE)}
         self.opted_out = set(
             PhoneConsent.objects.filter(
                 opted_out=True,
@@ -145,6 +186,18 @@ class _Batch:
                 .annotate(n=Count("id"))
             )
         )
+        # Calls' limits count what reached the patient, texts included, over a week.
+        self.reached: dict[int, list[datetime]] = {}
+        called = {m.patient_id for m in rows if m.channel == Channel.VOICE and m.patient_id}
+        if called:
+            for patient_id, sent_at in (
+                OutboundMessage.objects.filter(patient_id__in=called)
+                .exclude(kind=MessageKind.REPLY)
+                .exclude(state__in=(MessageState.UNDELIVERED, MessageState.FAILED))
+                .filter(Q(sent_at__gte=now - timedelta(days=7)) | Q(state=MessageState.SENDING))
+                .values_list("patient_id", "sent_at")
+            ):
+                self.reached.setdefault(patient_id, []).append(sent_at or now)
         self.reminded: dict[tuple[str, int | None, str, date], set[int]] = {}
         reminders = [m for m in rows if m.kind == MessageKind.REMINDER and m.visit_start]
         if reminders:
@@ -194,11 +247,27 @@ class _Batch:
         patient = self.patients.get(m.patient_id)
         return patient.home_practice if patient is not None else None
 
+    def route(self, m: OutboundMessage) -> None:
+        """A reminder text becomes a call when the patient prefers calls, or the number
+        texts go to is a landline, or the patient has no mobile but another phone."""
+        patient = self.patients.get(m.patient_id)
+        if m.channel != Channel.SMS or m.kind != MessageKind.REMINDER or patient is None:
+            return
+        mobile = patient.mobile_phone
+        if (
+            patient.prefers_calls
+            or (m.organization_id, mobile) in self.landlines
+            or (not mobile and voice_number(patient))
+        ):
+            m.channel = Channel.VOICE
+
     def address(self, m: OutboundMessage) -> str:
         """Where it goes now: the patient's current number or email, if we know the patient."""
         patient = self.patients.get(m.patient_id)
         if patient is None or m.kind in (MessageKind.REPLY,):
             return m.to_address
+        if m.channel == Channel.VOICE:
+            return voice_number(patient)
         return patient.email if m.channel == Channel.EMAIL else patient.mobile_phone
 
     def facts(self, m: OutboundMessage) -> Facts:
@@ -229,14 +298,19 @@ class _Batch:
             visit_start=m.visit_start,
             stop_when_confirmed=m.stop_when_confirmed,
             sent_to_patient_last_day=self.sent_last_day[m.patient_id] if m.patient_id else 0,
+            reached_last_day=self._reached(m.patient_id, timedelta(days=1)),
+            reached_last_week=self._reached(m.patient_id, timedelta(days=7)),
             number_already_reminded=shared,
         )
 
+    def _reached(self, patient_id: int | None, within: timedelta) -> int:
+        return sum(1 for at in self.reached.get(patient_id, ()) if at >= self.now - within)
+
     def patient_zones(self, m: OutboundMessage) -> tuple[zoneinfo.ZoneInfo, ...]:
-        """The zones of the patient's phone when the text goes to it (stored with the
-        patient when the number is set: nothing to look up here)."""
+        """The zones of the patient's phone when the text or call goes to it (stored with
+        the patient when the number is set: nothing to look up here)."""
         patient = self.patients.get(m.patient_id)
-        if patient is None or m.channel != Channel.SMS or not patient.time_zones:
+        if patient is None or m.channel == Channel.EMAIL or not patient.time_zones:
             return ()
         return _zones(patient.time_zones)
 
@@ -244,6 +318,7 @@ class _Batch:
         """Count this message for the cap and the shared-number rule of later rows."""
         if m.patient_id and m.kind != MessageKind.REPLY:
             self.sent_last_day[m.patient_id] += 1
+            self.reached.setdefault(m.patient_id, []).append(self.now)
         if m.kind == MessageKind.REMINDER and m.visit_start is not None:
             practice = self.practice(m)
             zone = practice.zone if practice is not None else FALLBACK_ZONE
@@ -334,6 +409,11 @@ class Dispatcher:
             settings.CARELINE_SENDING_HOURS_START, settings.CARELINE_SENDING_HOURS_END
         )
         self.daily_cap = daily_cap or settings.CARELINE_MAX_TEXTS_PER_PATIENT_PER_DAY
+        self.call_hours = calls.calling_hours()
+        # Twilio limits the calls an account starts per second, whatever the number.
+        self.call_limiter = SenderRateLimiter(settings.CARELINE_CALLS_PER_SECOND)
+        # The zones each claimed call must be in calling hours in when it is dialed.
+        self._call_zones: dict[int, tuple[zoneinfo.ZoneInfo, ...]] = {}
         self.stats: Counter[str] = Counter()
         # Set from a signal handler: finish the message in hand, then stop.
         self.stop_requested = False
@@ -375,7 +455,15 @@ class Dispatcher:
             for m in rows:
                 links_before = len(batch.new_links)
                 try:
-                    decision = decide(batch.facts(m), hours=self.hours, daily_cap=self.daily_cap)
+                    facts = batch.facts(m)
+                    decision = decide(
+                        facts,
+                        hours=self.hours,
+                        daily_cap=self.daily_cap,
+                        call_hours=self.call_hours,
+                    )
+                    if m.channel == Channel.VOICE:
+                        self._call_zones[m.pk] = facts.patient_zones or (facts.zone,)
                     if decision.action == SEND:
                         decision = self._prepare(m, batch, now)
                 except DatabaseError:
@@ -452,6 +540,16 @@ class Dispatcher:
     def _prepare(self, m: OutboundMessage, batch: _Batch, now: datetime) -> Decision:
         m.to_address = batch.address(m)
         m.sender = batch.sender(m)
+        if m.channel == Channel.VOICE:
+            appointment = batch.appointments.get(m.appointment_id)
+            if appointment is None:
+                return Decision("suppress", "no_template")
+            # What the call says, stored as its text (staff, FHIR); the words are spoken
+            # from the visit as it is when the patient answers.
+            m.body = call_summary(appointment, appointment.patient.preferred_language)
+            m.segments = 0
+            m.state, m.claimed_at, m.attempts = MessageState.SENDING, now, m.attempts + 1
+            return Decision(SEND)
         if m.channel == Channel.EMAIL:
             return self._prepare_email(m, batch, now)
         if m.body:
@@ -497,6 +595,9 @@ class Dispatcher:
 
     def deliver(self, m: OutboundMessage) -> None:
         text = self._texts.pop(m.pk, m.body)
+        if m.channel == Channel.VOICE:
+            self._deliver_call(m)
+            return
         if m.channel == Channel.EMAIL:
             self._deliver_email(m, self._emails.pop(m.pk))
             return
@@ -512,6 +613,42 @@ class Dispatcher:
                     return
             self.limiter.wait(m.sender, m.segments)
             result = self.gateway.send(dataclasses.replace(sms, body=text))
+        except GatewayError as exc:
+            self._record_failure(m, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 — an unknown error may be passing; retry
+            logger.warning("Message %s: gateway raised %s", m.pk, type(exc).__name__)
+            self._record_failure(m, GatewayError(type(exc).__name__, transient=True))
+            return
+        self._record_sent(m, result)
+
+    def _deliver_call(self, m: OutboundMessage) -> None:
+        zones = self._call_zones.pop(m.pk, (FALLBACK_ZONE,))
+        now = self.clock()
+        if not may_call_now(now, zones, self.call_hours):
+            # Claimed in hours, but the worker got here late: the gate decides again.
+            opening = self.call_hours.next_opening_everywhere(now, zones) or now
+            outbox.retry_later(
+                m.pk, at=opening, error_code="calling_hours", error_message="Outside calling hours"
+            )
+            self.stats["deferred"] += 1
+            return
+        call = calls.open_call(m.pk)
+        if call.call_sid:
+            # An earlier attempt reached Twilio (its reports came in): never a second call.
+            self._record_sent(m, SendResult(provider_message_id=call.call_sid, state="sent"))
+            return
+        try:
+            self.call_limiter.wait("calls", 1)
+            result = self.gateway.place_call(
+                OutgoingCall(
+                    message_id=m.pk,
+                    to=m.to_address,
+                    sender=m.sender,
+                    twiml_url=calls.url(call),
+                    status_callback_url=calls.url(call, "status"),
+                )
+            )
         except GatewayError as exc:
             self._record_failure(m, exc)
             return
@@ -572,6 +709,8 @@ class Dispatcher:
         logger.info("Message %s: failed with %s", m.pk, exc.code or "-")
         if exc.code in OPTED_OUT_ERROR_CODES:
             record_provider_opt_out(m, exc.code)
+        if exc.code in LANDLINE_ERROR_CODES:
+            record_landline(m, exc.code)
 
     # -- after a crash --------------------------------------------------------------
 
@@ -596,6 +735,17 @@ class Dispatcher:
                 if m.channel == Channel.EMAIL:
                     # Mail servers offer no lookup; a possible second email beats none.
                     self._requeue(m)
+                    continue
+                if m.channel == Channel.VOICE:
+                    # Twilio reports a placed call within seconds, long before a lease
+                    # runs out: a call with no report was never placed.
+                    call = calls.call_of_message(m.pk)
+                    if call is not None and (call.call_sid or call.status):
+                        found = SendResult(provider_message_id=call.call_sid, state="sent")
+                        self._record_sent(m, found)
+                        self.stats["reconciled_sent"] += 1
+                    else:
+                        self._requeue(m)
                     continue
                 try:
                     found = self.gateway.find_sent(self.outgoing(m))

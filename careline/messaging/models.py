@@ -20,6 +20,7 @@ MAX_OFFSET_MINUTES = 60 * 24 * 60
 class Channel(models.TextChoices):
     SMS = "sms", "Text message"
     EMAIL = "email", "Email"
+    VOICE = "voice", "Phone call"
 
 
 class MessageKind(models.TextChoices):
@@ -272,6 +273,51 @@ class SimulatedPhoneMessage(models.Model):
 
     class Meta:
         ordering = ["received_at", "id"]
+
+
+class CallOutcome(models.TextChoices):
+    """What came of a reminder call, as the patient answered it (blank: no answer yet)."""
+
+    CONFIRMED = "confirmed", "Confirmed by phone"
+    CANCELLED = "cancelled", "Cancelled by phone"
+    KEPT = "kept", "Cancellation not confirmed"
+    LINK_TEXTED = "link_texted", "Reschedule link texted"
+    TRANSFERRED = "transferred", "Put through to the practice"
+    OPTED_OUT = "opted_out", "Asked for no more automated calls"
+    NO_ANSWER_GIVEN = "no_answer_given", "No key pressed"
+    VOICEMAIL = "voicemail", "Voicemail left"
+
+
+class VoiceCall(models.Model):
+    """One automated call of the outbox (an OutboundMessage with channel voice): the
+    unguessable token its webhook URLs carry, what Twilio reported and what the patient
+    pressed. Written by careline.messaging.calls only."""
+
+    outbound_message = models.OneToOneField(
+        OutboundMessage, on_delete=models.CASCADE, related_name="call"
+    )
+    # The only key in the URLs Twilio calls back: no ids, numbers or names in them.
+    token = models.CharField(max_length=64, unique=True)
+    call_sid = models.CharField(max_length=64, blank=True)
+    # Twilio's last CallStatus (queued, ringing, in-progress, completed, busy, ...).
+    status = models.CharField(max_length=20, blank=True)
+    answered_by = models.CharField(max_length=30, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=CallOutcome.choices, blank=True)
+    # The menu's state between two key presses: "" (the main menu) or "cancel" (asked to
+    # press 1 to confirm a cancellation); `prompts` counts menus played without an answer.
+    awaiting = models.CharField(max_length=10, blank=True)
+    prompts = models.PositiveSmallIntegerField(default=0)
+    digits = models.CharField(max_length=20, blank=True, help_text="Keys pressed, in order.")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["call_sid"], name="voicecall_sid")]
+
+    def __str__(self) -> str:
+        return f"Call {self.pk} ({self.status or 'placed'})"
 
 
 class Experiment(models.Model):

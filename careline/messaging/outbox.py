@@ -34,7 +34,8 @@ from careline.messaging.models import (
     Priority,
 )
 from careline.patients.consent import record_consent
-from careline.patients.models import ConsentSource, PhoneConsent
+from careline.patients.models import ConsentSource, LineType, PhoneConsent
+from careline.patients.phone_lines import note_line_type
 from careline.versions import change_stamp, change_stamp_for, stamp
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ CLAIM_FIELDS = [
     "segments",
     "to_address",
     "sender",
+    "channel",
 ]
 SENT_FIELDS = ["state", "provider_message_id", "sent_at", "finished_at"]
 _DATETIMES = {
@@ -110,6 +112,12 @@ _quote = connection.ops.quote_name
 # What a new or changed row's version becomes, in SQL (the outbox named: joined tables
 # have versions of their own).
 _NEXT_VERSION = f"{OUTBOX}.version + 1"
+# A second try of a busy or unanswered call, and a call replacing a text a landline could
+# not take, are planned rows of their own: the step key of the first with this suffix.
+CALL_RETRY_SUFFIX = ":retry"
+CALL_INSTEAD_SUFFIX = ":call"
+# Twilio: the number cannot take texts (21614 refused at once, 30006 reported later).
+LANDLINE_ERROR_CODES = {"21614", "30006"}
 
 # Provider reports only move a message forward; terminal states never change again.
 _PROGRESS = {
@@ -163,23 +171,27 @@ def record_provider_opt_out(message: OutboundMessage, code: str) -> None:
         logger.info("Recorded provider opt-out for message %s", message.pk)
 
 
-def apply_status_update(update: StatusUpdate) -> bool:
-    """Apply a provider's delivery report. Idempotent and forward-only: reports may come
-    twice and in any order, and a late "sent" never overwrites "delivered". Returns
-    whether the message changed."""
+def apply_status_update(update: StatusUpdate, *, message_id: int | None = None) -> bool:
+    """Apply a provider's delivery report (to the row with its provider id, or to row
+    `message_id`: a call's report can come before its id is written). Idempotent and
+    forward-only: reports may come twice and in any order, and a late "sent" never
+    overwrites "delivered". Returns whether the message changed."""
     new_rank = _PROGRESS.get(update.state)
     if new_rank is None or new_rank < _PROGRESS[MessageState.SENT]:
         return False
     with transaction.atomic():
+        rows = OutboundMessage.objects.select_for_update()
         message = (
-            OutboundMessage.objects.select_for_update()
-            .filter(provider_message_id=update.provider_message_id)
-            .first()
+            rows.filter(pk=message_id).first()
+            if message_id is not None
+            else rows.filter(provider_message_id=update.provider_message_id).first()
         )
         if message is None:
             return False
         if update.error_code in OPTED_OUT_ERROR_CODES:
             record_provider_opt_out(message, update.error_code)
+        if update.error_code in LANDLINE_ERROR_CODES:
+            record_landline(message, update.error_code)
         if _PROGRESS.get(message.state, 99) >= new_rank:
             return False
         now = timezone.now()
@@ -201,6 +213,69 @@ def apply_status_update(update: StatusUpdate) -> bool:
             ]
         )
     return True
+
+
+def record_landline(message: OutboundMessage, code: str) -> OutboundMessage | None:
+    """The carrier says this number cannot take texts: note it as a landline (a fact about
+    the number, for every patient on it) and call instead of the reminder that failed,
+    the same day. Returns the call's row when one was queued."""
+    if message.channel != Channel.SMS or not message.to_address:
+        return None
+    note_line_type(
+        organization_id=message.organization_id,
+        phone=message.to_address,
+        line_type=LineType.LANDLINE,
+        source=f"twilio:{code}",
+    )
+    logger.info("Message %s: number noted as a landline (error %s)", message.pk, code)
+    if message.kind != MessageKind.REMINDER or message.appointment_id is None:
+        return None
+    return _copy_as_call(message, step_key=message.step_key + CALL_INSTEAD_SUFFIX, due_at=None)
+
+
+def is_call_retry(message: OutboundMessage) -> bool:
+    return message.step_key.endswith(CALL_RETRY_SUFFIX)
+
+
+def queue_call_retry(message: OutboundMessage, *, due_at: datetime) -> OutboundMessage | None:
+    """One more try of a busy or unanswered call at `due_at`; None when it already has one."""
+    return _copy_as_call(message, step_key=message.step_key + CALL_RETRY_SUFFIX, due_at=due_at)
+
+
+def _copy_as_call(
+    message: OutboundMessage, *, step_key: str, due_at: datetime | None
+) -> OutboundMessage | None:
+    now = timezone.now()
+    with transaction.atomic():
+        if (
+            OutboundMessage.objects.filter(
+                appointment_id=message.appointment_id,
+                step_key=step_key[:40],
+                visit_start=message.visit_start,
+            )
+            .exclude(state=MessageState.CANCELLED)
+            .exists()
+        ):
+            return None
+        return OutboundMessage.objects.create(
+            organization_id=message.organization_id,
+            practice_id=message.practice_id,
+            patient_id=message.patient_id,
+            appointment_id=message.appointment_id,
+            channel=Channel.VOICE,
+            to_address=message.to_address,
+            sender=message.sender,
+            kind=message.kind,
+            step_key=step_key[:40],
+            visit_start=message.visit_start,
+            stop_when_confirmed=message.stop_when_confirmed,
+            priority=message.priority,
+            due_at=due_at or now,
+            expires_at=message.expires_at,
+            created_at=now,
+            version=1,
+            last_updated=change_stamp(OutboundMessage, message.organization_id),
+        )
 
 
 def queue_reply(

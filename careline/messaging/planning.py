@@ -152,7 +152,23 @@ def _minus_minutes(column: str, minutes: str) -> str:
 
 
 # Texts go to the mobile number; email when the rule says so or there is no mobile.
-_USE_EMAIL = "((a.channel = 'email' AND p.email <> '') OR p.mobile_phone = '')"
+_USE_EMAIL = (
+    "(a.channel <> 'voice' AND ((a.channel = 'email' AND p.email <> '') "
+    "OR (p.mobile_phone = '' AND (p.email <> '' OR NOT {_HAS_PHONE}))))"
+)
+# A patient with phones but no mobile (a landline from a feed) is called; so is everyone
+# under a rule whose channel is voice. The worker picks the number to call.
+_HAS_PHONE = "CAST(p.phones AS TEXT) <> '[]'"
+_USE_EMAIL = _USE_EMAIL.replace("{_HAS_PHONE}", _HAS_PHONE)
+# Only reminders are calls: a notice of a booking or a change is written.
+_CHANNEL = (
+    f"CASE WHEN {_USE_EMAIL} THEN 'email' "
+    "WHEN a.channel = 'voice' OR p.mobile_phone = '' THEN 'voice' ELSE 'sms' END"
+)
+_WRITTEN_CHANNEL = (
+    "CASE WHEN (a.channel = 'email' AND p.email <> '') OR p.mobile_phone = '' "
+    "THEN 'email' ELSE 'sms' END"
+)
 # The appointment is read through eff, which carries its columns and the chunk's filter,
 # never by joining the appointment table again: PostgreSQL does not carry the chunk's
 # range across such a join and would hash the whole table for every chunk (a quadratic
@@ -171,14 +187,14 @@ def _select(kind: str, step_key: str, priority: int, due: str, expires: str) -> 
     time (outbox.change_time)."""
     return f"""
     SELECT a.organization_id, a.practice_id, a.patient_id, a.id, NULL,
-      CASE WHEN {_USE_EMAIL} THEN 'email' ELSE 'sms' END,
+      {_CHANNEL if kind == MessageKind.REMINDER else _WRITTEN_CHANNEL},
       CASE WHEN {_USE_EMAIL} THEN p.email ELSE p.mobile_phone END,
       CASE WHEN pr.sender_number <> '' THEN pr.sender_number ELSE o.default_sender_number END,
       '', '{kind}', {step_key}, a.start, {"a.stop_confirmed" if kind == "reminder" else "FALSE"},
       {priority}, {due}, {expires}, 'scheduled', '', 0, NULL, NULL, '', '', '', 0, %s, NULL, NULL,
       1, %s
     {_JOINS}
-    WHERE (p.mobile_phone <> '' OR p.email <> '')
+    WHERE (p.mobile_phone <> '' OR p.email <> ''{f" OR {_HAS_PHONE}" if kind == "reminder" else ""})
     """
 
 
@@ -480,7 +496,7 @@ def replan_for_rule(
     stop_turned_on = not same or (after.stop_when_confirmed and not before.stop_when_confirmed)
     use_email = _USE_EMAIL
     address = f"CASE WHEN {use_email} THEN p.email ELSE p.mobile_phone END"
-    channel = f"CASE WHEN {use_email} THEN 'email' ELSE 'sms' END"
+    channel = _CHANNEL
     with transaction.atomic():
         changed_at = change_time([rule.organization_id])
         at = _dt(changed_at)

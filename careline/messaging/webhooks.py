@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from careline.messaging.calls import find_call, record_status
 from careline.messaging.gateways.twilio import signature_is_valid, status_update_from_callback
 from careline.messaging.outbox import apply_status_update
 
@@ -106,4 +107,32 @@ def status_callback(request: HttpRequest) -> HttpResponse:
         return plain_response(400, str(exc))
     if update is not None:
         apply_status_update(update)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def call_status(request: HttpRequest, token: str) -> HttpResponse:
+    """A reminder call's progress (initiated, ringing, answered, completed, busy,
+    no-answer, failed, canceled) with its length once it ended."""
+    if not signed_by_twilio(request):
+        return plain_response(403, "Missing or invalid X-Twilio-Signature.")
+    params = post_params(request)
+    if name := too_long(params, "CallSid", "CallStatus", "CallDuration"):
+        return plain_response(400, f"{name} is longer than any Twilio value.")
+    status = params.get("CallStatus", "")
+    if not status:
+        return plain_response(400, "A call status callback needs CallStatus.")
+    raw_duration = params.get("CallDuration", "")
+    if raw_duration and not (raw_duration.isascii() and raw_duration.isdigit()):
+        return plain_response(400, "CallDuration must be a whole number of seconds.")
+    call = find_call(token)
+    if call is None:
+        return plain_response(404, "No such call.")
+    record_status(
+        call,
+        call_sid=params.get("CallSid", ""),
+        status=status,
+        duration=int(raw_duration) if raw_duration else None,
+    )
     return HttpResponse(status=204)

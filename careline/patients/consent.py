@@ -17,11 +17,14 @@ def record_consent(
     opted_out: bool,
     source: str,
     detail: str = "",
+    via: str = "",
     at: datetime | None = None,
     user=None,
     channel: str = ConsentChannel.SMS,
 ) -> ConsentEvent:
-    """Append to the ledger and move the number's current state; the only writer of both."""
+    """Append to the ledger and move the number's current state; the only writer of both.
+    `channel` is what the entry is about (a number's texts and calls, or an email address);
+    `via` how the patient said it (voice: a key pressed on a call)."""
     at = at or timezone.now()
     with transaction.atomic():
         event = ConsentEvent.objects.create(
@@ -31,6 +34,7 @@ def record_consent(
             kind=ConsentEvent.Kind.OPT_OUT if opted_out else ConsentEvent.Kind.OPT_IN,
             source=source,
             detail=detail[:200],
+            via=via,
             occurred_at=at,
             recorded_by=user,
         )

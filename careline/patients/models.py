@@ -100,6 +100,10 @@ class Patient(models.Model):
     # practice's when blank). Space-separated IANA names.
     time_zones = models.CharField(max_length=160, blank=True, editable=False, db_default="")
     email = models.EmailField(blank=True)
+    # The patient asked to be reminded by phone call rather than by text (True); blank or
+    # False: texts. Nullable so SQLite adds the column in place: rebuilding the table
+    # would drop the inbox search's triggers on it (conversations migration 0007).
+    prefers_calls = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Set when an EHR merged this record into another (ADT^A40): its identifiers, visits
     # and conversations moved to the survivor, and lookups go there.
@@ -254,6 +258,7 @@ class PatientVersion(models.Model):
 
 class ConsentSource(models.TextChoices):
     PATIENT_TEXT = "patient_text", "Patient text message"
+    PATIENT_CALL = "patient_call", "Patient phone call (key pressed)"
     PROVIDER_REPORT = "provider_report", "Reported by the SMS provider"
     STAFF = "staff", "Staff"
     ONLINE_FORM = "online_form", "Online form"
@@ -295,6 +300,9 @@ class ConsentEvent(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     source = models.CharField(max_length=20, choices=ConsentSource.choices)
     detail = models.CharField(max_length=200, blank=True, help_text="e.g. the keyword received")
+    # How the patient said it: voice (a key pressed on a call), ...; blank for changes that
+    # came through no such channel (staff, a feed) or were recorded before it was kept.
+    via = models.CharField(max_length=10, blank=True, default="", db_default="")
     occurred_at = models.DateTimeField()
     recorded_by = models.ForeignKey(
         "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -325,3 +333,29 @@ class PhoneConsent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["organization", "phone"], name="one_consent_per_number")
         ]
+
+
+class LineType(models.TextChoices):
+    LANDLINE = "landline", "Landline (cannot take texts)"
+    MOBILE = "mobile", "Mobile"
+
+
+class PhoneLine(models.Model):
+    """What kind of line a number is: a fact about the number, not about a patient (a
+    family's shared landline is one row). A landline gets calls instead of texts.
+    Written by careline.patients.phone_lines only."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    phone = models.CharField(max_length=20)
+    line_type = models.CharField(max_length=10, choices=LineType.choices)
+    # Who said so: "hl7", "fhir", "twilio:30006", ...
+    source = models.CharField(max_length=40)
+    noted_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "phone"], name="one_line_per_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.line_type} ({self.source})"

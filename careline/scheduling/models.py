@@ -41,6 +41,7 @@ class ChangeSource(models.TextChoices):
     # patient page): unlike other staff edits, the EHR hears of these (write-back).
     FRONT_DESK = "front_desk", "Front desk in Careline"
     PATIENT_TEXT = "patient_text", "Patient text"
+    PATIENT_CALL = "patient_call", "Patient phone call"
     PATIENT_LINK = "patient_link", "Patient link"
     ONLINE_BOOKING = "online_booking", "Online booking"
     HL7 = "hl7", "HL7 feed"

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from careline.audit.access import record_patient_access
-from careline.messaging.models import MessageState, OutboundMessage
+from careline.messaging.models import MessageState, OutboundMessage, VoiceCall
 from careline.patients.models import ConsentEvent, Patient, email_key
 from careline.scheduling.models import Appointment
 
@@ -45,8 +45,18 @@ def patient_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
         .select_related("practice")
         .order_by("due_at", "id")
     )
+    # Reminder calls and what came of them (Twilio's status, length, the key pressed).
+    calls = (
+        VoiceCall.objects.filter(
+            outbound_message__patient=patient,
+            outbound_message__appointment__in=[a.pk for a in appointments],
+        )
+        .select_related("outbound_message__practice")
+        .order_by("-created_at", "-id")[:20]
+    )
     context = {
         "patient": patient,
+        "calls": calls,
         "planned": planned,
         "appointments": appointments,
         "consent_events": consent[:20],

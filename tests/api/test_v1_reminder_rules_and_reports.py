@@ -55,7 +55,7 @@ def test_put_replaces_the_default_and_leaves_overrides_alone(build, org, api, pr
         ({"offsets_minutes": [2**70]}, "offsets_minutes", "between 1 minute and 60 days"),
         ({"offsets_minutes": [1.5]}, "offsets_minutes", "whole minutes"),
         ({"offsets_minutes": "1440"}, "offsets_minutes", "whole minutes"),
-        ({"offsets_minutes": [60], "channel": "voice"}, "channel", "must be one of"),
+        ({"offsets_minutes": [60], "channel": "fax"}, "channel", "must be one of"),
         ({"offsets_minutes": [60], "active": "yes"}, "active", "true or false"),
         ({"offsets_minutes": [60], "practice_id": 3}, "practice_id", "not a field"),
     ],

@@ -126,7 +126,9 @@ def test_no_mobile_is_aa_with_a_warning_and_staff_see_no_mobile(listener, feeds,
     assert err[4] == "W" and err[2] == "PID^1^13" and "no mobile number" in err[8]
     visit = Appointment.objects.get(external_id="N1")
     assert Hl7Message.objects.get(control_id="NOMOB1").state == Hl7MessageState.APPLIED
-    assert _texts("N1") == []
+    # Nothing is texted to the landline: the reminder is a call to it instead.
+    sent = _texts("N1")
+    assert [(m.channel, m.to_address) for m in sent] == [("voice", "+15185550111")]
     staff = build.staff(feeds.organization, practices=[feeds.troy])
     client.force_login(staff)
     page = client.get(f"/patients/{visit.patient_id}/").content.decode()

@@ -43,8 +43,12 @@ class FakeTwilio:
     auth_token: str
     base_url: str = ""
     messages: dict[str, dict] = field(default_factory=dict)
-    # Numbers that always fail like Twilio does for them.
+    # Calls placed (Calls.json), by sid, each with the parameters it was created with
+    # under "_params" (Url, StatusCallback, StatusCallbackEvent as a list, ...).
+    calls: dict[str, dict] = field(default_factory=dict)
+    # Numbers that always fail like Twilio does for them: texts, and calls.
     number_errors: dict[str, FakeError] = field(default_factory=dict)
+    call_errors: dict[str, FakeError] = field(default_factory=dict)
     # Errors returned, in order, by the next requests (whatever they are).
     next_errors: list[FakeError] = field(default_factory=list)
     # Seconds each request waits before answering (timeouts).
@@ -150,7 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Basic {expected}":
             self._error(FakeError(401, 20003, "Authenticate"))
             return None
-        if parts.path != f"/{API_VERSION}/Accounts/{fake.account_sid}/Messages.json":
+        if parts.path not in (
+            f"/{API_VERSION}/Accounts/{fake.account_sid}/Messages.json",
+            f"/{API_VERSION}/Accounts/{fake.account_sid}/Calls.json",
+        ):
             self._error(FakeError(404, 20404, "The requested resource was not found"))
             return None
         if error:
@@ -163,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
         if checked is None:
             return
         fake = self.server.fake
+        if checked[0].endswith("/Calls.json"):
+            return self._create_call(checked[1])
         params = {k: v[0] for k, v in checked[1].items()}
         to, from_, service = params.get("To"), params.get("From"), params.get("MessagingServiceSid")
         if not to:
@@ -185,6 +194,58 @@ class _Handler(BaseHTTPRequestHandler):
             # The history shows it sent from now on; the create answer is still "queued".
             message.update(status="sent", date_sent=message["date_created"])
         self._send_json(201, response)
+
+    def _create_call(self, raw: dict[str, list[str]]) -> None:
+        """Calls.create as Twilio answers it: 201 with a queued call; the call's progress
+        is the test's to post to the status callback, as Twilio would."""
+        fake = self.server.fake
+        params = {k: v[0] for k, v in raw.items()}
+        to, from_ = params.get("To"), params.get("From")
+        if not to:
+            return self._error(FakeError(400, 21201, "No 'To' number is specified"))
+        if not from_:
+            return self._error(FakeError(400, 21213, "No 'From' number is specified"))
+        if not params.get("Url") and not params.get("Twiml"):
+            return self._error(FakeError(400, 21205, "Url parameter is required."))
+        if to in fake.call_errors:
+            return self._error(fake.call_errors[to])
+        now = datetime.now(UTC)
+        stamp = format_datetime(now, usegmt=True)
+        with fake.lock:
+            sid = f"CA{next(fake._seq):032x}"
+        call = {
+            "account_sid": fake.account_sid,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": stamp,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": from_,
+            "from_formatted": from_,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {},
+            "to": to,
+            "to_formatted": to,
+            "uri": f"/{API_VERSION}/Accounts/{fake.account_sid}/Calls/{sid}.json",
+        }
+        with fake.lock:
+            fake.calls[sid] = {
+                **call,
+                "_params": {**params, "StatusCallbackEvent": raw.get("StatusCallbackEvent", [])},
+                # When the request arrived (monotonic seconds): the bench's calls per second.
+                "_at": time.monotonic(),
+            }
+        self._send_json(201, call)
 
     def do_GET(self) -> None:
         checked = self._prelude("GET")
@@ -236,6 +297,13 @@ def _sent_at(message: dict) -> datetime:
     return parsedate_to_datetime(message["date_sent"])
 
 
+class _KeepAliveHandler(_Handler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle's algorithm holds
+    # the body back for the client's delayed ACK (~40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeTwilio
@@ -244,11 +312,14 @@ class _Server(ThreadingHTTPServer):
 class running_fake_twilio:
     """Context manager: a FakeTwilio listening on 127.0.0.1 at a random free port."""
 
-    def __init__(self, account_sid: str, auth_token: str) -> None:
+    def __init__(self, account_sid: str, auth_token: str, *, keep_alive: bool = False) -> None:
         self.fake = FakeTwilio(account_sid=account_sid, auth_token=auth_token)
+        # HTTP/1.1 keeps the client's connection open between requests, as Twilio's API
+        # does (the benchmarks); HTTP/1.0 closes it after each answer (the tests).
+        self.handler = _KeepAliveHandler if keep_alive else _Handler
 
     def __enter__(self) -> FakeTwilio:
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", 0), self.handler)
         self.server.fake = self.fake
         self.fake.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(

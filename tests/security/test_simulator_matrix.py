@@ -7,21 +7,28 @@ this file says how it is tried.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from careline.clinics.models import StaffRole
 from careline.conversations.models import InboundMessage
+from careline.messaging.compliance import SendingHours
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.simulator import SimulatorGateway
+from careline.messaging.models import MessageKind, OutboundMessage, ReminderRule, VoiceCall
 from careline.messaging.outbox import queue_reply
+from careline.messaging.planning import sync_reminders
+from careline.messaging.rules import save_rule
+from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
 SENDERS = {"A": "+15125550511", "B": "+13035550522"}
 PHONES = {"A": "+15125550533", "B": "+13035550544"}
 ROLES = ["front_desk", "manager", "org_admin", "anonymous", "memberless"]
 # Every simulator page this file knows how to try.
-KNOWN = {"simulator", "simulator-reply"}
+KNOWN = {"simulator", "simulator-reply", "simulator-answer", "simulator-key"}
 
 
 def _simulator_names() -> set[str]:
@@ -122,3 +129,51 @@ def test_simulator_reply(client, world, role):
     else:
         assert own.status_code == 302
         assert InboundMessage.objects.get().organization == world["A"]["org"]
+
+
+def _ringing_call(build, org, tag: str) -> VoiceCall:
+    """A reminder call of `org` ringing on a simulated phone."""
+    practice = build.practice(org, name=f"Sim {tag} Calls")
+    provider = build.provider(practice, hours=None)
+    save_rule(
+        ReminderRule(
+            organization=org, offsets_minutes=[1440], channel="voice", send_event_messages=False
+        )
+    )
+    patient = build.patient(org, home_practice=practice, given_name=f"Caller{tag}zz")
+    start = (timezone.now() + timedelta(hours=30)).replace(second=0, microsecond=0)
+    visit = Appointment.objects.create(
+        organization=org, practice=practice, provider=provider, patient=patient,
+        appointment_type=build.appointment_type(org), start=start,
+        end=start + timedelta(minutes=20), status=AppointmentStatus.BOOKED,
+        status_changed_at=timezone.now(), status_source=ChangeSource.FHIR, allow_overlap=True,
+    )  # fmt: skip
+    sync_reminders([visit.pk])
+    message = OutboundMessage.objects.get(appointment=visit, kind=MessageKind.REMINDER)
+    due = message.due_at + timedelta(seconds=1)
+    Dispatcher(SimulatorGateway(), clock=lambda: due, hours=SendingHours(0, 24)).run_once()
+    return VoiceCall.objects.get(outbound_message=message)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_simulator_calls(client, world, build, settings, role):
+    settings.CARELINE_CALLING_HOURS_START, settings.CARELINE_CALLING_HOURS_END = 0, 24
+    settings.CARELINE_CALLS_PER_SECOND = 0
+    calls = {tag: _ringing_call(build, world[tag]["org"], tag) for tag in ("A", "B")}
+    _login(client, world, role)
+    for name in ("simulator-answer", "simulator-key"):
+        what = f"{name} on B's call"
+        response = client.post(
+            reverse(name, args=[calls["B"].token]), {"as": "person", "digits": "1"}
+        )
+        _refused(response, role, what)
+        _assert_nothing_of_b(response, what)
+        assert "CallerBzz" not in response.content.decode()
+    calls["B"].refresh_from_db()
+    assert calls["B"].status == "" and calls["B"].digits == ""
+    own = client.post(reverse("simulator-answer", args=[calls["A"].token]), {"as": "person"})
+    if role in ("anonymous", "memberless"):
+        _refused(own, role, "answer A's call")
+    else:
+        assert own.status_code == 200
+        assert "CallerAzz" in own.content.decode()

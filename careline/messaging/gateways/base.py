@@ -19,6 +19,15 @@ class OutgoingSms:
 
 
 @dataclass(frozen=True)
+class OutgoingCall:
+    message_id: int  # OutboundMessage.pk (channel voice)
+    to: str  # E.164
+    sender: str  # E.164 number the patient sees calling
+    twiml_url: str  # what Twilio fetches when the call is answered (carries the call's token)
+    status_callback_url: str
+
+
+@dataclass(frozen=True)
 class SendResult:
     provider_message_id: str
     state: str  # "sent" (accepted by the provider) or "delivered"
@@ -52,6 +61,10 @@ class SmsGateway(abc.ABC):
     def find_sent(self, sms: OutgoingSms) -> SendResult | None:
         """Reconcile a row left in `sending` after a crash: did the provider already accept
         this message? None means it certainly did not, so it may be sent again."""
+
+    def place_call(self, call: OutgoingCall) -> SendResult:
+        """Start one automated call; raise GatewayError when the provider refused it."""
+        raise GatewayError(f"The {self.name} gateway cannot place calls.", code="no_voice")
 
 
 GATEWAYS = {

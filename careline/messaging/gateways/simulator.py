@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from careline.messaging.gateways.base import OutgoingSms, SendResult, SmsGateway
+from careline.messaging.gateways.base import OutgoingCall, OutgoingSms, SendResult, SmsGateway
 from careline.messaging.models import SimulatedPhoneMessage
 
 PHONES = SimulatedPhoneMessage._meta.db_table
@@ -23,6 +23,10 @@ _DELIVER = (
     f"ON CONFLICT (outbound_message_id) DO UPDATE SET "
     f"duplicate_sends = {PHONES}.duplicate_sends + 1"
 )
+
+
+# What a simulated phone shows for a call, in place of a text.
+RINGING = "Incoming call"
 
 
 class SimulatorGateway(SmsGateway):
@@ -44,6 +48,22 @@ class SimulatorGateway(SmsGateway):
                 ],
             )
         return SendResult(provider_message_id=self._sid(sms.message_id), state="delivered")
+
+    def place_call(self, call: OutgoingCall) -> SendResult:
+        """The simulated phone rings: the call shows on /simulator/ with its words and a
+        keypad, answered through the same dialog Twilio's webhooks drive."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _DELIVER,
+                [
+                    call.message_id,
+                    call.to,
+                    call.sender,
+                    RINGING,
+                    connection.ops.adapt_datetimefield_value(timezone.now()),
+                ],
+            )
+        return SendResult(provider_message_id=f"SIMCA{call.message_id:010d}", state="sent")
 
     def find_sent(self, sms: OutgoingSms) -> SendResult | None:
         if SimulatedPhoneMessage.objects.filter(outbound_message_id=sms.message_id).exists():

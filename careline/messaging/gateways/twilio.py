@@ -28,6 +28,7 @@ from twilio.rest import Client
 
 from careline.messaging.gateways.base import (
     GatewayError,
+    OutgoingCall,
     OutgoingSms,
     SendResult,
     SmsGateway,
@@ -59,6 +60,9 @@ TRANSIENT_ERRORS = {
     20429: "Twilio is rate limiting requests",
 }
 OPTED_OUT_CODE = "21610"
+
+# Twilio's call progress events Careline asks to hear about (status_callback_event).
+CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 # Twilio's message statuses that move the outbox forward; the others (queued, accepted,
 # sending, scheduled, ...) say nothing the outbox does not already know.
@@ -193,6 +197,40 @@ class TwilioGateway(SmsGateway):
             provider_message_id=message.sid,
             state="delivered" if message.status == "delivered" else "sent",
         )
+
+    def place_call(self, call: OutgoingCall) -> SendResult:
+        """Start a reminder call: Twilio fetches `twiml_url` once answered, with AnsweredBy
+        from machine detection in that same request (DetectMessageEnd waits for a
+        voicemail greeting to end, so the message is recorded whole)."""
+        sender = call.sender if call.sender.startswith("+") else ""
+        sender = sender or settings.TWILIO_VOICE_FROM_NUMBER or settings.TWILIO_FROM_NUMBER
+        if not sender:
+            raise GatewayError(
+                "No number to call from: set the practice's number or TWILIO_VOICE_FROM_NUMBER.",
+                code="no_sender",
+            )
+        try:
+            created = self.client.calls.create(
+                to=call.to,
+                from_=sender,
+                url=call.twiml_url,
+                method="POST",
+                status_callback=call.status_callback_url,
+                status_callback_event=CALL_EVENTS,
+                status_callback_method="POST",
+                machine_detection="DetectMessageEnd",
+            )
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise error_from_twilio(exc) from exc
+        except requests.Timeout as exc:
+            raise GatewayError(
+                "Twilio did not answer in time", code="timeout", transient=True
+            ) from exc
+        except requests.RequestException as exc:
+            raise GatewayError(
+                f"Could not reach Twilio ({type(exc).__name__})", code="network", transient=True
+            ) from exc
+        return SendResult(provider_message_id=created.sid, state="sent")
 
     def find_sent(self, sms: OutgoingSms) -> SendResult | None:
         """Look for this message in the account's history: same To, same sender, same body,

@@ -30,7 +30,7 @@ from careline.scheduling.external import upsert_external_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 
 CANCELLATION_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
-PATIENT_SOURCES = (ChangeSource.PATIENT_TEXT, ChangeSource.PATIENT_LINK)
+PATIENT_SOURCES = (ChangeSource.PATIENT_TEXT, ChangeSource.PATIENT_LINK, ChangeSource.PATIENT_CALL)
 TO_FHIR_STATUS = {
     AppointmentStatus.BOOKED: "booked",
     AppointmentStatus.CONFIRMED: "booked",

@@ -34,7 +34,8 @@ from careline.messaging.models import Channel, MessageState, OutboundMessage
 KIND_SYSTEM = "urn:careline:message-kind"
 INTENT_SYSTEM = "urn:careline:inbound-intent"
 PARTICIPATION_MODE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
-MEDIUM = {Channel.SMS: "SMSWRIT", Channel.EMAIL: "EMAILWRIT"}
+# A call is "PHONE" (v3 ParticipationMode: telephone), a text or an email is written.
+MEDIUM = {Channel.SMS: "SMSWRIT", Channel.EMAIL: "EMAILWRIT", Channel.VOICE: "PHONE"}
 STATUS = {
     MessageState.SCHEDULED: "preparation",
     MessageState.SENDING: "in-progress",

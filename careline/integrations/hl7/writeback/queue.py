@@ -40,6 +40,7 @@ TAKEN_BACK = (AppointmentStatus.CANCELLED, AppointmentStatus.CONFIRMED)
 PATIENT_SOURCES = (
     ChangeSource.PATIENT_TEXT,
     ChangeSource.PATIENT_LINK,
+    ChangeSource.PATIENT_CALL,
     ChangeSource.ONLINE_BOOKING,
     # The front desk working in Careline's day view, patient page or REST API.
     ChangeSource.FRONT_DESK,
