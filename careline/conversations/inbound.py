@@ -123,19 +123,20 @@ def _append_polling(params: list, wait_seconds: float) -> None:
 
 
 def _append_within(params: list, wait_seconds: float) -> None:
-    """PostgreSQL: the insert waits for a row lock (the same MessageSid being inserted by a
-    concurrent delivery) at most `wait_seconds`."""
+    """PostgreSQL: the insert waits for a lock (the same MessageSid being inserted by a
+    concurrent delivery, a table lock held by maintenance) at most `wait_seconds`.
+
+    One round trip: psycopg's client-side cursor sends the three statements as one simple
+    query, which PostgreSQL runs as one implicit transaction, so a failed insert takes its
+    SET back with it (a round trip each cost a loaded server more than the INSERT)."""
+    timeout_ms = max(1, int(wait_seconds * 1000))
     with connection.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = {max(1, int(wait_seconds * 1000))}")
         try:
-            cursor.execute(_APPEND, params)
+            cursor.execute(f"SET lock_timeout = {timeout_ms}; {_APPEND}; RESET lock_timeout", params)
         except OperationalError as error:
             if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
                 raise InboundBusy() from error
             raise
-        finally:
-            if not connection.in_atomic_block:  # an aborted transaction takes no command
-                cursor.execute("RESET lock_timeout")
 
 
 def _locked(error: OperationalError) -> bool:
