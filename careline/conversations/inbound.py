@@ -130,9 +130,10 @@ def _append_within(params: list, wait_seconds: float) -> None:
     query, which PostgreSQL runs as one implicit transaction, so a failed insert takes its
     SET back with it (a round trip each cost a loaded server more than the INSERT)."""
     timeout_ms = max(1, int(wait_seconds * 1000))
+    statements = f"SET lock_timeout = {timeout_ms}; {_APPEND}; RESET lock_timeout"
     with connection.cursor() as cursor:
         try:
-            cursor.execute(f"SET lock_timeout = {timeout_ms}; {_APPEND}; RESET lock_timeout", params)
+            cursor.execute(statements, params)
         except OperationalError as error:
             if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
                 raise InboundBusy() from error
@@ -169,7 +170,7 @@ def interpret_waiting(limit: int = 200) -> int:
         .values_list("id", flat=True)[:limit]
     )
     pass_started = time.monotonic()
-    done = 0
+    done, held = 0, 0.0
     for message_id in waiting:
         if done:
             if time.monotonic() - pass_started > PASS_SECONDS:
