@@ -20,16 +20,15 @@ Every request is bounded (timeout) and so is the run. Afterwards every MessageSi
 seconds it took after the last request are printed: the webhook stores, the worker
 interprets). A 503 (refused under overload, Twilio retries it) counts as failed.
 
-What the profile showed (py-spy on a gunicorn worker, issue 21): before, 88% of a web
-process's time was `receive_sms`, 70% of it interpreting the reply inside the request
-(reply understanding, the visit's change and re-planning, mostly Django building queries)
-and about 14% waiting for SQLite's write lock behind other requests doing the same; about
-16 ms of CPU per text on SQLite and 30 ms on PostgreSQL, so 2 cores could not take more
-than about 100 a second. Now the webhook stores the text with one INSERT (about a fifth
-of the process's time under load; the signature check 3-4%) and the rest is the
-per-request cost /healthz pays too (gunicorn's socket writes and access log, Django's
-middleware); the worker reads the texts afterwards at the cost above, so after a burst
-it catches up at about 60 texts a second per core.
+What the profiles showed (py-spy on `careline serve` and its worker; docs/performance.md
+has them in full): first, 88% of a web process's time was interpreting the reply inside
+the request, so the webhook now only stores the text. Then, with the store alone: sync
+gunicorn workers idle through every wait (a database round trip, SQLite's lock, and
+gunicorn waiting for the client to close after the answer), the page middleware costing
+as much CPU as the INSERT, and the worker reading the stored texts at full speed (about
+18 ms each, on SQLite holding the one write lock) in the middle of the burst. Now serve
+runs gthread workers, Twilio's webhooks skip the middleware, and while texts are arriving
+the worker reads them with a fifth of its time, catching up once the burst stops.
 
     .venv/bin/python -m bench.webhook [--rows 10000] [--database sqlite] [--rate 500]
 """
@@ -312,7 +311,7 @@ def measure(kind: str, rows: int, rate: float, seconds: float) -> list[str]:
         health = offered_load(server.port, None, rate, seconds)
         webhook_max = ceiling(server.port, texts)
         health_max = ceiling(server.port, None)
-        drained = _all_interpreted(limit=120)
+        drained = _all_interpreted(limit=300)
     finally:
         server.close()
     answered = warm.answered_sids + webhook.answered_sids + webhook_max.answered_sids

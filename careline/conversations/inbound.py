@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
@@ -55,6 +55,14 @@ _APPEND = (
 # between the worker's transactions.
 _SQLITE_POLL_SECONDS = 0.0005
 _SQLITE_WORKER_PAUSE_SECONDS = 0.002
+# While texts are arriving (the newest stored less than ARRIVING_SECONDS ago) the worker
+# reads them with at most READING_SHARE of its time: during a burst the web processes,
+# which must answer Twilio within its timeout, get the cores and (on SQLite) the one write
+# lock; the texts wait a few seconds more to be read. Once the burst stops it reads flat out.
+ARRIVING_SECONDS = 1.0
+READING_SHARE = 0.2
+# A pass stops after this long, so the dispatcher's turn (sending the answers) comes round.
+PASS_SECONDS = 5.0
 
 
 def store_sms(
@@ -96,7 +104,10 @@ def _append_polling(params: list, wait_seconds: float) -> None:
     # Python's sqlite3 turns the connection's `timeout` option into SQLite's busy timeout.
     usual_ms = int(connection.settings_dict["OPTIONS"].get("timeout", 5.0) * 1000)
     with connection.cursor() as cursor:
-        cursor.execute("PRAGMA busy_timeout = 0")
+        # The pragmas straight on sqlite3's connection: Django's cursor wrapper would add
+        # its query conversion and bookkeeping twice more to every stored text.
+        raw = connection.connection
+        raw.execute("PRAGMA busy_timeout = 0")
         try:
             while True:
                 try:
@@ -109,23 +120,25 @@ def _append_polling(params: list, wait_seconds: float) -> None:
                         raise InboundBusy() from error
                 time.sleep(_SQLITE_POLL_SECONDS)
         finally:
-            cursor.execute(f"PRAGMA busy_timeout = {usual_ms}")
+            raw.execute(f"PRAGMA busy_timeout = {usual_ms}")
 
 
 def _append_within(params: list, wait_seconds: float) -> None:
-    """PostgreSQL: the insert waits for a row lock (the same MessageSid being inserted by a
-    concurrent delivery) at most `wait_seconds`."""
+    """PostgreSQL: the insert waits for a lock (the same MessageSid being inserted by a
+    concurrent delivery, a table lock held by maintenance) at most `wait_seconds`.
+
+    One round trip: psycopg's client-side cursor sends the three statements as one simple
+    query, which PostgreSQL runs as one implicit transaction, so a failed insert takes its
+    SET back with it (a round trip each cost a loaded server more than the INSERT)."""
+    timeout_ms = max(1, int(wait_seconds * 1000))
+    statements = f"SET lock_timeout = {timeout_ms}; {_APPEND}; RESET lock_timeout"
     with connection.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = {max(1, int(wait_seconds * 1000))}")
         try:
-            cursor.execute(_APPEND, params)
+            cursor.execute(statements, params)
         except OperationalError as error:
             if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
                 raise InboundBusy() from error
             raise
-        finally:
-            if not connection.in_atomic_block:  # an aborted transaction takes no command
-                cursor.execute("RESET lock_timeout")
 
 
 def _locked(error: OperationalError) -> bool:
@@ -148,20 +161,22 @@ def interpret_waiting(limit: int = 200) -> int:
     Texts are read in arrival order (workers running this at once queue on each text's
     row lock, oldest first), so a patient's "1" follows the question it answers. A text
     whose interpretation fails on anything but a lost database is marked read with a note
-    (the error is logged by id) rather than holding up the ones after it.
+    (the error is logged by id) rather than holding up the ones after it. Each text is its
+    own short transaction; between them the pass pauses (see READING_SHARE) and it stops
+    after PASS_SECONDS.
     """
     waiting = list(
         InboundMessage.objects.filter(interpreted_at__isnull=True)
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
-    held = 0.0
+    pass_started = time.monotonic()
+    done, held = 0, 0.0
     for message_id in waiting:
-        if connection.vendor == "sqlite":
-            # SQLite has one writer, and this pass holds it while it reads a text: pausing
-            # as long as the last text took leaves the webhooks at least half the time to
-            # store theirs during a burst, instead of waiting out the whole backlog.
-            time.sleep(max(_SQLITE_WORKER_PAUSE_SECONDS, held))
+        if done:
+            if time.monotonic() - pass_started > PASS_SECONDS:
+                break
+            time.sleep(_pause_after(held))
         started = time.monotonic()
         try:
             _interpret(message_id)
@@ -176,7 +191,23 @@ def interpret_waiting(limit: int = 200) -> int:
                 interpreted_at=timezone.now(),
             )
         held = time.monotonic() - started
-    return len(waiting)
+        done += 1
+    return done
+
+
+def _pause_after(held: float) -> float:
+    """How long to wait after a text that took `held` seconds to read."""
+    if _texts_arriving():
+        return held * (1 / READING_SHARE - 1)
+    if connection.vendor == "sqlite":
+        # SQLite has one writer: a short gap lets a webhook waiting for the lock take it.
+        return _SQLITE_WORKER_PAUSE_SECONDS
+    return 0.0
+
+
+def _texts_arriving() -> bool:
+    newest = InboundMessage.objects.order_by("-id").values_list("received_at", flat=True).first()
+    return newest is not None and timezone.now() - newest < timedelta(seconds=ARRIVING_SECONDS)
 
 
 def receive_sms(

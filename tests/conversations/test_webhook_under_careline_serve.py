@@ -98,6 +98,23 @@ class Serve:
             process_group=0,
         )
         _wait_for_port(self.port, self.process)
+        # Listening is not answering: each web process loads Django after gunicorn binds.
+        # A test that times answers must not time that start-up.
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+            try:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.2)
+            finally:
+                conn.close()
+        pytest.fail("careline serve never answered /healthz")
 
     def kill(self) -> None:
         """SIGKILL to serve, gunicorn's master and its workers at once: a crash."""
@@ -238,3 +255,54 @@ def test_a_server_behind_refuses_what_waited_too_long_and_takes_the_retries(data
         serve.stop()
     assert retries == [200] * len(sids)
     assert _stored(database) == dict.fromkeys(sids, 1)
+
+
+def _post_raw(serve: Serve, sid: str) -> http.client.HTTPResponse:
+    params = {"MessageSid": sid, "From": "+15125550123", "To": "+15125550100", "Body": "C"}
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(serve.base + PATH, params),
+    }
+    conn = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=15)
+    conn.request("POST", PATH, urlencode(params), headers)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response
+
+
+def test_one_text_delivered_many_times_at_once_by_many_connections_is_stored_once(
+    database, tmp_path
+):
+    # Two web processes, each answering several requests at once: the copies race in
+    # different processes and threads, each on its own database connection.
+    serve = Serve(database, tmp_path, workers=2)
+    sids = [f"SMtwice{n:025d}" for n in range(5)]
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda sid: _post(serve, sid)[0], sids * 8))
+    finally:
+        serve.stop()
+    assert statuses == [200] * len(sids) * 8
+    assert _stored(database) == dict.fromkeys(sids, 1)
+
+
+def test_twilio_webhooks_skip_the_page_middleware_under_serve(database, tmp_path):
+    serve = Serve(database, tmp_path, workers=1)
+    try:
+        webhook = _post_raw(serve, "SMlean00000000000000000000000001")
+        conn = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=15)
+        conn.request("GET", "/healthz")
+        page = conn.getresponse()
+        page.read()
+        conn.close()
+    finally:
+        serve.stop()
+    assert webhook.status == 200
+    assert page.status == 200
+    # Pages get the full stack (CSP, language negotiation); Twilio's webhook does not.
+    assert page.getheader("Content-Security-Policy")
+    assert webhook.getheader("Content-Security-Policy") is None
+    assert "Accept-Language" in (page.getheader("Vary") or "")
+    assert webhook.getheader("Vary") is None
+    assert _stored(database) == {"SMlean00000000000000000000000001": 1}

@@ -12,9 +12,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STOP_TIMEOUT_SECONDS = 30
 
 
-# Each web process answers one request at a time; a request waiting on the database (a
-# PostgreSQL round trip, SQLite's write lock) leaves its core to another process.
+# Two web processes per core, each answering WEB_THREADS requests at once (gunicorn's
+# gthread worker). A request spends much of its time waiting, not computing: a PostgreSQL
+# round trip, SQLite's write lock, and after the answer gunicorn waits for the client to
+# close the connection. A one-request-at-a-time (sync) process sits idle through each of
+# those; under a burst of 500 webhooks a second its queue grew past a second while the
+# cores were not busy (issue 21, docs/performance.md). The threads overlap the waits; the
+# computing is still shared by the processes, one GIL each.
 WEB_WORKERS_PER_CORE = 2
+WEB_THREADS = 4
 # Persistent database connections: a new one per request costs more than a stored text
 # (SQLite's pragmas and file mapping, PostgreSQL's authentication).
 DEFAULT_CONN_MAX_AGE = "60"
@@ -64,6 +70,12 @@ class Command(BaseCommand):
             help="Web worker processes (default: 2 per CPU core, at least 2)",
         )
         parser.add_argument(
+            "--threads",
+            type=int,
+            default=WEB_THREADS,
+            help=f"Requests each web process answers at once (default: {WEB_THREADS})",
+        )
+        parser.add_argument(
             "--no-worker", action="store_true", help="Do not start the message worker"
         )
 
@@ -72,6 +84,8 @@ class Command(BaseCommand):
         from django.core.management.base import CommandError
         from django.db import connection
 
+        if opts["workers"] < 1 or opts["threads"] < 1:
+            raise CommandError("--workers and --threads must be at least 1.")
         if not settings.CARELINE_SMS_GATEWAY:
             raise CommandError(
                 "No SMS gateway chosen: set CARELINE_SMS_GATEWAY=twilio (or =simulator for a "
@@ -107,6 +121,10 @@ class Command(BaseCommand):
                     opts["bind"],
                     "--workers",
                     str(opts["workers"]),
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    str(opts["threads"]),
                     "--access-logfile",
                     "-",
                     "--access-logformat",
