@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, time, timedelta
 
 from django import forms
@@ -16,7 +15,12 @@ from careline.analytics import experiments, metrics
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.clinics.scoping import administered_organization_ids
 from careline.clinics.validators import query_date, query_id
-from careline.messaging.experiments import end_experiment, start_experiment
+from careline.messaging.experiments import (
+    SHARE_PERCENT_RANGE,
+    check_withheld_step,
+    end_experiment,
+    start_experiment,
+)
 from careline.messaging.models import Experiment
 from careline.scheduling.models import Appointment
 
@@ -182,7 +186,10 @@ def before_after(request: HttpRequest) -> HttpResponse:
 
 class ExperimentForm(forms.ModelForm):
     share_percent = forms.IntegerField(
-        min_value=1, max_value=50, initial=10, label="Share of visits withheld (%)"
+        min_value=SHARE_PERCENT_RANGE[0],
+        max_value=SHARE_PERCENT_RANGE[1],
+        initial=10,
+        label="Share of patients withheld (%)",
     )
 
     class Meta:
@@ -201,10 +208,7 @@ class ExperimentForm(forms.ModelForm):
         )
 
     def clean_withheld_step(self) -> str:
-        value = self.cleaned_data["withheld_step"].strip()
-        if value != Experiment.ALL_STEPS and not re.fullmatch(r"reminder:[0-9]{1,6}", value):
-            raise forms.ValidationError("Write 'all' or a reminder step like 'reminder:4320'.")
-        return value
+        return check_withheld_step(self.cleaned_data["withheld_step"])
 
 
 def _experiment_orgs(user) -> list[int]:

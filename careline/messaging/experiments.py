@@ -30,8 +30,10 @@ comparison ('reminder:4320') drops that one step. careline.analytics reports the
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
@@ -152,6 +154,20 @@ def assign(appointment_filter: str, params: list, now: datetime) -> None:
         cursor.execute(assignment_sql(appointment_filter), [now, now, *params])
 
 
+WITHHELD_STEP_ERROR = "Write 'all' or a reminder step like 'reminder:4320'."
+# A share above a half would make the usual reminders the minority arm; 1% is the least
+# that gives a result in a practice's lifetime.
+SHARE_PERCENT_RANGE = (1, 50)
+
+
+def check_withheld_step(value: str) -> str:
+    """The step an experiment may withhold, tidied; ValidationError otherwise."""
+    value = value.strip()
+    if value != Experiment.ALL_STEPS and not re.fullmatch(r"reminder:[0-9]{1,6}", value):
+        raise ValidationError(WITHHELD_STEP_ERROR, code="invalid")
+    return value
+
+
 def start_experiment(
     *,
     organization_id: int,
@@ -161,11 +177,26 @@ def start_experiment(
     share_basis_points: int,
     created_by=None,
 ) -> Experiment:
-    """Start now: visits booked from here on are assigned an arm when first planned."""
+    """Start now: visits booked from here on join when first planned while eligible.
+    Raises ValidationError naming the field (name, withheld_step, share_basis_points)."""
+    errors: dict[str, list[str]] = {}
+    if not name.strip():
+        errors["name"] = ["Give the experiment a name."]
+    elif len(name) > Experiment._meta.get_field("name").max_length:
+        errors["name"] = ["Keep the name to 120 characters."]
+    try:
+        withheld_step = check_withheld_step(withheld_step)
+    except ValidationError as exc:
+        errors["withheld_step"] = exc.messages
+    low, high = SHARE_PERCENT_RANGE
+    if not low * 100 <= share_basis_points <= high * 100:
+        errors["share_basis_points"] = [f"The withheld share must be {low}% to {high}%."]
+    if errors:
+        raise ValidationError(errors)
     return Experiment.objects.create(
         organization_id=organization_id,
         practice_id=practice_id,
-        name=name,
+        name=name.strip(),
         withheld_step=withheld_step,
         share_basis_points=share_basis_points,
         started_at=timezone.now(),

@@ -21,10 +21,10 @@ from careline.messaging import experiments
 from careline.messaging.models import (
     DEFAULT_OFFSETS_MINUTES,
     ExperimentAssignment,
-    PatientAssignment,
     MessageKind,
     MessageState,
     OutboundMessage,
+    PatientAssignment,
     Priority,
     ReminderRule,
 )

@@ -37,9 +37,7 @@ def _experiment(organization, share: int, name: str = "Holdout") -> Experiment:
 @pytest.mark.parametrize("patients", [10_000, 100_000])
 @pytest.mark.parametrize("share", [1000, 5000])
 @pytest.mark.parametrize("experiment_id", [1, 2, 77])
-def test_realised_share_is_within_one_point_of_the_configured_split(
-    patients, share, experiment_id
-):
+def test_realised_share_is_within_one_point_of_the_configured_split(patients, share, experiment_id):
     experiment = Experiment(id=experiment_id, share_basis_points=share)
     withheld = sum(
         experiments.arm_of(patient_id, experiment) == ExperimentArm.WITHHELD

@@ -76,6 +76,21 @@ urlpatterns = [
         route(GET=views.appointment_open_times),
         name="appointment-open-times",
     ),
+    path(
+        "experiments",
+        route(GET=views.list_experiments, POST=views.create_experiment),
+        name="experiments",
+    ),
+    path(
+        "experiments/<int:experiment_id>",
+        route(GET=views.get_experiment),
+        name="experiment",
+    ),
+    path(
+        "experiments/<int:experiment_id>/stop",
+        route(POST=views.stop_experiment),
+        name="experiment-stop",
+    ),
     # Anything else under /api/v1/ answers in JSON too, not with the HTML 404 page.
     re_path(r"^(?P<rest>.*)$", unknown_endpoint),
 ]
