@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from careline import spreadsheets
-from careline.analytics import experiments, metrics
+from careline.analytics import experiments, glossary, metrics
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.clinics.scoping import administered_organization_ids
 from careline.clinics.validators import query_date, query_id
@@ -30,6 +30,8 @@ COLUMNS = [
     ("due", "Due"),
     ("no_shows", "No-shows"),
     ("no_show_rate", "No-show rate"),
+    ("cancellations", "Cancellations"),
+    ("cancellation_rate", "Cancellation rate"),
     ("late_cancellations", "Late cancellations"),
     ("late_cancellation_rate", "Late-cancellation rate"),
     ("confirmed", "Confirmed"),
@@ -125,6 +127,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             practices[:100], start=period_start, end=period_end
         ),
         "engagement_columns": ENGAGEMENT_COLUMNS,
+        "glossary": glossary.APPOINTMENT_RATES + glossary.ENGAGEMENT_RATES,
         "period_start": period_start,
         "period_end": period_end,
         "rows": rows,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from careline.analytics.glossary import RATES
 from careline.analytics.metrics import DIMENSIONS
 from careline.api.v1.http import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
 from careline.api.v1.representations import THREAD_LENGTH
@@ -72,6 +73,12 @@ def _path_id(name: str, what: str) -> dict[str, Any]:
     }
 
 
+def _rate(key: str) -> dict[str, Any]:
+    """A rate, described from careline.analytics.glossary (its one definition)."""
+    rate = RATES[key]
+    return RATE | {"description": f"{rate.counts} Out of: {rate.out_of}"}
+
+
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
@@ -79,6 +86,7 @@ RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 MOMENT = {"type": "string", "format": "date-time"}
 DAY = {"type": "string", "format": "date"}
 BOOLEAN = {"type": "boolean"}
+NUMBER = {"type": "number"}
 COUNTS = {"type": "object", "additionalProperties": COUNT}
 IDS = {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": MAX_IDS}
 
@@ -112,7 +120,6 @@ CONVERSATION: dict[str, Any] = {
     "closed_at": _nullable(MOMENT),
 }
 
-NUMBER = {"type": "number"}
 EXPERIMENT: dict[str, Any] = {
     "id": INTEGER,
     "name": STRING,
@@ -457,9 +464,35 @@ SCHEMAS: dict[str, Any] = {
             "late_cancellations": COUNT,
             "confirmed": COUNT,
             "calls_avoided": COUNT,
-            "no_show_rate": RATE,
-            "late_cancellation_rate": RATE,
-            "confirmation_rate": RATE,
+            "no_show_rate": _rate("no_show_rate"),
+            "cancellation_rate": _rate("cancellation_rate"),
+            "late_cancellation_rate": _rate("late_cancellation_rate"),
+            "confirmation_rate": _rate("confirmation_rate"),
+        }
+    ),
+    "EngagementRow": _object(
+        {
+            "practice": _ref("PracticeRef"),
+            "texts_finished": COUNT,
+            "texts_failed": COUNT,
+            "reminded_visits": COUNT,
+            "visits_with_reply": COUNT,
+            "numbers_texted": COUNT,
+            "opt_outs": COUNT,
+            "slots_freed": COUNT,
+            "slots_refilled": COUNT,
+            "median_first_answer_minutes": _nullable(NUMBER),
+            "delivery_failure_rate": _rate("delivery_failure_rate"),
+            "reply_rate": _rate("reply_rate"),
+            "opt_out_rate": _rate("opt_out_rate"),
+            "refill_rate": _rate("refill_rate"),
+        }
+    ),
+    "EngagementReport": _object(
+        {
+            "from": DAY,
+            "to": DAY,
+            "data": {"type": "array", "items": _ref("EngagementRow")},
         }
     ),
     "AppointmentReport": _object(
@@ -959,6 +992,23 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _json(_ref("AppointmentReport"), "The report."),
+                **_errors(400, 401, 405),
+            },
+        }
+    },
+    "/reports/engagement": {
+        "get": {
+            "operationId": "engagementReport",
+            "summary": "Texting, reply, opt-out, waitlist and inbox figures per practice.",
+            "description": "Texts, opt-outs, freed times and conversations of the period; "
+            "each rate as defined in the analytics page's glossary.",
+            "parameters": [
+                _query("from", DAY, "From this day (UTC); omitted: 30 days before `to`."),
+                _query("to", DAY, "Through this day (UTC, inclusive); omitted: today."),
+                PRACTICE_FILTER,
+            ],
+            "responses": {
+                "200": _json(_ref("EngagementReport"), "The report."),
                 **_errors(400, 401, 405),
             },
         }

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from careline.analytics.experiments import ArmResult, ExperimentResult
-from careline.analytics.metrics import BeforeAfter, MetricsRow
+from careline.analytics.metrics import BeforeAfter, EngagementRow, MetricsRow
 from careline.broadcasts.models import Broadcast
 from careline.broadcasts.sending import Preview
 from careline.conversations.models import Conversation, ConversationReply, InboundMessage
@@ -163,6 +163,7 @@ def metrics_row(row: MetricsRow) -> dict[str, Any]:
         "confirmed": row.confirmed,
         "calls_avoided": row.calls_avoided,
         "no_show_rate": row.no_show_rate,
+        "cancellation_rate": row.cancellation_rate,
         "late_cancellation_rate": row.late_cancellation_rate,
         "confirmation_rate": row.confirmation_rate,
     }
@@ -295,4 +296,23 @@ def experiment_results(result: ExperimentResult) -> dict[str, Any]:
             "enough_data": result.enough_data,
             "verdict": result.verdict,
         },
+    }
+
+
+def engagement_row(row: EngagementRow) -> dict[str, Any]:
+    return {
+        "practice": {"id": row.practice_id, "name": row.label},
+        "texts_finished": row.texts_finished,
+        "texts_failed": row.texts_failed,
+        "reminded_visits": row.reminded_visits,
+        "visits_with_reply": row.visits_with_reply,
+        "numbers_texted": row.numbers_texted,
+        "opt_outs": row.opt_outs,
+        "slots_freed": row.slots_freed,
+        "slots_refilled": row.slots_refilled,
+        "median_first_answer_minutes": row.median_first_answer_minutes,
+        "delivery_failure_rate": row.delivery_failure_rate,
+        "reply_rate": row.reply_rate,
+        "opt_out_rate": row.opt_out_rate,
+        "refill_rate": row.refill_rate,
     }

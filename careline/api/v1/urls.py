@@ -45,6 +45,7 @@ urlpatterns = [
         name="planned-messages",
     ),
     path("reports/appointments", route(GET=views.appointment_report), name="report-appointments"),
+    path("reports/engagement", route(GET=views.engagement_report), name="report-engagement"),
     path("reports/before-after", route(GET=views.before_after_report), name="report-before-after"),
     path(
         "hl7-feeds",

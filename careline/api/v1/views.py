@@ -3,13 +3,19 @@ renders the result. Every query is filtered to the API key's organization."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from careline.analytics.experiments import results as experiment_results
-from careline.analytics.metrics import DIMENSIONS, appointment_metrics, before_and_after
+from careline.analytics.metrics import (
+    DIMENSIONS,
+    appointment_metrics,
+    before_and_after,
+    engagement_metrics,
+)
 from careline.api.v1 import representations as render
 from careline.api.v1.http import (
     ApiError,
@@ -432,6 +438,23 @@ def appointment_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
             "to": last,
             "data": [render.metrics_row(row) for row in rows],
         }
+    )
+
+
+def engagement_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Per practice; `to` is inclusive, the period defaults to the 30 days up to today."""
+    params = query_params(request, {"from", "to", "practice"})
+    last = parse_date(params["to"], "to") if "to" in params else timezone.now().date()
+    start = parse_date(params["from"], "from") if "from" in params else last - timedelta(days=29)
+    if start > last:
+        raise ApiError(400, "'from' must not be after 'to'.")
+    rows = engagement_metrics(
+        _practices(api_key, params).order_by("name", "id"),
+        start=datetime.combine(start, time.min, tzinfo=UTC),
+        end=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+    return json_response(
+        {"from": start, "to": last, "data": [render.engagement_row(r) for r in rows]}
     )
 
 
