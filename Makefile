@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## Set up from nothing and run Careline on SQLite with the simulator gateway.
+## Set up from nothing and run Careline on SQLite with the simulator gateway; emails are
+## printed on the console (EMAIL_URL=console:) unless EMAIL_URL says otherwise.
 run: $(STAMP)
 	$(BIN)/careline migrate --noinput
 	$(BIN)/careline demo --if-empty
 	CARELINE_SMS_GATEWAY=$${CARELINE_SMS_GATEWAY:-simulator} \
+	  EMAIL_URL=$${EMAIL_URL:-console:} \
 	  CARELINE_BASE_URL=$${CARELINE_BASE_URL:-http://127.0.0.1:$(PORT)} \
 	  $(BIN)/careline serve --bind 127.0.0.1:$(PORT)
 

@@ -7,7 +7,9 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from careline.sqlite import SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES
 
@@ -15,8 +17,8 @@ BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("CARELINE_DATA_DIR", Path.cwd()))
 
 
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
+def env_bool(name: str, default: bool = False, *, environ=os.environ) -> bool:
+    value = environ.get(name)
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
@@ -253,6 +255,78 @@ CARELINE_WORKER_LEASE_SECONDS = float(os.environ.get("CARELINE_WORKER_LEASE_SECO
 CARELINE_SEND_MAX_ATTEMPTS = int(os.environ.get("CARELINE_SEND_MAX_ATTEMPTS", "5"))
 CARELINE_EMAIL_FROM = os.environ.get("CARELINE_EMAIL_FROM", "reminders@careline.invalid")
 
+
+def email_settings(environ: os._Environ | dict[str, str]) -> dict[str, object]:
+    """Django's EMAIL_* settings from the environment: EMAIL_URL (dj-email-url:
+    "smtp://user:password@host:587/?tls=True", "smtp://host:465/?ssl=True",
+    "submission://user:password@host" for STARTTLS on 587, "console:", "memory:") or, without
+    it, Django's own EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,
+    EMAIL_USE_TLS, EMAIL_USE_SSL, EMAIL_TIMEOUT, EMAIL_SSL_CERTFILE, EMAIL_SSL_KEYFILE and
+    EMAIL_BACKEND. A value Careline cannot use stops it at start, naming the variable."""
+    url = environ.get("EMAIL_URL", "").strip()
+    if url:
+        scheme = url.split(":", 1)[0].lower()
+        if scheme not in dj_email_url.SCHEMES:
+            raise ImproperlyConfigured(
+                f"EMAIL_URL: unknown scheme {scheme!r}; use one of "
+                + ", ".join(sorted(dj_email_url.SCHEMES))
+            )
+        try:
+            conf = dj_email_url.parse(url)
+        except ValueError as exc:
+            # The message may quote the password: name the variable only.
+            raise ImproperlyConfigured("EMAIL_URL is not a valid email URL.") from exc
+        conf = {k: v for k, v in conf.items() if v is not None or k == "EMAIL_TIMEOUT"}
+        conf["EMAIL_HOST_USER"] = conf.get("EMAIL_HOST_USER") or ""
+        conf["EMAIL_HOST_PASSWORD"] = conf.get("EMAIL_HOST_PASSWORD") or ""
+    else:
+        conf = {
+            "EMAIL_BACKEND": environ.get(
+                "EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"
+            ),
+            "EMAIL_HOST": environ.get("EMAIL_HOST", "localhost"),
+            "EMAIL_HOST_USER": environ.get("EMAIL_HOST_USER", ""),
+            "EMAIL_HOST_PASSWORD": environ.get("EMAIL_HOST_PASSWORD", ""),
+            "EMAIL_USE_TLS": env_bool("EMAIL_USE_TLS", environ=environ),
+            "EMAIL_USE_SSL": env_bool("EMAIL_USE_SSL", environ=environ),
+            "EMAIL_SSL_CERTFILE": environ.get("EMAIL_SSL_CERTFILE") or None,
+            "EMAIL_SSL_KEYFILE": environ.get("EMAIL_SSL_KEYFILE") or None,
+        }
+        for name in ("EMAIL_PORT", "EMAIL_TIMEOUT"):
+            if environ.get(name, "").strip():
+                try:
+                    conf[name] = int(environ[name])
+                except ValueError:
+                    raise ImproperlyConfigured(f"{name} must be a whole number.") from None
+        conf.setdefault("EMAIL_PORT", 465 if conf["EMAIL_USE_SSL"] else 25)
+        if conf["EMAIL_USE_TLS"] and conf["EMAIL_USE_SSL"]:
+            raise ImproperlyConfigured(
+                "EMAIL_USE_TLS and EMAIL_USE_SSL: set one of them, not both "
+                "(TLS: STARTTLS, usually port 587; SSL: implicit TLS, usually port 465)."
+            )
+    # Django waits forever by default: a mail server that stops answering would stop the
+    # worker's texts too.
+    if conf.get("EMAIL_TIMEOUT") is None:
+        conf["EMAIL_TIMEOUT"] = 10
+    return conf
+
+
+_email = email_settings(os.environ)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"]
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"]
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_SSL_CERTFILE = _email.get("EMAIL_SSL_CERTFILE")
+EMAIL_SSL_KEYFILE = _email.get("EMAIL_SSL_KEYFILE")
+EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"]
+if "EMAIL_FILE_PATH" in _email and _email["EMAIL_FILE_PATH"]:
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+DEFAULT_FROM_EMAIL = _email.get("DEFAULT_FROM_EMAIL", CARELINE_EMAIL_FROM)
+SERVER_EMAIL = _email.get("SERVER_EMAIL", CARELINE_EMAIL_FROM)
+
 # Two-way texting. Office hours decide the inbox's after-hours auto-reply (practice local
 # time, e.g. "Mon-Fri 08:00-18:00"); a numbered question (times to move a visit to, which
 # visit) is answered by number for this many hours, then replies are read from scratch.
@@ -267,6 +341,9 @@ CARELINE_WAITLIST_MIN_LEAD_MINUTES = int(os.environ.get("CARELINE_WAITLIST_MIN_L
 
 # Upcoming visits the no-show model rates at or above this go on the call list.
 CARELINE_NOSHOW_CALL_THRESHOLD = float(os.environ.get("CARELINE_NOSHOW_CALL_THRESHOLD", "0.3"))
+# How often the worker re-scores upcoming visits with the no-show model (and so decides
+# the extra touch for high-risk visits two days ahead).
+CARELINE_NOSHOW_SCORING_SECONDS = float(os.environ.get("CARELINE_NOSHOW_SCORING_SECONDS", "3600"))
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,6 @@
-"""Versions of the records outside systems pull as a change feed (FHIR Patient and
-Appointment): the clock that stamps a change's `last_updated`, and a row's snapshot.
+"""Versions of the records outside systems pull as a change feed (FHIR Patient,
+Appointment, Practitioner, Location, Schedule and Communication): the clock that stamps a
+change's `last_updated`, and a row's snapshot.
 
 A client polls `_lastUpdated=gt<the newest time it has seen>`. That only sees every change
 once if no change that commits later carries a time the client has already read past.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -66,6 +67,20 @@ def change_stamp(model: type[models.Model], organization_id: int) -> datetime:
     if shared is not None:
         shared[key] = now
     return now
+
+
+def change_stamp_for(model: type[models.Model], organization_ids: Iterable[int]) -> datetime:
+    """One time for a set-based statement that changes `model` rows of several
+    organizations (a planning chunk, a worker's batch): each organization's stamp is taken
+    (on PostgreSQL with its lock, held to commit) and the latest is used for all, which is
+    after every time stored in each. Must run inside the change's transaction."""
+    stamps = [change_stamp(model, org) for org in sorted(set(organization_ids))]
+    if not stamps:
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("change_stamp_for must run inside the change's transaction")
+        # No organization's rows can change: the value is never stored.
+        return timezone.now()
+    return max(stamps)
 
 
 def _new_stamp(model: type[models.Model], organization_id: int) -> datetime:

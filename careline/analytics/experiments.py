@@ -16,6 +16,9 @@ from careline.messaging.models import (
     ExperimentArm,
     ExperimentAssignment,
     PatientAssignment,
+    RiskTouch,
+    RiskTouchPolicy,
+    TouchArm,
 )
 from careline.scheduling.models import AppointmentStatus
 
@@ -131,40 +134,54 @@ class ExperimentResult:
     balance: ArmBalance
 
 
-def results(experiment: Experiment) -> ExperimentResult:
-    due = [AppointmentStatus.ARRIVED, AppointmentStatus.FULFILLED, AppointmentStatus.NO_SHOW]
+_DUE = [AppointmentStatus.ARRIVED, AppointmentStatus.FULFILLED, AppointmentStatus.NO_SHOW]
+
+
+def _arms(assignments, *arms: str) -> list[ArmResult]:
+    """Visits, visits with a known outcome and no-shows per arm of these assignment rows
+    (each with an `arm` and an `appointment`)."""
     rows = {
         r["arm"]: r
-        for r in ExperimentAssignment.objects.filter(experiment=experiment)
-        .values("arm")
+        for r in assignments.values("arm")
         .annotate(
             visits=Count("id"),
-            due=Count("id", filter=Q(appointment__status__in=due)),
+            due=Count("id", filter=Q(appointment__status__in=_DUE)),
             no_shows=Count("id", filter=Q(appointment__status=AppointmentStatus.NO_SHOW)),
         )
         .order_by()
     }
     empty = {"visits": 0, "due": 0, "no_shows": 0}
-    control = ArmResult(ExperimentArm.CONTROL, **{k: rows.get("control", empty)[k] for k in empty})
-    withheld = ArmResult(
-        ExperimentArm.WITHHELD, **{k: rows.get("withheld", empty)[k] for k in empty}
-    )
+    return [ArmResult(arm, **{k: rows.get(arm, empty)[k] for k in empty}) for arm in arms]
+
+
+def _compare(reference: ArmResult, changed: ArmResult) -> tuple[RateComparison, float | None]:
+    """`changed` − `reference` no-show rates with their interval, and Fisher's exact p."""
     comparison = compare_rates(
-        control.no_shows,
-        control.due,
-        withheld.no_shows,
-        withheld.due,
+        reference.no_shows,
+        reference.due,
+        changed.no_shows,
+        changed.due,
         minimum_total=MINIMUM_PER_ARM,
     )
     p_value = None
-    if control.due and withheld.due:
+    if reference.due and changed.due:
         from scipy.stats import fisher_exact
 
         table = [
-            [control.no_shows, control.due - control.no_shows],
-            [withheld.no_shows, withheld.due - withheld.no_shows],
+            [reference.no_shows, reference.due - reference.no_shows],
+            [changed.no_shows, changed.due - changed.no_shows],
         ]
         p_value = float(fisher_exact(table).pvalue)
+    return comparison, p_value
+
+
+def results(experiment: Experiment) -> ExperimentResult:
+    control, withheld = _arms(
+        ExperimentAssignment.objects.filter(experiment=experiment),
+        ExperimentArm.CONTROL,
+        ExperimentArm.WITHHELD,
+    )
+    comparison, p_value = _compare(control, withheld)
     enough = comparison.enough_data
     if not enough:
         verdict = (
@@ -187,3 +204,36 @@ def results(experiment: Experiment) -> ExperimentResult:
         verdict,
         arm_balance(experiment),
     )
+
+
+@dataclass(frozen=True)
+class TouchResult:
+    """The extra touch's randomized comparison among high-risk visits."""
+
+    policy: RiskTouchPolicy
+    no_touch: ArmResult
+    touch: ArmResult
+    comparison: RateComparison  # touch − no touch
+    p_value: float | None
+    enough_data: bool
+    verdict: str
+
+
+def touch_results(policy: RiskTouchPolicy) -> TouchResult:
+    no_touch, touch = _arms(
+        RiskTouch.objects.filter(policy=policy), TouchArm.NO_TOUCH, TouchArm.TOUCH
+    )
+    comparison, p_value = _compare(no_touch, touch)
+    enough = comparison.enough_data
+    if not enough:
+        verdict = (
+            f"Not enough data yet: each arm needs {MINIMUM_PER_ARM} visits with a known outcome "
+            f"(now {no_touch.due} and {touch.due})."
+        )
+    elif comparison.difference_high < 0:
+        verdict = "The extra touch lowered no-shows among high-risk visits."
+    elif comparison.difference_low > 0:
+        verdict = "The extra touch raised no-shows among high-risk visits."
+    else:
+        verdict = "No difference shown yet: the interval still includes zero."
+    return TouchResult(policy, no_touch, touch, comparison, p_value, enough, verdict)

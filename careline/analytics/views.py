@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from careline import spreadsheets
-from careline.analytics import experiments, glossary, metrics
+from careline.analytics import experiments, glossary, metrics, ranking
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.clinics.scoping import administered_organization_ids
 from careline.clinics.validators import query_date, query_id
@@ -21,7 +21,8 @@ from careline.messaging.experiments import (
     end_experiment,
     start_experiment,
 )
-from careline.messaging.models import Experiment
+from careline.messaging.models import Experiment, RiskTouchPolicy
+from careline.messaging.touches import start_policy, stop_policy
 from careline.scheduling.models import Appointment
 
 COLUMNS = [
@@ -284,3 +285,194 @@ def experiment_detail(request: HttpRequest, experiment_id: int) -> HttpResponse:
             raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
         end_experiment(experiment)
     return render(request, "analytics/experiment.html", {"result": experiments.results(experiment)})
+
+
+class RiskTouchForm(forms.Form):
+    practice = forms.ModelChoiceField(
+        queryset=Practice.objects.none(), required=False, empty_label="Every practice"
+    )
+    threshold_percent = forms.IntegerField(
+        min_value=1, max_value=99, initial=30, label="High risk from (no-show risk, %)"
+    )
+    touch_percent = forms.IntegerField(
+        min_value=1, max_value=99, initial=50, label="Share of high-risk visits touched (%)"
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["practice"].queryset = Practice.objects.visible_to(user).filter(
+            organization_id__in=_experiment_orgs(user)
+        )
+
+
+def _visible_touch_policies(user):
+    practices = Practice.objects.visible_to(user)
+    return RiskTouchPolicy.objects.filter(organization_id__in=_experiment_orgs(user)).filter(
+        Q(practice__isnull=True) | Q(practice__in=practices)
+    )
+
+
+@login_required
+def extra_touch(request: HttpRequest) -> HttpResponse:
+    """The extra touch for high-risk visits: start or stop a policy, and its randomized
+    result (touch vs no touch)."""
+    org_ids = _experiment_orgs(request.user)
+    if not org_ids:
+        raise PermissionDenied("Experiments are for practice managers and organization admins.")
+    form = RiskTouchForm(request.POST or None, user=request.user)
+    if request.method == "POST" and request.POST.get("action") == "stop":
+        policy = get_object_or_404(
+            _visible_touch_policies(request.user), pk=query_id(request.POST, "policy")
+        )
+        if policy.practice_id is None and not _administers(request.user, policy.organization_id):
+            raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
+        stop_policy(policy, now=timezone.now())
+        return redirect("analytics:extra-touch")
+    if request.method == "POST" and form.is_valid():
+        practice = form.cleaned_data.get("practice")
+        administered = administered_organization_ids(request.user)
+        if practice is None and administered == []:
+            raise PermissionDenied(ORGANIZATION_WIDE_EXPERIMENTS)
+        start_policy(
+            organization_id=practice.organization_id if practice else (administered or org_ids)[0],
+            practice_id=practice.pk if practice else None,
+            threshold=form.cleaned_data["threshold_percent"] / 100,
+            touch_basis_points=form.cleaned_data["touch_percent"] * 100,
+            now=timezone.now(),
+        )
+        return redirect("analytics:extra-touch")
+    results = [
+        experiments.touch_results(p)
+        for p in _visible_touch_policies(request.user).select_related("practice")
+    ]
+    return render(request, "analytics/extra_touch.html", {"results": results, "form": form})
+
+
+def _choice(params, name: str, choices, default: str) -> str:
+    value = params.get(name, default)
+    if value not in choices:
+        raise ValidationError(f"{name}: choose one of {', '.join(choices)}.")
+    return value
+
+
+def _whole_number(params, name: str, default: int, low: int, high: int) -> int:
+    text = params.get(name, "")
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ValidationError(f"{name}: a whole number from {low} to {high}.")
+    return int(text)
+
+
+BAR_HEIGHT = 22
+
+
+@login_required
+def compare(request: HttpRequest) -> HttpResponse:
+    """Practices or providers ranked, searched and drawn at any number of them."""
+    params = request.GET
+    try:
+        group_by = _choice(params, "group_by", ranking.GROUPS, "practice")
+        sort = _choice(params, "sort", list(ranking.SORTS), "no_show_rate")
+        order = _choice(params, "order", ("desc", "asc"), "desc")
+        show = _choice(params, "show", ("top", "bottom"), "top")
+        limit = _whole_number(params, "n", 15, 1, 100)
+        min_due = _whole_number(params, "min_due", 30, 0, 100_000)
+        start, end = query_date(params, "from"), query_date(params, "to")
+        practice_id = query_id(params, "practice")
+        search = params.get("q", "")[:100]
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages), content_type="text/plain")
+    appointments = Appointment.objects.visible_to(request.user)
+    if practice_id is not None:
+        appointments = appointments.filter(practice_id=practice_id)
+    result = ranking.rank(
+        appointments,
+        group_by=group_by,
+        start=start,
+        end=end,
+        search=search,
+        sort=sort,
+        descending=order == "desc",
+        limit=limit,
+        bottom=show == "bottom",
+        min_due=min_due,
+    )
+    steps = ranking.funnel(appointments, start=start, end=end).steps()
+    if params.get("format") == "csv":
+        if params.get("chart") == "funnel":
+            return _csv(
+                "careline-funnel.csv",
+                ["Step", "Visits", "Share of all visits"],
+                [[label, n, _cell(share)] for label, n, share in steps],
+            )
+        return _csv(
+            f"careline-{group_by}-ranking.csv",
+            ["Rank", group_by.capitalize(), *list(ranking.SORTS.values())[1:]]
+            + [m.strftime("%Y-%m") for m in result.spark_months],
+            [
+                [row.rank, row.metrics.label]
+                + [_cell(getattr(row.metrics, f)) for f in list(ranking.SORTS)[1:]]
+                + [_cell(v) for v in row.spark]
+                for row in result.rows
+            ],
+        )
+    # The chart draws the rate the rows are ranked by (the no-show rate for a count).
+    drawn = sort if sort.endswith("_rate") else "no_show_rate"
+    values = [getattr(r.metrics, drawn) for r in result.rows]
+    peak = max((v or 0 for v in values), default=0) or 1
+    bars = [
+        {
+            "row": r,
+            "value": value,
+            "y": i * BAR_HEIGHT,
+            "text_y": i * BAR_HEIGHT + 15,
+            "width": round(400 * (value or 0) / peak),
+            "value_x": 232 + round(400 * (value or 0) / peak),
+            "short": r.metrics.label if len(r.metrics.label) <= 30 else r.metrics.label[:29] + "…",
+        }
+        for i, (r, value) in enumerate(zip(result.rows, values, strict=True))
+    ]
+    funnel_bars = [
+        {
+            "label": label,
+            "n": n,
+            "share": share,
+            "y": i * 30,
+            "text_y": i * 30 + 18,
+            "width": round(400 * (share or 0)),
+            "value_x": 172 + round(400 * (share or 0)),
+        }
+        for i, (label, n, share) in enumerate(steps)
+    ]
+    query = params.copy()
+    query.pop("sort", None)
+    query.pop("order", None)
+    return render(
+        request,
+        "analytics/compare.html",
+        {
+            "result": result,
+            "bars": bars,
+            "chart_height": max(len(bars), 1) * BAR_HEIGHT,
+            "funnel": funnel_bars,
+            "group_by": group_by,
+            "groups": ranking.GROUPS,
+            "sorts": ranking.SORTS,
+            "sort": sort,
+            "sort_title": ranking.SORTS[sort],
+            "drawn_title": ranking.SORTS[drawn],
+            "order": order,
+            "show": show,
+            "limit": limit,
+            "min_due": min_due,
+            "search": search,
+            "start": start,
+            "end": end,
+            "practice_id": practice_id,
+            "practices": Practice.objects.visible_to(request.user),
+            "sort_query": query.urlencode(),
+            "spark_width": ranking.SPARK_WIDTH,
+            "spark_height": ranking.SPARK_HEIGHT,
+        },
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -337,7 +337,7 @@ def _queue_texts(broadcast: Broadcast) -> int:
                                '{{first_name}}', p.given_name),
                        '{{practice}}', COALESCE(pr.name, %s)),
                %s, '', NULL, %s, %s, %s, %s, %s, '', 0, NULL, NULL, '', '', '', 0, %s,
-               NULL, NULL
+               NULL, NULL, 1, %s
         FROM {Patient._meta.db_table} p
         LEFT JOIN {Practice._meta.db_table} pr ON pr.id = p.home_practice_id
         WHERE p.id IN ({chosen_sql})
@@ -357,6 +357,7 @@ def _queue_texts(broadcast: Broadcast) -> int:
         broadcast.send_at + BROADCAST_EXPIRY,
         MessageState.SCHEDULED,
         timezone.now(),
+        connection.ops.adapt_datetimefield_value(outbox.change_time([organization_id])),
         *chosen_params,
     ]
     return outbox.insert_broadcast(select_sql, params)

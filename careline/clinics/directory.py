@@ -27,6 +27,7 @@ from careline.clinics.models import (
     Provider,
     StaffMembership,
 )
+from careline.clinics.numbers import NumberTaken, claim_sender_number, release_unused
 from careline.versions import change_stamp, stamp
 
 # Shown to patients for appointment types a feed introduces; staff can rename it later.
@@ -134,7 +135,9 @@ def link_providers(pairs: Iterable[tuple[int, int]]) -> None:
     wanted = set(pairs)
     if not wanted:
         return
-    with transaction.atomic():
+    # No savepoint of its own (called per message and per group): a failure fails the
+    # caller's.
+    with transaction.atomic(savepoint=False):
         providers = {p for p, _ in wanted}
         known = set(
             through.objects.filter(provider_id__in=providers).values_list(
@@ -170,3 +173,75 @@ def set_staff_role(user, organization: Organization, role: str, practices) -> St
     )
     membership.practices.set(practices)
     return membership
+
+
+PRACTICE_FIELDS = ("name", "time_zone", "sender_number", "phone", "address")
+
+
+def put_practice(
+    organization: Organization, code: str, **values: str | None
+) -> tuple[Practice, str]:
+    """The practice with this code, added or brought to the values given (None: leave as
+    is), for scripts that run twice: returns it and "added", "updated" or "unchanged".
+    ValidationError by field (a number another organization texts from included); nothing
+    is saved then."""
+    code = code.strip()
+    unknown = set(values) - set(PRACTICE_FIELDS)
+    if unknown:
+        raise ValueError(f"Not a practice field: {', '.join(sorted(unknown))}")
+    practice = Practice.objects.filter(organization=organization, code=code).first()
+    added = practice is None
+    if added:
+        practice = Practice(organization=organization, code=code)
+    before = {f: getattr(practice, f) for f in PRACTICE_FIELDS}
+    for field, value in values.items():
+        if value is not None:
+            setattr(practice, field, value.strip())
+    if added and not practice.name:
+        raise ValidationError({"name": ["A new practice needs a name."]})
+    practice.full_clean(exclude=["organization", "go_live_date"])
+    changed = [f for f in PRACTICE_FIELDS if getattr(practice, f) != before[f]]
+    if not added and not changed:
+        return practice, "unchanged"
+    try:
+        with transaction.atomic():
+            claim_sender_number(organization.pk, practice.sender_number)
+            practice.save()
+            release_unused(organization.pk)
+    except NumberTaken as exc:
+        raise ValidationError({"sender_number": [exc.message]}) from exc
+    return practice, "added" if added else "updated"
+
+
+def put_provider(
+    organization: Organization,
+    *,
+    display_name: str,
+    npi: str = "",
+    practices: Iterable[Practice] = (),
+) -> tuple[Provider, str]:
+    """The provider with this NPI (or, without one, this display name), added or updated,
+    working at `practices` too: returns it and "added", "updated" or "unchanged"."""
+    display_name, npi = display_name.strip(), npi.strip()
+    if not display_name:
+        raise ValidationError({"display_name": ["A provider needs a name patients see."]})
+    if npi and not (len(npi) == 10 and npi.isascii() and npi.isdigit()):
+        raise ValidationError({"npi": [f"'{npi}' is not a 10-digit NPI."]})
+    found = Provider.objects.filter(organization=organization)
+    provider = (found.filter(npi=npi) if npi else found.filter(display_name=display_name)).first()
+    outcome = "unchanged"
+    if provider is None:
+        provider = save_provider(
+            Provider(organization=organization, display_name=display_name, npi=npi)
+        )
+        outcome = "added"
+    elif provider.display_name != display_name:
+        provider.display_name = display_name
+        save_provider(provider)
+        outcome = "updated"
+    known = set(provider.practices.values_list("id", flat=True))
+    new = [p for p in practices if p.pk not in known]
+    if new:
+        link_providers((provider.pk, p.pk) for p in new)
+        outcome = "added" if outcome == "added" else "updated"
+    return provider, outcome

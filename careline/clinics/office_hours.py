@@ -37,6 +37,40 @@ def parse_span(value: str) -> Span | None:
     return opens, closes
 
 
+_DAY_NAMES = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+_WEEK_PART = re.compile(
+    r"^\s*(?P<days>[a-z]{3}(?:\s*-\s*[a-z]{3})?(?:\s*,\s*[a-z]{3}(?:\s*-\s*[a-z]{3})?)*)\s+"
+    r"(?P<hours>\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2})\s*$"
+)
+
+
+def parse_week(value: str) -> tuple[Span | None, ...]:
+    """ "Mon-Fri 08:00-18:00", "Mon-Thu,Sat 09:00-13:00; Fri 08:00-12:00" (parts joined by
+    ";", a later part overriding an earlier one's day) → each weekday's span, Monday first;
+    days not named are closed. Raises ValidationError saying what is wrong."""
+    days: list[Span | None] = [None] * 7
+    parts = [p for p in value.lower().split(";") if p.strip()]
+    if not parts:
+        raise ValidationError("Write the hours like 'Mon-Fri 08:00-18:00'.")
+    for part in parts:
+        found = _WEEK_PART.match(part)
+        if not found:
+            raise ValidationError(
+                f"'{part.strip()}' does not look like 'Mon-Fri 08:00-18:00' "
+                "(weekdays as Mon, Tue, … Sun; parts joined by ';')."
+            )
+        span = parse_span(found["hours"])
+        for run in found["days"].split(","):
+            ends = [e.strip() for e in run.split("-")]
+            unknown = [e for e in ends if e not in _DAY_NAMES]
+            if unknown:
+                raise ValidationError(f"'{unknown[0]}' is not a weekday (Mon, Tue, … Sun).")
+            first, last = _DAY_NAMES[ends[0]], _DAY_NAMES[ends[-1]]
+            for d in range(first, last + 1 if last >= first else last + 8):
+                days[d % 7] = span
+    return tuple(days)
+
+
 def format_span(span: Span | None) -> str:
     if span is None:
         return ""
@@ -73,3 +107,10 @@ def save_office_hours(practice: Practice, days: dict[str, str]) -> OfficeHours:
 def use_default_hours(practice: Practice) -> None:
     """Back to the installation's default hours (CARELINE_OFFICE_HOURS)."""
     OfficeHours.objects.filter(practice=practice).delete()
+
+
+def save_week(practice: Practice, week: tuple[Span | None, ...]) -> OfficeHours:
+    """Give the practice these hours (`parse_week`'s result), Monday first."""
+    return save_office_hours(
+        practice, {day: format_span(span) for day, span in zip(WEEKDAYS, week, strict=True)}
+    )

@@ -32,6 +32,7 @@ from careline.messaging.outbox import queue_reply
 from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource, Language, PhoneConsent
 from careline.scheduling.models import Appointment
+from careline.versions import change_stamp
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,11 @@ def _interpret(message_id: int) -> None:
             if match is not None:
                 _act_on_consent(message, route, match)
         message.interpreted_at = timezone.now()
+        if message.organization_id is not None:
+            # Read, the text becomes its organization's Communication: its first version
+            # (nothing writes it again), stamped by the change clock FHIR polls.
+            message.version = 1
+            message.last_updated = change_stamp(InboundMessage, message.organization_id)
         message.save()
     log.info("Inbound message %s interpreted as %s", message.pk, message.intent)
 

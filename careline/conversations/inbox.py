@@ -15,7 +15,6 @@ screens call; they check that the staff member may see the conversation.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
@@ -23,12 +22,12 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from careline.clinics.models import Practice
-from careline.clinics.office_hours import Span, practice_week
+from careline.clinics.office_hours import Span, parse_week, practice_week
 from careline.conversations import texts
 from careline.conversations.models import (
     CannedReply,
@@ -57,11 +56,6 @@ log = logging.getLogger(__name__)
 # For a text no practice can be found for, as the dispatcher does.
 FALLBACK_ZONE = ZoneInfo("America/New_York")
 MAX_REPLY_CHARACTERS = 1600  # Twilio's limit for one message body
-_DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
-_HOURS_FORMAT = re.compile(
-    r"^\s*(?P<days>[a-z]{3}(?:\s*-\s*[a-z]{3})?(?:\s*,\s*[a-z]{3}(?:\s*-\s*[a-z]{3})?)*)\s+"
-    r"(?P<opens>\d{1,2}:\d{2})\s*-\s*(?P<closes>\d{1,2}:\d{2})\s*$"
-)
 # Reply texts that concern a visit go to scheduling even without a scheduling word in them.
 _VISIT_INTENTS = {"confirm", "cancel", "reschedule", "choose_option", "more_options", "decline"}
 
@@ -150,31 +144,12 @@ def _zone(practice: Practice | None) -> ZoneInfo:
 @lru_cache(maxsize=8)
 def parse_office_hours(value: str) -> OfficeHours:
     """ "Mon-Fri 08:00-18:00", "Mon-Thu,Sat 09:00-13:00", "Mon-Sun 00:00-24:00"."""
-    found = _HOURS_FORMAT.match(value.lower())
-    if not found:
+    try:
+        return OfficeHours(parse_week(value))
+    except ValidationError as exc:
         raise ImproperlyConfigured(
-            f"CARELINE_OFFICE_HOURS must look like 'Mon-Fri 08:00-18:00'; got {value!r}."
-        )
-    weekdays: set[int] = set()
-    for part in found["days"].split(","):
-        ends = [p.strip() for p in part.split("-")]
-        if any(e not in _DAYS for e in ends):
-            raise ImproperlyConfigured(f"Unknown weekday in CARELINE_OFFICE_HOURS {value!r}.")
-        first, last = _DAYS[ends[0]], _DAYS[ends[-1]]
-        weekdays.update(d % 7 for d in range(first, last + 1 if last >= first else last + 8))
-    opens, closes = (_clock(found[k], value) for k in ("opens", "closes"))
-    if opens is None or (closes is not None and closes <= opens):
-        raise ImproperlyConfigured(f"CARELINE_OFFICE_HOURS closes before it opens: {value!r}.")
-    return OfficeHours.uniform(frozenset(weekdays), opens, closes)
-
-
-def _clock(hhmm: str, value: str) -> time | None:
-    hours, minutes = (int(n) for n in hhmm.split(":"))
-    if (hours, minutes) == (24, 0):
-        return None
-    if hours > 23 or minutes > 59:
-        raise ImproperlyConfigured(f"Not a time of day in CARELINE_OFFICE_HOURS: {value!r}.")
-    return time(hours, minutes)
+            f"CARELINE_OFFICE_HOURS must look like 'Mon-Fri 08:00-18:00': {exc.messages[0]}"
+        ) from exc
 
 
 def office_hours(practice: Practice | None = None) -> OfficeHours:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from careline.clinics.models import Organization, Practice
@@ -100,12 +101,19 @@ class InboundMessage(models.Model):
         related_name="messages",
         help_text="The inbox conversation it was passed to, if any.",
     )
+    # FHIR Communication's meta.versionId and meta.lastUpdated. A text belongs to no
+    # organization (and is no Communication) until the worker reads it: reading it is its
+    # first version (conversations.inbound stamps it).
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    last_updated = models.DateTimeField(db_default=Now())
 
     objects = ScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
+            # The Communication change feed: _lastUpdated sorted by (last_updated, id).
+            models.Index(fields=["organization", "last_updated", "id"], name="inbound_change_feed"),
             models.Index(fields=["organization", "from_phone", "received_at"]),
             models.Index(fields=["intent", "received_at"]),
             # The worker's queue: texts the webhook stored and no one has read yet.

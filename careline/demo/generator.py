@@ -41,6 +41,11 @@ below (module constants) are chosen to land in the published ranges:
   `CONFIRMED_FACTOR` = 0.35 times the reminded risk, and an unconfirmed one's is raised so
   that the average over both stays exactly at the reminded risk. `confirmed_at` is kept on
   past visits, so confirmation behavior is visible to analytics.
+* The extra touch for high-risk visits: for the last `TOUCH_DAYS` an organization-wide
+  policy randomizes past visits scored at or above `TOUCH_THRESHOLD` (their no-show
+  probability before reminders, kept as `noshow_risk`) half to an extra reminder, which
+  multiplies the no-show probability by `TOUCH_RELATIVE_RISK` = 0.7; the experiment page
+  (Analytics → Experiments → Extra touch) should recover that lift within its interval.
 * Not planted: the two-reminder (72 h + 24 h) vs one-reminder difference (4.4% vs 5.3-5.8%
   missed in a 54,066-patient trial: Steiner et al., "Optimizing number and timing of
   appointment reminders: a randomized trial", Am J Manag Care 2018;24(8):377-384). The
@@ -91,6 +96,8 @@ from careline.clinics.models import (
     StaffMembership,
     StaffRole,
 )
+from careline.messaging.models import RiskTouch, RiskTouchPolicy, TouchArm
+from careline.messaging.touches import arm_of, decision_time
 from careline.patients.models import (
     Language,
     Patient,
@@ -124,6 +131,12 @@ MAX_UTILIZATION = 0.55
 # --- planted effects (see module docstring) -------------------------------------------
 REMINDER_RELATIVE_RISK = 0.77
 CONFIRMED_FACTOR = 0.35
+# The extra touch for high-risk visits (careline.messaging.touches), running organization-wide
+# for the last TOUCH_DAYS: half the visits at or above TOUCH_THRESHOLD get an extra reminder,
+# which multiplies their no-show probability by TOUCH_RELATIVE_RISK.
+TOUCH_DAYS = 120
+TOUCH_THRESHOLD = 0.2
+TOUCH_RELATIVE_RISK = 0.7
 LEAD_LOGIT_PER_DOUBLING = 0.22
 PATIENT_PROPENSITY_SD = 0.9
 PRACTICE_REFERENCE_RATE = (0.05, 0.12)
@@ -286,6 +299,7 @@ APPOINTMENT_FIELDS = (
     "external_system",
     "external_id",
     "created_at",
+    "noshow_risk",
 )
 
 # (phase, done, total); called after each batch so a command can draw a progress bar.
@@ -320,6 +334,7 @@ def generate_demo(
         Holiday,
         WorkingHours,
         RecurringBreak,
+        RiskTouch,
     )
     return result
 
@@ -466,6 +481,7 @@ class _Builder:
         self._plan_days()
         self._patients()
         self._appointments(result)
+        self._extra_touch(result)
         result.practices = len(self.practice_ids)
         result.providers = len(self.provider_ids)
         result.patients = len(self.patient_ids)
@@ -786,6 +802,55 @@ class _Builder:
         result.upcoming = self.upcoming
         result.status_counts = dict(self.status_counts)
 
+    def _extra_touch(self, result: DemoResult) -> None:
+        """The randomized extra touch, organization-wide for the last TOUCH_DAYS: each past
+        visit scored at or above TOUCH_THRESHOLD gets its arm (decided as the live system
+        does, by careline.messaging.touches.arm_of), and a touched visit's planted no-show
+        is kept only with probability TOUCH_RELATIVE_RISK."""
+        started = self.now - timedelta(days=TOUCH_DAYS)
+        policy = RiskTouchPolicy.objects.create(
+            organization=self.organization,
+            threshold=TOUCH_THRESHOLD,
+            touch_basis_points=5000,
+            started_at=started,
+        )
+        eligible = (
+            Appointment.objects.filter(
+                organization=self.organization,
+                start__gte=started,
+                start__lt=self.now,
+                noshow_risk__gte=TOUCH_THRESHOLD,
+            )
+            .order_by("id")
+            .values_list("id", "start", "created_at", "status", "noshow_risk")
+        )
+        arms: list[RiskTouch] = []
+        spared: list[int] = []
+        for pk, start, created, status, scored in eligible.iterator(chunk_size=BATCH_SIZE):
+            decided = decision_time(start, created)
+            if decided < started:
+                continue
+            arm = arm_of(policy, pk)
+            arms.append(
+                RiskTouch(
+                    policy=policy, appointment_id=pk, arm=arm, risk=scored, decided_at=decided
+                )
+            )
+            if (
+                arm == TouchArm.TOUCH
+                and status == AppointmentStatus.NO_SHOW
+                and self.rng.random() >= TOUCH_RELATIVE_RISK
+            ):
+                spared.append(pk)
+        RiskTouch.objects.bulk_create(arms, batch_size=BATCH_SIZE)
+        for low in range(0, len(spared), 900):
+            Appointment.objects.filter(id__in=spared[low : low + 900]).update(
+                status=AppointmentStatus.FULFILLED
+            )
+        self.status_counts[AppointmentStatus.NO_SHOW] -= len(spared)
+        self.status_counts[AppointmentStatus.FULFILLED] += len(spared)
+        result.status_counts = dict(self.status_counts)
+
     def _fill_day(self, day: date, due: int, writer: _BulkWriter) -> int:
         if due <= 0:
             return 0
@@ -855,6 +920,7 @@ class _Builder:
         confirmed_at = None
         row_status = AppointmentStatus.BOOKED
         changed = created
+        scored = None  # the no-show risk the visit was scored with, for past visits
         if start > now:
             if rng.random() < UPCOMING_CANCEL:
                 cancel_at = created + (start - created) * rng.uniform(0.2, 0.95)
@@ -888,7 +954,7 @@ class _Builder:
                     + VISIT_TYPES[kind].logit
                     + LEAD_LOGIT_PER_DOUBLING * math.log2(1 + lead / 10080)
                 )
-                risk = 1 / (1 + math.exp(-score))
+                risk = scored = 1 / (1 + math.exp(-score))
                 if reminded:
                     risk *= REMINDER_RELATIVE_RISK
                     if rng.random() < confirm_chance:
@@ -920,6 +986,7 @@ class _Builder:
                 "",
                 "",
                 when(created),
+                None if scored is None else round(scored, 4),
             )
         )
         self.status_counts[row_status] += 1

@@ -18,3 +18,27 @@ def simulator_gateway_in_production(app_configs=None, **kwargs) -> list[checks.C
             id="careline.W001",
         )
     ]
+
+
+# Backends that keep emails on the machine: right for `make run` and tests, never for
+# patients.
+LOCAL_EMAIL_BACKENDS = {
+    "django.core.mail.backends.console.EmailBackend": "printed on the console",
+    "django.core.mail.backends.locmem.EmailBackend": "kept in memory",
+    "django.core.mail.backends.filebased.EmailBackend": "written to files",
+    "django.core.mail.backends.dummy.EmailBackend": "thrown away",
+}
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def local_email_backend_in_production(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    fate = LOCAL_EMAIL_BACKENDS.get(settings.EMAIL_BACKEND)
+    if fate is None:
+        return []
+    return [
+        checks.Warning(
+            f"Patients' emails are {fate}, not sent (EMAIL_BACKEND {settings.EMAIL_BACKEND}).",
+            hint="Set EMAIL_URL to your mail server, e.g. smtp://user:password@host:587/?tls=True",
+            id="careline.W002",
+        )
+    ]

@@ -97,9 +97,10 @@ def decide(facts: Facts, *, hours: SendingHours, daily_cap: int) -> Decision:
     # opted-out numbers and at any hour, and is not counted against the cap.
     if f.kind == MessageKind.REPLY:
         return Decision(SEND)
+    # A number that said STOP gets no texts; an address that unsubscribed, no email.
+    if f.opted_out:
+        return Decision(SUPPRESS, "opted_out")
     if f.channel == Channel.SMS:
-        if f.opted_out:
-            return Decision(SUPPRESS, "opted_out")
         opening = hours.next_opening_everywhere(f.now, f.patient_zones or (f.zone,))
         if opening is not None:
             if f.visit_start is not None and f.visit_start <= opening:

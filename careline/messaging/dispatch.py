@@ -28,6 +28,7 @@ from django.utils import timezone
 from careline.background import backoff
 from careline.messaging import outbox, visit_links
 from careline.messaging.compliance import DEFER, SEND, Decision, Facts, SendingHours, decide
+from careline.messaging.email import EmailContent, compose, email_buttons, send_message_email
 from careline.messaging.gateways.base import GatewayError, OutgoingSms, SendResult, SmsGateway
 from careline.messaging.models import (
     Channel,
@@ -41,7 +42,8 @@ from careline.messaging.rendering import appointment_variables, render_body
 from careline.messaging.segments import count_segments
 from careline.messaging.template_syntax import template_variables
 from careline.messaging.texts import find_template
-from careline.patients.models import Patient, PhoneConsent
+from careline.patients.consent import emails_opted_out
+from careline.patients.models import Patient, PhoneConsent, email_key
 from careline.scheduling.models import Appointment
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ _APPOINTMENT_FIELDS = [
     "appointment_type_id",
     "status",
     "start",
+    "end",
+    "version",
     *(
         f"patient__{f}"
         for f in (
@@ -127,6 +131,11 @@ class _Batch:
                 organization_id__in={m.organization_id for m in rows},
             ).values_list("organization_id", "phone")
         )
+        # An address that unsubscribed gets no more email; the number's texts go on.
+        self.opted_out |= emails_opted_out(
+            {m.organization_id for m in rows},
+            {self.address(m) for m in rows if m.channel == Channel.EMAIL},
+        )
         self.sent_last_day = Counter(
             dict(
                 OutboundMessage.objects.filter(patient_id__in=patient_ids)
@@ -165,7 +174,12 @@ class _Batch:
         # Self-service links issued while rendering, saved with the claim in one INSERT.
         self.new_links: list = []
         # Stored texts carry their links redacted (visit_links): a fresh link for each send.
-        stored = {m.pk: m.body for m in rows if m.body and visit_links.REDACTED_TOKEN in m.body}
+        # (An email is written afresh for each send: careline.messaging.email.)
+        stored = {
+            m.pk: m.body
+            for m in rows
+            if m.body and visit_links.REDACTED_TOKEN in m.body and m.channel != Channel.EMAIL
+        }
         self.reissued = (
             visit_links.issuer().reissue(stored) if stored and visit_links.registered() else {}
         )
@@ -204,7 +218,11 @@ class _Batch:
             zone=zone,
             has_address=bool(address),
             patient_zones=self.patient_zones(m),
-            opted_out=(m.organization_id, address) in self.opted_out,
+            opted_out=(
+                m.organization_id,
+                email_key(address) if m.channel == Channel.EMAIL else address,
+            )
+            in self.opted_out,
             has_appointment=appointment is not None,
             appointment_status=appointment.status if appointment else "",
             appointment_start=appointment.start if appointment else None,
@@ -323,6 +341,8 @@ class Dispatcher:
         # Claimed texts as they go out, where they differ from the stored ones (a live
         # link): held in memory from the claim to the send, never stored.
         self._texts: dict[int, str] = {}
+        # Claimed emails as they go out (with live links), likewise held in memory only.
+        self._emails: dict[int, EmailContent] = {}
         self._sent_since = 0.0
 
     # -- the loop -------------------------------------------------------------------
@@ -432,6 +452,8 @@ class Dispatcher:
     def _prepare(self, m: OutboundMessage, batch: _Batch, now: datetime) -> Decision:
         m.to_address = batch.address(m)
         m.sender = batch.sender(m)
+        if m.channel == Channel.EMAIL:
+            return self._prepare_email(m, batch, now)
         if m.body:
             text = batch.text_to_send(m)
         else:
@@ -442,6 +464,23 @@ class Dispatcher:
         if text != m.body:
             self._texts[m.pk] = text
         m.segments = count_segments(text).segments if m.channel == Channel.SMS else 0
+        m.state, m.claimed_at, m.attempts = MessageState.SENDING, now, m.attempts + 1
+        return Decision(SEND)
+
+    def _prepare_email(self, m: OutboundMessage, batch: _Batch, now: datetime) -> Decision:
+        """An email is written from the visit as it is now, at every claim (a retry too),
+        with fresh single-use links saved in the claim's transaction; the outbox keeps its
+        plain text with the links' tokens redacted, as it keeps a text's."""
+        appointment = batch.appointments.get(m.appointment_id)
+        buttons = email_buttons(m.kind)
+        if appointment is None or buttons is None:
+            return Decision("suppress", "no_template")
+        urls, links = visit_links.issuer().email_links(appointment.pk, m.pk, buttons)
+        batch.new_links.extend(links)
+        content = compose(appointment, m.kind, urls)
+        m.body = visit_links.issuer().redact(content.text)
+        self._emails[m.pk] = content
+        m.segments = 0
         m.state, m.claimed_at, m.attempts = MessageState.SENDING, now, m.attempts + 1
         return Decision(SEND)
 
@@ -459,7 +498,7 @@ class Dispatcher:
     def deliver(self, m: OutboundMessage) -> None:
         text = self._texts.pop(m.pk, m.body)
         if m.channel == Channel.EMAIL:
-            self._deliver_email(m, text)
+            self._deliver_email(m, self._emails.pop(m.pk))
             return
         # The provider is asked about earlier attempts with the stored text (their links
         # differed), and sent the text with this send's link.
@@ -482,11 +521,9 @@ class Dispatcher:
             return
         self._record_sent(m, result)
 
-    def _deliver_email(self, m: OutboundMessage, text: str) -> None:
-        from careline.messaging.email import send_message_email
-
+    def _deliver_email(self, m: OutboundMessage, content: EmailContent) -> None:
         try:
-            send_message_email(m, body=text)
+            send_message_email(m, content)
         except Exception as exc:  # noqa: BLE001 — SMTP errors come in many classes
             logger.warning("Message %s: email failed with %s", m.pk, type(exc).__name__)
             self._record_failure(m, GatewayError(str(exc)[:300], transient=True))

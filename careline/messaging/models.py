@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
 
 from careline.clinics.models import AppointmentType, Organization, Practice
 from careline.clinics.scoping import ScopedQuerySet, practice_or_organization_wide
@@ -217,6 +218,11 @@ class OutboundMessage(models.Model):
     finished_at = models.DateTimeField(
         null=True, blank=True, help_text="Delivered, undelivered, failed, suppressed or cancelled."
     )
+    # FHIR Communication's meta.versionId and meta.lastUpdated: bumped, in the same
+    # statement, by every write of messaging.outbox that changes what Communication shows
+    # (not a worker's lease or a put-off due time). No past versions are kept.
+    version = models.PositiveIntegerField(default=1, db_default=1)
+    last_updated = models.DateTimeField(db_default=Now())
 
     objects = ScopedQuerySet.as_manager()
     practice_lookup = "practice"
@@ -241,6 +247,9 @@ class OutboundMessage(models.Model):
             # Status callbacks look a message up by the provider's id; a plain index, as
             # db_index would add a second, pattern-matching one on PostgreSQL.
             models.Index(fields=["provider_message_id"], name="outbox_provider_message"),
+            # The Communication change feed: _lastUpdated sorted by (last_updated, id), and
+            # the newest stamp of an organization (versions.change_stamp).
+            models.Index(fields=["organization", "last_updated", "id"], name="outbox_change_feed"),
         ]
 
     def __str__(self) -> str:
@@ -362,6 +371,63 @@ class ExperimentAssignment(models.Model):
             )
         ]
         indexes = [models.Index(fields=["appointment", "withheld_step"])]
+
+    def __str__(self) -> str:
+        return f"{self.appointment_id} in {self.arm}"
+
+
+class RiskTouchPolicy(models.Model):
+    """A practice's (or the whole organization's) extra touch for visits the no-show model
+    rates at or above `threshold`: a randomized share gets one more reminder, the rest
+    none, so the touch's effect is measured rather than assumed."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    practice = models.ForeignKey(
+        Practice,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Blank: every practice of the organization.",
+    )
+    threshold = models.FloatField(help_text="No-show risk (0–1) from which a visit is high-risk.")
+    touch_basis_points = models.PositiveIntegerField(
+        default=5000, help_text="Share of high-risk visits that get the touch, in 1/10000."
+    )
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(threshold__gt=0, threshold__lt=1),
+                name="risk_touch_threshold_between_0_and_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(touch_basis_points__gt=0, touch_basis_points__lt=10000),
+                name="risk_touch_share_between_0_and_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"extra touch from risk {self.threshold:.0%}"
+
+
+class TouchArm(models.TextChoices):
+    TOUCH = "touch", "Extra touch"
+    NO_TOUCH = "no_touch", "No extra touch"
+
+
+class RiskTouch(models.Model):
+    """A high-risk visit's arm, decided once: when it was first scored at or after its
+    decision time (careline.messaging.touches)."""
+
+    policy = models.ForeignKey(RiskTouchPolicy, on_delete=models.CASCADE, related_name="touches")
+    appointment = models.OneToOneField(Appointment, on_delete=models.CASCADE, related_name="+")
+    arm = models.CharField(max_length=10, choices=TouchArm.choices)
+    risk = models.FloatField()
+    decided_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"{self.appointment_id} in {self.arm}"

@@ -6,16 +6,22 @@ scheduled to suppressed or cancelled; a sending row whose worker died goes back 
 scheduled. Bulk paths stay set-based: planning and broadcasts hand over the SELECT that
 chooses their rows (insert_planned, insert_broadcast, cancel_planned) and the worker writes
 a whole batch in one statement (save_claims, mark_sent).
+
+Every write that changes what FHIR Communication shows of a row (its state, body, sent
+time, error) bumps the row's `version` and stamps `last_updated` in the same statement,
+with one time per statement from `change_time` (careline.versions: the change clock the
+Communication change feed relies on). A worker's lease and a due time put off are not
+such a change.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from careline.messaging import visit_links
@@ -29,6 +35,7 @@ from careline.messaging.models import (
 )
 from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource, PhoneConsent
+from careline.versions import change_stamp, change_stamp_for, stamp
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +71,8 @@ COLUMNS = (
     "created_at",
     "sent_at",
     "finished_at",
+    "version",
+    "last_updated",
 )
 _INSERT = f"INSERT INTO {OUTBOX} ({', '.join(COLUMNS)})"
 # A step that already has a live message for this visit time is left alone by the
@@ -98,6 +107,10 @@ _DATETIMES = {
 }
 _quote = connection.ops.quote_name
 
+# What a new or changed row's version becomes, in SQL (the outbox named: joined tables
+# have versions of their own).
+_NEXT_VERSION = f"{OUTBOX}.version + 1"
+
 # Provider reports only move a message forward; terminal states never change again.
 _PROGRESS = {
     MessageState.SCHEDULED: 0,
@@ -114,6 +127,22 @@ NOTICE_STEPS = ("booked", "rescheduled", "cancelled")
 OPTED_OUT_ERROR_CODES = {"21610"}
 # An answer that could not go out within the hour is no longer an answer.
 REPLY_EXPIRY = timedelta(hours=1)
+
+
+def change_time(organization_ids: Iterable[int]) -> datetime:
+    """The time to stamp a set-based change of these organizations' outbox rows with
+    (planning, broadcasts): one per statement, inside the change's transaction. A SELECT
+    handed to insert_planned or insert_broadcast gives it as its last_updated value."""
+    return change_stamp_for(OutboundMessage, organization_ids)
+
+
+def _update_stamped(rows: QuerySet, **values) -> int:
+    """An UPDATE of `rows` (all of one visit, broadcast or message) that changes what FHIR
+    shows of them: their versions bumped and one change time, in the same statement."""
+    with transaction.atomic():
+        organizations = rows.order_by().values_list("organization_id", flat=True).distinct()
+        at = change_time(list(organizations))
+        return rows.update(**values, version=F("version") + 1, last_updated=at)
 
 
 def record_provider_opt_out(message: OutboundMessage, code: str) -> None:
@@ -160,7 +189,17 @@ def apply_status_update(update: StatusUpdate) -> bool:
             message.error_code = update.error_code[:20]
         if update.state in TERMINAL_STATES:
             message.finished_at = now
-        message.save(update_fields=["state", "sent_at", "error_code", "finished_at"])
+        stamp(message)
+        message.save(
+            update_fields=[
+                "state",
+                "sent_at",
+                "error_code",
+                "finished_at",
+                "version",
+                "last_updated",
+            ]
+        )
     return True
 
 
@@ -193,6 +232,8 @@ def queue_reply(
             due_at=now,
             expires_at=now + REPLY_EXPIRY,
             created_at=now,
+            version=1,
+            last_updated=change_stamp(OutboundMessage, organization_id),
         )
         if stored != body:
             visit_links.issuer().attach(body, message.pk)
@@ -208,7 +249,8 @@ def _db_time(value: datetime | None):
 
 def insert_planned(select_sql: str, params: Sequence, *, with_sql: str = "") -> None:
     """Insert the planned messages `select_sql` chooses (a value per COLUMNS entry, in
-    that order; `with_sql` is a WITH clause it reads from). A step that already has a live
+    that order, version 1 and last_updated from `change_time`; `with_sql` is a WITH clause
+    it reads from). A step that already has a live
     message for its visit time is skipped, so planning twice adds nothing. `params` are
     those of `with_sql`, then those of `select_sql`."""
     with connection.cursor() as cursor:
@@ -222,24 +264,29 @@ def cancel_planned(
     reason: str,
     reason_params: Sequence,
     now: datetime,
+    changed_at: datetime,
     join: str = "",
     with_sql: str = "",
     with_params: Sequence = (),
 ) -> None:
     """Cancel, in one UPDATE, the scheduled messages `where` picks (SQL naming the outbox
     table itself, with tables from `join`, e.g. "FROM scheduling_appointment a"), for the
-    `reason` SQL expression gives."""
+    `reason` SQL expression gives; `changed_at` is their change time (`change_time`)."""
     # SQLite, which has no statistics on fresh tables, would pick the state index and so
     # read every scheduled message for each planning chunk (quadratic in a bulk plan). A
     # unary plus on the column keeps it on the chunk's range of appointment ids.
     plain = "+" if connection.vendor == "sqlite" else ""
     sql = (
         f"{with_sql} UPDATE {OUTBOX} SET state = '{MessageState.CANCELLED}', "
-        f"reason = {reason}, finished_at = %s {join} "
+        f"reason = {reason}, finished_at = %s, version = {_NEXT_VERSION}, last_updated = %s "
+        f"{join} "
         f"WHERE {plain}{OUTBOX}.state = '{MessageState.SCHEDULED}' AND {where}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*with_params, *reason_params, _db_time(now), *where_params])
+        cursor.execute(
+            sql,
+            [*with_params, *reason_params, _db_time(now), _db_time(changed_at), *where_params],
+        )
 
 
 def reschedule_planned(
@@ -250,18 +297,21 @@ def reschedule_planned(
     from_sql: str,
     where: str,
     where_params: Sequence,
+    changed_at: datetime,
 ) -> None:
     """Rewrite, in one UPDATE … FROM, the scheduled messages `where` picks (SQL naming the
     outbox table itself and the tables of `from_sql`): `assignments` ("col = expr, …")
     gives their new due time, expiry and the like. A rule change moves planned reminders
-    this way, in place; what was sent is never touched."""
+    this way, in place; what was sent is never touched. `changed_at`: their change time
+    (`change_time`)."""
     plain = "+" if connection.vendor == "sqlite" else ""
     sql = (
-        f"{with_sql} UPDATE {OUTBOX} SET {assignments} {from_sql} "
+        f"{with_sql} UPDATE {OUTBOX} SET {assignments}, version = {_NEXT_VERSION}, "
+        f"last_updated = %s {from_sql} "
         f"WHERE {plain}{OUTBOX}.state = '{MessageState.SCHEDULED}' AND {where}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*with_params, *where_params])
+        cursor.execute(sql, [*with_params, _db_time(changed_at), *where_params])
 
 
 def withdraw_planned_notice(appointment_id: int, *step_keys: str) -> int:
@@ -272,9 +322,14 @@ def withdraw_planned_notice(appointment_id: int, *step_keys: str) -> int:
     unknown = set(step_keys) - set(NOTICE_STEPS)
     if unknown or not step_keys:
         raise ValueError(f"Not a notice step: {sorted(unknown) or 'none given'}")
-    return OutboundMessage.objects.filter(
-        appointment_id=appointment_id, step_key__in=step_keys, state=MessageState.SCHEDULED
-    ).update(state=MessageState.CANCELLED, reason="answered_directly", finished_at=timezone.now())
+    return _update_stamped(
+        OutboundMessage.objects.filter(
+            appointment_id=appointment_id, step_key__in=step_keys, state=MessageState.SCHEDULED
+        ),
+        state=MessageState.CANCELLED,
+        reason="answered_directly",
+        finished_at=timezone.now(),
+    )
 
 
 def withdraw_untold_move_notice(appointment_id: int, untold_start: datetime) -> int:
@@ -310,7 +365,8 @@ def texted_visits(appointment_ids: list[int]) -> set[int]:
 
 def insert_broadcast(select_sql: str, params: Sequence) -> int:
     """Queue a broadcast's messages, one per row `select_sql` gives (a value per COLUMNS
-    entry, in that order), in one INSERT … SELECT; returns how many."""
+    entry, in that order, version 1 and last_updated from `change_time`), in one
+    INSERT … SELECT; returns how many."""
     with connection.cursor() as cursor:
         cursor.execute(f"{_INSERT}{select_sql}", list(params))
         return cursor.rowcount
@@ -318,28 +374,40 @@ def insert_broadcast(select_sql: str, params: Sequence) -> int:
 
 def cancel_broadcast_messages(broadcast_id: int) -> int:
     """Stop what of a broadcast has not gone out yet; what was sent stays sent."""
-    return OutboundMessage.objects.filter(
-        broadcast_id=broadcast_id, state=MessageState.SCHEDULED
-    ).update(state=MessageState.CANCELLED, reason="broadcast_cancelled", finished_at=timezone.now())
+    return _update_stamped(
+        OutboundMessage.objects.filter(broadcast_id=broadcast_id, state=MessageState.SCHEDULED),
+        state=MessageState.CANCELLED,
+        reason="broadcast_cancelled",
+        finished_at=timezone.now(),
+    )
 
 
 # -- the worker ---------------------------------------------------------------------
 
 
-def _update(rows: list[list], fields: list[str], *, if_state: str | None = None) -> None:
+def _update(
+    rows: list[list],
+    fields: list[str],
+    *,
+    if_state: str | None = None,
+    changed_at: datetime | None = None,
+) -> None:
     """Write `fields` of many outbox rows: each row is its field values, then its id; with
-    `if_state`, only rows still in that state change. On PostgreSQL one UPDATE … FROM
-    unnest(arrays) — one short statement whatever the number of rows, parsed and planned
-    once; on SQLite, which runs in-process, one prepared statement executed per row."""
+    `if_state`, only rows still in that state change; with `changed_at`, each row written
+    is a new version changed then. On PostgreSQL one UPDATE … FROM unnest(arrays) — one
+    short statement whatever the number of rows, parsed and planned once; on SQLite, which
+    runs in-process, one prepared statement executed per row."""
     if not rows:
         return
     guard = f" AND {OUTBOX}.state = %s" if if_state else ""
     extra = [if_state] if if_state else []
+    versioned = "" if changed_at is None else f", version = {_NEXT_VERSION}, last_updated = %s"
+    at = [] if changed_at is None else [_db_time(changed_at)]
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             assignments = ", ".join(f"{_quote(f)} = %s" for f in fields)
-            sql = f"UPDATE {OUTBOX} SET {assignments} WHERE id = %s{guard}"
-            cursor.executemany(sql, [row + extra for row in rows])
+            sql = f"UPDATE {OUTBOX} SET {assignments}{versioned} WHERE id = %s{guard}"
+            cursor.executemany(sql, [row[:-1] + at + row[-1:] + extra for row in rows])
             return
         columns = [*fields, "id"]
         arrays = ", ".join(
@@ -348,10 +416,10 @@ def _update(rows: list[list], fields: list[str], *, if_state: str | None = None)
         )
         assignments = ", ".join(f"{_quote(f)} = v.{_quote(f)}" for f in fields)
         cursor.execute(
-            f"UPDATE {OUTBOX} SET {assignments} "
+            f"UPDATE {OUTBOX} SET {assignments}{versioned} "
             f"FROM unnest({arrays}) AS v({', '.join(_quote(f) for f in columns)}) "
             f"WHERE {OUTBOX}.id = v.id{guard}",
-            [list(column) for column in zip(*rows, strict=True)] + extra,
+            at + [list(column) for column in zip(*rows, strict=True)] + extra,
         )
 
 
@@ -377,15 +445,23 @@ def lock_due(now: datetime, limit: int) -> list[OutboundMessage]:
 
 def save_claims(rows: list[OutboundMessage]) -> None:
     """Write what the worker decided for rows it locked: `sending` with the rendered body
-    and its address, a later due time, or `suppressed` with the reason."""
+    and its address, a later due time, or `suppressed` with the reason. Must run in the
+    transaction that locked them. A row only put off (still scheduled) is not a new
+    version: FHIR shows nothing of its due time."""
+
+    def values(m: OutboundMessage) -> list:
+        return [
+            _db_time(getattr(m, f)) if f in _DATETIMES else getattr(m, f) for f in CLAIM_FIELDS
+        ] + [m.pk]
+
+    changed = [m for m in rows if m.state != MessageState.SCHEDULED]
+    put_off = [m for m in rows if m.state == MessageState.SCHEDULED]
     _update(
-        [
-            [_db_time(getattr(m, f)) if f in _DATETIMES else getattr(m, f) for f in CLAIM_FIELDS]
-            + [m.pk]
-            for m in rows
-        ],
+        [values(m) for m in changed],
         CLAIM_FIELDS,
+        changed_at=change_time(m.organization_id for m in changed) if changed else None,
     )
+    _update([values(m) for m in put_off], CLAIM_FIELDS)
 
 
 def mark_sent(sent: list[tuple[int, SendResult, datetime]]) -> None:
@@ -397,12 +473,24 @@ def mark_sent(sent: list[tuple[int, SendResult, datetime]]) -> None:
         at = _db_time(at)
         finished = at if result.state in TERMINAL_STATES else None
         rows.append([result.state, result.provider_message_id, at, finished, message_id])
-    _update(rows, SENT_FIELDS, if_state=MessageState.SENDING)
+    if not rows:
+        return
+    with transaction.atomic():
+        organizations = (
+            OutboundMessage.objects.filter(pk__in=[row[-1] for row in rows])
+            .order_by()
+            .values_list("organization_id", flat=True)
+            .distinct()
+        )
+        _update(
+            rows, SENT_FIELDS, if_state=MessageState.SENDING, changed_at=change_time(organizations)
+        )
 
 
 def retry_later(message_id: int, *, at: datetime, error_code: str, error_message: str) -> None:
     """A send that failed for now goes back to the queue, not before `at`."""
-    OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING).update(
+    _update_stamped(
+        OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING),
         state=MessageState.SCHEDULED,
         next_attempt_at=at,
         error_code=error_code[:20],
@@ -412,7 +500,8 @@ def retry_later(message_id: int, *, at: datetime, error_code: str, error_message
 
 def mark_failed(message_id: int, *, at: datetime, error_code: str, error_message: str) -> None:
     """Failed means not sent: the provider refused it or never got it."""
-    OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING).update(
+    _update_stamped(
+        OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING),
         state=MessageState.FAILED,
         finished_at=at,
         error_code=error_code[:20],
@@ -432,6 +521,8 @@ def take_over_stuck(message: OutboundMessage, now: datetime) -> bool:
 
 def requeue(message_id: int) -> None:
     """Nobody sent it: back to the queue, where it passes the gate again."""
-    OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING).update(
-        state=MessageState.SCHEDULED, claimed_at=None
+    _update_stamped(
+        OutboundMessage.objects.filter(pk=message_id, state=MessageState.SENDING),
+        state=MessageState.SCHEDULED,
+        claimed_at=None,
     )

@@ -31,6 +31,7 @@ from careline.messaging.models import (
 from careline.messaging.outbox import (
     OUTBOX,
     cancel_planned,
+    change_time,
     insert_planned,
     reschedule_planned,
 )
@@ -44,6 +45,8 @@ APPOINTMENT = Appointment._meta.db_table
 EVENT_NEWS_WINDOW = timedelta(days=1)
 EVENT_EXPIRY = timedelta(days=1)
 SYNC_CHUNK = 500
+# The step key of the extra touch for a high-risk visit (careline.messaging.touches).
+EXTRA_TOUCH_STEP = "touch"
 BULK_CHUNK = 50_000
 
 _UPCOMING_SQL = ", ".join(f"'{s}'" for s in UPCOMING_STATUSES)
@@ -164,23 +167,39 @@ _JOINS = """
 
 
 def _select(kind: str, step_key: str, priority: int, due: str, expires: str) -> str:
-    """A SELECT of planned messages: a value per outbox column, in outbox.COLUMNS order."""
+    """A SELECT of planned messages: a value per outbox column, in outbox.COLUMNS order.
+    Its parameters: those of `due` and `expires`, then the creation time and the change
+    time (outbox.change_time)."""
     return f"""
     SELECT a.organization_id, a.practice_id, a.patient_id, a.id, NULL,
       CASE WHEN {_USE_EMAIL} THEN 'email' ELSE 'sms' END,
       CASE WHEN {_USE_EMAIL} THEN p.email ELSE p.mobile_phone END,
       CASE WHEN pr.sender_number <> '' THEN pr.sender_number ELSE o.default_sender_number END,
       '', '{kind}', {step_key}, a.start, {"a.stop_confirmed" if kind == "reminder" else "FALSE"},
-      {priority}, {due}, {expires}, 'scheduled', '', 0, NULL, NULL, '', '', '', 0, %s, NULL, NULL
+      {priority}, {due}, {expires}, 'scheduled', '', 0, NULL, NULL, '', '', '', 0, %s, NULL, NULL,
+      1, %s
     {_JOINS}
     WHERE (p.mobile_phone <> '' OR p.email <> '')
     """
+
+
+def _chunk_stamp(appointment_filter: str, filter_params: list) -> datetime:
+    """The change time of what a chunk's statements write to the outbox: one for the
+    chunk, from the organizations of its visits (outbox.change_time)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT a.organization_id FROM {APPOINTMENT} a WHERE {appointment_filter}",
+            filter_params,
+        )
+        return change_time(row[0] for row in cursor.fetchall())
 
 
 def _plan_chunk(
     rules: _Rules, appointment_filter: str, filter_params: list, now: datetime, events: bool
 ) -> None:
     cte, cte_params = rules.cte(appointment_filter, filter_params)
+    changed_at = _chunk_stamp(appointment_filter, filter_params)
+    at = _dt(changed_at)
     # The UPDATEs name the outbox table itself (no self-join on id), which keeps the plan
     # a single scan on both databases even before statistics exist.
     o = OUTBOX
@@ -233,19 +252,22 @@ def _plan_chunk(
         reason="CASE " + " ".join(f"WHEN {cond} THEN %s" for _, cond in visit_changes) + " END",
         reason_params=[reason for reason, _ in visit_changes],
         now=now,
+        changed_at=changed_at,
     )
     # A reminder step the appointment's rule no longer has.
     cancel_planned(
         with_sql=cte,
         with_params=cte_params,
         where=f"{o}.appointment_id IS NOT NULL AND {outbox_filter} "
-        f"AND {o}.kind = '{MessageKind.REMINDER}' AND NOT EXISTS ("
+        f"AND {o}.kind = '{MessageKind.REMINDER}' AND {o}.step_key <> '{EXTRA_TOUCH_STEP}' "
+        "AND NOT EXISTS ("
         "SELECT 1 FROM eff e JOIN steps s ON s.rule_id = e.rule_id "
         f"WHERE e.id = {o}.appointment_id AND s.step_key = {o}.step_key)",
         where_params=filter_params,
         reason="%s",
         reason_params=["rule_changed"],
         now=now,
+        changed_at=changed_at,
     )
 
     if events:
@@ -256,12 +278,12 @@ def _plan_chunk(
         # notice would be a reminder by another name and blur the comparison.
         held_out = "NOT " + experiments.withheld_condition("'notice'")
         upcoming = f"a.events AND {held_out} AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
-        _ask_now_when_no_reminder_is_ahead(cte, cte_params, n)
+        _ask_now_when_no_reminder_is_ahead(cte, cte_params, n, at)
         insert_planned(
             _select("booked", "'booked'", Priority.EVENT, "%s", soon)
             + f" AND {upcoming} AND a.created_at >= %s AND NOT EXISTS "
             f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id)",
-            [*cte_params, n, expiry, expiry, n, n, recent],
+            [*cte_params, n, expiry, expiry, n, at, n, recent],
             with_sql=cte,
         )
         insert_planned(
@@ -269,7 +291,7 @@ def _plan_chunk(
             + f" AND {upcoming} AND EXISTS (SELECT 1 FROM {OUTBOX} m "
             "WHERE m.appointment_id = a.id AND m.visit_start <> a.start "
             f"AND m.kind <> '{MessageKind.CANCELLED}')",
-            [*cte_params, n, expiry, expiry, n, n],
+            [*cte_params, n, expiry, expiry, n, at, n],
             with_sql=cte,
         )
         insert_planned(
@@ -278,7 +300,7 @@ def _plan_chunk(
             "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
             f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
             "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')",
-            [*cte_params, n, expiry, expiry, n, n, recent],
+            [*cte_params, n, expiry, expiry, n, at, n, recent],
             with_sql=cte,
         )
         # A cancellation taken back (the front desk's undo) after its notice left: the
@@ -292,11 +314,11 @@ def _plan_chunk(
             f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
             "AND m.step_key = 'reinstated' AND m.visit_start = a.start "
             f"AND m.state <> '{MessageState.CANCELLED}')",
-            [*cte_params, n, expiry, expiry, n, n],
+            [*cte_params, n, expiry, expiry, n, at, n],
             with_sql=cte,
         )
     _insert_missing_reminders(
-        cte, cte_params, n, condition=f" AND {plain}a.status IN ({_UPCOMING_SQL})"
+        cte, cte_params, n, at, condition=f" AND {plain}a.status IN ({_UPCOMING_SQL})"
     )
 
 
@@ -464,6 +486,8 @@ def replan_for_rule(
     address = f"CASE WHEN {use_email} THEN p.email ELSE p.mobile_phone END"
     channel = f"CASE WHEN {use_email} THEN 'email' ELSE 'sms' END"
     with transaction.atomic():
+        changed_at = change_time([rule.organization_id])
+        at = _dt(changed_at)
         experiments.assign(appointment_filter, filter_params, n)
         moves = _moves(before.offsets_minutes if before else (), list(after.offsets_minutes))
         if rule.active and moves:
@@ -489,6 +513,7 @@ def replan_for_rule(
                 "AND m.step_key = mv.new_key AND m.visit_start = a.start "
                 f"AND m.state <> '{MessageState.CANCELLED}')",
                 where_params=[rule.id, n],
+                changed_at=changed_at,
             )
         if kept_changed:
             # Steps the visit's rule still has: the same due time (the worker may have put
@@ -508,6 +533,7 @@ def replan_for_rule(
                 f"OR {o}.stop_when_confirmed <> a.stop_confirmed OR {o}.channel <> {channel} "
                 f"OR {o}.to_address <> {address})",
                 where_params=[],
+                changed_at=changed_at,
             )
         if not same or removed or stop_turned_on:
             # Steps no rule of the visit wants any more (a move that could not be made:
@@ -529,14 +555,21 @@ def replan_for_rule(
                 reason="%s",
                 reason_params=["rule_changed"],
                 now=now,
+                changed_at=changed_at,
             )
         if not same or added:
             # A visit whose old step was already sent had nothing to move.
-            _insert_missing_reminders(cte, cte_params, n, only=None if not same else added)
+            _insert_missing_reminders(cte, cte_params, n, at, only=None if not same else added)
 
 
 def _insert_missing_reminders(
-    cte: str, cte_params: list, n, *, only: Iterable[str] | None = None, condition: str = ""
+    cte: str,
+    cte_params: list,
+    n,
+    at,
+    *,
+    only: Iterable[str] | None = None,
+    condition: str = "",
 ) -> None:
     """The rule's steps still ahead (of `only` these step keys; of the visits meeting
     `condition`, SQL on `a`) that have no live message for the visit's time."""
@@ -554,12 +587,35 @@ def _insert_missing_reminders(
         + f" AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
         f"AND NOT {experiments.withheld_condition('s.step_key')} "
         f"AND {due} > %s{steps_filter}",
-        [*cte_params, n, n],
+        [*cte_params, n, at, n],
         with_sql=cte,
     )
 
 
-def _ask_now_when_no_reminder_is_ahead(cte: str, cte_params: list, n) -> None:
+def plan_extra_touch(appointment_ids: list[int], *, now: datetime) -> None:
+    """One more reminder, due now, for these high-risk visits (careline.messaging.touches):
+    through the visit's rule's channel, never for a visit the rule stops texting once
+    confirmed, nor one withheld from every reminder by a holdout."""
+    if not appointment_ids:
+        return
+    rules, n = _Rules.load(), _dt(now)
+    withheld = experiments.withheld_condition(f"'{EXTRA_TOUCH_STEP}'")
+    for start in range(0, len(appointment_ids), SYNC_CHUNK):
+        chunk = appointment_ids[start : start + SYNC_CHUNK]
+        chunk_filter = f"a.id IN ({', '.join(['%s'] * len(chunk))})"
+        at = _dt(_chunk_stamp(chunk_filter, chunk))
+        cte, cte_params = rules.cte(chunk_filter, chunk)
+        insert_planned(
+            _select("reminder", f"'{EXTRA_TOUCH_STEP}'", Priority.REMINDER, "%s", "a.start")
+            + f" AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s "
+            f"AND NOT (a.stop_confirmed AND a.status = '{AppointmentStatus.CONFIRMED}') "
+            f"AND NOT {withheld}",
+            [*cte_params, n, n, at, n],
+            with_sql=cte,
+        )
+
+
+def _ask_now_when_no_reminder_is_ahead(cte: str, cte_params: list, n, at) -> None:
     """A visit booked (or changed) inside its last reminder's window would get a booking
     notice, which does not ask to confirm, and no reminder: plan that last reminder now
     instead. Planned before the booking notice, which a visit with a message already
@@ -580,6 +636,6 @@ def _ask_now_when_no_reminder_is_ahead(cte: str, cte_params: list, n) -> None:
         f"AND m.state <> '{MessageState.CANCELLED}') "
         f"AND NOT (a.events AND EXISTS (SELECT 1 FROM {o} m WHERE m.appointment_id = a.id "
         f"AND m.visit_start <> a.start AND m.kind <> '{MessageKind.CANCELLED}'))",
-        [*cte_params, n, n, n, n],
+        [*cte_params, n, n, at, n, n],
         with_sql=cte,
     )

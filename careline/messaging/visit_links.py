@@ -39,6 +39,10 @@ class ManageLinkIssuer:
     # the redacted one, and that link's record, not yet saved)}; texts without a link are
     # left out.
     reissue: Callable[[dict[int, str]], dict[int, tuple[str, object]]]
+    # An email's links: (appointment id or None, the email's outbox id, the buttons
+    # wanted: "confirm", "cancel", "move") → ({button: URL, "unsubscribe": URL},
+    # the link records, not yet saved). Each button's link does its one thing once.
+    email_links: Callable[[int | None, int, tuple[str, ...]], tuple[dict[str, str], list]]
 
 
 _issuer: ManageLinkIssuer | None = None

@@ -187,6 +187,17 @@ class Patient(models.Model):
             organization_id=self.organization_id, phone=self.mobile_phone
         ).first()
 
+    @property
+    def email_consent(self) -> PhoneConsent | None:
+        """The current email consent of this patient's address in the organization."""
+        if not self.email:
+            return None
+        return PhoneConsent.objects.filter(
+            organization_id=self.organization_id,
+            channel=ConsentChannel.EMAIL,
+            phone=email_key(self.email),
+        ).first()
+
 
 def default_identifier_system(organization_slug: str) -> str:
     """The organization's own MRN namespace: identifiers that arrive without a system (a
@@ -248,17 +259,39 @@ class ConsentSource(models.TextChoices):
     ONLINE_FORM = "online_form", "Online form"
     EHR_FEED = "ehr_feed", "EHR feed"
     IMPORT = "import", "Import"
+    EMAIL_LINK = "email_link", "Unsubscribe link in an email"
+
+
+class ConsentChannel(models.TextChoices):
+    """What a consent entry is about: a phone number (texts) or an email address."""
+
+    SMS = "sms", "Texts to the number"
+    EMAIL = "email", "Email to the address"
+
+
+# An address as the ledger keys it: mail servers treat the local part's case as one
+# mailbox in practice, and the patient's record may spell it otherwise next time.
+def email_key(address: str) -> str:
+    return address.strip().lower()
 
 
 class ConsentEvent(models.Model):
-    """Append-only ledger: every opt-in and opt-out of a number, why and when."""
+    """Append-only ledger: every opt-in and opt-out of a number (or, for channel email,
+    an email address), why and when."""
 
     class Kind(models.TextChoices):
         OPT_IN = "opt_in", "Opted in"
         OPT_OUT = "opt_out", "Opted out"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
-    phone = models.CharField(max_length=20)
+    # The number; for channel email the address (email_key).
+    phone = models.CharField(max_length=254)
+    channel = models.CharField(
+        max_length=10,
+        choices=ConsentChannel.choices,
+        default=ConsentChannel.SMS,
+        db_default=ConsentChannel.SMS,
+    )
     kind = models.CharField(max_length=10, choices=Kind.choices)
     source = models.CharField(max_length=20, choices=ConsentSource.choices)
     detail = models.CharField(max_length=200, blank=True, help_text="e.g. the keyword received")
@@ -273,10 +306,17 @@ class ConsentEvent(models.Model):
 
 
 class PhoneConsent(models.Model):
-    """Current consent per number and organization, derived from the ledger only."""
+    """Current consent per number (or email address) and organization, derived from the
+    ledger only. A number's and an address's rows never meet: an address has an @."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
-    phone = models.CharField(max_length=20)
+    phone = models.CharField(max_length=254)
+    channel = models.CharField(
+        max_length=10,
+        choices=ConsentChannel.choices,
+        default=ConsentChannel.SMS,
+        db_default=ConsentChannel.SMS,
+    )
     opted_out = models.BooleanField(default=False)
     source = models.CharField(max_length=20, choices=ConsentSource.choices)
     changed_at = models.DateTimeField()

@@ -39,6 +39,7 @@ CALL_ORDER = (
 VisitReader = Callable[[list[int]], set[int]]
 _texted_readers: list[VisitReader] = []
 _asked_to_move_readers: list[VisitReader] = []
+_not_to_touch_readers: list[VisitReader] = []
 
 
 def on_read_texted(reader: VisitReader) -> None:
@@ -51,6 +52,13 @@ def on_read_asked_to_move(reader: VisitReader) -> None:
     """`reader(ids)`: the visits whose patient asked to move them since their last change."""
     if reader not in _asked_to_move_readers:
         _asked_to_move_readers.append(reader)
+
+
+def on_read_not_to_touch(reader: VisitReader) -> None:
+    """`reader(ids)`: high-risk visits randomized to get no extra touch, which the call
+    list must not add for their risk (a call would be the touch the experiment withholds)."""
+    if reader not in _not_to_touch_readers:
+        _not_to_touch_readers.append(reader)
 
 
 def _read(readers: list[VisitReader], ids: list[int]) -> set[int]:
@@ -158,15 +166,21 @@ def day_rows(practice: Practice, day: date, provider_id: int | None = None) -> l
 
 def call_list(practice: Practice, today: date) -> list[DayRow]:
     """Tomorrow's visits to phone: texting has not settled them (`needs_call`), or the
-    no-show model rates them high-risk (the extra touch that a risk-targeting experiment
-    measures)."""
+    no-show model rates them high-risk, unless the extra-touch experiment randomized them
+    to no touch (careline.messaging.touches)."""
     tomorrow = today + timedelta(days=1)
     threshold = settings.CARELINE_NOSHOW_CALL_THRESHOLD
     now = timezone.now()
     rows = []
-    for row in day_rows(practice, tomorrow):
+    day = day_rows(practice, tomorrow)
+    not_to_touch = _read(_not_to_touch_readers, [row.appointment.id for row in day])
+    for row in day:
         appt = row.appointment
-        risky = appt.noshow_risk is not None and appt.noshow_risk >= threshold
+        risky = (
+            appt.noshow_risk is not None
+            and appt.noshow_risk >= threshold
+            and appt.id not in not_to_touch
+        )
         if needs_call(row, now):
             rows.append(row)
         elif appt.status in (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED) and risky:

@@ -28,6 +28,7 @@ from careline.scheduling.appointments import (
     change_status,
     check_visit_times,
     record_change,
+    record_new_visits,
     save_version,
 )
 from careline.scheduling.models import Appointment, AppointmentStatus
@@ -72,7 +73,7 @@ def upsert_external_appointment(
     if status not in AppointmentStatus.values:
         raise ValueError(f"Unknown appointment status '{status}'.")
     now = timezone.now()
-    visit = _Visit(
+    visit = ExternalVisit(
         practice=practice,
         provider=provider,
         patient=patient,
@@ -107,8 +108,53 @@ def upsert_external_appointment(
     return ExternalUpsert(current, created=created, applied=True)
 
 
+def add_external_appointments(
+    organization_id: int, visits: list[ExternalVisit]
+) -> list[Appointment]:
+    """Visits an outside system booked that Careline does not have yet (the caller looked
+    their external ids up in this transaction), created together: each as
+    `upsert_external_appointment` creates one, in a few multi-row statements for all (a
+    feed's group of new bookings). Reminders are planned through the seam, as for one.
+    A visit created meanwhile by another connection fails the unique constraint
+    (IntegrityError): the caller then takes each visit alone."""
+    for visit in visits:
+        check_visit_times(visit.start, visit.end)
+        if visit.status not in AppointmentStatus.values:
+            raise ValueError(f"Unknown appointment status '{visit.status}'.")
+        if visit.patient.pk is None:
+            raise ValueError("The patient must be stored first.")
+    if not visits:
+        return []
+    now = timezone.now()
+    appointments = [
+        Appointment(
+            organization_id=organization_id,
+            **visit.placement(),
+            status=visit.status,
+            allow_overlap=True,
+            external_system=visit.external_system,
+            external_id=visit.external_id,
+            external_updated_at=visit.updated_at,
+        )
+        for visit in visits
+    ]
+    sources = {visit.source for visit in visits}
+    # No savepoint of its own (a round trip each on PostgreSQL): a failure fails the
+    # caller's.
+    with transaction.atomic(savepoint=False):
+        for source in sorted(sources):
+            mine = [(a, v) for a, v in zip(appointments, visits, strict=True) if v.source == source]
+            record_new_visits(
+                [a for a, _ in mine], source=source, at=now, notes=[v.note for _, v in mine]
+            )
+        link_providers({(visit.provider.pk, visit.practice.pk) for visit in visits})
+        for visit in visits:
+            set_home_practice_if_none(visit.patient, visit.practice.pk)
+    return appointments
+
+
 @dataclass(frozen=True)
-class _Visit:
+class ExternalVisit:
     practice: Practice
     provider: Provider
     patient: Patient
@@ -177,7 +223,7 @@ def _locked_match(
     ).first()
 
 
-def _create(organization: Organization, visit: _Visit, now: datetime) -> Appointment:
+def _create(organization: Organization, visit: ExternalVisit, now: datetime) -> Appointment:
     appointment = Appointment(
         organization=organization,
         **visit.placement(),
@@ -190,7 +236,7 @@ def _create(organization: Organization, visit: _Visit, now: datetime) -> Appoint
     return appointment
 
 
-def _update(current: Appointment, visit: _Visit, now: datetime) -> Appointment:
+def _update(current: Appointment, visit: ExternalVisit, now: datetime) -> Appointment:
     change = feed_change(
         current, start=visit.start, provider_id=visit.provider.id, status=visit.status
     )

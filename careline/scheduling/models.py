@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import time
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
@@ -247,3 +249,21 @@ class Holiday(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["practice", "date"], name="one_holiday_per_day")
         ]
+
+
+def replace_working_hours(provider: Provider, practice: Practice, week) -> bool:
+    """The provider's weekly hours at the practice become `week` (Monday first: an
+    (opens, closes) span or None; closes None is midnight, kept as 23:59). Returns whether
+    anything changed, so scripts can run twice."""
+    wanted = {
+        (day, span[0], span[1] or time(23, 59)) for day, span in enumerate(week) if span is not None
+    }
+    rows = WorkingHours.objects.filter(provider=provider, practice=practice)
+    if set(rows.values_list("weekday", "start_time", "end_time")) == wanted:
+        return False
+    rows.delete()
+    WorkingHours.objects.bulk_create(
+        WorkingHours(provider=provider, practice=practice, weekday=d, start_time=s, end_time=e)
+        for d, s, e in sorted(wanted)
+    )
+    return True

@@ -20,6 +20,7 @@ class SelfServiceConfig(AppConfig):
                 redact=links.redact,
                 attach=links.attach_to_message,
                 reissue=links.reissue_for_messages,
+                email_links=links.new_email_links,
             )
         )
         patient_contact.provide(TextAndLink())

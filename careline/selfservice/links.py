@@ -21,7 +21,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from careline.messaging import visit_links
-from careline.selfservice.models import LinkPurpose, PatientLink
+from careline.selfservice.models import VISIT_PURPOSES, LinkPurpose, PatientLink
 
 TOKEN_BYTES = 12
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16}$")
@@ -30,6 +30,15 @@ LINK_IN_TEXT = re.compile(r"/a/([A-Za-z0-9_-]{16})(?![A-Za-z0-9_-])")
 REDACTED_PATH = f"/a/{visit_links.REDACTED_TOKEN}"
 # A visit link outlives every reminder cadence; the visit's own start also ends it.
 MANAGE_LINK_LIFETIME = timedelta(days=120)
+# An unsubscribe link must keep working in an old email (RFC 8058 gives no end); all it
+# can do is stop email to one address.
+STOP_EMAIL_LINK_LIFETIME = timedelta(days=3650)
+# What an email's buttons are called by messaging (careline.messaging.email) → purposes.
+EMAIL_ACTIONS = {
+    "confirm": LinkPurpose.CONFIRM,
+    "cancel": LinkPurpose.CANCEL,
+    "move": LinkPurpose.MOVE,
+}
 
 
 class LinkRefused(Exception):
@@ -80,6 +89,36 @@ def new_manage_link_url(appointment_id: int, message_id: int) -> tuple[str, Pati
     token, link = new_manage_link(appointment_id)
     link.outbound_message_id = message_id
     return url_for(token), link
+
+
+def unsubscribe_url_for(token: str) -> str:
+    return f"{url_for(token)}/unsubscribe"
+
+
+def new_email_links(
+    appointment_id: int | None, message_id: int, actions: tuple[str, ...]
+) -> tuple[dict[str, str], list[PatientLink]]:
+    """The links of one email (through careline.messaging.visit_links): a single-use link
+    per button in `actions` ("confirm", "cancel", "move") for the email's visit, and
+    always "unsubscribe" for the address the email goes to. Returns ({name: URL}, the
+    rows, not yet saved)."""
+    urls: dict[str, str] = {}
+    rows: list[PatientLink] = []
+    now = timezone.now()
+    for action in actions if appointment_id else ():
+        token, link = _new(
+            purpose=EMAIL_ACTIONS[action],
+            appointment_id=appointment_id,
+            expires_at=now + MANAGE_LINK_LIFETIME,
+        )
+        urls[action] = url_for(token)
+        rows.append(link)
+    token, link = _new(purpose=LinkPurpose.STOP_EMAIL, expires_at=now + STOP_EMAIL_LINK_LIFETIME)
+    urls["unsubscribe"] = unsubscribe_url_for(token)
+    rows.append(link)
+    for link in rows:
+        link.outbound_message_id = message_id
+    return urls, rows
 
 
 def redact(text: str) -> str:
@@ -172,7 +211,7 @@ def resolve(token: str, *, now: datetime | None = None) -> PatientLink:
         raise LinkRefused("used")
     if link.expires_at <= now:
         raise LinkRefused("expired")
-    if link.purpose == LinkPurpose.MANAGE and link.appointment.start <= now:
+    if link.purpose in VISIT_PURPOSES and link.appointment.start <= now:
         raise LinkRefused("expired")
     return link
 

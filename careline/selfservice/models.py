@@ -41,6 +41,17 @@ class OneTimeCode(models.Model):
 class LinkPurpose(models.TextChoices):
     MANAGE = "manage", "Confirm, cancel or move a visit"
     OFFER = "offer", "Take a waitlist offer"
+    # An email's buttons: each does its one thing once.
+    CONFIRM = "confirm", "Confirm a visit (from an email)"
+    CANCEL = "cancel", "Cancel a visit (from an email)"
+    MOVE = "move", "Move a visit (from an email)"
+    # An email's unsubscribe link (List-Unsubscribe): stops email to the address the
+    # email went to (its outbound message's), in the consent ledger.
+    STOP_EMAIL = "stop_email", "Stop emails to an address"
+
+
+# The purposes that act on one visit (and end when it starts).
+VISIT_PURPOSES = (LinkPurpose.MANAGE, LinkPurpose.CONFIRM, LinkPurpose.CANCEL, LinkPurpose.MOVE)
 
 
 class PatientLink(models.Model):
@@ -75,8 +86,15 @@ class PatientLink(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(
-                    models.Q(purpose="manage", appointment__isnull=False, offer__isnull=True)
+                    models.Q(
+                        purpose__in=["manage", "confirm", "cancel", "move"],
+                        appointment__isnull=False,
+                        offer__isnull=True,
+                    )
                     | models.Q(purpose="offer", offer__isnull=False)
+                    | models.Q(
+                        purpose="stop_email", outbound_message_id__isnull=False, offer__isnull=True
+                    )
                 ),
                 name="link_has_its_target",
             )

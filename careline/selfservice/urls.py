@@ -20,5 +20,6 @@ urlpatterns = [
     path("a/<str:token>/visit.ics", views.link_calendar, name="link_calendar"),
     path("a/<str:token>/details", views.link_details, name="link_details"),
     path("a/<str:token>/answer", views.offer_answer, name="offer_answer"),
+    path("a/<str:token>/unsubscribe", views.unsubscribe, name="unsubscribe"),
     path("selfservice/language/", set_language, name="language"),
 ]

@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 
 from careline.clientaddress import client_address
 from careline.clinics.models import Practice
@@ -25,7 +26,7 @@ from careline.messaging.rendering import local_date, local_time
 from careline.patients.models import Patient
 from careline.scheduling.appointments import SlotUnavailable, VisitTimeError, check_visit_times
 from careline.scheduling.models import UPCOMING_STATUSES, Appointment, ChangeSource
-from careline.selfservice import booking, links, ratelimit, visit_actions
+from careline.selfservice import booking, email_unsubscribe, links, ratelimit, visit_actions
 from careline.selfservice.forms import (
     BirthDateForm,
     CodeForm,
@@ -394,7 +395,24 @@ def done_calendar(request: HttpRequest, practice: Practice) -> HttpResponse:
 # --- links -----------------------------------------------------------------------------------
 
 
-def patient_link(purpose: str):
+def _refused(request: HttpRequest, exc: links.LinkRefused) -> HttpResponse:
+    if exc.reason == "unknown":
+        try:
+            ratelimit.hit(ratelimit.BAD_LINKS_PER_ADDRESS, _address(request))
+        except ratelimit.RateLimited as limited:
+            return _too_many(request, limited)
+    return render(
+        request, "selfservice/link_refused.html", {"reason": exc.reason}, status=exc.http_status
+    )
+
+
+def _speak_to(request: HttpRequest, language: str) -> None:
+    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
+
+
+def patient_link(*purposes: str):
     """Resolve the token (or show the friendly refusal page) and speak the patient's language."""
 
     def decorate(view):
@@ -403,25 +421,13 @@ def patient_link(purpose: str):
             try:
                 link = links.resolve(token)
             except links.LinkRefused as exc:
-                if exc.reason == "unknown":
-                    try:
-                        ratelimit.hit(ratelimit.BAD_LINKS_PER_ADDRESS, _address(request))
-                    except ratelimit.RateLimited as limited:
-                        return _too_many(request, limited)
-                return render(
-                    request,
-                    "selfservice/link_refused.html",
-                    {"reason": exc.reason},
-                    status=exc.http_status,
-                )
-            if link.purpose != purpose:
+                return _refused(request, exc)
+            if link.purpose not in purposes:
                 return render(
                     request, "selfservice/link_refused.html", {"reason": "unknown"}, status=404
                 )
             patient = link.appointment.patient if link.appointment_id else link.offer.patient
-            if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
-                translation.activate(patient.preferred_language)
-                request.LANGUAGE_CODE = patient.preferred_language
+            _speak_to(request, patient.preferred_language)
             response = view(request, link, token, *args, **kwargs)
             response["X-Robots-Tag"] = "noindex"
             return response
@@ -440,6 +446,16 @@ def link_page(request: HttpRequest, token: str) -> HttpResponse:
     )
     if purpose == LinkPurpose.OFFER:
         return offer_page(request, token)
+    # An email's buttons: each opens the page that asks once more (mail scanners open
+    # links by themselves; only the patient's POST changes the visit).
+    if purpose == LinkPurpose.CONFIRM:
+        return confirm_page(request, token)
+    if purpose == LinkPurpose.CANCEL:
+        return link_cancel(request, token)
+    if purpose == LinkPurpose.MOVE:
+        return link_reschedule(request, token)
+    if purpose == LinkPurpose.STOP_EMAIL:
+        return unsubscribe(request, token)
     return manage_page(request, token)
 
 
@@ -460,23 +476,34 @@ def manage_page(request: HttpRequest, link: PatientLink, token: str) -> HttpResp
     return render(request, "selfservice/manage.html", context)
 
 
+@patient_link(LinkPurpose.CONFIRM)
+def confirm_page(request: HttpRequest, link: PatientLink, token: str) -> HttpResponse:
+    return render(request, "selfservice/confirm.html", _manage_context(link, token))
+
+
 @require_POST
-@patient_link(LinkPurpose.MANAGE)
+@patient_link(LinkPurpose.MANAGE, LinkPurpose.CONFIRM)
 def link_confirm(request: HttpRequest, link: PatientLink, token: str) -> HttpResponse:
+    single = link.purpose == LinkPurpose.CONFIRM
     try:
         visit_actions.confirm(link)
     except visit_actions.LinkActionRefused as exc:
-        return render(
-            request, "selfservice/manage.html", _manage_context(link, token, error=str(exc))
-        )
+        template = "selfservice/confirm.html" if single else "selfservice/manage.html"
+        return render(request, template, _manage_context(link, token, error=str(exc)))
+    except links.LinkRefused:
+        return render(request, "selfservice/link_refused.html", {"reason": "used"}, status=410)
     link.appointment.refresh_from_db()
+    if single:
+        return render(request, "selfservice/confirmed.html", _manage_context(link, token))
     return render(request, "selfservice/manage.html", _manage_context(link, token, confirmed=True))
 
 
-@patient_link(LinkPurpose.MANAGE)
+@patient_link(LinkPurpose.MANAGE, LinkPurpose.CANCEL)
 def link_cancel(request: HttpRequest, link: PatientLink, token: str) -> HttpResponse:
     if request.method != "POST":
-        return render(request, "selfservice/cancel.html", _manage_context(link, token))
+        # An email's cancel link has no visit page to go back to.
+        context = _manage_context(link, token, single=link.purpose == LinkPurpose.CANCEL)
+        return render(request, "selfservice/cancel.html", context)
     try:
         appointment = visit_actions.cancel(link)
     except visit_actions.LinkActionRefused as exc:
@@ -492,7 +519,7 @@ def link_cancel(request: HttpRequest, link: PatientLink, token: str) -> HttpResp
     )
 
 
-@patient_link(LinkPurpose.MANAGE)
+@patient_link(LinkPurpose.MANAGE, LinkPurpose.MOVE)
 def link_reschedule(request: HttpRequest, link: PatientLink, token: str) -> HttpResponse:
     appointment = link.appointment
     practice = appointment.practice
@@ -537,6 +564,7 @@ def link_reschedule(request: HttpRequest, link: PatientLink, token: str) -> Http
         day=day,
         slots=_slot_choices(slots, practice),
         later=_slot_choices(later, practice),
+        single=link.purpose == LinkPurpose.MOVE,
     )
     return render(request, "selfservice/reschedule.html", context, status=409 if error else 200)
 
@@ -597,3 +625,33 @@ def offer_answer(request: HttpRequest, link: PatientLink, token: str) -> HttpRes
     return render(
         request, "selfservice/offer_result.html", context, status=200 if outcome.won else 409
     )
+
+
+# RFC 8058: a mail provider's one-click unsubscribe is a POST of
+# "List-Unsubscribe=One-Click" with no page and no cookie, so no CSRF token. Nothing else
+# can be done with it than what the token itself allows: stop email to one address.
+@csrf_exempt
+@require_http_methods(["GET", "HEAD", "POST"])
+@never_cache
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """/a/<token>/unsubscribe: GET asks, POST (the page's button or the one-click POST)
+    stops email to the address the email went to."""
+    try:
+        link = links.resolve(token)
+    except links.LinkRefused as exc:
+        return _refused(request, exc)
+    if link.purpose != LinkPurpose.STOP_EMAIL:
+        return render(request, "selfservice/link_refused.html", {"reason": "unknown"}, status=404)
+    recipient = email_unsubscribe.recipient(link)
+    if recipient is None:
+        return render(request, "selfservice/link_refused.html", {"reason": "unknown"}, status=404)
+    _speak_to(request, recipient.language)
+    context = {"practice": recipient.practice, "token": token}
+    if request.method == "POST":
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+        email_unsubscribe.stop_email(recipient, one_click=one_click)
+        response = render(request, "selfservice/unsubscribed.html", context)
+    else:
+        response = render(request, "selfservice/unsubscribe.html", context)
+    response["X-Robots-Tag"] = "noindex"
+    return response

@@ -17,7 +17,7 @@ from careline.scheduling.appointments import (
 )
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from careline.selfservice import booking, links
-from careline.selfservice.models import PatientLink
+from careline.selfservice.models import LinkPurpose, PatientLink
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +34,16 @@ def directions_url(address: str) -> str:
 
 
 def confirm(link: PatientLink) -> Appointment:
-    """Confirming leaves the link usable: the patient may still need to cancel later."""
+    """Confirming leaves a visit's page link usable: the patient may still need to cancel
+    later. An email's confirm link does its one thing once (spent in the same
+    transaction); the email's cancel link stays for that."""
     try:
-        return change_status(
-            link.appointment, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_LINK
-        )
+        with transaction.atomic():
+            if link.purpose == LinkPurpose.CONFIRM:
+                links.spend(link)
+            return change_status(
+                link.appointment, AppointmentStatus.CONFIRMED, source=ChangeSource.PATIENT_LINK
+            )
     except InvalidTransition as exc:
         raise LinkActionRefused(_("This visit can no longer be confirmed.")) from exc
 

@@ -6,13 +6,14 @@ import logging
 from datetime import date
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from careline.clinics.models import AppointmentType, Practice, Provider
 from careline.patients.models import Patient
 from careline.scheduling.models import Appointment
-from careline.waitlist.models import WaitlistEntry
+from careline.waitlist.models import WaitlistEntry, WaitlistOffer
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,37 @@ def join_waitlist(
 
 def move_entries_to_patient(prior_patient_id: int, survivor_id: int) -> int:
     """An EHR merged two records of one person (ADT^A40): the prior record's places on the
-    waitlist are the survivor's from now on, so offers go to the surviving record."""
-    return WaitlistEntry.objects.filter(patient_id=prior_patient_id).update(patient_id=survivor_id)
+    waitlist are the survivor's from now on, so offers go to the surviving record. Where
+    both records wait for the same practice and visit type, the person keeps one active
+    place: the one an offer awaits an answer on, else the one first in line (as asking
+    again keeps it, join_waitlist); the other is closed as merged. Returns how many
+    entries moved."""
+    with transaction.atomic():
+        offered = WaitlistOffer.objects.filter(
+            entry_id=OuterRef("pk"), state=WaitlistOffer.State.PENDING
+        )
+        active = (
+            WaitlistEntry.objects.select_for_update()
+            .filter(patient_id__in=(prior_patient_id, survivor_id), active=True)
+            .annotate(offered=Exists(offered))
+            .order_by("-offered", "created_at", "id")
+        )
+        first_in_line: set[tuple[int, int]] = set()
+        duplicates = []
+        for entry_id, practice_id, type_id in active.values_list(
+            "pk", "practice_id", "appointment_type_id"
+        ):
+            if (practice_id, type_id) in first_in_line:
+                duplicates.append(entry_id)
+            first_in_line.add((practice_id, type_id))
+        if duplicates:
+            WaitlistEntry.objects.filter(pk__in=duplicates).update(
+                active=False, closed_at=timezone.now(), closed_reason=WaitlistEntry.Closed.MERGED
+            )
+            logger.info("Waitlist entries %s closed: merged into another record's", duplicates)
+        return WaitlistEntry.objects.filter(patient_id=prior_patient_id).update(
+            patient_id=survivor_id
+        )
 
 
 def close_entry(entry_id: int, reason: str, now) -> None:

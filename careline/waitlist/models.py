@@ -29,6 +29,7 @@ class WaitlistEntry(models.Model):
         PATIENT = "patient", "Left the waitlist"
         STAFF = "staff", "Removed by staff"
         REPLACED = "replaced", "Replaced by a newer request"
+        MERGED = "merged", "Merged with the patient's other record"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="waitlist")

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, render
 
 from careline.audit.access import record_patient_access
 from careline.messaging.models import MessageState, OutboundMessage
-from careline.patients.models import ConsentEvent, Patient
+from careline.patients.models import ConsentEvent, Patient, email_key
 from careline.scheduling.models import Appointment
 
 
@@ -23,12 +23,10 @@ def patient_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
         .select_related("practice", "provider", "appointment_type", "patient")
         .order_by("-start")[:50]
     )
-    consent = (
-        ConsentEvent.objects.filter(
-            organization_id=patient.organization_id, phone=patient.mobile_phone
-        )
-        if patient.mobile_phone
-        else ConsentEvent.objects.none()
+    # The number's entries and the email address's (an email's unsubscribe link).
+    addresses = [a for a in (patient.mobile_phone, email_key(patient.email)) if a]
+    consent = ConsentEvent.objects.filter(
+        organization_id=patient.organization_id, phone__in=addresses
     )
     shared = (
         Patient.objects.visible_to(request.user)
@@ -53,6 +51,7 @@ def patient_detail(request: HttpRequest, patient_id: int) -> HttpResponse:
         "appointments": appointments,
         "consent_events": consent[:20],
         "current_consent": patient.sms_consent,
+        "email_consent": patient.email_consent,
         "sharing_number": shared,
     }
     return render(request, "patients/detail.html", context)

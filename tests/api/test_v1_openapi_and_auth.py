@@ -8,6 +8,7 @@ import re
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from openapi_spec_validator import validate
 
 from careline.api.v1.http import unknown_endpoint
@@ -15,6 +16,7 @@ from careline.api.v1.openapi import openapi_document
 from careline.broadcasts.sending import Audience, send_broadcast
 from careline.integrations.api_keys import issue_api_key, revoke_api_key
 from careline.integrations.feeds import add_feed
+from careline.messaging.touches import start_policy
 from tests.api.conftest import Api, error, make_appointment, make_conversation
 
 # One request per documented operation, with ids filled in by the test.
@@ -37,6 +39,10 @@ OPERATIONS = [
     ("POST", "hl7-feeds"),
     ("GET", "hl7-feeds/{hl7_feed}"),
     ("DELETE", "hl7-feeds/{hl7_feed}"),
+    ("GET", "extra-touch"),
+    ("POST", "extra-touch"),
+    ("GET", "extra-touch/{extra_touch}"),
+    ("POST", "extra-touch/{extra_touch}/stop"),
 ]
 
 
@@ -69,7 +75,7 @@ def test_every_route_and_method_is_documented_and_nothing_else():
     }
     routes = {path: set(methods) for path, methods in _api_routes()}
     assert routes == documented
-    assert len(routes) == 22
+    assert len(routes) == 25
 
 
 @pytest.mark.django_db
@@ -94,6 +100,13 @@ def objects(build, org, practice):
             body_en="Hi {first_name}, {practice} is closed Friday.",
         ).pk,
         "hl7_feed": add_feed(org, name="ATHENA").pk,
+        "extra_touch": start_policy(
+            organization_id=org.id,
+            practice_id=practice.id,
+            threshold=0.3,
+            touch_basis_points=5000,
+            now=timezone.now(),
+        ).pk,
     }
 
 

@@ -209,3 +209,37 @@ def test_the_upgrade_moves_each_feeds_visits_to_its_namespace(feeds, build):
     assert system(shared_pms) == "PMSYS"
     assert system(from_csv) == "csv"
     assert system(other_org) == elsewhere_feed.identifier_system
+
+
+UUID = "F81D4FAE-7DEC-11D0-A765-00A0C91E6BF6"
+
+
+@pytest.mark.parametrize(
+    ("hd", "system"),
+    [
+        # An OID sent as a URN already is not prefixed again; a UUID sent in capitals is
+        # a URN in lower case.
+        (("CADENCE", f"urn:oid:{OID}", "ISO"), f"urn:oid:{OID}"),
+        (("CADENCE", UUID, "UUID"), f"urn:uuid:{UUID.lower()}"),
+        # A universal id of a local type gives way to the namespace id.
+        (("CADENCE", "X99", "L"), "CADENCE"),
+    ],
+)
+def test_a_patients_and_a_visits_hd_name_the_same_system(feeds, listener, fhir, hd, system):
+    """PID-3's assigning authority (CX-4) and SCH-1's EI are both HDs: one that names a
+    system names the same one for the patient and for the visit."""
+    namespace, universal, kind = hd
+    message = from_ehrnet(
+        "E9",
+        f"V200^{namespace}^{universal}^{kind}",
+        mrn=f"E90^^^{namespace}&{universal}&{kind}^MR",
+        start="20261214093000",
+    )
+    with MllpClient(listener.host, listener.port) as mllp:
+        assert ack_code(mllp.send(message)) == "AA"
+    visit = fhir.get("Appointment", identifier=f"{system}|V200").json()["entry"]
+    patient = fhir.get("Patient", identifier=f"{system}|E90").json()["entry"]
+    assert [e["resource"]["identifier"] for e in visit] == [[{"system": system, "value": "V200"}]]
+    assert [(i["system"], i["value"]) for i in patient[0]["resource"]["identifier"]] == [
+        (system, "E90")
+    ]

@@ -21,6 +21,7 @@ from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.messaging.models import OutboundMessage
 from careline.scheduling.models import Appointment
 from careline.waitlist.entries import join_waitlist
+from careline.waitlist.models import WaitlistEntry
 from tests.integrations.fhir.conftest import Fhir
 from tests.integrations.messages import siu
 
@@ -287,6 +288,47 @@ def test_a40_merge_moves_the_visits_and_the_prior_mrn_keeps_working(listener, fe
     assert str(Appointment.objects.get(external_id="OLD2").patient_id) == survivor["id"]
     assert len(_search(fhir, "555")) == 1
     assert {t.to_address for t in _texts("OLD2")} == {"+15185550177"}
+
+
+def test_a40_of_two_records_waiting_for_the_same_visit_keeps_one_place(listener, feeds, fhir):
+    """Both records of one person were on the waitlist for the same practice and visit
+    type: after the merge the person holds one active place (the one first in line), not
+    two, and the other is closed as merged."""
+    _send(
+        listener,
+        _pmsys("W1", "555^^^PMSYS^MR", "Okafor^Dan", "5185550101"),
+        _pmsys("W2", "777^^^PMSYS^MR", "Okafor^Daniel", "5185550177"),
+    )
+    [survivor] = _search(fhir, f"{PMSYS}|777")
+    places = []
+    for external_id, days in (("W1", 7), ("W2", 3)):
+        visit = Appointment.objects.get(external_id=external_id)
+        places.append(
+            join_waitlist(
+                patient=visit.patient,
+                practice=visit.practice,
+                appointment_type=visit.appointment_type,
+                earliest=visit.start.date(),
+                latest=visit.start.date() + timedelta(days=days),
+                source="staff",
+            )
+        )
+    first_in_line, later = places
+    merge = (
+        "MSH|^~\\&|PMSYS|CLINIC|CARELINE|CARELINE|20261201090000||ADT^A40^ADT_A39|MRG-3|P|2.5.1\r"
+        "EVN|A40|20261201090000\r"
+        "PID|1||777^^^PMSYS^MR||Okafor^Daniel\r"
+        "MRG|555^^^PMSYS^MR\r"
+    )
+    [ack] = _send(listener, merge)
+    assert _segment(ack, "MSA")[1] == "AA", ack
+
+    waiting = WaitlistEntry.objects.filter(patient_id=survivor["id"], active=True)
+    assert list(waiting.values_list("pk", flat=True)) == [first_in_line.pk]
+    later.refresh_from_db()
+    assert str(later.patient_id) == survivor["id"]
+    assert (later.active, later.closed_reason) == (False, WaitlistEntry.Closed.MERGED)
+    assert later.closed_at is not None
 
 
 def test_a40_whose_identifiers_name_two_patients_is_refused(listener, feeds, fhir):

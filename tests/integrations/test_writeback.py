@@ -19,10 +19,14 @@ from careline.integrations.hl7.parsing import parse_siu, to_datetime
 from careline.integrations.hl7.receiving import receive_message
 from careline.integrations.hl7.writeback import queue, send
 from careline.integrations.models import Hl7Feed, Hl7OutboundMessage, Hl7OutboundState
+from careline.messaging.compliance import SendingHours
+from careline.messaging.dispatch import Dispatcher
+from careline.messaging.gateways.simulator import SimulatorGateway
 from careline.patients.consent import record_consent
 from careline.patients.models import ConsentSource
 from careline.scheduling.appointments import book_appointment, change_status, move_appointment
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
+from tests.emails import sent
 from tests.integrations.conftest import sample
 from tests.integrations.messages import siu
 
@@ -436,3 +440,35 @@ def test_two_senders_at_once_send_each_message_once_and_in_order(ehr, feeds):
     for n in range(6):
         kinds = [segment(f, "MSH")[8] for f in ehr.frames if segment(f, "SCH")[2] == f"C{n}"]
         assert kinds == ["SIU^S14^SIU_S12", "SIU^S15^SIU_S12"]
+
+
+def test_confirmation_from_an_email_button_arrives_as_s14_like_a_text_reply(ehr, feeds, client):
+    """A patient the feed gave only an email address (PID-13 NET^Internet) confirms with
+    the reminder email's button: the EHR hears of it as of a confirmation by text."""
+    zone = feeds.pms.zone
+    day = (timezone.now() + timedelta(days=5)).astimezone(zone)
+    start = day.replace(hour=9, minute=30, second=0, microsecond=0)
+    visit = arrive(
+        siu(
+            "S12",
+            appointment_id="WMAIL1",
+            start=f"{start:%Y%m%d%H%M%S}",
+            phones="^PRN^PH^^1^518^5550111~^NET^Internet^ana.lopez@example.org",
+        )
+    )
+    assert (visit.patient.email, visit.patient.mobile_phone) == ("ana.lopez@example.org", "")
+    Dispatcher(
+        SimulatorGateway(),
+        clock=lambda: visit.start - timedelta(hours=72) + timedelta(minutes=1),
+        hours=SendingHours(0, 24),
+    ).run_once()
+    (reminder,) = [e for e in sent() if e.header("Subject").startswith("Appointment reminder")]
+    confirm = reminder.link_labelled("Confirm my visit")
+    assert client.post(f"{confirm}/confirm").status_code == 200
+
+    assert run()["sent"] == 1
+    [message] = ehr.frames
+    assert segment(message, "MSH")[8] == "SIU^S14^SIU_S12"
+    assert segment(message, "SCH")[2] == "WMAIL1"
+    reason = segment(message, "SCH")[6]
+    assert reason == "confirmed^Confirmed by the patient (Patient link)^CARELINE"

@@ -333,7 +333,7 @@ def test_email_channel_for_patients_without_a_mobile_number(clinic):
     run_at(local(clinic, 4, 12, 1))
     assert len(mail.outbox) == 1
     email = mail.outbox[0]
-    assert email.to == ["rosa@example.org"] and email.body.startswith("Rosa: reminder")
+    assert email.to == ["rosa@example.org"] and email.body.startswith("Hello Rosa,")
     ((name, content, mimetype),) = email.attachments
     assert name == "appointment.ics" and mimetype == "text/calendar"
     text = content.decode() if isinstance(content, bytes) else content

@@ -522,6 +522,57 @@ SCHEMAS: dict[str, Any] = {
             "enough_data": BOOLEAN,
         }
     ),
+    "ExtraTouchArm": _object(
+        {"visits": COUNT, "due": COUNT, "no_shows": COUNT, "no_show_rate": RATE}
+    ),
+    "ExtraTouch": _object(
+        {
+            "id": INTEGER,
+            "practice": _nullable(_ref("PracticeRef"))
+            | {"description": "Null: every practice of the organization."},
+            "threshold": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "exclusiveMaximum": 1,
+                "description": "No-show risk from which a visit is high-risk.",
+            },
+            "touch_share": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "exclusiveMaximum": 1,
+                "description": "Share of high-risk visits that get the extra reminder.",
+            },
+            "started_at": MOMENT,
+            "ended_at": _nullable(MOMENT),
+            "touch": _ref("ExtraTouchArm"),
+            "no_touch": _ref("ExtraTouchArm"),
+            "difference": {"type": "number", "description": "Touch minus no-touch no-show rate."},
+            "difference_95ci": {
+                "type": "array",
+                "items": {"type": "number"},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "Newcomb's 95% interval of the difference.",
+            },
+            "p_value": {"type": ["number", "null"], "description": "Fisher's exact test."},
+            "enough_data": BOOLEAN,
+            "verdict": STRING,
+        }
+    ),
+    "ExtraTouchList": _object({"data": {"type": "array", "items": _ref("ExtraTouch")}}),
+    "ExtraTouchRequest": _object(
+        {
+            "practice": _nullable(INTEGER) | {"description": "Null: every practice."},
+            "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "touch_share": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "exclusiveMaximum": 1,
+                "default": 0.5,
+            },
+        },
+        required=["threshold"],
+    ),
     "BeforeAfterReport": _object(
         {
             "window_days": {"type": "integer", "minimum": 1},
@@ -1057,6 +1108,52 @@ PATHS: dict[str, Any] = {
                 **_errors(400, 401, 405, 413, 415, 422),
             },
         },
+    },
+    "/extra-touch": {
+        "get": {
+            "operationId": "listExtraTouches",
+            "summary": "The extra touch for high-risk visits, per practice, with its result.",
+            "description": "When the no-show model rates a visit at or above the threshold "
+            "two days before it (or at booking, if later), a random `touch_share` of those "
+            "visits gets one more reminder; comparing the arms measures the touch.",
+            "responses": {
+                "200": _json(_ref("ExtraTouchList"), "Newest first."),
+                **_errors(400, 401, 405),
+            },
+        },
+        "post": {
+            "operationId": "startExtraTouch",
+            "summary": "Start a practice's (or the organization's) extra touch.",
+            "description": "Replaces the practice's running one; its arms stay, for results.",
+            "requestBody": _body("ExtraTouchRequest"),
+            "responses": {
+                "201": _json(_ref("ExtraTouch"), "Started.")
+                | {"headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}},
+                **_errors(400, 401, 405, 415, 422),
+            },
+        },
+    },
+    "/extra-touch/{policy_id}": {
+        "get": {
+            "operationId": "getExtraTouch",
+            "summary": "An extra touch and its randomized result.",
+            "parameters": [_path_id("policy_id", "extra touch")],
+            "responses": {
+                "200": _json(_ref("ExtraTouch"), "The touch."),
+                **_errors(400, 401, 404, 405),
+            },
+        }
+    },
+    "/extra-touch/{policy_id}/stop": {
+        "post": {
+            "operationId": "stopExtraTouch",
+            "summary": "Stop deciding new visits; the decided arms stay.",
+            "parameters": [_path_id("policy_id", "extra touch")],
+            "responses": {
+                "200": _json(_ref("ExtraTouch"), "Stopped."),
+                **_errors(400, 401, 404, 405),
+            },
+        }
     },
     "/hl7-feeds/{feed_id}": {
         "get": {

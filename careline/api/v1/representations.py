@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from careline.analytics.experiments import ArmResult, ExperimentResult
+from careline.analytics.experiments import ArmResult, ExperimentResult, TouchResult
 from careline.analytics.metrics import BeforeAfter, EngagementRow, MetricsRow
 from careline.broadcasts.models import Broadcast
 from careline.broadcasts.sending import Preview
@@ -315,4 +315,29 @@ def engagement_row(row: EngagementRow) -> dict[str, Any]:
         "reply_rate": row.reply_rate,
         "opt_out_rate": row.opt_out_rate,
         "refill_rate": row.refill_rate,
+    }
+
+
+def extra_touch(result: TouchResult) -> dict[str, Any]:
+    policy, c = result.policy, result.comparison
+
+    def arm(a) -> dict[str, Any]:
+        return {"visits": a.visits, "due": a.due, "no_shows": a.no_shows, "no_show_rate": a.rate}
+
+    return {
+        "id": policy.pk,
+        "practice": None
+        if policy.practice is None
+        else {"id": policy.practice.pk, "name": policy.practice.name},
+        "threshold": policy.threshold,
+        "touch_share": policy.touch_basis_points / 10_000,
+        "started_at": policy.started_at,
+        "ended_at": policy.ended_at,
+        "touch": arm(result.touch),
+        "no_touch": arm(result.no_touch),
+        "difference": c.difference,
+        "difference_95ci": [c.difference_low, c.difference_high],
+        "p_value": result.p_value,
+        "enough_data": result.enough_data,
+        "verdict": result.verdict,
     }

@@ -92,6 +92,17 @@ urlpatterns = [
         route(POST=views.stop_experiment),
         name="experiment-stop",
     ),
+    path(
+        "extra-touch",
+        route(GET=views.list_extra_touches, POST=views.start_extra_touch),
+        name="extra-touches",
+    ),
+    path("extra-touch/<int:policy_id>", route(GET=views.get_extra_touch), name="extra-touch"),
+    path(
+        "extra-touch/<int:policy_id>/stop",
+        route(POST=views.stop_extra_touch),
+        name="extra-touch-stop",
+    ),
     # Anything else under /api/v1/ answers in JSON too, not with the HTML 404 page.
     re_path(r"^(?P<rest>.*)$", unknown_endpoint),
 ]

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from careline.analytics.experiments import results as experiment_results
+from careline.analytics.experiments import touch_results
 from careline.analytics.metrics import (
     DIMENSIONS,
     appointment_metrics,
@@ -49,8 +50,15 @@ from careline.conversations.models import (
 from careline.integrations.feeds import FeedError, add_feed, remove_feed
 from careline.integrations.models import ApiKey, Hl7Feed, ProcessingId
 from careline.messaging.experiments import SHARE_PERCENT_RANGE, end_experiment, start_experiment
-from careline.messaging.models import Channel, Experiment, MessageState, OutboundMessage
+from careline.messaging.models import (
+    Channel,
+    Experiment,
+    MessageState,
+    OutboundMessage,
+    RiskTouchPolicy,
+)
 from careline.messaging.rules import default_rule, override_rules, save_default_rule
+from careline.messaging.touches import start_policy, stop_policy
 from careline.patients.models import Language
 from careline.scheduling import desk
 from careline.scheduling.models import Appointment, AppointmentEvent
@@ -732,3 +740,73 @@ def stop_experiment(request: HttpRequest, api_key: ApiKey, experiment_id: int) -
     Body(json_body(request, required=False), ()).finish()
     end_experiment(get_or_404(_experiments(api_key), experiment_id, "experiment"))
     return _experiment_response(request, api_key, experiment_id)
+
+
+# --- the extra touch for high-risk visits --------------------------------------------------
+
+
+def _touch_policies(api_key: ApiKey):
+    return RiskTouchPolicy.objects.filter(organization_id=api_key.organization_id).select_related(
+        "practice"
+    )
+
+
+def list_extra_touches(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    query_params(request, ())
+    return json_response(
+        {"data": [render.extra_touch(touch_results(p)) for p in _touch_policies(api_key)]}
+    )
+
+
+def _share(body: Body, name: str, default: float | None = None) -> float:
+    """A share strictly between 0 and 1 (a JSON number)."""
+    value = body.data.get(name, default)
+    if value is None:
+        body.fail(name, "is required")
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        body.fail(name, "must be a number between 0 and 1 (exclusive)")
+    else:
+        return float(value)
+    return 0.5
+
+
+def start_extra_touch(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Start (or replace) a practice's or the organization's extra touch."""
+    query_params(request, ())
+    body = Body(json_body(request), {"practice", "threshold", "touch_share"})
+    threshold = _share(body, "threshold")
+    touch_share = _share(body, "touch_share", 0.5)
+    practice_id = body.raw("practice")
+    if practice_id is not None and (
+        isinstance(practice_id, bool)
+        or not isinstance(practice_id, int)
+        or not Practice.objects.filter(
+            pk=practice_id, organization_id=api_key.organization_id
+        ).exists()
+    ):
+        body.fail("practice", "must be the id of one of the organization's practices, or null")
+    body.finish()
+    policy = start_policy(
+        organization_id=api_key.organization_id,
+        practice_id=practice_id,
+        threshold=threshold,
+        touch_basis_points=max(1, min(9999, round(touch_share * 10_000))),
+        now=timezone.now(),
+    )
+    found = _touch_policies(api_key).get(pk=policy.pk)
+    location = request.build_absolute_uri(f"/api/v1/extra-touch/{found.pk}")
+    return json_response(render.extra_touch(touch_results(found)), 201, Location=location)
+
+
+def get_extra_touch(request: HttpRequest, api_key: ApiKey, policy_id: int) -> HttpResponse:
+    query_params(request, ())
+    policy = get_or_404(_touch_policies(api_key), policy_id, "extra touch")
+    return json_response(render.extra_touch(touch_results(policy)))
+
+
+def stop_extra_touch(request: HttpRequest, api_key: ApiKey, policy_id: int) -> HttpResponse:
+    """No new visits are decided; the arms already decided stay, for the results."""
+    query_params(request, ())
+    policy = get_or_404(_touch_policies(api_key), policy_id, "extra touch")
+    stop_policy(policy, now=timezone.now())
+    return json_response(render.extra_touch(touch_results(policy)))

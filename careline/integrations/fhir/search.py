@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
@@ -255,9 +256,10 @@ def sort_by_last_updated(values: list[str], versioned: bool, resource_type: str)
     )
 
 
-def page_cursor(raw: str | None) -> tuple[datetime, int]:
-    """The (last_updated, id) after which a change-feed page starts: `_cursor` from a next
-    link, or the feed's start."""
+def page_cursor(raw: str | None, read_key: Callable[[str], Any] = parse_pk) -> tuple[datetime, Any]:
+    """The (last_updated, key) after which a change-feed page starts: `_cursor` from a next
+    link, or the feed's start. `read_key` reads the key (an id, by default), None when it
+    is not one."""
     if not raw:
         return FEED_START
     stamp, _, pk = raw.partition("|")
@@ -265,10 +267,11 @@ def page_cursor(raw: str | None) -> tuple[datetime, int]:
         at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
         at = None
-    if at is None or at.tzinfo is None or parse_pk(pk) is None:
+    key = read_key(pk)
+    if at is None or at.tzinfo is None or key is None:
         raise FhirError(
             400,
             f"_cursor '{raw[:80]}' is not one this server wrote; follow the Bundle's next link.",
             expression=["_cursor"],
         )
-    return at, int(pk)
+    return at, key

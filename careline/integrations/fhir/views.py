@@ -433,14 +433,14 @@ def _search(
     if sort_by_last_updated(params.get("_sort", []), handler.versioned, handler.resource_type):
         # Keyset paging by (last_updated, id): a change made while a client pages moves
         # the resource past the page it is reading, never into a page it has read.
-        after = page_cursor((params.get("_cursor") or [None])[-1])
+        after = page_cursor((params.get("_cursor") or [None])[-1], handler.read_feed_key)
         total, items = handler.search(ctx, filters, 0, count, changed_after=after)
         query += [("_sort", "_lastUpdated"), ("_count", str(count))]
         self_query = query + ([("_cursor", params["_cursor"][-1])] if "_cursor" in params else [])
         links = [{"relation": "self", "url": f"{base}?{urlencode(self_query)}"}]
         if count and len(items) == count:
             last = items[-1]
-            cursor = f"{exact_instant(last.last_updated)}|{last.pk}"
+            cursor = f"{exact_instant(last.last_updated)}|{handler.feed_key(last)}"
             links.append(
                 {"relation": "next", "url": f"{base}?{urlencode(query + [('_cursor', cursor)])}"}
             )

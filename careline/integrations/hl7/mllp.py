@@ -6,12 +6,14 @@ serving every other connection while messages are being applied.
 
 Group commit: the messages that arrive on other connections while a transaction is
 running wait for it, then go in together as the next transaction
-(`receiving.receive_together`: one commit and one planning pass for all of them, each
-message in its own savepoint). Every ACK is written only after its transaction has
-committed, so AA still means "applied"; a connection never has more than one message
-in flight, so each one's messages keep their order. One transaction runs at a time:
-SQLite has one writer anyway, and on PostgreSQL the work is this process's Python (one
-core under the GIL), so a second transaction would only make both smaller.
+(`receiving.receive_together`: one commit and one planning pass for all of them, new
+bookings applied set-based, every other message in its own savepoint). Every ACK is
+written only after its transaction has committed, so AA still means "applied"; a
+connection never has more than one message in flight, so each one's messages keep
+their order. One transaction runs at a time: SQLite has one writer anyway, and on
+PostgreSQL the work is this process's Python (one core under the GIL), so a second
+transaction would only make both smaller; `careline mllp --processes N` runs several
+processes on one port instead (`start(reuse_port=True)`).
 
 Bad input never stops the listener: bytes outside a frame are skipped without an answer
 (there is no message to answer), a frame that is not an SIU (or ADT A08/A31) message gets
@@ -41,12 +43,15 @@ from django.db import connection, connections
 from django.db.utils import InterfaceError, OperationalError
 
 from careline.integrations.hl7.receiving import (
+    BULK_BATCH_MESSAGES,
+    LISTENER_LOOKUPS_SECONDS,
     FeedSelector,
     Receipt,
     RejectedRetention,
     receive_message,
     receive_oversize,
     receive_together,
+    refresh_statistics_after_bulk,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,10 +64,15 @@ _OVERSIZE_HEAD_BYTES = 4096
 # Messages per group-commit transaction at most (a bound on how long one transaction
 # holds the write lock, and on what one failure sends back to be received one by one).
 _MAX_TOGETHER = 32
-# When fewer messages wait than the last transaction took, the next one waits this long
-# for the others: their senders are still reading the ACKs just sent and writing their
-# next message. Without it a transaction of one and one of the rest alternate.
+# When fewer messages wait than there are busy connections, the next transaction waits
+# this long for the others: their senders are still reading the ACKs just sent and
+# writing their next message. Without it the connections split into two halves whose
+# transactions alternate, each paying a transaction's fixed cost (its commit, its
+# planning pass) for half as many messages.
 _GATHER_SECONDS = 0.005
+# A connection counts as busy while it sent a message this recently; an idle feed
+# connection does not hold every transaction back.
+_BUSY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -114,17 +124,19 @@ def _receive_frames(
     are received alone after it."""
     raws = [decode(data) for data in frames]
     receipts: list[Receipt | None] = [None] * len(raws)
-    if len(raws) > 1:
-        try:
-            receipts = receive_together(raws, selector, limits.retention)
-        except Exception as exc:  # noqa: BLE001 — nothing of it committed; one by one below
-            logger.warning(
-                "MLLP: %s messages received one by one after %s",
-                len(raws),
-                type(exc).__name__,
-            )
-            if isinstance(exc, (OperationalError, InterfaceError)):
-                connection.close()
+    # Even one message alone: a new booking costs fewer statements on the group path.
+    try:
+        receipts = receive_together(
+            raws, selector, limits.retention, keep_lookups=LISTENER_LOOKUPS_SECONDS
+        )
+    except Exception as exc:  # noqa: BLE001 — nothing of it committed; one by one below
+        logger.warning(
+            "MLLP: %s messages received one by one after %s",
+            len(raws),
+            type(exc).__name__,
+        )
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            connection.close()
     answers: list[Receipt | None | Exception] = []
     for receipt, raw in zip(receipts, raws, strict=True):
         try:
@@ -134,6 +146,12 @@ def _receive_frames(
             )
         except Exception as exc:  # noqa: BLE001 — fails its own connection, not the others
             answers.append(exc)
+    if any(isinstance(a, Receipt) and len(a.batch) >= BULK_BATCH_MESSAGES for a in answers):
+        try:
+            refresh_statistics_after_bulk()
+        except (OperationalError, InterfaceError) as exc:
+            # Committed and answered all the same: statistics are an optimisation.
+            logger.warning("MLLP: statistics not refreshed after a batch: %s", type(exc).__name__)
     return answers
 
 
@@ -233,12 +251,17 @@ class MllpListener:
         # Frames waiting for the next transaction, each with the future of its receipt.
         self._waiting: list[tuple[bytes, asyncio.Future]] = []
         self._running = False
-        self._last_size = 0
+        # When each open connection last sent a message (the event loop's clock).
+        self._last_sent: dict[asyncio.Task | None, float] = {}
         self._gathering: asyncio.TimerHandle | None = None
         self._transactions: set[asyncio.Task] = set()
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        """Listen; with `reuse_port`, beside other processes on the same port
+        (SO_REUSEPORT: the kernel spreads new connections over them)."""
+        self._server = await asyncio.start_server(
+            self._handle, host, port, reuse_address=True, reuse_port=reuse_port or None
+        )
         bound = self._server.sockets[0].getsockname()
         logger.info(
             "MLLP listener on %s:%s (max %s connections, %ss idle timeout, %s-byte frames)",
@@ -306,18 +329,25 @@ class MllpListener:
         finally:
             self._open -= 1
             self._connections.discard(task)
+            self._last_sent.pop(task, None)
 
     async def _receive(self, data: bytes) -> Receipt | None:
         """This frame's receipt, once the transaction that received it has committed."""
-        receipt: asyncio.Future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._last_sent[asyncio.current_task()] = loop.time()
+        receipt: asyncio.Future = loop.create_future()
         self._waiting.append((data, receipt))
         self._start_transactions()
         return await receipt
 
+    def _busy(self) -> int:
+        since = asyncio.get_running_loop().time() - _BUSY_SECONDS
+        return sum(1 for sent in self._last_sent.values() if sent >= since)
+
     def _start_transactions(self) -> None:
         if self._running or not self._waiting:
             return
-        if len(self._waiting) < self._last_size:
+        if len(self._waiting) < min(self._busy(), _MAX_TOGETHER):
             if self._gathering is None:
                 self._gathering = asyncio.get_running_loop().call_later(
                     _GATHER_SECONDS, self._start_gathered
@@ -336,7 +366,6 @@ class MllpListener:
             self._gathering = None
         batch = self._waiting[:_MAX_TOGETHER]
         del self._waiting[:_MAX_TOGETHER]
-        self._last_size = len(batch)
         self._running = True
         task = asyncio.get_running_loop().create_task(self._run_transaction(batch))
         self._transactions.add(task)
@@ -427,10 +456,11 @@ async def serve(
     stop: asyncio.Event,
     on_ready: Callable[[str, int], None] | None = None,
     limits: MllpLimits | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Run a listener until `stop` is set."""
     listener = MllpListener(selector, limits=limits)
-    bound = await listener.start(host, port)
+    bound = await listener.start(host, port, reuse_port=reuse_port)
     if on_ready is not None:
         on_ready(*bound)
     try:

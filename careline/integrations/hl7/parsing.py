@@ -23,6 +23,7 @@ segments may end in \\r, \\r\\n or \\n.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
@@ -319,20 +320,35 @@ class SiuMessage:
         return ei_system(self.filler_ei if self.filler_id else self.placer_ei)
 
 
-# EI-4 universal id types whose ids become URIs by a prefix; any other type (URI, URL, a
-# local one) is kept as sent.
+# Universal id types whose ids become URIs by a prefix.
 _UNIVERSAL_ID_PREFIX = {"ISO": "urn:oid:", "UUID": "urn:uuid:"}
+# Universal id types that are URIs already.
+_UNIVERSAL_ID_URIS = ("URI", "URL")
+
+
+def hd_system(namespace: str, universal_id: str, universal_id_type: str) -> str:
+    """The identifier system an HL7 HD names (namespace id ^ universal id ^ universal id
+    type: CX-4 of a patient identifier, EI-2..4 of a visit's): an ISO universal id as
+    `urn:oid:<oid>`, a UUID as `urn:uuid:<uuid>` (lower case), a URI or URL as sent;
+    a universal id of any other type gives way to the namespace id, when there is one;
+    "" when the HD names nothing (the caller's fallback, e.g. the feed's namespace)."""
+    namespace, universal = namespace.strip(), universal_id.strip()
+    kind = universal_id_type.strip().upper()
+    if universal:
+        prefix = _UNIVERSAL_ID_PREFIX.get(kind)
+        if prefix is not None:
+            if kind == "UUID":
+                universal = universal.lower()
+            return universal if universal.startswith(prefix) else prefix + universal
+        if kind in _UNIVERSAL_ID_URIS or not namespace:
+            return universal
+    return namespace
 
 
 def ei_system(ei: tuple[str, ...] | list[str]) -> str:
-    """The system an EI's id belongs to: its universal id (EI-3, an OID as urn:oid:…), else
-    its namespace id (EI-2), else ""."""
+    """The system an EI's id belongs to (its EI-2..4 read as an HD, `hd_system`), else ""."""
     parts = [*ei, "", "", "", ""]
-    namespace, universal, universal_type = parts[1], parts[2], parts[3].upper()
-    if universal:
-        prefix = _UNIVERSAL_ID_PREFIX.get(universal_type, "")
-        return universal if universal.startswith(prefix) else prefix + universal
-    return namespace
+    return hd_system(parts[1], parts[2], parts[3])
 
 
 @dataclass
@@ -467,6 +483,10 @@ def parse_siu(text: str) -> SiuMessage:
     return siu
 
 
+# Receiving reads a message's header, then the whole of it, then (group path) looks at it
+# once more: the same text parsed once. Parsing is the costliest step of receiving a
+# message after the database; parsed messages are only ever read, never changed.
+@functools.lru_cache(maxsize=256)
 def _parse(text: str) -> hl7.Message:
     text = normalize_segment_breaks(text)
     if not text.startswith("MSH") or len(text) < 8:

@@ -49,7 +49,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,6 +83,7 @@ from careline.integrations.hl7.parsing import (
     Resource,
     SiuMessage,
     SiuPatient,
+    hd_system,
     normalize_segment_breaks,
     parse_message,
     read_header,
@@ -92,11 +95,19 @@ from careline.integrations.hl7.parsing import (
     PatientIdentifier as ParsedIdentifier,
 )
 from careline.integrations.models import Hl7Feed, Hl7Message, Hl7MessageState, Hl7ProviderLink
+from careline.messaging.models import OutboundMessage
 from careline.patients.identifiers import MAX_SYSTEM, Identifier, identified_patients
 from careline.patients.languages import coded_language, language_as_received
-from careline.patients.models import Patient, PhoneSystem, PhoneUse, phones_with_mobile
+from careline.patients.models import (
+    Patient,
+    PatientVersion,
+    PhoneSystem,
+    PhoneUse,
+    phones_with_mobile,
+)
 from careline.patients.records import (
     IdentifierConflict,
+    add_patients,
     create_patient,
     keep_identifiers,
     merge_patients,
@@ -108,13 +119,20 @@ from careline.scheduling.appointments import (
     check_visit_times,
     move_visits_to_patient,
 )
-from careline.scheduling.external import upsert_external_appointment
+from careline.scheduling.external import (
+    ExternalVisit,
+    add_external_appointments,
+    upsert_external_appointment,
+)
 from careline.scheduling.models import (
     UPCOMING_STATUSES,
     Appointment,
+    AppointmentEvent,
     AppointmentStatus,
+    AppointmentVersion,
     ChangeSource,
 )
+from careline.tablestats import refresh_statistics
 from careline.waitlist.entries import move_entries_to_patient
 
 logger = logging.getLogger(__name__)
@@ -316,6 +334,8 @@ def receive_together(
     raws: list[str],
     selector: FeedSelector | None = None,
     retention: RejectedRetention | None = None,
+    *,
+    keep_lookups: float = 0.0,
 ) -> list[Receipt | None]:
     """Several messages (say, one from each open connection) received in one transaction.
 
@@ -328,39 +348,311 @@ def receive_together(
     inserted first) has None: the caller receives it alone after the commit. If the
     transaction itself fails, nothing of any of them is stored and this raises; the
     caller receives each alone.
+
+    Configuration rows are read once per transaction, or kept this thread's
+    `keep_lookups` seconds across transactions (the listener's threads; see _lookups).
     """
     retention = retention or RejectedRetention.from_settings()
-    receipts: list[Receipt | None] = []
+    receipts: list[Receipt | None] = [None] * len(raws)
     with (
+        _lookups_kept(keep_lookups),  # outermost: it hears of a failed commit too
         transaction.atomic(),
         changes.announced_together(),
         versions.one_time_per_transaction(),
-        _lookups_kept(),
     ):
-        pinned = (selector or FeedSelector()).pinned()
-        for raw in raws:
+        selector = selector or FeedSelector()
+        feeds = _found(
+            ("feeds", selector.organization_slug, selector.feed_name),
+            lambda: selector.pinned().loaded,
+        )
+        pinned = PinnedFeeds(selector.organization_slug, selector.feed_name, feeds or ())
+        booked = _book_together(raws, pinned)
+        for n, raw in enumerate(raws):
+            if n in booked:
+                receipts[n] = booked[n]
+                continue
             try:
                 with transaction.atomic():
-                    receipts.append(receive_message(raw, pinned, retention))
+                    receipts[n] = receive_message(raw, pinned, retention)
             except Exception as exc:  # noqa: BLE001 — received alone after the commit
                 logger.info("HL7 message left for a transaction of its own: %s", type(exc).__name__)
-                receipts.append(None)
     return receipts
 
 
-# Configuration rows (practices by location code, provider links, visit types) found
-# while receiving messages in one transaction, set by `receive_together`; None: every
-# message reads them afresh. Only rows found are kept, never an absence (a message may
-# create the missing link or type) nor a row created here (a rolled-back savepoint
-# would take it away); a change made in the admin counts from the next transaction.
+# ---- new bookings received together ---------------------------------------------------
+#
+# Most of what a busy feed sends is S12: a new visit, often for a patient new to
+# Careline. Received one by one, each costs some thirty statements and about ten
+# milliseconds of ORM work. Received together, the new bookings of a group are read in
+# one statement per kind (stored control ids, known visits, known patients) and written
+# in one multi-row INSERT per table, through the tables' owners. Everything else (updates,
+# cancellations, known patients, anything refused, anything that would create a
+# provider link or a visit type) goes the way it goes alone, after them.
+
+
+@dataclass(frozen=True)
+class _Booking:
+    """A new booking read from a message, nothing written yet."""
+
+    index: int
+    raw: str
+    header: Header
+    feed: Hl7Feed
+    identifiers: list[Identifier]
+    patient: Patient  # unsaved
+    visit: ExternalVisit  # its patient is `patient`
+    outcome: Applied  # warnings only
+
+
+def _book_together(raws: list[str], feeds: PinnedFeeds) -> dict[int, Receipt]:
+    """Apply the new bookings among messages received together, set-based; their
+    receipts by position in `raws`. Must run inside `receive_together`'s transaction. A
+    failure (say, a patient another listener process stored a moment ago) rolls all of
+    them back to their savepoint and returns nothing: each is then received alone."""
+    now = timezone.now()
+    readings = [_read(n, raw, feeds, now) for n, raw in enumerate(raws)]
+    # Two messages of one group naming the same control id, visit or patient go one by
+    # one, in order: the second must see what the first did.
+    seen = Counter(key for keys, _ in readings for key in set(keys))
+    bookings = [
+        booking
+        for keys, booking in readings
+        if booking is not None and all(seen[key] == 1 for key in keys)
+    ]
+    bookings = _still_new(bookings)
+    if not bookings:
+        return {}
+    organizations = sorted({b.feed.organization_id for b in bookings})
+    for organization_id in organizations:
+        # Stamped outside the savepoint below: on PostgreSQL the stamp's advisory lock
+        # must outlive a rollback of it.
+        versions.change_stamp(Patient, organization_id)
+        versions.change_stamp(Appointment, organization_id)
+    try:
+        with transaction.atomic():
+            add_patients([(b.patient, b.identifiers) for b in bookings])
+            visit_ids: dict[int, int] = {}
+            for organization_id in organizations:
+                mine = [b for b in bookings if b.feed.organization_id == organization_id]
+                added = add_external_appointments(organization_id, [b.visit for b in mine])
+                visit_ids.update((b.index, a.pk) for b, a in zip(mine, added, strict=True))
+            messages = Hl7Message.objects.bulk_create(
+                [_applied_message(b, visit_ids[b.index], now) for b in bookings]
+            )
+    except Exception as exc:  # noqa: BLE001 — each is received alone instead
+        logger.info(
+            "HL7: %s new bookings left to go one by one after %s", len(bookings), type(exc).__name__
+        )
+        return {}
+    logger.info(
+        "HL7 messages %s to %s: %s new bookings applied together (AA)",
+        messages[0].id,
+        messages[-1].id,
+        len(messages),
+    )
+    return {
+        b.index: Receipt(m.ack, ACCEPT, m.id, reason=m.error)
+        for b, m in zip(bookings, messages, strict=True)
+    }
+
+
+def _read(
+    n: int, raw: str, feeds: PinnedFeeds, now: datetime
+) -> tuple[list[tuple], _Booking | None]:
+    """What a message names (its control id, visit and patient identifiers, as keys) and,
+    when it may be a new booking, the booking."""
+    raw = raw.replace("\x00", "\ufffd")
+    if is_batch(raw):
+        return [("batch", n)], None
+    try:
+        header = read_header(raw)
+    except MessageRejected:
+        return [], None
+    feed = feeds.resolve(header)
+    if (
+        feed is None
+        or not header.control_id
+        or len(header.control_id) > MAX_CONTROL_ID
+        or header.processing_id != feed.processing_id
+    ):
+        return [], None
+    keys: list[tuple] = [("message", feed.id, header.control_id)]
+    try:
+        parsed = parse_message(raw)
+    except (MessageRejected, InvalidField):
+        return keys, None
+    organization_id = feed.organization_id
+    named = [parsed.patient]
+    if isinstance(parsed, MergeMessage):
+        named.append(SiuPatient(identifiers=parsed.prior_identifiers))
+    for data in named:
+        if data is None:
+            continue
+        try:
+            keys += [("patient", organization_id, *i.key) for i in _identifiers(feed, data)]
+        except NotApplicable:
+            pass
+    if not isinstance(parsed, SiuMessage):
+        return keys, None
+    system = parsed.appointment_system or feed.namespace
+    keys.append(("visit", organization_id, system, parsed.appointment_id))
+    return keys, _new_booking(n, raw, feed, parsed, system, now)
+
+
+def _new_booking(
+    n: int, raw: str, feed: Hl7Feed, siu: SiuMessage, system: str, now: datetime
+) -> _Booking | None:
+    """The booking an S12 describes, if everything it needs is known and valid (found
+    in this transaction's configuration lookups, created by nothing); else None."""
+    data = siu.patient
+    if (
+        siu.header.trigger != "S12"
+        or status_for(feed, siu.header.trigger, siu.filler_status) != AppointmentStatus.BOOKED
+        or not siu.appointment_id
+        or data is None
+        or not siu.providers
+    ):
+        return None
+    outcome = Applied()
+    try:
+        updated_at = (
+            to_datetime(siu.header.sent_at, feed.zone, "MSH-7 message time")
+            if siu.header.sent_at
+            else now
+        )
+        practice = _practice(feed, siu, None, outcome)
+        provider = _linked_provider(feed, siu.providers)
+        appointment_type = _known_appointment_type(feed, siu.service)
+        if provider is None or appointment_type is None:
+            return None
+        start, end = _times(siu, visit_zone(feed, practice), None)
+        end = end or start + timedelta(minutes=appointment_type.duration_minutes)
+        if end <= start:
+            return None
+        check_visit_times(start, end)
+        mrn = _mrn(feed, data)
+        identifiers = _identifiers(feed, data)
+        fields = _patient_fields(data, None, outcome)
+    except (NotApplicable, BadValue, VisitTimeError):
+        return None
+    if outcome.problems or not mrn or not (fields.get("family_name") or fields.get("given_name")):
+        return None
+    fields.setdefault("family_name", "")
+    fields.setdefault("given_name", "")
+    patient = Patient(
+        organization_id=feed.organization_id, mrn=mrn[:MAX_MRN], home_practice=practice, **fields
+    )
+    if not patient.mobile_phone:
+        outcome.warn(_no_mobile_warning(data), "101", "PID^1^13")
+    visit = ExternalVisit(
+        practice=practice,
+        provider=provider,
+        patient=patient,
+        appointment_type=appointment_type,
+        start=start,
+        end=end,
+        status=AppointmentStatus.BOOKED,
+        source=ChangeSource.HL7,
+        external_system=system,
+        external_id=siu.appointment_id,
+        updated_at=updated_at,
+        note=f"HL7 {siu.header.trigger}",
+    )
+    return _Booking(n, raw, siu.header, feed, identifiers, patient, visit, outcome)
+
+
+def _still_new(bookings: list[_Booking]) -> list[_Booking]:
+    """The bookings whose control id, visit and patient identifiers are all unknown here:
+    one statement per kind (and organization) for the whole group."""
+    if not bookings:
+        return []
+    stored = set(
+        Hl7Message.objects.filter(
+            feed_id__in={b.feed.id for b in bookings},
+            control_id__in={b.header.control_id for b in bookings},
+        ).values_list("feed_id", "control_id")
+    )
+    known: set[tuple] = set()
+    for organization_id in {b.feed.organization_id for b in bookings}:
+        mine = [b for b in bookings if b.feed.organization_id == organization_id]
+        known.update(
+            ("visit", organization_id, system, external_id)
+            for system, external_id in Appointment.objects.filter(
+                organization_id=organization_id,
+                external_id__in={b.visit.external_id for b in mine},
+            ).values_list("external_system", "external_id")
+        )
+        found = identified_patients(organization_id, [i for b in mine for i in b.identifiers])
+        known.update(
+            ("patient", organization_id, *key.split("|", 1))
+            for keys in found.values()
+            for key in keys
+        )
+    return [
+        b
+        for b in bookings
+        if (b.feed.id, b.header.control_id) not in stored
+        and ("visit", b.feed.organization_id, b.visit.external_system, b.visit.external_id)
+        not in known
+        and not any(("patient", b.feed.organization_id, *i.key) in known for i in b.identifiers)
+    ]
+
+
+def _applied_message(booking: _Booking, appointment_id: int, now: datetime) -> Hl7Message:
+    """The stored message of a booking applied together, with its ACK (as _finish)."""
+    outcome, header = booking.outcome, booking.header
+    warning = " ".join(outcome.warnings)
+    ack = build_ack(
+        ACCEPT,
+        header,
+        reason=warning,
+        error_code=outcome.warning_code if warning else "0",
+        error_location=outcome.warning_location if warning else "",
+        ack_control_id=_ack_id(),
+        warning=warning,
+    )
+    return Hl7Message(
+        feed=booking.feed,
+        control_id=header.control_id,
+        message_type=header.message_type[:3],
+        trigger_event=header.trigger[:3],
+        raw=booking.raw,
+        state=Hl7MessageState.APPLIED,
+        error=warning,
+        ack_code=ACCEPT,
+        ack=ack,
+        appointment_id=appointment_id,
+        received_at=now,
+        processed_at=timezone.now(),
+    )
+
+
+# Configuration rows (the feeds, practices by location code, provider links, visit types) found
+# while receiving messages together, set by `receive_together`; None: every message
+# reads them afresh. Kept for the transaction, or (the MLLP listener's threads, each with
+# its own database connection, living as long as the listener) for a second across
+# transactions: re-reading them cost three statements per group, as many as a group's
+# new bookings. Only rows found are kept, never an absence (a message may create the
+# missing link or type); a change made in the admin counts within that second. A
+# transaction that fails drops what was kept (a row it read may have been its own,
+# rolled back with it).
+LISTENER_LOOKUPS_SECONDS = 1.0
 _lookups = threading.local()
 
 
 @contextmanager
-def _lookups_kept() -> Iterator[None]:
-    _lookups.found = {}
+def _lookups_kept(seconds: float) -> Iterator[None]:
+    now = time.monotonic()
+    kept = getattr(_lookups, "kept", None)
+    if kept is None or now - kept[0] > seconds:
+        kept = (now, {})
+    _lookups.kept = kept if seconds > 0 else None
+    _lookups.found = kept[1]
     try:
         yield
+    except BaseException:
+        _lookups.kept = None
+        raise
     finally:
         _lookups.found = None
 
@@ -473,6 +765,26 @@ def receive_batch(
         None,
         reason=comment or " ".join(r.reason for r in receipts if r.reason)[:2000],
         batch=receipts,
+    )
+
+
+# A batch frame of at least this many messages is a bulk load: the listener refreshes
+# the planner's statistics after it (smaller ones are a feed's ordinary traffic, which
+# would pay an ANALYZE per frame).
+BULK_BATCH_MESSAGES = 100
+
+
+def refresh_statistics_after_bulk() -> None:
+    """Fresh planner statistics for the tables received messages fill (`careline
+    import-hl7`, a large batch over MLLP), like every other bulk path."""
+    refresh_statistics(
+        Hl7Message,
+        Patient,
+        PatientVersion,
+        Appointment,
+        AppointmentEvent,
+        AppointmentVersion,
+        OutboundMessage,
     )
 
 
@@ -961,6 +1273,38 @@ def _patient(
     patient = (
         Patient.objects.select_for_update().filter(pk=next(iter(found))).first() if found else None
     )
+    changed = _patient_fields(data, patient, result)
+
+    if patient is None:
+        if not changed.get("family_name") and not changed.get("given_name"):
+            raise NotApplicable("PID-5 has no patient name for a new patient.", code="101")
+        changed.setdefault("family_name", "")
+        changed.setdefault("given_name", "")
+        return create_patient(
+            organization_id=feed.organization_id,
+            mrn=mrn[:MAX_MRN],
+            home_practice=practice,
+            identifiers=identifiers,
+            **changed,
+        )
+    if not patient.mrn:
+        changed["mrn"] = mrn[:MAX_MRN]
+    try:
+        added = keep_identifiers(patient, identifiers, new_version=False)
+    except IdentifierConflict as exc:
+        # Only when another connection stored one of them a moment ago.
+        raise NotApplicable(
+            f"PID-3 names patient {patient.pk} and, by {', '.join(exc.taken)}, patient "
+            f"{exc.other_patient_id}; nothing was applied.",
+            code="205",
+            location="PID^1^3",
+        ) from exc
+    return update_patient(patient, touched=added, **changed)
+
+
+def _patient_fields(data: SiuPatient, patient: Patient | None, result: Applied) -> dict:
+    """The patient's fields a PID segment sets (only those it sends), for `patient` or a
+    new one (None); what cannot be used is noted on `result`."""
     changed: dict[str, object] = {}
     if data.family_name:
         changed["family_name"] = data.family_name[:100]
@@ -998,51 +1342,18 @@ def _patient(
     email = next((p.email for p in data.phones if "@" in p.email), "")
     if email:
         changed["email"] = email[:254]
-
-    if patient is None:
-        if not changed.get("family_name") and not changed.get("given_name"):
-            raise NotApplicable("PID-5 has no patient name for a new patient.", code="101")
-        changed.setdefault("family_name", "")
-        changed.setdefault("given_name", "")
-        return create_patient(
-            organization_id=feed.organization_id,
-            mrn=mrn[:MAX_MRN],
-            home_practice=practice,
-            identifiers=identifiers,
-            **changed,
-        )
-    if not patient.mrn:
-        changed["mrn"] = mrn[:MAX_MRN]
-    try:
-        added = keep_identifiers(patient, identifiers, new_version=False)
-    except IdentifierConflict as exc:
-        # Only when another connection stored one of them a moment ago.
-        raise NotApplicable(
-            f"PID-3 names patient {patient.pk} and, by {', '.join(exc.taken)}, patient "
-            f"{exc.other_patient_id}; nothing was applied.",
-            code="205",
-            location="PID^1^3",
-        ) from exc
-    return update_patient(patient, touched=added, **changed)
+    return changed
 
 
 def identifier_system(feed: Hl7Feed, ident: ParsedIdentifier) -> str:
-    """The system of a PID-3 repetition: its assigning authority (CX-4) when sent, else
-    the feed's namespace. An HD whose universal id is an ISO OID is `urn:oid:<oid>`. The
-    authority the feed is configured to send its MRNs under (`mrn_assigning_authority`)
-    is the feed's namespace: feeds send it on some messages and leave it out on others."""
+    """The system of a PID-3 repetition: its assigning authority (CX-4, read as every HD
+    is, `parsing.hd_system`) when sent, else the feed's namespace. The authority the feed
+    is configured to send its MRNs under (`mrn_assigning_authority`) is the feed's
+    namespace: feeds send it on some messages and leave it out on others."""
     own = feed.mrn_assigning_authority.strip().upper()
     if own and ident.authority.upper() == own:
         return feed.namespace
-    kind = ident.authority_id_type
-    if ident.authority_id:
-        if kind == "ISO":
-            return f"urn:oid:{ident.authority_id}"
-        if kind == "UUID":
-            return f"urn:uuid:{ident.authority_id.lower()}"
-        if kind in ("URI", "URL") or not ident.authority:
-            return ident.authority_id
-    return ident.authority or feed.namespace
+    return hd_system(ident.authority, ident.authority_id, ident.authority_id_type) or feed.namespace
 
 
 def _identifiers(feed: Hl7Feed, data: SiuPatient) -> list[Identifier]:
@@ -1207,6 +1518,23 @@ def _provider(
         if current is not None:
             return current.provider
         raise NotApplicable("No AIP or AIG segment names the provider.", code="101")
+    linked = _linked_provider(feed, resources)
+    if linked is not None:
+        return linked
+    resource = resources[0]
+    if not feed.create_unknown_providers:
+        raise NotApplicable(
+            f"Unknown provider '{resource.code}' (AIP-3/AIG-3): link it to a provider in "
+            f"the feed '{feed.name}' settings.",
+            code="103",
+        )
+    provider = add_provider(feed.organization_id, practices=[practice], **_provider_names(resource))
+    Hl7ProviderLink.objects.create(feed=feed, code=resource.code[:80], provider=provider)
+    return provider
+
+
+def _linked_provider(feed: Hl7Feed, resources: list[Resource]) -> Provider | None:
+    """The provider the first linked AIP/AIG code names, if any is linked."""
     codes = [r.code for r in resources]
     links = _found(
         ("provider links", feed.id, tuple(codes)),
@@ -1220,16 +1548,7 @@ def _provider(
     for resource in resources:
         if resource.code in links:
             return links[resource.code]
-    resource = resources[0]
-    if not feed.create_unknown_providers:
-        raise NotApplicable(
-            f"Unknown provider '{resource.code}' (AIP-3/AIG-3): link it to a provider in "
-            f"the feed '{feed.name}' settings.",
-            code="103",
-        )
-    provider = add_provider(feed.organization_id, practices=[practice], **_provider_names(resource))
-    Hl7ProviderLink.objects.create(feed=feed, code=resource.code[:80], provider=provider)
-    return provider
+    return None
 
 
 def _provider_names(resource: Resource) -> dict[str, str]:
@@ -1287,14 +1606,8 @@ def _appointment_type(
 ) -> AppointmentType:
     if service is None and current is not None:
         return current.appointment_type
-    code = service.code if service else feed.default_appointment_type_code
-    code = feed.appointment_type_map.get(code, code)[:40]
-    existing = _found(
-        ("appointment type", feed.organization_id, code),
-        lambda: AppointmentType.objects.filter(
-            organization_id=feed.organization_id, code=code
-        ).first(),
-    )
+    code = _appointment_type_code(feed, service)
+    existing = _known_appointment_type(feed, service)
     if existing is not None:
         return existing
     if not feed.create_unknown_appointment_types:
@@ -1309,4 +1622,19 @@ def _appointment_type(
         code=code,
         name=service.name if service else "",
         duration_minutes=max(minutes, 1),
+    )
+
+
+def _appointment_type_code(feed: Hl7Feed, service: Resource | None) -> str:
+    code = service.code if service else feed.default_appointment_type_code
+    return feed.appointment_type_map.get(code, code)[:40]
+
+
+def _known_appointment_type(feed: Hl7Feed, service: Resource | None) -> AppointmentType | None:
+    code = _appointment_type_code(feed, service)
+    return _found(
+        ("appointment type", feed.organization_id, code),
+        lambda: AppointmentType.objects.filter(
+            organization_id=feed.organization_id, code=code
+        ).first(),
     )

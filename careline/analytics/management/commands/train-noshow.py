@@ -8,6 +8,10 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _interval(bounds) -> str:
+    return "n/a" if bounds is None else f"{bounds[0]:.3f}–{bounds[1]:.3f}"
+
+
 class Command(BaseCommand):
     help = "Fit the no-show risk model on an organization's own history and score upcoming visits."
 
@@ -32,9 +36,17 @@ class Command(BaseCommand):
             f"Trained on {r['trained_on']} visits, tested on the last {r['holdout_days']} days "
             f"({r['tested_on']} visits, no-show rate {r['test_rate']:.3f})."
         )
-        self.stdout.write(f"{'':22}{'AUC':>8}{'Brier':>8}")
+        self.stdout.write(
+            f"Features as known {r['decision_lead_hours']:g} h before each visit (or at booking)."
+        )
+        self.stdout.write(f"{'':22}{'AUC':>8}{'95% CI':>16}{'Brier':>8}")
+        ci = r["intervals"]
         for name in ("model", "baseline"):
-            self.stdout.write(f"{name:22}{_fmt(r[name]['auc']):>8}{_fmt(r[name]['brier']):>8}")
+            self.stdout.write(
+                f"{name:22}{_fmt(r[name]['auc']):>8}{_interval(ci[name + '_auc']):>16}"
+                f"{_fmt(r[name]['brier']):>8}"
+            )
+        self.stdout.write(f"{'gain over baseline':22}{'':>8}{_interval(ci['gain']):>16}")
         self.stdout.write("Calibration (deciles of predicted risk): predicted → observed")
         for row in r["model"]["calibration"]:
             self.stdout.write(

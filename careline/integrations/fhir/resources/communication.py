@@ -1,19 +1,33 @@
 """Texts as FHIR Communication resources: the outbox (to patients) and inbound texts (from them).
 
 Ids carry the direction, `out-<n>` and `in-<n>`, because the two live in separate tables.
+
+Both tables keep a version and a change time (messaging.outbox and conversations.inbound
+stamp them from careline.versions' change clock), so Communication is a change feed like
+the other versioned types: `_lastUpdated`, `_sort=_lastUpdated` ordered by (change time,
+direction, id) across the two tables, meta.versionId and an ETag.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
+from heapq import merge
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
 from careline.conversations.models import InboundMessage
 from careline.integrations.fhir.errors import FhirError, not_found
-from careline.integrations.fhir.resources.handler import Context, Handler, SearchParameter, iso
+from careline.integrations.fhir.resources.handler import (
+    LAST_UPDATED,
+    Context,
+    Handler,
+    SearchParameter,
+    filter_last_updated,
+    iso,
+    settled_horizon,
+)
 from careline.integrations.fhir.search import date_q, parse_pk, reference_pk, search_parameter
 from careline.messaging.models import Channel, MessageState, OutboundMessage
 
@@ -37,6 +51,8 @@ EVERYTHING = Q(pk__isnull=False)
 
 # A filter yields (outbound condition, inbound condition); NOTHING rules a table out.
 Conditions = tuple[Q, Q]
+# The change feed orders changes made at one time by direction, then id.
+DIRECTIONS = ("out", "in")
 
 
 class CommunicationHandler(Handler):
@@ -50,6 +66,7 @@ class CommunicationHandler(Handler):
     )
     search_parameters = {
         "_id": SearchParameter("token", "out-<n> or in-<n>."),
+        "_lastUpdated": LAST_UPDATED,
         "patient": SearchParameter("reference", "Patient/<id>, either direction."),
         "subject": SearchParameter("reference", "Patient/<id>, either direction."),
         "recipient": SearchParameter("reference", "Patient/<id> (sent) or Location/<id>."),
@@ -78,7 +95,27 @@ class CommunicationHandler(Handler):
             raise not_found("Communication", resource_id)
         return found
 
-    def search(self, ctx, params, offset, count) -> tuple[int, list[Any]]:
+    def feed_key(self, item: Any) -> str:
+        return _resource_id(item)
+
+    def read_feed_key(self, raw: str) -> tuple[int, int] | None:
+        direction, _, number = raw.partition("-")
+        pk = parse_pk(number)
+        if direction not in DIRECTIONS or pk is None:
+            return None
+        return DIRECTIONS.index(direction), pk
+
+    def search(
+        self,
+        ctx: Context,
+        params: dict[str, list[str]],
+        offset: int,
+        count: int,
+        *,
+        changed_after: tuple[datetime, Any] | None = None,
+    ) -> tuple[int, list[Any]]:
+        """`changed_after` (last_updated, (direction, id)) sorts both tables' texts by
+        change and pages from that key."""
         outbound, inbound = self._outbound(ctx), self._inbound(ctx)
         for name, values in params.items():
             build = FILTERS[name]
@@ -89,9 +126,17 @@ class CommunicationHandler(Handler):
                         one_out, one_in = build(one.strip())
                         q_out, q_in = q_out | one_out, q_in | one_in
                 outbound, inbound = outbound.filter(q_out), inbound.filter(q_in)
+        if changed_after is not None or "_lastUpdated" in params:
+            # Only what committed along with every earlier change of either table.
+            horizon = settled_horizon(ctx, OutboundMessage, InboundMessage)
+            if horizon is not None:
+                outbound = outbound.filter(last_updated__lt=horizon)
+                inbound = inbound.filter(last_updated__lt=horizon)
         out_total, in_total = outbound.count(), inbound.count()
         if not count:
             return out_total + in_total, []
+        if changed_after is not None:
+            return out_total + in_total, _changed_after(outbound, inbound, changed_after, count)
         items: list[Any] = list(outbound[offset : offset + count])
         if len(items) < count:
             start = max(0, offset - out_total)
@@ -102,6 +147,43 @@ class CommunicationHandler(Handler):
         if isinstance(message, OutboundMessage):
             return _render_outbound(message)
         return _render_inbound(message)
+
+
+def _resource_id(message: Any) -> str:
+    return f"out-{message.pk}" if isinstance(message, OutboundMessage) else f"in-{message.pk}"
+
+
+def _after(at: datetime, direction: int, cursor: tuple[int, int]) -> Q:
+    """The rows of one direction that come after `cursor` ((direction, id) at `at`) in
+    (last_updated, direction, id) order."""
+    cursor_direction, pk = cursor
+    later = Q(last_updated__gt=at)
+    if direction > cursor_direction:
+        return later | Q(last_updated=at)
+    if direction == cursor_direction:
+        return later | Q(last_updated=at, id__gt=pk)
+    return later
+
+
+def _changed_after(
+    outbound: QuerySet, inbound: QuerySet, changed_after: tuple[datetime, Any], count: int
+) -> list[Any]:
+    """The next `count` texts of both tables after the cursor, in change order."""
+    at, key = changed_after
+    # The feed's start carries no direction: everything after its time.
+    cursor = key if isinstance(key, tuple) else (0, 0)
+    pages = [
+        list(qs.filter(_after(at, direction, cursor)).order_by("last_updated", "id")[:count])
+        for direction, qs in enumerate((outbound, inbound))
+    ]
+    ordered = merge(
+        *(
+            [((m.last_updated, direction, m.pk), m) for m in page]
+            for direction, page in enumerate(pages)
+        ),
+        key=lambda pair: pair[0],
+    )
+    return [message for _, message in ordered][:count]
 
 
 def _render_outbound(message: OutboundMessage) -> dict[str, Any]:
@@ -222,6 +304,10 @@ def _filter_sent(value: str) -> Conditions:
     return date_q("sent_at", value, UTC), date_q("received_at", value, UTC)
 
 
+def _filter_last_updated(value: str) -> Conditions:
+    return filter_last_updated(value), filter_last_updated(value)
+
+
 def _filter_status(value: str) -> Conditions:
     states = [state for state, status in STATUS.items() if status == value]
     if not states and value != "completed":
@@ -231,6 +317,7 @@ def _filter_status(value: str) -> Conditions:
 
 FILTERS: dict[str, Callable[[str], Conditions]] = {
     "_id": _filter_id,
+    "_lastUpdated": _filter_last_updated,
     "patient": _filter_patient,
     "subject": _filter_patient,
     "recipient": _filter_recipient,

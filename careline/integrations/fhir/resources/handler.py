@@ -88,6 +88,15 @@ class Handler:
         If-Match and the _lastUpdated change feed."""
         return "_lastUpdated" in self.search_parameters
 
+    def feed_key(self, item: Any) -> str:
+        """What a change feed's next link carries after the last change time to resume
+        from (the tie-breaker of changes made at one time): the row's id."""
+        return str(item.pk)
+
+    def read_feed_key(self, raw: str) -> Any:
+        """The key `feed_key` wrote, None when `raw` is not one."""
+        return parse_pk(raw)
+
     def create(self, ctx: Context, resource: Any) -> Any:
         raise FhirError(405, f"{self.resource_type} is read-only here.", code="not-supported")
 

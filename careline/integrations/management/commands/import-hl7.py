@@ -8,13 +8,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from careline.integrations.hl7.files import iter_messages
-from careline.integrations.hl7.receiving import receive_message
+from careline.integrations.hl7.receiving import receive_message, refresh_statistics_after_bulk
 from careline.integrations.management.feeds import feed_selector
-from careline.integrations.models import Hl7Message
-from careline.messaging.models import OutboundMessage
-from careline.patients.models import Patient, PatientVersion
-from careline.scheduling.models import Appointment, AppointmentEvent, AppointmentVersion
-from careline.tablestats import refresh_statistics
 
 
 class Command(BaseCommand):
@@ -50,15 +45,7 @@ class Command(BaseCommand):
                             f"{path}: message {number}: {receipt.ack_code} {receipt.reason}"
                         )
         # A batch file is a bulk load: fresh statistics for the tables it filled.
-        refresh_statistics(
-            Hl7Message,
-            Patient,
-            PatientVersion,
-            Appointment,
-            AppointmentEvent,
-            AppointmentVersion,
-            OutboundMessage,
-        )
+        refresh_statistics_after_bulk()
         total = sum(counts.values())
         summary = f"{total} message(s): {counts['AA']} AA, {counts['AE']} AE, {counts['AR']} AR" + (
             f" ({duplicates} duplicate(s), not re-applied)" if duplicates else ""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
+import subprocess
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from careline.integrations.hl7.mllp import MllpLimits, serve
 from careline.integrations.hl7.receiving import FeedSelector, RejectedRetention
@@ -64,17 +68,93 @@ class Command(BaseCommand):
             "(default: %(default)s, CARELINE_HL7_REJECTED_DAYS).",
         )
 
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="Listener processes sharing the port (SO_REUSEPORT; the kernel spreads "
+            "connections over them). PostgreSQL only: one process applies messages on one "
+            "core (default: %(default)s).",
+        )
+        # Set by --processes on the processes it starts.
+        parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+
     def handle(self, *args, **options) -> None:
         limits = _limits(options)
         selector = feed_selector(options)
+        if options["processes"] != 1:
+            self._run_processes(options)
+            return
         try:
-            asyncio.run(self._run(selector, options["host"], options["port"], limits))
+            asyncio.run(
+                self._run(selector, options["host"], options["port"], limits, options["reuse_port"])
+            )
         except OSError as exc:
             raise CommandError(
                 f"Cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}"
             ) from exc
 
-    async def _run(self, selector: FeedSelector, host: str, port: int, limits: MllpLimits) -> None:
+    def _run_processes(self, options: dict) -> None:
+        """Start `--processes` listeners on one port and wait for them; SIGTERM or SIGINT
+        stops them all, and one that dies stops the others (the service manager restarts
+        the lot)."""
+        count = options["processes"]
+        if count < 1:
+            raise CommandError("--processes must be at least 1.")
+        if connection.vendor != "postgresql":
+            raise CommandError(
+                "--processes needs PostgreSQL: SQLite takes one writer at a time, so a "
+                "second process would only wait for the first. Use --processes 1."
+            )
+        if options["port"] == 0:
+            raise CommandError("--processes needs a fixed --port for them to share.")
+        argv = [sys.executable, "-m", "careline", "mllp", "--processes", "1", "--reuse-port"]
+        for name in (
+            "port",
+            "host",
+            "organization",
+            "feed",
+            "idle_timeout",
+            "max_connections",
+            "max_frame_bytes",
+            "keep_rejected",
+            "keep_rejected_days",
+        ):
+            argv += [f"--{name.replace('_', '-')}", str(options[name])]
+        children = [subprocess.Popen(argv) for _ in range(count)]
+        stopping = False
+
+        def stop(signum, frame) -> None:
+            nonlocal stopping
+            stopping = True
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, stop)
+        failed = 0
+        while any(child.poll() is None for child in children):
+            for child in children:
+                try:
+                    code = child.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    continue
+                if code and not stopping:
+                    failed = code
+                    stop(None, None)
+        if failed:
+            raise CommandError(f"A listener process exited with status {failed}.")
+        self.stdout.write(f"{count} MLLP listener processes stopped.")
+
+    async def _run(
+        self,
+        selector: FeedSelector,
+        host: str,
+        port: int,
+        limits: MllpLimits,
+        reuse_port: bool = False,
+    ) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,7 +164,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Listening for MLLP on {bound_host}:{bound_port}", ending="\n")
             self.stdout.flush()
 
-        await serve(selector, host, port, stop=stop, on_ready=ready, limits=limits)
+        await serve(
+            selector, host, port, stop=stop, on_ready=ready, limits=limits, reuse_port=reuse_port
+        )
         self.stdout.write("MLLP listener stopped.")
 
 

@@ -1,13 +1,14 @@
 """`careline worker`: reads patients' texts, sends due messages and, alongside, runs the
 waitlist's periodic work.
 
-Four passes in the one background harness (careline.background): the texts the Twilio
+Five passes in the one background harness (careline.background): the texts the Twilio
 webhook stored (`conversations.inbound.interpret_waiting`, first, so an answer it queues
 goes out in the same round), the dispatcher (essential: an error that is not the
 database's stops the worker rather than letting reminders silently stop going out), the
-waitlist every 15 seconds, and broadcasts (a recorded broadcast's texts are queued here,
-not in the web request that recorded it), whose failures are logged and never hold up the
-reminders.
+waitlist every 15 seconds, no-show scoring every `CARELINE_NOSHOW_SCORING_SECONDS` (which
+decides the extra touch for high-risk visits), and broadcasts (a recorded broadcast's texts
+are queued here, not in the web request that recorded it), whose failures are logged and
+never hold up the reminders.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from careline.analytics import risk
 from careline.background import Pass, run_passes, run_round, summary
 from careline.broadcasts.sending import queue_broadcasts
 from careline.conversations.inbound import interpret_waiting
@@ -63,6 +66,16 @@ def broadcasts_pass() -> Pass:
     return Pass("broadcasts", queue_broadcasts)
 
 
+def noshow_scoring_pass() -> Pass:
+    """Score upcoming visits with each organization's no-show model, which also decides
+    the extra touch for high-risk visits whose decision time has come."""
+
+    def run() -> Counter[str]:
+        return +Counter(visits_scored=risk.score_organizations())
+
+    return Pass("noshow-scoring", run, every=settings.CARELINE_NOSHOW_SCORING_SECONDS)
+
+
 class Command(BaseCommand):
     help = "Send due messages: reconcile interrupted sends, apply the compliance gate, send."
 
@@ -85,7 +98,13 @@ class Command(BaseCommand):
         except (ValueError, ImportError) as exc:
             raise CommandError(str(exc)) from exc
         dispatcher = Dispatcher(gateway, batch_size=opts["batch_size"])
-        passes = [inbound_pass(), waitlist_pass(), broadcasts_pass(), dispatcher_pass(dispatcher)]
+        passes = [
+            inbound_pass(),
+            waitlist_pass(),
+            broadcasts_pass(),
+            noshow_scoring_pass(),
+            dispatcher_pass(dispatcher),
+        ]
         if opts["once"]:
             done, database_down = run_round(passes, due_only=False)
             if database_down:

@@ -17,4 +17,30 @@ document.addEventListener("DOMContentLoaded", function () {
       }
     });
   });
+  // Charts: "Download PNG" draws the chart's SVG on a canvas and saves it.
+  document.querySelectorAll("button[data-png-of]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var svg = document.getElementById(button.dataset.pngOf);
+      var width = svg.width.baseVal.value, height = svg.height.baseVal.value;
+      var source = new XMLSerializer().serializeToString(svg);
+      var image = new Image();
+      image.onload = function () {
+        var canvas = document.createElement("canvas");
+        canvas.width = width * 2;
+        canvas.height = height * 2;
+        var context = canvas.getContext("2d");
+        context.scale(2, 2);
+        context.drawImage(image, 0, 0);
+        canvas.toBlob(function (blob) {
+          var link = document.createElement("a");
+          link.href = URL.createObjectURL(blob);
+          link.download = button.dataset.pngName;
+          document.body.appendChild(link);
+          link.click();
+          link.remove();
+        }, "image/png");
+      };
+      image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(source);
+    });
+  });
 });

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('messaging', '0004_experiments_from_analytics'),
+        ('messaging', '0006_risk_touch'),
         ('patients', '0005_patient_identifiers_by_system'),
     ]
 
