@@ -22,6 +22,12 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rows", type=int, default=100_000, help="appointments / messages")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="percent of patients in a running holdout experiment (0: none)",
+    )
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be at least 1")
@@ -71,9 +77,10 @@ def daytime_zone() -> str:
     return "UTC"
 
 
-def make_clinic(rows: int, *, start: datetime, spread: timedelta):
+def make_clinic(rows: int, *, start: datetime, spread: timedelta, before_visits=None):
     """An organization with `rows` patients, each with one booked appointment between
-    `start` and `start + spread`. Returns (organization, practice, appointment ids)."""
+    `start` and `start + spread` (`before_visits(organization)` is called before they are
+    made). Returns (organization, practice)."""
     from careline.clinics.models import AppointmentType, Organization, Practice, Provider
     from careline.patients.models import Patient
     from careline.scheduling.models import Appointment
@@ -88,6 +95,8 @@ def make_clinic(rows: int, *, start: datetime, spread: timedelta):
     visit = AppointmentType.objects.create(
         organization=org, code="V", name="Visit", patient_facing_name="Visit"
     )
+    if before_visits is not None:
+        before_visits(org)
     now = datetime.now(UTC)
     step = spread / rows
     for low in range(0, rows, BATCH):

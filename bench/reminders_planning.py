@@ -7,6 +7,10 @@ outbox has. (Not before the first plan: statistics of an empty outbox, taken jus
 a million rows go in, would be as misleading as none.)
 
     .venv/bin/python -m bench.reminders_planning [--rows 100000] [--database sqlite|postgres]
+        [--holdout 10]
+
+With --holdout, an organization-wide holdout experiment runs while planning: every
+patient's arm is drawn in the same set-based pass, and the realised share is reported.
 """
 
 from __future__ import annotations
@@ -67,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         now = datetime.now(UTC)
         print(f"# reminders planning, {args.rows:,} appointments, {connection.vendor}")
         org, practice = make_clinic(
-            args.rows, start=now + timedelta(days=4), spread=timedelta(days=30)
+            args.rows,
+            start=now + timedelta(days=4),
+            spread=timedelta(days=30),
+            before_visits=_holdout(args.holdout),
         )
         started = time.perf_counter()
         plan_all_reminders()
@@ -84,10 +91,37 @@ def main(argv: list[str] | None = None) -> int:
         report("planning: seconds", planning_seconds, "s")
         report("re-planning the same data: seconds", replan_seconds, "s")
         report("re-planning the same data: rows added", added, "rows")
+        if args.holdout:
+            from careline.messaging.models import ExperimentArm, PatientAssignment
+
+            drawn = PatientAssignment.objects.count()
+            withheld = PatientAssignment.objects.filter(arm=ExperimentArm.WITHHELD).count()
+            report(f"holdout {args.holdout}%: patients drawn", drawn, "patients")
+            report("holdout: realised share, percent", 100 * withheld / max(drawn, 1), "%")
         if added:
             print("FAIL: re-planning added rows")
             return 1
     return 0
+
+
+def _holdout(percent: int):
+    """What to do once the organization exists: start the experiment (its visits must be
+    booked after it starts)."""
+    if not percent:
+        return None
+
+    def start(org) -> None:
+        from careline.messaging.experiments import start_experiment
+
+        start_experiment(
+            organization_id=org.id,
+            practice_id=None,
+            name="Bench holdout",
+            withheld_step="all",
+            share_basis_points=percent * 100,
+        )
+
+    return start
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from careline.messaging.models import (
     Experiment,
     ExperimentArm,
     ExperimentAssignment,
+    PatientAssignment,
     RiskTouch,
     RiskTouchPolicy,
     TouchArm,
@@ -23,6 +24,90 @@ from careline.scheduling.models import AppointmentStatus
 
 # Visits with a known outcome each arm needs before the result page draws a conclusion.
 MINIMUM_PER_ARM = 200
+# Below this p-value the arm counts are called out of line with the configured split.
+BALANCE_ALPHA = 0.01
+
+
+@dataclass(frozen=True)
+class ArmBalance:
+    """Patients (the unit randomized) and visits per arm against the configured split, with
+    a chi-square goodness-of-fit test of the patient counts."""
+
+    control_patients: int
+    withheld_patients: int
+    control_visits: int
+    withheld_visits: int
+    expected_withheld_share: float
+    chi_square: float | None
+    p_value: float | None
+    summary: str
+
+    @property
+    def patients(self) -> int:
+        return self.control_patients + self.withheld_patients
+
+    @property
+    def expected_withheld(self) -> float:
+        return self.patients * self.expected_withheld_share
+
+    @property
+    def expected_control(self) -> float:
+        return self.patients - self.expected_withheld
+
+    @property
+    def withheld_share(self) -> float | None:
+        return self.withheld_patients / self.patients if self.patients else None
+
+
+def arm_balance(experiment: Experiment) -> ArmBalance:
+    from scipy.stats import chisquare
+
+    patients = dict(
+        PatientAssignment.objects.filter(experiment=experiment)
+        .values("arm")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("arm", "n")
+    )
+    visits = dict(
+        ExperimentAssignment.objects.filter(experiment=experiment)
+        .values("arm")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("arm", "n")
+    )
+    control = patients.get(ExperimentArm.CONTROL, 0)
+    withheld = patients.get(ExperimentArm.WITHHELD, 0)
+    share = experiment.share_basis_points / 10_000
+    total = control + withheld
+    statistic = p_value = None
+    if total == 0:
+        summary = "No patient has been assigned yet."
+    else:
+        test = chisquare([withheld, control], f_exp=[total * share, total * (1 - share)])
+        statistic, p_value = float(test.statistic), float(test.pvalue)
+        realised = f"{withheld / total:.1%} of {total} patients held out against {share:.1%} set"
+        if p_value < BALANCE_ALPHA:
+            summary = (
+                f"The arms are out of line with the split: {realised} (chi-square p = "
+                f"{p_value:.4f}). A split this far off is unlikely by chance; check the "
+                "assignment before trusting the result."
+            )
+        else:
+            summary = (
+                f"The arms match the split: {realised} (chi-square p = {p_value:.2f}); "
+                "a difference this size is what chance gives."
+            )
+    return ArmBalance(
+        control_patients=control,
+        withheld_patients=withheld,
+        control_visits=visits.get(ExperimentArm.CONTROL, 0),
+        withheld_visits=visits.get(ExperimentArm.WITHHELD, 0),
+        expected_withheld_share=share,
+        chi_square=statistic,
+        p_value=p_value,
+        summary=summary,
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +131,7 @@ class ExperimentResult:
     p_value: float | None
     enough_data: bool
     verdict: str
+    balance: ArmBalance
 
 
 _DUE = [AppointmentStatus.ARRIVED, AppointmentStatus.FULFILLED, AppointmentStatus.NO_SHOW]
@@ -108,7 +194,16 @@ def results(experiment: Experiment) -> ExperimentResult:
         verdict = "Withholding the step lowered no-shows."
     else:
         verdict = "No difference shown yet: the interval still includes zero."
-    return ExperimentResult(experiment, control, withheld, comparison, p_value, enough, verdict)
+    return ExperimentResult(
+        experiment,
+        control,
+        withheld,
+        comparison,
+        p_value,
+        enough,
+        verdict,
+        arm_balance(experiment),
+    )
 
 
 @dataclass(frozen=True)

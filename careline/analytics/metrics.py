@@ -1,11 +1,9 @@
 """Report figures, computed in the database with one grouped query each.
 
-Definitions (the same everywhere Careline shows them):
+The counts are filled here; every rate over them is defined once, numerator and denominator,
+in careline.analytics.glossary (shown on the analytics page). Counts that are not rates:
 - *appointments*: every appointment except those entered in error.
 - *due*: visits whose time came and that were not cancelled — arrived, fulfilled or no-show.
-- *no-show rate*: no-shows / due.
-- *late cancellation*: cancelled less than 24 hours before the start; rate over appointments.
-- *confirmation rate*: appointments the patient confirmed (at any time) / appointments.
 - *calls avoided*: confirmations, cancellations and reschedules the patient did by text or
   link — each one is a phone call the front desk did not have to take.
 """
@@ -16,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, DateField, F, Func, Q, QuerySet
+from django.db.models import Count, DateField, Exists, F, Func, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from careline.analytics.glossary import RATES
 from careline.analytics.statistics import RateComparison, compare_rates
 from careline.clinics.models import Practice
 from careline.scheduling.models import (
@@ -86,15 +85,19 @@ class MetricsRow:
 
     @property
     def no_show_rate(self) -> float | None:
-        return self.no_shows / self.due if self.due else None
+        return RATES["no_show_rate"].of(self)
+
+    @property
+    def cancellation_rate(self) -> float | None:
+        return RATES["cancellation_rate"].of(self)
 
     @property
     def late_cancellation_rate(self) -> float | None:
-        return self.late_cancellations / self.appointments if self.appointments else None
+        return RATES["late_cancellation_rate"].of(self)
 
     @property
     def confirmation_rate(self) -> float | None:
-        return self.confirmed / self.appointments if self.appointments else None
+        return RATES["confirmation_rate"].of(self)
 
 
 def _window(qs: QuerySet, start: date | None, end: date | None) -> QuerySet:
@@ -279,19 +282,19 @@ class EngagementRow:
 
     @property
     def delivery_failure_rate(self) -> float | None:
-        return self.texts_failed / self.texts_finished if self.texts_finished else None
+        return RATES["delivery_failure_rate"].of(self)
 
     @property
     def reply_rate(self) -> float | None:
-        return self.visits_with_reply / self.reminded_visits if self.reminded_visits else None
+        return RATES["reply_rate"].of(self)
 
     @property
     def opt_out_rate(self) -> float | None:
-        return self.opt_outs / self.numbers_texted if self.numbers_texted else None
+        return RATES["opt_out_rate"].of(self)
 
     @property
     def refill_rate(self) -> float | None:
-        return self.slots_refilled / self.slots_freed if self.slots_freed else None
+        return RATES["refill_rate"].of(self)
 
 
 def _between(field: str, start: datetime, end: datetime) -> Q:
@@ -351,14 +354,24 @@ def engagement_metrics(
         row = rows[r["practice_id"]]
         row.texts_finished, row.texts_failed = r["finished"], r["failed"]
         row.reminded_visits, row.numbers_texted = r["reminded"], r["numbers"]
-    reminded = texts.filter(kind=MessageKind.REMINDER, state__in=finished).values("appointment_id")
+    # A reply is any text from the number a reminder went to, between its sending and the
+    # visit (whatever it said: only some kinds are tied to a visit), or one tied to the visit.
+    answered = Exists(
+        InboundMessage.objects.filter(
+            organization_id=OuterRef("organization_id"),
+            from_phone=OuterRef("to_address"),
+            received_at__gte=OuterRef("sent_at"),
+            received_at__lt=OuterRef("visit_start"),
+        )
+    ) | Exists(InboundMessage.objects.filter(appointment_id=OuterRef("appointment_id")))
     for r in (
-        InboundMessage.objects.filter(appointment_id__in=reminded)
-        .values("appointment__practice_id")
+        texts.filter(kind=MessageKind.REMINDER, state__in=finished, appointment_id__isnull=False)
+        .filter(answered)
+        .values("practice_id")
         .annotate(n=Count("appointment_id", distinct=True))
         .order_by()
     ):
-        rows[r["appointment__practice_id"]].visits_with_reply = r["n"]
+        rows[r["practice_id"]].visits_with_reply = r["n"]
     # An opt-out counts for the practice whose text the number last received.
     for r in (
         ConsentEvent.objects.filter(kind=ConsentEvent.Kind.OPT_OUT)

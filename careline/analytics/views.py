@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, time, timedelta
 
 from django import forms
@@ -12,11 +11,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from careline import spreadsheets
-from careline.analytics import experiments, metrics, ranking
+from careline.analytics import experiments, glossary, metrics, ranking
 from careline.clinics.models import Organization, Practice, StaffMembership, StaffRole
 from careline.clinics.scoping import administered_organization_ids
 from careline.clinics.validators import query_date, query_id
-from careline.messaging.experiments import end_experiment, start_experiment
+from careline.messaging.experiments import (
+    SHARE_PERCENT_RANGE,
+    check_withheld_step,
+    end_experiment,
+    start_experiment,
+)
 from careline.messaging.models import Experiment, RiskTouchPolicy
 from careline.messaging.touches import start_policy, stop_policy
 from careline.scheduling.models import Appointment
@@ -27,6 +31,8 @@ COLUMNS = [
     ("due", "Due"),
     ("no_shows", "No-shows"),
     ("no_show_rate", "No-show rate"),
+    ("cancellations", "Cancellations"),
+    ("cancellation_rate", "Cancellation rate"),
     ("late_cancellations", "Late cancellations"),
     ("late_cancellation_rate", "Late-cancellation rate"),
     ("confirmed", "Confirmed"),
@@ -122,6 +128,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             practices[:100], start=period_start, end=period_end
         ),
         "engagement_columns": ENGAGEMENT_COLUMNS,
+        "glossary": glossary.APPOINTMENT_RATES + glossary.ENGAGEMENT_RATES,
         "period_start": period_start,
         "period_end": period_end,
         "rows": rows,
@@ -183,7 +190,10 @@ def before_after(request: HttpRequest) -> HttpResponse:
 
 class ExperimentForm(forms.ModelForm):
     share_percent = forms.IntegerField(
-        min_value=1, max_value=50, initial=10, label="Share of visits withheld (%)"
+        min_value=SHARE_PERCENT_RANGE[0],
+        max_value=SHARE_PERCENT_RANGE[1],
+        initial=10,
+        label="Share of patients withheld (%)",
     )
 
     class Meta:
@@ -202,10 +212,7 @@ class ExperimentForm(forms.ModelForm):
         )
 
     def clean_withheld_step(self) -> str:
-        value = self.cleaned_data["withheld_step"].strip()
-        if value != Experiment.ALL_STEPS and not re.fullmatch(r"reminder:[0-9]{1,6}", value):
-            raise forms.ValidationError("Write 'all' or a reminder step like 'reminder:4320'.")
-        return value
+        return check_withheld_step(self.cleaned_data["withheld_step"])
 
 
 def _experiment_orgs(user) -> list[int]:

@@ -373,8 +373,34 @@ class ExperimentArm(models.TextChoices):
     WITHHELD = "withheld", "Step withheld"
 
 
+class PatientAssignment(models.Model):
+    """A patient's arm in an experiment: drawn once, when one of their visits first became
+    eligible, and kept for every later visit of theirs in that experiment."""
+
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="patient_assignments"
+    )
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    # 0..9999, the patient's hash bucket (careline.messaging.experiments.bucket_of): kept so
+    # anyone can check the arm against the experiment's share.
+    bucket = models.PositiveSmallIntegerField()
+    arm = models.CharField(max_length=10, choices=ExperimentArm.choices)
+    assigned_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "patient"], name="one_arm_per_patient_and_experiment"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Patient {self.patient_id} in {self.arm}"
+
+
 class ExperimentAssignment(models.Model):
-    """Which arm a visit fell in; written once, when the visit is first planned."""
+    """A visit in an experiment, with its patient's arm; written once, when the visit is first
+    planned while eligible."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="assignments")
     appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="+")

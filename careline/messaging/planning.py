@@ -24,6 +24,7 @@ from careline.messaging.models import (
     MessageKind,
     MessageState,
     OutboundMessage,
+    PatientAssignment,
     Priority,
     ReminderRule,
 )
@@ -289,7 +290,10 @@ def _plan_chunk(
         recent = _dt(now - EVENT_NEWS_WINDOW)
         expiry = _dt(now + EVENT_EXPIRY)
         soon = "CASE WHEN a.start < %s THEN a.start ELSE %s END"
-        upcoming = f"a.events AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
+        # A visit held out of every reminder hears nothing about itself: a booking or move
+        # notice would be a reminder by another name and blur the comparison.
+        held_out = "NOT " + experiments.withheld_condition("'notice'")
+        upcoming = f"a.events AND {held_out} AND a.status IN ({_UPCOMING_SQL}) AND a.start > %s"
         _ask_now_when_no_reminder_is_ahead(cte, cte_params, n, at)
         insert_planned(
             _select("booked", "'booked'", Priority.EVENT, "%s", soon)
@@ -308,7 +312,7 @@ def _plan_chunk(
         )
         insert_planned(
             _select("cancelled", "'cancelled'", Priority.EVENT, "%s", soon)
-            + f" AND a.events AND a.status = '{AppointmentStatus.CANCELLED}' "
+            + f" AND a.events AND {held_out} AND a.status = '{AppointmentStatus.CANCELLED}' "
             "AND a.start > %s AND a.status_changed_at >= %s AND NOT EXISTS "
             f"(SELECT 1 FROM {OUTBOX} m WHERE m.appointment_id = a.id "
             "AND m.step_key = 'cancelled' AND m.state <> 'cancelled')",
@@ -378,7 +382,7 @@ def plan_all_reminders(
         with transaction.atomic():
             _plan_chunk(rules, f"a.id >= %s AND a.id < %s{org_filter}", params, now, events=False)
     # A bulk load: the outbox's statistics before it may say it is empty.
-    refresh_statistics(OutboundMessage, ExperimentAssignment)
+    refresh_statistics(OutboundMessage, PatientAssignment, ExperimentAssignment)
 
 
 # -- re-planning after a rule change ------------------------------------------------

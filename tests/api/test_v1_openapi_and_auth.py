@@ -75,7 +75,7 @@ def test_every_route_and_method_is_documented_and_nothing_else():
     }
     routes = {path: set(methods) for path, methods in _api_routes()}
     assert routes == documented
-    assert len(routes) == 21
+    assert len(routes) == 25
 
 
 @pytest.mark.django_db

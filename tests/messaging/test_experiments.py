@@ -76,7 +76,7 @@ def test_holdout_arms_are_deterministic_recorded_and_never_reminded(build, clini
 
     arms = dict(ExperimentAssignment.objects.values_list("appointment_id", "arm"))
     assert len(arms) == 120
-    assert all(arms[v.id] == experiments.arm_of(v.id, experiment) for v in visits)
+    assert all(arms[v.id] == experiments.arm_of(v.patient_id, experiment) for v in visits)
     withheld = {a for a, arm in arms.items() if arm == ExperimentArm.WITHHELD}
     assert 35 <= len(withheld) <= 85  # about half, not all or none
     reminded = set(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from careline.analytics.glossary import RATES
 from careline.analytics.metrics import DIMENSIONS
 from careline.api.v1.http import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
 from careline.api.v1.representations import THREAD_LENGTH
@@ -15,6 +16,7 @@ from careline.broadcasts.models import Broadcast
 from careline.conversations.inbox import MAX_REPLY_CHARACTERS
 from careline.conversations.models import MAX_RESPONSE_MINUTES, ConversationState, Queue
 from careline.integrations.models import ProcessingId
+from careline.messaging.experiments import SHARE_PERCENT_RANGE
 from careline.messaging.models import MAX_OFFSET_MINUTES, Channel, MessageKind, MessageState
 from careline.patients.models import Language
 from careline.scheduling import desk
@@ -71,6 +73,12 @@ def _path_id(name: str, what: str) -> dict[str, Any]:
     }
 
 
+def _rate(key: str) -> dict[str, Any]:
+    """A rate, described from careline.analytics.glossary (its one definition)."""
+    rate = RATES[key]
+    return RATE | {"description": f"{rate.counts} Out of: {rate.out_of}"}
+
+
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
@@ -78,6 +86,7 @@ RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 MOMENT = {"type": "string", "format": "date-time"}
 DAY = {"type": "string", "format": "date"}
 BOOLEAN = {"type": "boolean"}
+NUMBER = {"type": "number"}
 COUNTS = {"type": "object", "additionalProperties": COUNT}
 IDS = {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": MAX_IDS}
 
@@ -109,6 +118,18 @@ CONVERSATION: dict[str, Any] = {
     "first_staff_reply_at": _nullable(MOMENT),
     "last_staff_reply_at": _nullable(MOMENT),
     "closed_at": _nullable(MOMENT),
+}
+
+EXPERIMENT: dict[str, Any] = {
+    "id": INTEGER,
+    "name": STRING,
+    "practice": _nullable(_ref("PracticeRef")),
+    "withheld_step": STRING,
+    "share_percent": NUMBER,
+    "started_at": MOMENT,
+    "ended_at": _nullable(MOMENT),
+    "running": BOOLEAN,
+    "created_by": _nullable(STRING),
 }
 
 BROADCAST: dict[str, Any] = {
@@ -267,6 +288,77 @@ SCHEMAS: dict[str, Any] = {
             "next": _nullable({"type": "string", "format": "uri"}),
         }
     ),
+    "ExperimentRequest": _object(
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 120},
+            "practice_id": _nullable(INTEGER)
+            | {"description": "One practice of the organization; null or omitted: every one."},
+            "withheld_step": {
+                "type": "string",
+                "default": "all",
+                "pattern": "^(all|reminder:[0-9]{1,6})$",
+                "description": "'all' holds out every reminder and notice (a holdout); "
+                "'reminder:4320' drops only that step (compares two cadences).",
+            },
+            "share_percent": {
+                "type": "integer",
+                "minimum": SHARE_PERCENT_RANGE[0],
+                "maximum": SHARE_PERCENT_RANGE[1],
+                "description": "Share of patients in the withheld arm.",
+            },
+        },
+        required=["name", "share_percent"],
+    ),
+    "Experiment": _object(EXPERIMENT),
+    "ExperimentDetail": _object(
+        EXPERIMENT
+        | {
+            "arm_balance": _object(
+                {
+                    "patients": _object({"control": COUNT, "withheld": COUNT})
+                    | {"description": "Patients per arm (the unit randomized)."},
+                    "expected": _object({"control": NUMBER, "withheld": NUMBER})
+                    | {"description": "Patients per arm the configured split expects."},
+                    "visits": _object({"control": COUNT, "withheld": COUNT}),
+                    "withheld_share": RATE,
+                    "configured_withheld_share": RATE,
+                    "chi_square": _nullable(NUMBER),
+                    "p_value": RATE
+                    | {"description": "Chi-square goodness of fit against the split."},
+                    "summary": STRING,
+                }
+            ),
+            "results": _object(
+                {
+                    "control": _ref("ExperimentArm"),
+                    "withheld": _ref("ExperimentArm"),
+                    "difference": _nullable(NUMBER)
+                    | {"description": "No-show rate, withheld − control; null: too few yet."},
+                    "difference_ci95": _nullable(
+                        {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2}
+                    ),
+                    "fisher_p_value": RATE,
+                    "enough_data": BOOLEAN,
+                    "verdict": STRING,
+                }
+            ),
+        }
+    ),
+    "ExperimentArm": _object(
+        {
+            "patients": COUNT,
+            "visits": COUNT,
+            "with_outcome": COUNT,
+            "no_shows": COUNT,
+            "no_show_rate": RATE,
+        }
+    ),
+    "ExperimentPage": _object(
+        {
+            "data": {"type": "array", "items": _ref("Experiment")},
+            "next": _nullable({"type": "string", "format": "uri"}),
+        }
+    ),
     "ReminderRule": _object(
         {
             "id": _nullable(INTEGER)
@@ -372,9 +464,35 @@ SCHEMAS: dict[str, Any] = {
             "late_cancellations": COUNT,
             "confirmed": COUNT,
             "calls_avoided": COUNT,
-            "no_show_rate": RATE,
-            "late_cancellation_rate": RATE,
-            "confirmation_rate": RATE,
+            "no_show_rate": _rate("no_show_rate"),
+            "cancellation_rate": _rate("cancellation_rate"),
+            "late_cancellation_rate": _rate("late_cancellation_rate"),
+            "confirmation_rate": _rate("confirmation_rate"),
+        }
+    ),
+    "EngagementRow": _object(
+        {
+            "practice": _ref("PracticeRef"),
+            "texts_finished": COUNT,
+            "texts_failed": COUNT,
+            "reminded_visits": COUNT,
+            "visits_with_reply": COUNT,
+            "numbers_texted": COUNT,
+            "opt_outs": COUNT,
+            "slots_freed": COUNT,
+            "slots_refilled": COUNT,
+            "median_first_answer_minutes": _nullable(NUMBER),
+            "delivery_failure_rate": _rate("delivery_failure_rate"),
+            "reply_rate": _rate("reply_rate"),
+            "opt_out_rate": _rate("opt_out_rate"),
+            "refill_rate": _rate("refill_rate"),
+        }
+    ),
+    "EngagementReport": _object(
+        {
+            "from": DAY,
+            "to": DAY,
+            "data": {"type": "array", "items": _ref("EngagementRow")},
         }
     ),
     "AppointmentReport": _object(
@@ -799,6 +917,55 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/experiments": {
+        "get": {
+            "operationId": "listExperiments",
+            "summary": "Reminder experiments, newest first.",
+            "parameters": PAGING,
+            "responses": {
+                "200": _json(_ref("ExperimentPage"), "A page of experiments."),
+                **_errors(400, 401, 405),
+            },
+        },
+        "post": {
+            "operationId": "createExperiment",
+            "summary": "Start a reminder experiment now.",
+            "description": (
+                "Each patient's arm is drawn once, from a hash of the experiment and the "
+                "patient, when one of their visits booked from now on is first planned while "
+                "upcoming and reachable; all their visits in the experiment share it. A "
+                "withheld visit of a holdout gets nothing planned."
+            ),
+            "requestBody": _body("ExperimentRequest"),
+            "responses": {
+                "201": _json(_ref("ExperimentDetail"), "The experiment, started.")
+                | {"headers": {"Location": {"schema": {"type": "string", "format": "uri"}}}},
+                **_errors(400, 401, 403, 405, 413, 415, 422),
+            },
+        },
+    },
+    "/experiments/{experiment_id}": {
+        "get": {
+            "operationId": "getExperiment",
+            "summary": "An experiment with its arm balance and results.",
+            "parameters": [_path_id("experiment_id", "experiment")],
+            "responses": {
+                "200": _json(_ref("ExperimentDetail"), "The experiment."),
+                **_errors(400, 401, 404, 405),
+            },
+        }
+    },
+    "/experiments/{experiment_id}/stop": {
+        "post": {
+            "operationId": "stopExperiment",
+            "summary": "Stop assigning new visits; the arms drawn stay, for the results.",
+            "parameters": [_path_id("experiment_id", "experiment")],
+            "responses": {
+                "200": _json(_ref("ExperimentDetail"), "The experiment, stopped."),
+                **_errors(400, 401, 404, 405, 413, 415, 422),
+            },
+        }
+    },
     "/appointments/{appointment_id}/planned-messages": {
         "get": {
             "operationId": "getPlannedMessages",
@@ -876,6 +1043,23 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _json(_ref("AppointmentReport"), "The report."),
+                **_errors(400, 401, 405),
+            },
+        }
+    },
+    "/reports/engagement": {
+        "get": {
+            "operationId": "engagementReport",
+            "summary": "Texting, reply, opt-out, waitlist and inbox figures per practice.",
+            "description": "Texts, opt-outs, freed times and conversations of the period; "
+            "each rate as defined in the analytics page's glossary.",
+            "parameters": [
+                _query("from", DAY, "From this day (UTC); omitted: 30 days before `to`."),
+                _query("to", DAY, "Through this day (UTC, inclusive); omitted: today."),
+                PRACTICE_FILTER,
+            ],
+            "responses": {
+                "200": _json(_ref("EngagementReport"), "The report."),
                 **_errors(400, 401, 405),
             },
         }
@@ -1003,9 +1187,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "title": "Careline API",
             "version": "1.0.0",
             "description": (
-                "Conversations, broadcasts, reminder rules, reports, HL7 feeds and the front "
-                "desk's acts on visits (confirm, cancel, reschedule, check in, no-show, undo) "
-                "of one organization "
+                "Conversations, broadcasts, reminder rules, reminder experiments, reports, "
+                "HL7 feeds and the front desk's acts on visits (confirm, cancel, reschedule, "
+                "check in, no-show, undo) of one organization "
                 "(appointments, patients and schedules are in the FHIR R4 API at /fhir/R4/). "
                 "Authenticate with `Authorization: Bearer <API key>` (`careline apikey create`); "
                 "everything is scoped to the key's organization. Errors are "

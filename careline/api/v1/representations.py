@@ -6,13 +6,13 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from careline.analytics.experiments import TouchResult
-from careline.analytics.metrics import BeforeAfter, MetricsRow
+from careline.analytics.experiments import ArmResult, ExperimentResult, TouchResult
+from careline.analytics.metrics import BeforeAfter, EngagementRow, MetricsRow
 from careline.broadcasts.models import Broadcast
 from careline.broadcasts.sending import Preview
 from careline.conversations.models import Conversation, ConversationReply, InboundMessage
 from careline.integrations.models import Hl7Feed
-from careline.messaging.models import MessageState, OutboundMessage, ReminderRule
+from careline.messaging.models import Experiment, MessageState, OutboundMessage, ReminderRule
 from careline.messaging.segments import SegmentCount
 from careline.scheduling.appointments import Slot
 from careline.scheduling.models import Appointment, AppointmentEvent
@@ -163,6 +163,7 @@ def metrics_row(row: MetricsRow) -> dict[str, Any]:
         "confirmed": row.confirmed,
         "calls_avoided": row.calls_avoided,
         "no_show_rate": row.no_show_rate,
+        "cancellation_rate": row.cancellation_rate,
         "late_cancellation_rate": row.late_cancellation_rate,
         "confirmation_rate": row.confirmation_rate,
     }
@@ -238,6 +239,83 @@ def appointment_change(e: AppointmentEvent, undo_until: datetime | None) -> dict
 
 def open_time(slot: Slot) -> dict[str, Any]:
     return {"start": slot.start, "end": slot.end, "provider_id": slot.provider_id}
+
+
+def experiment(e: Experiment) -> dict[str, Any]:
+    """Needs `practice` and `created_by` selected with the row."""
+    return {
+        "id": e.pk,
+        "name": e.name,
+        "practice": {"id": e.practice.pk, "name": e.practice.name} if e.practice else None,
+        "withheld_step": e.withheld_step,
+        "share_percent": e.share_basis_points / 100,
+        "started_at": e.started_at,
+        "ended_at": e.ended_at,
+        "running": e.ended_at is None,
+        "created_by": e.created_by.get_username() if e.created_by else None,
+    }
+
+
+def _arm(result: ArmResult, patients: int) -> dict[str, Any]:
+    return {
+        "patients": patients,
+        "visits": result.visits,
+        "with_outcome": result.due,
+        "no_shows": result.no_shows,
+        "no_show_rate": result.rate,
+    }
+
+
+def experiment_results(result: ExperimentResult) -> dict[str, Any]:
+    balance, c = result.balance, result.comparison
+    return {
+        "arm_balance": {
+            "patients": {
+                "control": balance.control_patients,
+                "withheld": balance.withheld_patients,
+            },
+            "expected": {
+                "control": balance.expected_control,
+                "withheld": balance.expected_withheld,
+            },
+            "visits": {"control": balance.control_visits, "withheld": balance.withheld_visits},
+            "withheld_share": balance.withheld_share,
+            "configured_withheld_share": balance.expected_withheld_share,
+            "chi_square": balance.chi_square,
+            "p_value": balance.p_value,
+            "summary": balance.summary,
+        },
+        "results": {
+            "control": _arm(result.control, balance.control_patients),
+            "withheld": _arm(result.withheld, balance.withheld_patients),
+            "difference": c.difference if result.enough_data else None,
+            "difference_ci95": [c.difference_low, c.difference_high]
+            if result.enough_data
+            else None,
+            "fisher_p_value": result.p_value,
+            "enough_data": result.enough_data,
+            "verdict": result.verdict,
+        },
+    }
+
+
+def engagement_row(row: EngagementRow) -> dict[str, Any]:
+    return {
+        "practice": {"id": row.practice_id, "name": row.label},
+        "texts_finished": row.texts_finished,
+        "texts_failed": row.texts_failed,
+        "reminded_visits": row.reminded_visits,
+        "visits_with_reply": row.visits_with_reply,
+        "numbers_texted": row.numbers_texted,
+        "opt_outs": row.opt_outs,
+        "slots_freed": row.slots_freed,
+        "slots_refilled": row.slots_refilled,
+        "median_first_answer_minutes": row.median_first_answer_minutes,
+        "delivery_failure_rate": row.delivery_failure_rate,
+        "reply_rate": row.reply_rate,
+        "opt_out_rate": row.opt_out_rate,
+        "refill_rate": row.refill_rate,
+    }
 
 
 def extra_touch(result: TouchResult) -> dict[str, Any]:

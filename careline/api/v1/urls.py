@@ -45,6 +45,7 @@ urlpatterns = [
         name="planned-messages",
     ),
     path("reports/appointments", route(GET=views.appointment_report), name="report-appointments"),
+    path("reports/engagement", route(GET=views.engagement_report), name="report-engagement"),
     path("reports/before-after", route(GET=views.before_after_report), name="report-before-after"),
     path(
         "hl7-feeds",
@@ -75,6 +76,21 @@ urlpatterns = [
         "appointments/<int:appointment_id>/open-times",
         route(GET=views.appointment_open_times),
         name="appointment-open-times",
+    ),
+    path(
+        "experiments",
+        route(GET=views.list_experiments, POST=views.create_experiment),
+        name="experiments",
+    ),
+    path(
+        "experiments/<int:experiment_id>",
+        route(GET=views.get_experiment),
+        name="experiment",
+    ),
+    path(
+        "experiments/<int:experiment_id>/stop",
+        route(POST=views.stop_experiment),
+        name="experiment-stop",
     ),
     path(
         "extra-touch",

@@ -3,14 +3,20 @@ renders the result. Every query is filtered to the API key's organization."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from careline.analytics.experiments import results as experiment_results
 from careline.analytics.experiments import touch_results
-from careline.analytics.metrics import DIMENSIONS, appointment_metrics, before_and_after
+from careline.analytics.metrics import (
+    DIMENSIONS,
+    appointment_metrics,
+    before_and_after,
+    engagement_metrics,
+)
 from careline.api.v1 import representations as render
 from careline.api.v1.http import (
     ApiError,
@@ -43,7 +49,14 @@ from careline.conversations.models import (
 )
 from careline.integrations.feeds import FeedError, add_feed, remove_feed
 from careline.integrations.models import ApiKey, Hl7Feed, ProcessingId
-from careline.messaging.models import Channel, MessageState, OutboundMessage, RiskTouchPolicy
+from careline.messaging.experiments import SHARE_PERCENT_RANGE, end_experiment, start_experiment
+from careline.messaging.models import (
+    Channel,
+    Experiment,
+    MessageState,
+    OutboundMessage,
+    RiskTouchPolicy,
+)
 from careline.messaging.rules import default_rule, override_rules, save_default_rule
 from careline.messaging.touches import start_policy, stop_policy
 from careline.patients.models import Language
@@ -436,6 +449,23 @@ def appointment_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
     )
 
 
+def engagement_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Per practice; `to` is inclusive, the period defaults to the 30 days up to today."""
+    params = query_params(request, {"from", "to", "practice"})
+    last = parse_date(params["to"], "to") if "to" in params else timezone.now().date()
+    start = parse_date(params["from"], "from") if "from" in params else last - timedelta(days=29)
+    if start > last:
+        raise ApiError(400, "'from' must not be after 'to'.")
+    rows = engagement_metrics(
+        _practices(api_key, params).order_by("name", "id"),
+        start=datetime.combine(start, time.min, tzinfo=UTC),
+        end=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+    return json_response(
+        {"from": start, "to": last, "data": [render.engagement_row(r) for r in rows]}
+    )
+
+
 def before_after_report(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
     params = query_params(request, {"window_days", "practice"})
     window = parse_int(params.get("window_days", "180"), "window_days", 1, 3650)
@@ -623,6 +653,93 @@ def appointment_open_times(
     limit = parse_int(params["limit"], "limit", 1, OPEN_TIMES_MAX) if "limit" in params else 8
     slots = desk.open_times(appointment, from_day, count=limit)
     return json_response({"data": [render.open_time(s) for s in slots]})
+
+
+# --- reminder experiments -------------------------------------------------------------------
+
+
+def _experiments(api_key: ApiKey):
+    return Experiment.objects.filter(organization_id=api_key.organization_id).select_related(
+        "practice", "created_by"
+    )
+
+
+def list_experiments(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    params = query_params(request, {"limit", "cursor"})
+    found, cursor = Page.from_params(params, "started_at").rows(_experiments(api_key))
+    return page_response(request, params, [render.experiment(e) for e in found], cursor)
+
+
+def _share_percent(body: Body) -> int:
+    low, high = SHARE_PERCENT_RANGE
+    value = body.raw("share_percent", required=True)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        body.fail("share_percent", f"must be a whole number from {low} to {high}")
+        return 0
+    return value
+
+
+def create_experiment(request: HttpRequest, api_key: ApiKey) -> HttpResponse:
+    """Start an experiment now, organization-wide or at one practice."""
+    query_params(request, ())
+    body = Body(json_body(request), {"name", "practice_id", "withheld_step", "share_percent"})
+    name = body.text("name", required=True, max_length=120)
+    withheld_step = body.text("withheld_step") or Experiment.ALL_STEPS
+    share = _share_percent(body)
+    practice_id = body.raw("practice_id")
+    if practice_id is not None and (
+        not isinstance(practice_id, int)
+        or isinstance(practice_id, bool)
+        or not Practice.objects.filter(
+            organization_id=api_key.organization_id, pk=practice_id
+        ).exists()
+    ):
+        body.fail("practice_id", "must be the id of a practice of this organization, or null")
+        practice_id = None
+    body.finish()
+    try:
+        created = start_experiment(
+            organization_id=api_key.organization_id,
+            practice_id=practice_id,
+            name=name,
+            withheld_step=withheld_step,
+            share_basis_points=share * 100,
+            created_by=acting_user(api_key),
+        )
+    except ValidationError as exc:
+        fields = {
+            ("share_percent" if k == "share_basis_points" else k): v
+            for k, v in exc.message_dict.items()
+        }
+        raise ApiError(
+            422, f"The experiment is not valid: {' '.join(exc.messages)}", fields=fields
+        ) from exc
+    return _experiment_response(request, api_key, created.pk, 201)
+
+
+def _experiment_response(
+    request: HttpRequest, api_key: ApiKey, experiment_id: int, status: int = 200
+) -> HttpResponse:
+    found = get_or_404(_experiments(api_key), experiment_id, "experiment")
+    data = render.experiment(found) | render.experiment_results(experiment_results(found))
+    location = request.build_absolute_uri(f"/api/v1/experiments/{found.pk}")
+    return json_response(data, status, **({"Location": location} if status == 201 else {}))
+
+
+def get_experiment(request: HttpRequest, api_key: ApiKey, experiment_id: int) -> HttpResponse:
+    query_params(request, ())
+    return _experiment_response(request, api_key, experiment_id)
+
+
+def stop_experiment(request: HttpRequest, api_key: ApiKey, experiment_id: int) -> HttpResponse:
+    """No new visits join; the arms already drawn stay, for the results. Stopping a stopped
+    experiment changes nothing."""
+    query_params(request, ())
+    Body(json_body(request, required=False), ()).finish()
+    end_experiment(get_or_404(_experiments(api_key), experiment_id, "experiment"))
+    return _experiment_response(request, api_key, experiment_id)
 
 
 # --- the extra touch for high-risk visits --------------------------------------------------
