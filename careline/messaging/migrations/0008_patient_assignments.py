@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('messaging', '0006_risk_touch'),
+        ('messaging', '0007_voice_calls'),
         ('patients', '0005_patient_identifiers_by_system'),
     ]
 
