@@ -53,6 +53,10 @@ ENGAGEMENT_COLUMNS = [
 ]
 
 
+# Bars the dashboard's chart draws at most (the latest weeks or months).
+CHART_BARS = 26
+
+
 def _cell(value):
     if value is None:
         return ""
@@ -105,7 +109,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 for r in rows
             ],
         )
-    chart_rows = [r for r in rows if r.no_show_rate is not None][-26:]
+    drawable = [r for r in rows if r.no_show_rate is not None]
+    # A bar per practice or provider stops being readable past a few dozen: those are
+    # compared ranked (analytics:compare) instead.
+    too_many_to_draw = group_by not in ("week", "month") and len(drawable) > CHART_BARS
+    chart_rows = [] if too_many_to_draw else drawable[-CHART_BARS:]
     peak = max((r.no_show_rate for r in chart_rows), default=0) or 1
     chart = []
     for i, r in enumerate(chart_rows):
@@ -140,6 +148,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "start": start,
         "end": end,
         "chart": chart,
+        "too_many_to_draw": len(drawable) if too_many_to_draw else 0,
         "chart_peak": peak,
         "chart_width": 60 + 28 * len(chart),
     }
@@ -472,6 +481,7 @@ def compare(request: HttpRequest) -> HttpResponse:
             "practice_id": practice_id,
             "practices": Practice.objects.visible_to(request.user),
             "sort_query": query.urlencode(),
+            "glossary": glossary.APPOINTMENT_RATES + glossary.ENGAGEMENT_RATES,
             "spark_width": ranking.SPARK_WIDTH,
             "spark_height": ranking.SPARK_HEIGHT,
         },

@@ -118,3 +118,21 @@ def test_seventy_two_practices_and_four_hundred_twenty_providers_compare(live_se
         "rects => rects.map(r => r.dataset.count)")]  # fmt: skip
     assert len(counts) == 4 and counts[0] >= counts[1] >= counts[2] >= counts[3] > 0
     page.screenshot(path=str(DOCS / "analytics-compare-providers.png"), full_page=True)
+
+    # The analytics page at the same size: no bar per provider (ranked comparison instead),
+    # the weekly chart downloads as PNG, and every rate's definition is on both pages.
+    page.goto(f"{live_server.url}/analytics/?group_by=provider")
+    assert page.title() == "Analytics · Careline"
+    assert "420 providers are too many to draw" in page.get_by_test_id(
+        "too-many-to-draw").inner_text()  # fmt: skip
+    assert page.locator("svg.chart").count() == 0
+    page.goto(f"{live_server.url}/analytics/?group_by=week")
+    assert page.locator("svg.chart rect").count() == 26
+    with page.expect_download() as download:
+        page.locator("button[data-png-of='dashboard-chart']").click()
+    assert Path(download.value.path()).read_bytes()[:4] == b"\x89PNG"
+    terms = page.get_by_test_id("glossary").locator("dt").all_inner_texts()
+    assert {"No-show rate", "Reply rate", "Confirmation rate"} <= set(terms)
+    page.screenshot(path=str(DOCS / "analytics-dashboard-72-practices.png"), full_page=True)
+    page.goto(f"{live_server.url}/analytics/compare/")
+    assert page.get_by_test_id("glossary").locator("dt").all_inner_texts() == terms
