@@ -114,7 +114,7 @@ def _in_practice_days(
     return visits.filter(by_zone)
 
 
-def _matching_appointments(audience: Audience) -> QuerySet[Appointment]:
+def matching_appointments(audience: Audience) -> QuerySet[Appointment]:
     qs = Appointment.objects.filter(practice_id__in=audience.practice_ids)
     if audience.provider_ids:
         qs = qs.filter(provider_id__in=audience.provider_ids)
@@ -141,7 +141,7 @@ def audience_patients(organization_id: int, audience: Audience) -> QuerySet[Pati
     if not audience.practice_ids:
         raise BroadcastError("Choose at least one practice.")
     patients = Patient.objects.filter(organization_id=organization_id)
-    booked = Q(id__in=_matching_appointments(audience).values("patient_id"))
+    booked = Q(id__in=matching_appointments(audience).values("patient_id"))
     if audience.about_appointments:
         patients = patients.filter(booked)
     else:
@@ -159,6 +159,22 @@ def audience_patients(organization_id: int, audience: Audience) -> QuerySet[Pati
         )
         patients = patients.filter(id__in=seen.values("patient_id"))
     return patients
+
+
+def audience_within(organization_id: int, audience: Audience, limit: int) -> bool:
+    """Whether the audience has at most `limit` patients, known from two index reads of at
+    most limit + 1 rows each (the practices' home patients and their matching visits, an
+    upper bound of the audience), so the answer costs the same for any practice size."""
+    if not audience.practice_ids:
+        raise BroadcastError("Choose at least one practice.")
+    bound = 0
+    if not audience.about_appointments:
+        bound = Patient.objects.filter(
+            organization_id=organization_id, home_practice_id__in=audience.practice_ids
+        )[: limit + 1].count()
+        if bound > limit:
+            return False
+    return bound + matching_appointments(audience)[: limit + 1].count() <= limit
 
 
 def _opted_out(organization_id: int) -> QuerySet[PhoneConsent]:
@@ -267,14 +283,18 @@ def send_broadcast(
     send_at: datetime | None = None,
     user=None,
 ) -> Broadcast:
-    """Record the broadcast, Queued, with the reach its preview counts; the worker queues
-    its texts (queue_broadcasts), so a page or API request never writes thousands of rows."""
+    """Record the broadcast, Queued; the worker queues its texts (queue_broadcasts), so a
+    page or API request never writes thousands of rows. A small audience is counted here
+    (its reach and exclusions); a larger one is left uncounted (`recipients` None) for the
+    worker, which counts it before queueing: no request spends seconds counting."""
     validate_bodies(body_en, body_es)
     now = timezone.now()
     send_at = send_at or now
     if send_at < now - timedelta(minutes=1):
         raise BroadcastError("The sending time is in the past.")
-    summary = preview(organization_id, audience, send_at=send_at)
+    summary = None
+    if audience_within(organization_id, audience, settings.CARELINE_BROADCAST_INLINE_COUNT):
+        summary = preview(organization_id, audience, send_at=send_at)
     broadcast = Broadcast.objects.create(
         organization_id=organization_id,
         name=name[:120] or "Broadcast",
@@ -283,8 +303,8 @@ def send_broadcast(
         audience=audience.as_record(),
         send_at=send_at,
         state=Broadcast.State.QUEUED,
-        recipients=summary.reach,
-        excluded=summary.excluded,
+        recipients=summary.reach if summary else None,
+        excluded=summary.excluded if summary else {},
         created_by=user,
     )
     broadcast.practices.set(audience.practice_ids)
@@ -297,7 +317,17 @@ def queue_broadcasts(limit: int = 10) -> Counter[str]:
     left to send. Returns what it did, for the worker's summary."""
     done: Counter[str] = Counter()
     waiting = Broadcast.objects.filter(state=Broadcast.State.QUEUED).order_by("id")
-    for broadcast_id in list(waiting.values_list("id", flat=True)[:limit]):
+    for broadcast_id, counted in list(waiting.values_list("id", "recipients")[:limit]):
+        excluded = None
+        if counted is None:
+            # Counted before the transaction: on SQLite the claim below takes the one write
+            # lock, and counting a large audience while holding it would keep webhooks out.
+            broadcast = Broadcast.objects.get(id=broadcast_id)
+            excluded = preview(
+                broadcast.organization_id,
+                Audience.from_record(broadcast.audience),
+                send_at=broadcast.send_at,
+            ).excluded
         with transaction.atomic():
             # The conditional UPDATE is the claim: a second worker, or a cancel that came
             # first, leaves nothing to do here.
@@ -307,7 +337,10 @@ def queue_broadcasts(limit: int = 10) -> Counter[str]:
                 continue
             broadcast = Broadcast.objects.get(id=broadcast_id)
             queued = _queue_texts(broadcast)
-            Broadcast.objects.filter(id=broadcast_id).update(recipients=queued)
+            counts = {"recipients": queued}
+            if excluded is not None:
+                counts["excluded"] = excluded
+            Broadcast.objects.filter(id=broadcast_id).update(**counts)
         done["broadcast texts queued"] += queued
     pending = OutboundMessage.objects.filter(
         broadcast_id=OuterRef("pk"), state__in=[MessageState.SCHEDULED, MessageState.SENDING]

@@ -1,11 +1,12 @@
 """`careline worker`: reads patients' texts, sends due messages and, alongside, runs the
 waitlist's periodic work.
 
-Four passes in the one background harness (careline.background): the texts the Twilio
+Five passes in the one background harness (careline.background): the texts the Twilio
 webhook stored (`conversations.inbound.interpret_waiting`, first, so an answer it queues
 goes out in the same round), the dispatcher (essential: an error that is not the
 database's stops the worker rather than letting reminders silently stop going out), the
-waitlist every 15 seconds, and broadcasts (a recorded broadcast's texts are queued here,
+waitlist every 15 seconds, the audience counts the broadcast page polls for (too large to
+count in a request), and broadcasts (a recorded broadcast's texts are queued here,
 not in the web request that recorded it), whose failures are logged and never hold up the
 reminders.
 """
@@ -18,6 +19,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 
 from careline.background import Pass, run_passes, run_round, summary
+from careline.broadcasts.previews import count_waiting
 from careline.broadcasts.sending import queue_broadcasts
 from careline.conversations.inbound import interpret_waiting
 from careline.messaging.dispatch import Dispatcher
@@ -63,6 +65,11 @@ def broadcasts_pass() -> Pass:
     return Pass("broadcasts", queue_broadcasts)
 
 
+def previews_pass() -> Pass:
+    # Audience counts the compose page is waiting for (too large to count in a request).
+    return Pass("broadcast previews", count_waiting)
+
+
 class Command(BaseCommand):
     help = "Send due messages: reconcile interrupted sends, apply the compliance gate, send."
 
@@ -85,7 +92,13 @@ class Command(BaseCommand):
         except (ValueError, ImportError) as exc:
             raise CommandError(str(exc)) from exc
         dispatcher = Dispatcher(gateway, batch_size=opts["batch_size"])
-        passes = [inbound_pass(), waitlist_pass(), broadcasts_pass(), dispatcher_pass(dispatcher)]
+        passes = [
+            inbound_pass(),
+            waitlist_pass(),
+            previews_pass(),
+            broadcasts_pass(),
+            dispatcher_pass(dispatcher),
+        ]
         if opts["once"]:
             done, database_down = run_round(passes, due_only=False)
             if database_down:
