@@ -339,24 +339,27 @@ def _read(
         # Bytes that are not UTF-8 become surrogates, so one bad row is reported (by
         # _text_problem) instead of stopping the reader for the whole file.
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.DictReader(text)
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader = csv.reader(text)
+        header = [h.strip() for h in next(reader, [])]
         if not header:
             raise CsvLayoutError("The file is empty: it needs a header row naming the columns.")
-        reader.fieldnames = header
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise CsvLayoutError(
                 f"The header row lacks the required column(s) {', '.join(missing)}; "
                 f"it has {', '.join(header)}."
             )
+        width = len(header)
+        # Each column's cell (the last of a repeated name); an absent column reads the
+        # blank cell appended after the row's own.
+        where = {name: n for n, name in enumerate(header)}
+        places = [where.get(name, width) for name in _COLUMNS]
         count = 0
-        rows = iter(reader)
         pending: list[tuple[int, list[str] | str]] = []
         while True:
             before = reader.line_num
             try:
-                raw = next(rows)
+                raw = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
@@ -364,14 +367,17 @@ def _read(
                 # with the next line. line_num has not moved past the bad row yet.
                 pending.append((before + 1, f"cannot be read as CSV ({exc})"))
                 continue
+            if not raw:
+                continue  # a blank line
             line = reader.line_num
             count += 1
             if progress is not None and count % 1000 == 0:
                 progress(binary.tell())
-            if None in raw:
+            if len(raw) > width:
                 pending.append((line, "more values than there are columns"))
             else:
-                pending.append((line, [(raw.get(k) or "").strip() for k in _COLUMNS]))
+                raw.extend([""] * (width - len(raw) + 1))
+                pending.append((line, [raw[n].strip() for n in places]))
             if len(pending) >= chunk_size:
                 yield _judge(pending, validator, fingerprints)
                 pending = []
@@ -431,15 +437,25 @@ def _check(
     progress: Progress | None,
     fingerprints: _Fingerprints | None,
     report: ImportReport,
-) -> None:
+    chunk_size: int = BATCH_SIZE,
+) -> int | None:
+    """Fill `report` with the rows and the bad ones. Returns, when every row is known as
+    last imported, how many visits they are (as the import would count them unchanged);
+    otherwise None."""
+    known: int | None = 0
     try:
-        for chunk in _read(path, validator, progress, fingerprints):
+        for chunk in _read(path, validator, progress, fingerprints, chunk_size):
             for line, item in chunk:
                 report.rows += 1
                 if isinstance(item, str):
                     report.errors.append((line, item))
+            if known is not None and all(isinstance(item, _Known) for _, item in chunk):
+                known += len({item.appointment_id for _, item in chunk})  # type: ignore[union-attr]
+            else:
+                known = None
     except UnicodeDecodeError as exc:
         raise CsvLayoutError(f"The file is not UTF-8 text ({exc.reason}).") from exc
+    return known
 
 
 def import_csv(
@@ -471,8 +487,15 @@ def import_csv(
     validator = _Validator(organization, identifier_system)
     writer = _BatchWriter(organization, external_system[:255], report, plan=plan_reminders)
     fingerprints = _Fingerprints(organization, external_system[:255], validator, writer)
-    _check(path, validator, validate_progress, fingerprints, report)
+    known = _check(path, validator, validate_progress, fingerprints, report, batch_size)
     if report.errors and not skip_invalid:
+        return report
+    if known is not None:
+        # Every row is as the last import left it: nothing to write, no second reading.
+        report.unchanged = known
+        report.imported = True
+        if import_progress is not None:
+            import_progress(path.stat().st_size)
         return report
     with transaction.atomic():
         for chunk in _read(path, validator, import_progress, fingerprints, batch_size):
