@@ -44,8 +44,11 @@ nothing is imported. The file is read twice as a stream and written in batches i
 transaction, so memory stays flat for a million rows. A later row with the same
 appointment_id overrides an earlier one. Reminders are planned batch by batch for the
 visits the batch added or changed (set-based, a few statements per batch); a row that
-changes nothing writes nothing and plans nothing. Imported changes send no booking or
-cancellation notices.
+changes nothing writes nothing and plans nothing. Each imported row leaves a fingerprint
+(a hash of its cells and of the practice, time zone, provider and visit type they name);
+a row exactly as last imported, whose visit and patient nothing else changed since, is
+skipped without being validated or compared, so re-importing an unchanged file costs
+little more than reading it. Imported changes send no booking or cancellation notices.
 """
 
 from __future__ import annotations
