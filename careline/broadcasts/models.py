@@ -31,6 +31,10 @@ class Broadcast(models.Model):
     # None until counted: a large audience is counted by the worker, not by the request.
     recipients = models.PositiveIntegerField(null=True, blank=True, default=None)
     excluded = models.JSONField(default=dict)
+    # While the worker queues its texts, chunk by chunk in short transactions: the highest
+    # patient id queued so far (0 before the first chunk); None once all are queued.
+    queued_through = models.BigIntegerField(null=True, blank=True, default=None)
+    queue_progressed_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time as clock
 import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -311,42 +312,37 @@ def send_broadcast(
     return broadcast
 
 
+# Texts queued per transaction: on SQLite each chunk holds the one write lock for a moment,
+# then lets waiting webhooks and staff pages in (a whole 10^5 broadcast at once held it
+# for seconds, issue 21).
+QUEUE_CHUNK = 5000
+# A broadcast whose queueing has not moved for this long lost its worker: another resumes.
+STALLED_AFTER = timedelta(minutes=2)
+
+
 def queue_broadcasts(limit: int = 10) -> Counter[str]:
-    """The worker's part: queue the texts of Queued broadcasts (one INSERT … SELECT each, in
-    the transaction that moves it to Sending), then mark Done the sending ones with nothing
-    left to send. Returns what it did, for the worker's summary."""
+    """The worker's part: queue the texts of Queued broadcasts (and resume one whose worker
+    stopped half-way), then mark Done the sending ones with nothing left to send. Returns
+    what it did, for the worker's summary."""
     done: Counter[str] = Counter()
-    waiting = Broadcast.objects.filter(state=Broadcast.State.QUEUED).order_by("id")
-    for broadcast_id, counted in list(waiting.values_list("id", "recipients")[:limit]):
-        excluded = None
-        if counted is None:
-            # Counted before the transaction: on SQLite the claim below takes the one write
-            # lock, and counting a large audience while holding it would keep webhooks out.
-            broadcast = Broadcast.objects.get(id=broadcast_id)
-            excluded = preview(
-                broadcast.organization_id,
-                Audience.from_record(broadcast.audience),
-                send_at=broadcast.send_at,
-            ).excluded
-        with transaction.atomic():
-            # The conditional UPDATE is the claim: a second worker, or a cancel that came
-            # first, leaves nothing to do here.
-            if not Broadcast.objects.filter(id=broadcast_id, state=Broadcast.State.QUEUED).update(
-                state=Broadcast.State.SENDING
-            ):
-                continue
-            broadcast = Broadcast.objects.get(id=broadcast_id)
-            queued = _queue_texts(broadcast)
-            counts = {"recipients": queued}
-            if excluded is not None:
-                counts["excluded"] = excluded
-            Broadcast.objects.filter(id=broadcast_id).update(**counts)
-        done["broadcast texts queued"] += queued
+    stalled = timezone.now() - STALLED_AFTER
+    waiting = Broadcast.objects.filter(
+        Q(state=Broadcast.State.QUEUED)
+        | Q(
+            state=Broadcast.State.SENDING,
+            queued_through__isnull=False,
+            queue_progressed_at__lt=stalled,
+        )
+    ).order_by("id")
+    for broadcast_id in list(waiting.values_list("id", flat=True)[:limit]):
+        queued = _queue(broadcast_id)
+        if queued:
+            done["broadcast texts queued"] += queued
     pending = OutboundMessage.objects.filter(
         broadcast_id=OuterRef("pk"), state__in=[MessageState.SCHEDULED, MessageState.SENDING]
     )
     finished = (
-        Broadcast.objects.filter(state=Broadcast.State.SENDING)
+        Broadcast.objects.filter(state=Broadcast.State.SENDING, queued_through__isnull=True)
         .exclude(Exists(pending))
         .update(state=Broadcast.State.DONE)
     )
@@ -355,13 +351,65 @@ def queue_broadcasts(limit: int = 10) -> Counter[str]:
     return done
 
 
-def _queue_texts(broadcast: Broadcast) -> int:
-    """One outbox row per recipient of the broadcast's audience, in one INSERT … SELECT."""
+def _queue(broadcast_id: int) -> int:
+    """Queue one broadcast's texts in chunks of QUEUE_CHUNK recipients, each chunk in its own
+    transaction that first moves the broadcast's cursor (`queued_through`) from where the
+    last one left it: a second worker, a resumed one or a cancel in between finds the
+    cursor moved (or the state changed) and queues nothing twice."""
+    broadcast = Broadcast.objects.get(id=broadcast_id)
     audience = Audience.from_record(broadcast.audience)
-    organization_id = broadcast.organization_id
-    chosen_sql, chosen_params = recipients(organization_id, audience).query.sql_with_params()
+    # Counted and chosen before any write: on SQLite a write takes the one write lock, and
+    # reading a large audience while holding it would keep webhooks out.
+    counts: dict = {}
+    if broadcast.recipients is None:
+        counts["excluded"] = preview(
+            broadcast.organization_id, audience, send_at=broadcast.send_at
+        ).excluded
+    chosen = sorted(
+        recipients(broadcast.organization_id, audience).values_list("first_patient", flat=True)
+    )
+    if broadcast.state == Broadcast.State.QUEUED:
+        # The conditional UPDATE is the claim: a second worker, or a cancel that came
+        # first, leaves nothing to do here.
+        if not Broadcast.objects.filter(id=broadcast_id, state=Broadcast.State.QUEUED).update(
+            state=Broadcast.State.SENDING,
+            queued_through=0,
+            queue_progressed_at=timezone.now(),
+            recipients=len(chosen),
+            **counts,
+        ):
+            return 0
+        cursor = 0
+    else:
+        cursor = broadcast.queued_through or 0
+    remaining = [patient_id for patient_id in chosen if patient_id > cursor]
+    queued = 0
+    for start in range(0, max(len(remaining), 1), QUEUE_CHUNK):
+        ids = remaining[start : start + QUEUE_CHUNK]
+        last = start + QUEUE_CHUNK >= len(remaining)
+        began = clock.monotonic()
+        with transaction.atomic():
+            if not Broadcast.objects.filter(
+                id=broadcast_id, state=Broadcast.State.SENDING, queued_through=cursor
+            ).update(queued_through=None if last else ids[-1], queue_progressed_at=timezone.now()):
+                return queued
+            if ids:
+                queued += _queue_texts(broadcast, audience, ids)
+        if ids:
+            cursor = ids[-1]
+        if not last and connection.vendor == "sqlite":
+            # As long again without the lock, so the writers waiting for it get in.
+            clock.sleep(clock.monotonic() - began)
+    total = OutboundMessage.objects.filter(broadcast_id=broadcast_id).count()
+    Broadcast.objects.filter(id=broadcast_id).update(recipients=total)
+    return queued
+
+
+def _queue_texts(broadcast: Broadcast, audience: Audience, patient_ids: list[int]) -> int:
+    """One outbox row per given recipient of the broadcast, in one INSERT … SELECT."""
     body_en = broadcast.body_en
     body_es = broadcast.body_es or body_en
+    chosen_sql = ", ".join(["%s"] * len(patient_ids))
     # A value per outbox column, in careline.messaging.outbox.COLUMNS order.
     select_sql = f"""
         SELECT p.organization_id, COALESCE(p.home_practice_id, %s), p.id, NULL, %s, 'sms',
@@ -390,7 +438,7 @@ def _queue_texts(broadcast: Broadcast) -> int:
         broadcast.send_at + BROADCAST_EXPIRY,
         MessageState.SCHEDULED,
         timezone.now(),
-        *chosen_params,
+        *patient_ids,
     ]
     return outbox.insert_broadcast(select_sql, params)
 
