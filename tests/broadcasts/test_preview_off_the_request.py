@@ -117,6 +117,9 @@ def test_a_large_send_is_recorded_uncounted_and_the_worker_counts_it(client, cli
     assert "counting…" in listing
 
     _worker()
+    # The page's poll shows the count.
+    polled = client.get(reverse("broadcasts:detail", args=[broadcast.id]), HTTP_HX_REQUEST="true")
+    assert "to 3 patients" in polled.content.decode()
     broadcast.refresh_from_db()
     assert broadcast.recipients == 3
     assert broadcast.excluded == {
