@@ -409,7 +409,11 @@ def _queue_texts(broadcast: Broadcast, audience: Audience, patient_ids: list[int
     """One outbox row per given recipient of the broadcast, in one INSERT … SELECT."""
     body_en = broadcast.body_en
     body_es = broadcast.body_es or body_en
-    chosen_sql = ", ".join(["%s"] * len(patient_ids))
+    if connection.vendor == "postgresql":
+        # One array parameter: bound once, not once per recipient.
+        chosen_sql, chosen = "SELECT unnest(%s::bigint[])", [list(patient_ids)]
+    else:
+        chosen_sql, chosen = ", ".join(["%s"] * len(patient_ids)), list(patient_ids)
     # A value per outbox column, in careline.messaging.outbox.COLUMNS order.
     select_sql = f"""
         SELECT p.organization_id, COALESCE(p.home_practice_id, %s), p.id, NULL, %s, 'sms',
@@ -438,7 +442,7 @@ def _queue_texts(broadcast: Broadcast, audience: Audience, patient_ids: list[int
         broadcast.send_at + BROADCAST_EXPIRY,
         MessageState.SCHEDULED,
         timezone.now(),
-        *patient_ids,
+        *chosen,
     ]
     return outbox.insert_broadcast(select_sql, params)
 
