@@ -235,6 +235,10 @@ TWILIO_VOICE_FROM_NUMBER = os.environ.get("TWILIO_VOICE_FROM_NUMBER", "")
 # refused with 503 + Retry-After (Twilio sends it again) instead of queueing further.
 CARELINE_WEBHOOK_MAX_WAIT_SECONDS = float(os.environ.get("CARELINE_WEBHOOK_MAX_WAIT_SECONDS", "1"))
 
+# A broadcast audience of at most this many patients (an upper bound read from indexes) is
+# counted in the request; a larger one by the worker while the page polls (issue 21).
+CARELINE_BROADCAST_INLINE_COUNT = int(os.environ.get("CARELINE_BROADCAST_INLINE_COUNT", "5000"))
+
 # Messaging: which gateway sends texts, and the rules the worker checks at the last moment.
 # The simulator (texts land on /simulator/, never on a phone) is the default only with
 # DEBUG on; in production it must be chosen explicitly (`make run` does, for the demo),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time as clock
 import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def _in_practice_days(
     return visits.filter(by_zone)
 
 
-def _matching_appointments(audience: Audience) -> QuerySet[Appointment]:
+def matching_appointments(audience: Audience) -> QuerySet[Appointment]:
     qs = Appointment.objects.filter(practice_id__in=audience.practice_ids)
     if audience.provider_ids:
         qs = qs.filter(provider_id__in=audience.provider_ids)
@@ -141,7 +142,7 @@ def audience_patients(organization_id: int, audience: Audience) -> QuerySet[Pati
     if not audience.practice_ids:
         raise BroadcastError("Choose at least one practice.")
     patients = Patient.objects.filter(organization_id=organization_id)
-    booked = Q(id__in=_matching_appointments(audience).values("patient_id"))
+    booked = Q(id__in=matching_appointments(audience).values("patient_id"))
     if audience.about_appointments:
         patients = patients.filter(booked)
     else:
@@ -159,6 +160,22 @@ def audience_patients(organization_id: int, audience: Audience) -> QuerySet[Pati
         )
         patients = patients.filter(id__in=seen.values("patient_id"))
     return patients
+
+
+def audience_within(organization_id: int, audience: Audience, limit: int) -> bool:
+    """Whether the audience has at most `limit` patients, known from two index reads of at
+    most limit + 1 rows each (the practices' home patients and their matching visits, an
+    upper bound of the audience), so the answer costs the same for any practice size."""
+    if not audience.practice_ids:
+        raise BroadcastError("Choose at least one practice.")
+    bound = 0
+    if not audience.about_appointments:
+        bound = Patient.objects.filter(
+            organization_id=organization_id, home_practice_id__in=audience.practice_ids
+        )[: limit + 1].count()
+        if bound > limit:
+            return False
+    return bound + matching_appointments(audience)[: limit + 1].count() <= limit
 
 
 def _opted_out(organization_id: int) -> QuerySet[PhoneConsent]:
@@ -267,14 +284,18 @@ def send_broadcast(
     send_at: datetime | None = None,
     user=None,
 ) -> Broadcast:
-    """Record the broadcast, Queued, with the reach its preview counts; the worker queues
-    its texts (queue_broadcasts), so a page or API request never writes thousands of rows."""
+    """Record the broadcast, Queued; the worker queues its texts (queue_broadcasts), so a
+    page or API request never writes thousands of rows. A small audience is counted here
+    (its reach and exclusions); a larger one is left uncounted (`recipients` None) for the
+    worker, which counts it before queueing: no request spends seconds counting."""
     validate_bodies(body_en, body_es)
     now = timezone.now()
     send_at = send_at or now
     if send_at < now - timedelta(minutes=1):
         raise BroadcastError("The sending time is in the past.")
-    summary = preview(organization_id, audience, send_at=send_at)
+    summary = None
+    if audience_within(organization_id, audience, settings.CARELINE_BROADCAST_INLINE_COUNT):
+        summary = preview(organization_id, audience, send_at=send_at)
     broadcast = Broadcast.objects.create(
         organization_id=organization_id,
         name=name[:120] or "Broadcast",
@@ -283,37 +304,45 @@ def send_broadcast(
         audience=audience.as_record(),
         send_at=send_at,
         state=Broadcast.State.QUEUED,
-        recipients=summary.reach,
-        excluded=summary.excluded,
+        recipients=summary.reach if summary else None,
+        excluded=summary.excluded if summary else {},
         created_by=user,
     )
     broadcast.practices.set(audience.practice_ids)
     return broadcast
 
 
+# Texts queued per transaction: on SQLite each chunk holds the one write lock for a moment,
+# then lets waiting webhooks and staff pages in (a whole 10^5 broadcast at once held it
+# for seconds, issue 21).
+QUEUE_CHUNK = 5000
+# A broadcast whose queueing has not moved for this long lost its worker: another resumes.
+STALLED_AFTER = timedelta(minutes=2)
+
+
 def queue_broadcasts(limit: int = 10) -> Counter[str]:
-    """The worker's part: queue the texts of Queued broadcasts (one INSERT … SELECT each, in
-    the transaction that moves it to Sending), then mark Done the sending ones with nothing
-    left to send. Returns what it did, for the worker's summary."""
+    """The worker's part: queue the texts of Queued broadcasts (and resume one whose worker
+    stopped half-way), then mark Done the sending ones with nothing left to send. Returns
+    what it did, for the worker's summary."""
     done: Counter[str] = Counter()
-    waiting = Broadcast.objects.filter(state=Broadcast.State.QUEUED).order_by("id")
+    stalled = timezone.now() - STALLED_AFTER
+    waiting = Broadcast.objects.filter(
+        Q(state=Broadcast.State.QUEUED)
+        | Q(
+            state=Broadcast.State.SENDING,
+            queued_through__isnull=False,
+            queue_progressed_at__lt=stalled,
+        )
+    ).order_by("id")
     for broadcast_id in list(waiting.values_list("id", flat=True)[:limit]):
-        with transaction.atomic():
-            # The conditional UPDATE is the claim: a second worker, or a cancel that came
-            # first, leaves nothing to do here.
-            if not Broadcast.objects.filter(id=broadcast_id, state=Broadcast.State.QUEUED).update(
-                state=Broadcast.State.SENDING
-            ):
-                continue
-            broadcast = Broadcast.objects.get(id=broadcast_id)
-            queued = _queue_texts(broadcast)
-            Broadcast.objects.filter(id=broadcast_id).update(recipients=queued)
-        done["broadcast texts queued"] += queued
+        queued = _queue(broadcast_id)
+        if queued:
+            done["broadcast texts queued"] += queued
     pending = OutboundMessage.objects.filter(
         broadcast_id=OuterRef("pk"), state__in=[MessageState.SCHEDULED, MessageState.SENDING]
     )
     finished = (
-        Broadcast.objects.filter(state=Broadcast.State.SENDING)
+        Broadcast.objects.filter(state=Broadcast.State.SENDING, queued_through__isnull=True)
         .exclude(Exists(pending))
         .update(state=Broadcast.State.DONE)
     )
@@ -322,13 +351,69 @@ def queue_broadcasts(limit: int = 10) -> Counter[str]:
     return done
 
 
-def _queue_texts(broadcast: Broadcast) -> int:
-    """One outbox row per recipient of the broadcast's audience, in one INSERT … SELECT."""
+def _queue(broadcast_id: int) -> int:
+    """Queue one broadcast's texts in chunks of QUEUE_CHUNK recipients, each chunk in its own
+    transaction that first moves the broadcast's cursor (`queued_through`) from where the
+    last one left it: a second worker, a resumed one or a cancel in between finds the
+    cursor moved (or the state changed) and queues nothing twice."""
+    broadcast = Broadcast.objects.get(id=broadcast_id)
     audience = Audience.from_record(broadcast.audience)
-    organization_id = broadcast.organization_id
-    chosen_sql, chosen_params = recipients(organization_id, audience).query.sql_with_params()
+    # Counted and chosen before any write: on SQLite a write takes the one write lock, and
+    # reading a large audience while holding it would keep webhooks out.
+    counts: dict = {}
+    if broadcast.recipients is None:
+        counts["excluded"] = preview(
+            broadcast.organization_id, audience, send_at=broadcast.send_at
+        ).excluded
+    chosen = sorted(
+        recipients(broadcast.organization_id, audience).values_list("first_patient", flat=True)
+    )
+    if broadcast.state == Broadcast.State.QUEUED:
+        # The conditional UPDATE is the claim: a second worker, or a cancel that came
+        # first, leaves nothing to do here.
+        if not Broadcast.objects.filter(id=broadcast_id, state=Broadcast.State.QUEUED).update(
+            state=Broadcast.State.SENDING,
+            queued_through=0,
+            queue_progressed_at=timezone.now(),
+            recipients=len(chosen),
+            **counts,
+        ):
+            return 0
+        cursor = 0
+    else:
+        cursor = broadcast.queued_through or 0
+    remaining = [patient_id for patient_id in chosen if patient_id > cursor]
+    queued = 0
+    for start in range(0, max(len(remaining), 1), QUEUE_CHUNK):
+        ids = remaining[start : start + QUEUE_CHUNK]
+        last = start + QUEUE_CHUNK >= len(remaining)
+        began = clock.monotonic()
+        with transaction.atomic():
+            if not Broadcast.objects.filter(
+                id=broadcast_id, state=Broadcast.State.SENDING, queued_through=cursor
+            ).update(queued_through=None if last else ids[-1], queue_progressed_at=timezone.now()):
+                return queued
+            if ids:
+                queued += _queue_texts(broadcast, audience, ids)
+        if ids:
+            cursor = ids[-1]
+        if not last and connection.vendor == "sqlite":
+            # As long again without the lock, so the writers waiting for it get in.
+            clock.sleep(clock.monotonic() - began)
+    total = OutboundMessage.objects.filter(broadcast_id=broadcast_id).count()
+    Broadcast.objects.filter(id=broadcast_id).update(recipients=total)
+    return queued
+
+
+def _queue_texts(broadcast: Broadcast, audience: Audience, patient_ids: list[int]) -> int:
+    """One outbox row per given recipient of the broadcast, in one INSERT … SELECT."""
     body_en = broadcast.body_en
     body_es = broadcast.body_es or body_en
+    if connection.vendor == "postgresql":
+        # One array parameter: bound once, not once per recipient.
+        chosen_sql, chosen = "SELECT unnest(%s::bigint[])", [list(patient_ids)]
+    else:
+        chosen_sql, chosen = ", ".join(["%s"] * len(patient_ids)), list(patient_ids)
     # A value per outbox column, in careline.messaging.outbox.COLUMNS order.
     select_sql = f"""
         SELECT p.organization_id, COALESCE(p.home_practice_id, %s), p.id, NULL, %s, 'sms',
@@ -357,8 +442,8 @@ def _queue_texts(broadcast: Broadcast) -> int:
         broadcast.send_at + BROADCAST_EXPIRY,
         MessageState.SCHEDULED,
         timezone.now(),
-        connection.ops.adapt_datetimefield_value(outbox.change_time([organization_id])),
-        *chosen_params,
+        connection.ops.adapt_datetimefield_value(outbox.change_time([broadcast.organization_id])),
+        *chosen,
     ]
     return outbox.insert_broadcast(select_sql, params)
 

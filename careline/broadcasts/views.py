@@ -3,14 +3,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from careline.broadcasts import sending
+from careline.broadcasts import previews, sending
 from careline.broadcasts.forms import BroadcastForm
-from careline.broadcasts.models import Broadcast
-from careline.clinics.models import StaffMembership, StaffRole
+from careline.broadcasts.models import Broadcast, BroadcastPreview
+from careline.clinics.models import Practice, StaffMembership, StaffRole
 
 SENDER_ROLES = {StaffRole.ORGANIZATION_ADMIN, StaffRole.PRACTICE_MANAGER}
 
@@ -32,15 +32,17 @@ def broadcast_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _preview_context(form: BroadcastForm) -> dict:
-    audience = form.audience()
-    preview = sending.preview(
-        form.organization_id(), audience, send_at=form.cleaned_data.get("send_at")
+def _preview_context(form: BroadcastForm, user) -> dict:
+    # A large audience is counted by the worker; the page polls for it (preview_count).
+    counted = previews.ask(
+        form.organization_id(), form.audience(), send_at=form.cleaned_data.get("send_at"), user=user
     )
     body_en, body_es = form.cleaned_data["body_en"], form.cleaned_data.get("body_es") or ""
     practice = form.cleaned_data["practices"][0].name
+    waiting = isinstance(counted, BroadcastPreview)
     return {
-        "preview": preview,
+        "preview": None if waiting else counted,
+        "counting": counted if waiting else None,
         "samples": [
             (
                 "English",
@@ -67,7 +69,8 @@ def compose(request: HttpRequest) -> HttpResponse:
             sending.validate_bodies(
                 form.cleaned_data["body_en"], form.cleaned_data.get("body_es") or ""
             )
-            context.update(_preview_context(form))
+            if request.POST.get("action") != "send":
+                context.update(_preview_context(form, request.user))
         except sending.BroadcastError as exc:
             form.add_error(None, str(exc))
         else:
@@ -85,10 +88,28 @@ def compose(request: HttpRequest) -> HttpResponse:
                 except sending.BroadcastError as exc:
                     form.add_error(None, str(exc))
                 else:
-                    messages.success(request, f"Queued for {broadcast.recipients} patients.")
+                    if broadcast.recipients is None:
+                        messages.success(request, "Queued; its audience is being counted.")
+                    else:
+                        messages.success(request, f"Queued for {broadcast.recipients} patients.")
                     return redirect("broadcasts:detail", broadcast_id=broadcast.id)
     template = "broadcasts/_preview.html" if request.htmx else "broadcasts/compose.html"
     return render(request, template, context)
+
+
+@login_required
+@require_GET
+def preview_count(request: HttpRequest, preview_id: int) -> HttpResponse:
+    """The worker's count of a previewed audience, polled by the compose page; seen by
+    those who may send to every practice of its audience."""
+    if not _may_send(request.user):
+        raise PermissionDenied("Only practice managers and organization admins send broadcasts.")
+    record = get_object_or_404(BroadcastPreview, pk=preview_id)
+    visible = set(Practice.objects.visible_to(request.user).values_list("id", flat=True))
+    if not set(record.audience.get("practice_ids") or ()) <= visible:
+        raise Http404
+    context = {"preview": previews.counted(record), "counting": record}
+    return render(request, "broadcasts/_count.html", context)
 
 
 @login_required

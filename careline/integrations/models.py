@@ -425,3 +425,19 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class CsvRowFingerprint(models.Model):
+    """The CSV row a visit was last imported from, as a hash of its normalized cells (and
+    what they resolved to: practice and time zone, provider, visit type, MRN system), with
+    the visit's and its patient's versions then. A re-import reads these set-based and
+    skips a row whose hash matches while neither version moved, unread and unvalidated:
+    re-importing an unchanged file costs reading it, not re-checking it (issue 21)."""
+
+    appointment = models.OneToOneField(
+        "scheduling.Appointment", on_delete=models.CASCADE, related_name="+"
+    )
+    fingerprint = models.BigIntegerField()
+    appointment_version = models.PositiveIntegerField()
+    patient_id = models.BigIntegerField()
+    patient_version = models.PositiveIntegerField()

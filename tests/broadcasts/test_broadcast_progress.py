@@ -146,3 +146,31 @@ def test_a_date_filter_means_the_practices_local_days_across_midnight_utc(build,
     assert reach(day) == 1  # Late's evening visit, on Denver's calendar day
     assert reach(day + timedelta(days=1)) == 1  # Early's morning visit only, not Late's
     assert reach(day + timedelta(days=2)) == 0
+
+
+def test_queueing_cut_short_resumes_from_its_cursor_without_a_second_text(client, clinic):
+    practice, manager = clinic
+    client.force_login(manager)
+    broadcast = _send(client, practice)
+    _worker()
+    _worker()  # queued, sent, done
+    texts = OutboundMessage.objects.filter(broadcast_id=broadcast.id)
+    patients = sorted(texts.values_list("patient_id", flat=True))
+    assert len(patients) == 3
+    # As a worker that stopped after queueing the first recipient's chunk leaves it.
+    texts.filter(patient_id__gt=patients[0]).delete()
+    stopped = timezone.now() - timedelta(minutes=5)
+    Broadcast.objects.filter(id=broadcast.id).update(
+        state=Broadcast.State.SENDING, queued_through=patients[0], queue_progressed_at=stopped
+    )
+    # A worker that is still at it (progress just now) is left alone.
+    Broadcast.objects.filter(id=broadcast.id).update(queue_progressed_at=timezone.now())
+    _worker()
+    assert sorted(texts.values_list("patient_id", flat=True)) == patients[:1]
+    assert _state(client, broadcast) != "Done"  # not Done while texts are still to queue
+    Broadcast.objects.filter(id=broadcast.id).update(queue_progressed_at=stopped)
+    _worker()
+    assert sorted(texts.values_list("patient_id", flat=True)) == patients
+    _worker()
+    assert _state(client, broadcast) == "Done"
+    assert Broadcast.objects.get(id=broadcast.id).recipients == 3

@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from careline.messaging.models import MessageState, OutboundMessage
+from careline.patients.records import update_patient
 from careline.scheduling.models import Appointment
 from tests.integrations.test_csv_import import _write
 
@@ -86,3 +87,63 @@ def test_one_changed_row_replans_that_visit_only(feeds, tmp_path):
     }
     assert _plans("V2") == []  # not re-planned: its row did not change
     assert _plans("V3") == before_v3
+
+
+class _Lookups:
+    """The MRNs looked up by identifier while it is installed."""
+
+    def __init__(self) -> None:
+        self.mrns: set[str] = set()
+
+    def __call__(self, execute, sql, params, many, context):
+        if sql.startswith("SELECT") and "patients_patientidentifier" in sql:
+            self.mrns |= {p for p in params or () if isinstance(p, str) and p.startswith("M")}
+        return execute(sql, params, many, context)
+
+
+def test_unchanged_rows_are_known_by_their_fingerprint_and_skipped_unread(feeds, tmp_path):
+    day = _day()
+    _import(_write(tmp_path, *_rows(day)))
+    added = f"V4,ALB,Dr. Kim,,M4,Di,Wu,,(518) 555-0125,,,,{day} 13:30,30,booked"
+    lookups = _Lookups()
+    with connection.execute_wrapper(lookups):
+        out = _import(_write(tmp_path, *_rows(day), added, name="again.csv"))
+    assert "4 rows: 1 new, 0 updated, 3 unchanged" in out
+    # Only the new row's patient is looked up: the three known rows are not even read.
+    assert lookups.mrns == {"M4"}
+    writes = _Writes()
+    with connection.execute_wrapper(writes):
+        out = _import(_write(tmp_path, *_rows(day), added, name="third.csv"))
+    assert "4 rows: 0 new, 0 updated, 4 unchanged" in out and writes.statements == []
+
+
+def test_a_visit_or_patient_changed_elsewhere_is_compared_again(feeds, tmp_path):
+    day = _day()
+    path = _write(tmp_path, *_rows(day))
+    _import(path)
+    bo = Appointment.objects.get(external_id="V2").patient
+    # Another door (FHIR, the front desk) changes Bo's number: his row's fingerprint still
+    # matches the file, but it no longer describes what Careline holds.
+    update_patient(bo, mobile_phone="+15185550999")
+    cy = Appointment.objects.get(external_id="V3")
+    versions = {
+        "V1": Appointment.objects.get(external_id="V1").version,
+        "V3": cy.version,
+    }
+    out = _import(path)
+    assert "3 rows: 0 new, 0 updated, 3 unchanged" in out
+    bo.refresh_from_db()
+    assert bo.mobile_phone == "+15185550123"  # the file's number again, as before
+    assert {k: Appointment.objects.get(external_id=k).version for k in ("V1", "V3")} == versions
+
+
+def test_a_practice_time_zone_change_reaches_rows_that_did_not_change(feeds, tmp_path):
+    day = _day()
+    path = _write(tmp_path, *_rows(day))
+    _import(path)
+    before = Appointment.objects.get(external_id="V3").start
+    feeds.albany.time_zone = "America/Los_Angeles"
+    feeds.albany.save()
+    out = _import(path)
+    assert "0 new, 1 updated, 2 unchanged" in out
+    assert Appointment.objects.get(external_id="V3").start == before + timedelta(hours=3)

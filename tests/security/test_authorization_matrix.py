@@ -93,6 +93,19 @@ def _optional_objects(org, objs) -> dict:
     try:
         from django.utils import timezone
 
+        from careline.broadcasts.models import BroadcastPreview
+
+        extra["preview"] = BroadcastPreview.objects.create(
+            organization=org,
+            audience={"practice_ids": [objs["practice"].id]},
+            key="k",
+            requested_at=timezone.now(),
+        )
+    except ImportError:
+        pass
+    try:
+        from django.utils import timezone
+
         from careline.conversations.models import Conversation
 
         now = timezone.now()
@@ -154,6 +167,7 @@ def kwargs_for(pattern, objs) -> dict:
     }
     for name in (
         "broadcast",
+        "preview",
         "conversation",
         "template",
         "organization",

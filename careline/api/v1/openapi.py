@@ -141,7 +141,7 @@ BROADCAST: dict[str, Any] = {
     "practice_ids": {"type": "array", "items": INTEGER},
     "audience": {"type": "object", "description": "The audience as it was sent."},
     "send_at": MOMENT,
-    "recipients": COUNT,
+    "recipients": _nullable(COUNT),
     "excluded": COUNTS,
     "created_by": _nullable(STRING),
     "created_at": MOMENT,

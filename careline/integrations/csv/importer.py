@@ -44,14 +44,18 @@ nothing is imported. The file is read twice as a stream and written in batches i
 transaction, so memory stays flat for a million rows. A later row with the same
 appointment_id overrides an earlier one. Reminders are planned batch by batch for the
 visits the batch added or changed (set-based, a few statements per batch); a row that
-changes nothing writes nothing and plans nothing. Imported changes send no booking or
-cancellation notices.
+changes nothing writes nothing and plans nothing. Each imported row leaves a fingerprint
+(a hash of its cells and of the practice, time zone, provider and visit type they name);
+a row exactly as last imported, whose visit and patient nothing else changed since, is
+skipped without being validated or compared, so re-importing an unchanged file costs
+little more than reading it. Imported changes send no booking or cancellation notices.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -63,12 +67,13 @@ from typing import NamedTuple
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from careline.clinics.directory import add_provider, appointment_type_for_code, link_providers
 from careline.clinics.models import AppointmentType, Organization, Practice, Provider
 from careline.clinics.validators import FIRST_DATE, calendar_date, normalize_phone
-from careline.integrations.models import validate_identifier_system
+from careline.integrations.models import CsvRowFingerprint, validate_identifier_system
 from careline.messaging.models import OutboundMessage
 from careline.messaging.planning import sync_reminders
 from careline.patients.identifiers import MAX_SYSTEM, Identifier, identifier_q
@@ -152,6 +157,16 @@ class Row:
     start: datetime
     duration_minutes: int | None
     status: str
+    # The stripped cells in _COLUMNS order, fingerprinted once the row is written (its
+    # provider or visit type may be new until then).
+    cells: tuple[str, ...] = ()
+
+
+class _Known(NamedTuple):
+    """A row exactly as Careline last imported it (its fingerprint matched): skipped unread."""
+
+    line: int
+    appointment_id: str
 
 
 @dataclass
@@ -180,9 +195,10 @@ class _Validator:
         }
         self.region = settings.CARELINE_DEFAULT_REGION
 
-    def row(self, line: int, raw: dict[str, str | None]) -> Row:
-        """A clean row, or ValueError with the reason."""
-        value = {k: (raw.get(k) or "").strip() for k in _COLUMNS}
+    def row(self, line: int, cells: list[str]) -> Row:
+        """A clean row from its stripped cells in _COLUMNS order, or ValueError with the
+        reason."""
+        value = dict(zip(_COLUMNS, cells, strict=True))
         joined = "".join(value.values())
         # Plain ASCII without NUL, nearly every row: no cell needs a look of its own.
         if "\x00" in joined or not joined.isascii():
@@ -264,6 +280,7 @@ class _Validator:
             start=start,
             duration_minutes=duration,
             status=status,
+            cells=tuple(cells),
         )
 
     def _phone(self, text: str) -> str:
@@ -308,53 +325,101 @@ def _start(text: str, zone: zoneinfo.ZoneInfo) -> datetime:
 _e164 = functools.lru_cache(maxsize=50_000)(normalize_phone)
 
 
+Item = Row | _Known | str  # a clean row, a row as last imported, or why the row is bad
+
+
 def _read(
-    path: Path, validator: _Validator, progress: Progress | None
-) -> Iterator[tuple[int, Row | str]]:
-    """(line number, Row or the reason it is bad) for every data row, streamed."""
+    path: Path,
+    validator: _Validator,
+    progress: Progress | None,
+    fingerprints: _Fingerprints | None = None,
+    chunk_size: int = BATCH_SIZE,
+) -> Iterator[list[tuple[int, Item]]]:
+    """(line number, item) for every data row, streamed in chunks of `chunk_size` rows.
+    With `fingerprints`, a row exactly as Careline last imported it comes as _Known,
+    without being validated (one set-based look-up per chunk)."""
     with path.open("rb") as binary:
         # Bytes that are not UTF-8 become surrogates, so one bad row is reported (by
         # _text_problem) instead of stopping the reader for the whole file.
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.DictReader(text)
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader = csv.reader(text)
+        header = [h.strip() for h in next(reader, [])]
         if not header:
             raise CsvLayoutError("The file is empty: it needs a header row naming the columns.")
-        reader.fieldnames = header
         missing = [c for c in REQUIRED if c not in header]
         if missing:
             raise CsvLayoutError(
                 f"The header row lacks the required column(s) {', '.join(missing)}; "
                 f"it has {', '.join(header)}."
             )
+        width = len(header)
+        # Each column's cell (the last of a repeated name); an absent column reads the
+        # blank cell appended after the row's own.
+        where = {name: n for n, name in enumerate(header)}
+        places = [where.get(name, width) for name in _COLUMNS]
         count = 0
-        rows = iter(reader)
+        pending: list[tuple[int, list[str] | str]] = []
         while True:
             before = reader.line_num
             try:
-                raw = next(rows)
+                raw = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
                 # A field over csv.field_size_limit() and the like; the reader goes on
                 # with the next line. line_num has not moved past the bad row yet.
-                yield before + 1, f"cannot be read as CSV ({exc})"
+                pending.append((before + 1, f"cannot be read as CSV ({exc})"))
                 continue
+            if not raw:
+                continue  # a blank line
             line = reader.line_num
             count += 1
             if progress is not None and count % 1000 == 0:
                 progress(binary.tell())
-            if None in raw:
-                yield line, "more values than there are columns"
-                continue
-            try:
-                yield line, validator.row(line, raw)
-            except UnicodeDecodeError:
-                yield line, "not UTF-8 text"
-            except ValueError as exc:
-                yield line, str(exc)
+            if len(raw) > width:
+                pending.append((line, "more values than there are columns"))
+            else:
+                raw.extend([""] * (width - len(raw) + 1))
+                pending.append((line, [raw[n].strip() for n in places]))
+            if len(pending) >= chunk_size:
+                yield _judge(pending, validator, fingerprints)
+                pending = []
+        if pending:
+            yield _judge(pending, validator, fingerprints)
         if progress is not None:
             progress(binary.tell())
+
+
+def _judge(
+    pending: list[tuple[int, list[str] | str]],
+    validator: _Validator,
+    fingerprints: _Fingerprints | None,
+) -> list[tuple[int, Item]]:
+    prints: dict[int, int] = {}
+    stored: dict[str, int] = {}
+    if fingerprints is not None:
+        prints = {
+            line: fingerprints.of(cells) for line, cells in pending if isinstance(cells, list)
+        }
+        stored = fingerprints.stored(
+            [cells[0] for _, cells in pending if isinstance(cells, list) and cells[0]]
+        )
+    judged: list[tuple[int, Item]] = []
+    for line, cells in pending:
+        if isinstance(cells, str):
+            judged.append((line, cells))
+            continue
+        fingerprint = prints.get(line, 0)
+        if fingerprint and stored.get(cells[0]) == fingerprint:
+            judged.append((line, _Known(line, cells[0])))
+            continue
+        try:
+            judged.append((line, validator.row(line, cells)))
+        except UnicodeDecodeError:
+            judged.append((line, "not UTF-8 text"))
+        except ValueError as exc:
+            judged.append((line, str(exc)))
+    return judged
 
 
 def validate_csv(
@@ -365,15 +430,35 @@ def validate_csv(
 ) -> ImportReport:
     """Check every row; nothing is written."""
     report = ImportReport()
-    validator = _Validator(organization, identifier_system)
+    _check(path, _Validator(organization, identifier_system), progress, None, report)
+    return report
+
+
+def _check(
+    path: Path,
+    validator: _Validator,
+    progress: Progress | None,
+    fingerprints: _Fingerprints | None,
+    report: ImportReport,
+    chunk_size: int = BATCH_SIZE,
+) -> int | None:
+    """Fill `report` with the rows and the bad ones. Returns, when every row is known as
+    last imported, how many visits they are (as the import would count them unchanged);
+    otherwise None."""
+    known: int | None = 0
     try:
-        for line, item in _read(path, validator, progress):
-            report.rows += 1
-            if isinstance(item, str):
-                report.errors.append((line, item))
+        for chunk in _read(path, validator, progress, fingerprints, chunk_size):
+            for line, item in chunk:
+                report.rows += 1
+                if isinstance(item, str):
+                    report.errors.append((line, item))
+            if known is not None and all(isinstance(item, _Known) for _, item in chunk):
+                known += len({item.appointment_id for _, item in chunk})  # type: ignore[union-attr]
+            else:
+                known = None
     except UnicodeDecodeError as exc:
         raise CsvLayoutError(f"The file is not UTF-8 text ({exc.reason}).") from exc
-    return report
+    return known
 
 
 def import_csv(
@@ -390,6 +475,10 @@ def import_csv(
 ) -> ImportReport:
     """Validate the whole file, then import it in batches in one transaction.
 
+    A row exactly as the last import left it (same fingerprint, its visit and patient not
+    changed since) is neither validated nor compared: a re-import of an unchanged file
+    reads it and writes nothing.
+
     `identifier_system` is the system of MRNs in rows without a mrn_system (default: the
     organization's own); ValueError when it is not a URI."""
     if identifier_system:
@@ -397,22 +486,25 @@ def import_csv(
             validate_identifier_system(identifier_system)
         except ValidationError as exc:
             raise CsvLayoutError(f"--identifier-system: {' '.join(exc.messages)}") from exc
-    report = validate_csv(path, organization, validate_progress, identifier_system)
+    report = ImportReport()
+    validator = _Validator(organization, identifier_system)
+    writer = _BatchWriter(organization, external_system[:255], report, plan=plan_reminders)
+    fingerprints = _Fingerprints(organization, external_system[:255], validator, writer)
+    known = _check(path, validator, validate_progress, fingerprints, report, batch_size)
     if report.errors and not skip_invalid:
         return report
-    writer = _BatchWriter(organization, external_system[:255], report, plan=plan_reminders)
+    if known is not None:
+        # Every row is as the last import left it: nothing to write, no second reading.
+        report.unchanged = known
+        report.imported = True
+        if import_progress is not None:
+            import_progress(path.stat().st_size)
+        return report
     with transaction.atomic():
-        batch: list[Row] = []
-        validator = _Validator(organization, identifier_system)
-        for _line, item in _read(path, validator, import_progress):
-            if isinstance(item, str):
-                continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                writer.write(batch)
-                batch = []
-        if batch:
-            writer.write(batch)
+        for chunk in _read(path, validator, import_progress, fingerprints, batch_size):
+            items = [item for _, item in chunk if not isinstance(item, str)]
+            if items:
+                fingerprints.record(writer.write(items))
     report.imported = True
     if report.created or report.updated:
         # A bulk load; a file that changed nothing leaves the statistics as they are.
@@ -423,8 +515,101 @@ def import_csv(
             AppointmentEvent,
             AppointmentVersion,
             OutboundMessage,
+            CsvRowFingerprint,
         )
     return report
+
+
+_CELL = {name: n for n, name in enumerate(_COLUMNS)}
+
+
+class _Fingerprints:
+    """Each row's fingerprint: a hash of its stripped cells and of what they resolve to in
+    Careline now (practice and its time zone, provider, visit type and length, the default
+    MRN system, the phone region), so a row means the same visit only while all of that
+    holds. Stored per visit with the visit's and its patient's versions (CsvRowFingerprint);
+    a stored one counts only while neither version moved (another door changed them)."""
+
+    def __init__(
+        self,
+        organization: Organization,
+        external_system: str,
+        validator: _Validator,
+        writer: _BatchWriter,
+    ):
+        self.org = organization
+        self.system = external_system
+        self.validator = validator
+        self.writer = writer
+        self.context = f"{validator.identifier_system}\x1e{validator.region}"
+
+    def of(self, cells: list[str]) -> int:
+        practice = self.validator.practices.get(cells[_CELL["practice"]].lower())
+        npi = cells[_CELL["provider_npi"]]
+        writer = self.writer
+        provider = writer.providers_by_npi.get(npi) if npi else None
+        if provider is None:
+            provider = writer.providers_by_name.get(cells[_CELL["provider"]][:200].lower())
+        kind = writer.types.get((cells[_CELL["appointment_type"]] or DEFAULT_TYPE_CODE)[:40])
+        resolved = (practice and (practice[0], practice[1].key), provider, kind, self.context)
+        text = "\x1f".join(cells) + "\x1e" + repr(resolved)
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        # Never 0, which means "no fingerprint".
+        return int.from_bytes(digest, "big", signed=True) or 1
+
+    def stored(self, appointment_ids: list[str]) -> dict[str, int]:
+        """appointment_id → the fingerprint of the row its visit was last imported from,
+        for visits whose visit and patient have not changed since."""
+        found: dict[str, int] = {}
+        for start in range(0, len(appointment_ids), 1000):
+            found.update(
+                CsvRowFingerprint.objects.filter(
+                    appointment__organization=self.org,
+                    appointment__external_system=self.system,
+                    appointment__external_id__in=appointment_ids[start : start + 1000],
+                    appointment_version=F("appointment__version"),
+                    patient_id=F("appointment__patient_id"),
+                    patient_version=F("appointment__patient__version"),
+                ).values_list("appointment__external_id", "fingerprint")
+            )
+        return found
+
+    def record(self, rows: list[Row]) -> None:
+        """Keep the fingerprints of the rows just written or found unchanged."""
+        prints = {row.appointment_id: self.of(list(row.cells)) for row in rows}
+        if not prints:
+            return
+        ids = list(prints)
+        kept: list[CsvRowFingerprint] = []
+        for start in range(0, len(ids), 1000):
+            kept.extend(
+                CsvRowFingerprint(
+                    appointment_id=pk,
+                    fingerprint=prints[external_id],
+                    appointment_version=version,
+                    patient_id=patient_id,
+                    patient_version=patient_version,
+                )
+                for external_id, pk, version, patient_id, patient_version in (
+                    Appointment.objects.filter(
+                        organization=self.org,
+                        external_system=self.system,
+                        external_id__in=ids[start : start + 1000],
+                    ).values_list("external_id", "id", "version", "patient_id", "patient__version")
+                )
+            )
+        CsvRowFingerprint.objects.bulk_create(
+            kept,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["appointment"],
+            update_fields=[
+                "fingerprint",
+                "appointment_version",
+                "patient_id",
+                "patient_version",
+            ],
+        )
 
 
 class _Stored(NamedTuple):
@@ -477,13 +662,18 @@ class _BatchWriter:
             ).values_list("id", "code", "duration_minutes")
         }
 
-    def write(self, rows: list[Row]) -> None:
-        latest = {row.appointment_id: row for row in rows}
-        rows = list(latest.values())
-        patients = self._patients(rows)
-        providers = self._providers(rows)
-        self._types(rows)
-        self._appointments(rows, patients, providers)
+    def write(self, items: list[Row | _Known]) -> list[Row]:
+        """Write a batch; a later row with the same appointment_id wins. Returns the rows
+        it wrote or found unchanged (not those known unchanged by their fingerprint)."""
+        latest = {item.appointment_id: item for item in items}
+        rows = [item for item in latest.values() if isinstance(item, Row)]
+        self.report.unchanged += len(latest) - len(rows)
+        if rows:
+            patients = self._patients(rows)
+            providers = self._providers(rows)
+            self._types(rows)
+            self._appointments(rows, patients, providers)
+        return rows
 
     def _patients(self, rows: list[Row]) -> dict[tuple[str, str], int]:
         """(system, MRN) → patient id; a patient is found by the identifier, never by the

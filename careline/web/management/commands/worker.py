@@ -5,10 +5,11 @@ Five passes in the one background harness (careline.background): the texts the T
 webhook stored (`conversations.inbound.interpret_waiting`, first, so an answer it queues
 goes out in the same round), the dispatcher (essential: an error that is not the
 database's stops the worker rather than letting reminders silently stop going out), the
-waitlist every 15 seconds, no-show scoring every `CARELINE_NOSHOW_SCORING_SECONDS` (which
-decides the extra touch for high-risk visits), and broadcasts (a recorded broadcast's texts
-are queued here, not in the web request that recorded it), whose failures are logged and
-never hold up the reminders.
+waitlist every 15 seconds, the audience counts the broadcast page polls for (too large to
+count in a request), no-show scoring every `CARELINE_NOSHOW_SCORING_SECONDS` (which decides
+the extra touch for high-risk visits), and broadcasts (a recorded broadcast's texts are
+queued here, not in the web request that recorded it), whose failures are logged and never
+hold up the reminders.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from careline.analytics import risk
 from careline.background import Pass, run_passes, run_round, summary
+from careline.broadcasts.previews import count_waiting
 from careline.broadcasts.sending import queue_broadcasts
 from careline.conversations.inbound import interpret_waiting
 from careline.messaging.dispatch import Dispatcher
@@ -76,6 +78,11 @@ def noshow_scoring_pass() -> Pass:
     return Pass("noshow-scoring", run, every=settings.CARELINE_NOSHOW_SCORING_SECONDS)
 
 
+def previews_pass() -> Pass:
+    # Audience counts the compose page is waiting for (too large to count in a request).
+    return Pass("broadcast previews", count_waiting)
+
+
 class Command(BaseCommand):
     help = "Send due messages: reconcile interrupted sends, apply the compliance gate, send."
 
@@ -101,6 +108,7 @@ class Command(BaseCommand):
         passes = [
             inbound_pass(),
             waitlist_pass(),
+            previews_pass(),
             broadcasts_pass(),
             noshow_scoring_pass(),
             dispatcher_pass(dispatcher),
