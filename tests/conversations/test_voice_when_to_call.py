@@ -14,9 +14,7 @@ from careline.integrations.api_keys import issue_api_key
 from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.twilio import TwilioGateway
 from careline.messaging.models import Channel, MessageKind, MessageState, OutboundMessage
-from careline.messaging.planning import sync_reminders
 from careline.patients.models import LineType, Patient, PhoneLine
-from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
 from tests.conversations.voice import ACCOUNT_SID, BASE, TOKEN, VoicePractice
 from tests.messaging.fake_twilio import NOT_MOBILE, running_fake_twilio
 
@@ -147,20 +145,7 @@ def test_a_call_is_not_started_after_hours_even_when_the_worker_is_late(build, f
     Patient.objects.filter(pk=patient.pk).update(phones=patient.phones, time_zones="")
     day = timezone.now().astimezone(zone).date() + timedelta(days=2)
     start = datetime.combine(day, time(10), tzinfo=zone)
-    visit = Appointment.objects.create(
-        organization=clinic.org,
-        practice=clinic.practice,
-        provider=clinic.provider,
-        patient=patient,
-        appointment_type=clinic.visit_type,
-        start=start,
-        end=start + timedelta(minutes=20),
-        status=AppointmentStatus.BOOKED,
-        status_changed_at=timezone.now(),
-        status_source=ChangeSource.FHIR,
-        allow_overlap=True,
-    )
-    sync_reminders([visit.pk])
+    visit = clinic.visit(patient, start=start)
     # Claimed a second before the hours close; the worker reaches the dial after they did.
     claim = datetime.combine(day - timedelta(days=1), time(20, 59, 59), tzinfo=zone)
     times = iter([claim, claim])

@@ -70,9 +70,12 @@ class VoicePractice:
         kw.setdefault("given_name", "Ana")
         return self.build.patient(self.org, home_practice=self.practice, **kw)
 
-    def visit(self, patient, *, hours_ahead: int = 30) -> Appointment:
+    def visit(
+        self, patient, *, hours_ahead: int = 30, start: datetime | None = None
+    ) -> Appointment:
         """A visit as the EHR feed writes it, with its reminders planned."""
-        start = (timezone.now() + timedelta(hours=hours_ahead)).replace(second=0, microsecond=0)
+        if start is None:
+            start = (timezone.now() + timedelta(hours=hours_ahead)).replace(second=0, microsecond=0)
         appointment = Appointment.objects.create(
             organization=self.org,
             practice=self.practice,
