@@ -22,32 +22,18 @@ from careline.messaging.models import (
 from careline.patients.models import ConsentEvent, ConsentSource, PhoneConsent
 from careline.scheduling.models import AppointmentEvent, AppointmentStatus, ChangeSource
 from tests.conversations.voice import (
-    ACCOUNT_SID,
     BASE,
     ORG_NUMBER,
     PRACTICE_PHONE,
-    TOKEN,
     VoicePractice,
+    fake_twilio_for_calls,
     spoken,
 )
-from tests.messaging.fake_twilio import running_fake_twilio
 
 
 @pytest.fixture
 def fake(settings):
-    with running_fake_twilio(ACCOUNT_SID, TOKEN) as server:
-        settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
-        settings.TWILIO_AUTH_TOKEN = TOKEN
-        settings.TWILIO_API_BASE_URL = server.base_url
-        settings.TWILIO_MESSAGING_SERVICE_SID = ""
-        settings.TWILIO_FROM_NUMBER = ""
-        settings.TWILIO_TIMEOUT_SECONDS = 2
-        settings.CARELINE_BASE_URL = BASE
-        settings.CARELINE_CALLS_PER_SECOND = 0
-        # The hours themselves are the property tests' (test_calling_hours.py).
-        settings.CARELINE_CALLING_HOURS_START = 0
-        settings.CARELINE_CALLING_HOURS_END = 24
-        yield server
+    yield from fake_twilio_for_calls(settings)
 
 
 @pytest.fixture

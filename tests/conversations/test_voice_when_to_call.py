@@ -15,24 +15,13 @@ from careline.messaging.dispatch import Dispatcher
 from careline.messaging.gateways.twilio import TwilioGateway
 from careline.messaging.models import Channel, MessageKind, MessageState, OutboundMessage
 from careline.patients.models import LineType, Patient, PhoneLine
-from tests.conversations.voice import ACCOUNT_SID, BASE, TOKEN, VoicePractice
-from tests.messaging.fake_twilio import NOT_MOBILE, running_fake_twilio
+from tests.conversations.voice import ACCOUNT_SID, BASE, TOKEN, VoicePractice, fake_twilio_for_calls
+from tests.messaging.fake_twilio import NOT_MOBILE
 
 
 @pytest.fixture
 def fake(settings):
-    with running_fake_twilio(ACCOUNT_SID, TOKEN) as server:
-        settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
-        settings.TWILIO_AUTH_TOKEN = TOKEN
-        settings.TWILIO_API_BASE_URL = server.base_url
-        settings.TWILIO_MESSAGING_SERVICE_SID = ""
-        settings.TWILIO_FROM_NUMBER = ""
-        settings.TWILIO_TIMEOUT_SECONDS = 2
-        settings.CARELINE_BASE_URL = BASE
-        settings.CARELINE_CALLS_PER_SECOND = 0
-        settings.CARELINE_CALLING_HOURS_START = 0
-        settings.CARELINE_CALLING_HOURS_END = 24
-        yield server
+    yield from fake_twilio_for_calls(settings)
 
 
 @pytest.fixture

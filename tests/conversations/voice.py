@@ -18,6 +18,7 @@ from careline.messaging.models import MessageKind, OutboundMessage, ReminderRule
 from careline.messaging.planning import sync_reminders
 from careline.messaging.rules import save_rule
 from careline.scheduling.models import Appointment, AppointmentStatus, ChangeSource
+from tests.messaging.fake_twilio import running_fake_twilio
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "voice-test-auth-token"
@@ -166,3 +167,20 @@ def spoken(twiml: ET.Element) -> str:
 
 def local_noon_today(zone) -> datetime:
     return datetime.combine(timezone.now().astimezone(zone).date(), time(12), tzinfo=zone)
+
+
+def fake_twilio_for_calls(settings):
+    """A running fake Twilio with Careline pointed at it, calls unthrottled and allowed at
+    any hour (the hours themselves are the property tests': test_calling_hours.py)."""
+    with running_fake_twilio(ACCOUNT_SID, TOKEN) as server:
+        settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
+        settings.TWILIO_AUTH_TOKEN = TOKEN
+        settings.TWILIO_API_BASE_URL = server.base_url
+        settings.TWILIO_MESSAGING_SERVICE_SID = ""
+        settings.TWILIO_FROM_NUMBER = ""
+        settings.TWILIO_TIMEOUT_SECONDS = 2
+        settings.CARELINE_BASE_URL = BASE
+        settings.CARELINE_CALLS_PER_SECOND = 0
+        settings.CARELINE_CALLING_HOURS_START = 0
+        settings.CARELINE_CALLING_HOURS_END = 24
+        yield server
